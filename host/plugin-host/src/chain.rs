@@ -1,0 +1,587 @@
+//! A call's plugin chain: the plugins an account runs, in order, and the
+//! per-call session that calls their hooks and applies their decisions.
+//!
+//! Chain semantics, per hook:
+//! - `on-invite`: in order; edits accumulate (each plugin sees the previous
+//!   ones' edits); a reject or redirect stops the chain.
+//! - `select-uri`: a pipeline; each plugin gets the previous one's targets.
+//! - `on-redirect`, `on-failure`: the first non-default decision wins.
+//! - `pre-dial`: edits accumulate; a skip stops the chain.
+//! - `on-call-end`: every plugin is told.
+//!
+//! A failing plugin (trap, deadline, memory, invalid decision, quarantine)
+//! gets its failure mode: `fail-open` uses the hook's default and goes on,
+//! `fail-closed` ends the call with the configured 500/503.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::Store;
+
+use crate::audit::AuditEntry;
+use crate::bindings::Policy;
+use crate::error::HookFailure;
+use crate::limits::{FailureMode, Limits};
+use crate::plugin::{FailureEffect, Plugin};
+use crate::runtime::Runtime;
+use crate::services::PluginConfig;
+use crate::state::HostState;
+use crate::types::{
+    Call, DialDecision, Fallback, Header, HeaderEdit, InviteDecision, InviteEdits, RedirectDecision, Reject, Request,
+    Response, Selection, Summary, Target, Variable,
+};
+use crate::validate;
+
+/// One plugin of a chain, with the operator's config and limits for it.
+#[derive(Clone, Debug)]
+pub struct ChainEntry {
+    pub plugin: String,
+    pub config: Arc<PluginConfig>,
+    pub limits: Limits,
+}
+
+/// The ordered plugins of an account (trunk).
+#[derive(Clone, Debug, Default)]
+pub struct Chain {
+    pub entries: Vec<ChainEntry>,
+}
+
+/// One hook call, for call insight, `plugin run` and the quickstart.
+#[derive(Clone, Debug)]
+pub struct HookTrace {
+    pub plugin: String,
+    pub version: String,
+    pub hook: &'static str,
+    /// What the plugin decided, or how it failed and what the call got.
+    pub outcome: String,
+    pub micros: u64,
+}
+
+/// Result of the `on-invite` chain (edits were applied to the call).
+#[derive(Clone, Debug, PartialEq)]
+pub enum InviteOutcome {
+    Continue,
+    Reject(Reject),
+    Redirect(Vec<String>),
+}
+
+/// Result of the `select-uri` chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selected {
+    pub targets: Vec<Target>,
+    /// True: try in exactly this order. False: apply priority/weight.
+    pub ordered: bool,
+}
+
+/// Result of the `pre-dial` chain (edits were applied to the request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialOutcome {
+    Send,
+    Skip,
+}
+
+struct Live {
+    store: Store<HostState>,
+    policy: Policy,
+}
+
+struct Slot {
+    entry: ChainEntry,
+    /// The version pinned when the call started; `None` if not loaded then.
+    plugin: Option<Arc<Plugin>>,
+    live: Option<Live>,
+}
+
+/// A call's routing phase: one lazily created instance per plugin, dropped
+/// with the session (or after a failure, so no state survives a trap).
+pub struct CallSession {
+    runtime: Runtime,
+    slots: Vec<Slot>,
+    account: String,
+    call_id: String,
+    trace: Vec<HookTrace>,
+}
+
+/// What a failure means for the call.
+enum Verdict {
+    Proceed,
+    End(Reject),
+}
+
+fn standard_reason(code: u16) -> &'static str {
+    match code {
+        500 => "Server Internal Error",
+        _ => "Service Unavailable",
+    }
+}
+
+impl CallSession {
+    pub(crate) fn new(runtime: Runtime, chain: &Chain, account: &str, call_id: &str) -> Self {
+        let plugins = runtime.inner.plugins.load();
+        let slots = chain
+            .entries
+            .iter()
+            .map(|e| Slot { entry: e.clone(), plugin: plugins.get(&e.plugin).cloned(), live: None })
+            .collect();
+        CallSession { runtime, slots, account: account.into(), call_id: call_id.into(), trace: Vec::new() }
+    }
+
+    /// Hook calls so far, in order.
+    pub fn trace(&self) -> &[HookTrace] {
+        &self.trace
+    }
+
+    /// The version of each chain entry this call uses (`None`: not loaded).
+    pub fn versions(&self) -> Vec<(String, Option<String>)> {
+        self.slots.iter().map(|s| (s.entry.plugin.clone(), s.plugin.as_ref().map(|p| p.info.version.clone()))).collect()
+    }
+
+    fn note(&mut self, i: usize, hook: &'static str, started: Instant, outcome: String) {
+        let slot = &self.slots[i];
+        self.trace.push(HookTrace {
+            plugin: slot.entry.plugin.clone(),
+            version: slot.plugin.as_ref().map(|p| p.info.version.clone()).unwrap_or_else(|| "-".into()),
+            hook,
+            outcome,
+            micros: started.elapsed().as_micros() as u64,
+        });
+    }
+
+    fn instantiate(&self, i: usize, plugin: &Arc<Plugin>) -> Result<Live, HookFailure> {
+        let entry = &self.slots[i].entry;
+        let scope = self.runtime.scope(plugin, &self.account, &self.call_id, entry.config.clone());
+        let mut store = Store::new(&self.runtime.inner.engine, HostState::new(scope, &entry.limits));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(entry.limits.hook_timeout_ms.max(1));
+        store.epoch_deadline_trap();
+        match plugin.pre.instantiate(&mut store) {
+            Ok(policy) => Ok(Live { store, policy }),
+            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                Err(HookFailure::HostBusy(e.to_string()))
+            }
+            Err(e) => Err(classify(e, &store, &entry.limits)),
+        }
+    }
+
+    /// Call one hook of plugin `i` and validate its result.
+    fn run<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&R) -> Result<(), String>,
+    ) -> Result<R, HookFailure> {
+        let plugin = self.slots[i].plugin.clone().ok_or(HookFailure::NotLoaded)?;
+        if !plugin.admits() {
+            return Err(HookFailure::Quarantined);
+        }
+        if self.slots[i].live.is_none() {
+            let live = self.instantiate(i, &plugin)?;
+            self.slots[i].live = Some(live);
+        }
+        let limits = self.slots[i].entry.limits.clone();
+        let live = self.slots[i].live.as_mut().expect("instantiated above");
+        live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
+        let result = f(&live.policy, &mut live.store);
+        live.store.data_mut().flush_output();
+        let failure = match result {
+            Ok(r) => match check(&r) {
+                Ok(()) => {
+                    plugin.record_success();
+                    return Ok(r);
+                }
+                Err(why) => HookFailure::InvalidDecision(why),
+            },
+            Err(e) => classify(e, &live.store, &limits),
+        };
+        // A failed instance may be in any state: never call it again.
+        self.slots[i].live = None;
+        Err(failure)
+    }
+
+    /// Log the failure once, count it towards quarantine, and decide what the call gets.
+    fn failed(&mut self, i: usize, hook: &'static str, started: Instant, failure: HookFailure) -> Verdict {
+        let slot = &self.slots[i];
+        let limits = &slot.entry.limits;
+        let version = slot.plugin.as_ref().map(|p| p.info.version.clone()).unwrap_or_else(|| "-".into());
+        let verdict = match (&failure, limits.failure_mode) {
+            (HookFailure::HostBusy(_), _) => Verdict::End(Reject { code: 503, reason: "Service Unavailable".into() }),
+            (_, FailureMode::FailOpen) => Verdict::Proceed,
+            (_, FailureMode::FailClosed) => Verdict::End(Reject {
+                code: limits.fail_closed_code,
+                reason: standard_reason(limits.fail_closed_code).into(),
+            }),
+        };
+        let what = match &verdict {
+            Verdict::Proceed => "fail-open: hook default used".to_string(),
+            Verdict::End(r) => format!("call rejected {}", r.code),
+        };
+        if !matches!(failure, HookFailure::Quarantined) {
+            tracing::error!(
+                plugin = %slot.entry.plugin, version = %version, call_id = %self.call_id, hook,
+                kind = failure.kind(), "plugin {failure}; {what}"
+            );
+        }
+        if let (true, Some(plugin)) = (failure.is_plugin_fault(), slot.plugin.clone()) {
+            if let FailureEffect::Quarantined(n) = plugin.record_failure(limits.quarantine_after, limits.quarantine_secs) {
+                tracing::error!(
+                    plugin = %plugin.info.name, version = %plugin.info.version,
+                    "plugin quarantined for {} s after {n} consecutive failures", limits.quarantine_secs
+                );
+                let mut e = AuditEntry::new("quarantine", &plugin.info.name, "runtime");
+                e.version = Some(plugin.info.version.clone());
+                e.detail = Some(format!("{n} consecutive failures, last: {failure}"));
+                self.runtime.inner.audit.record(e);
+            }
+        }
+        self.runtime.inner.services.metrics.counter(&Arc::from(slot.entry.plugin.as_str()), &format!("failures.{}", failure.kind()), 1);
+        self.note(i, hook, started, format!("failed ({failure}); {what}"));
+        verdict
+    }
+
+    /// Run the `on-invite` chain, applying edits to `call` and `request`.
+    pub fn on_invite(&mut self, call: &mut Call, request: &mut Request) -> InviteOutcome {
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            let r = self.run(
+                i,
+                |p, s| p.trunkline_policy_hooks().call_on_invite(s, &*call, &*request),
+                |d| match d {
+                    InviteDecision::Continue => Ok(()),
+                    InviteDecision::Reject(r) => validate::reject(r),
+                    InviteDecision::Redirect(c) => validate::contacts(c),
+                    InviteDecision::Edit(e) => validate::invite_edits(e),
+                },
+            );
+            match r {
+                Ok(InviteDecision::Continue) => self.note(i, "on-invite", t, "continue".into()),
+                Ok(InviteDecision::Reject(r)) => {
+                    self.note(i, "on-invite", t, format!("reject {} {}", r.code, r.reason));
+                    return InviteOutcome::Reject(r);
+                }
+                Ok(InviteDecision::Redirect(c)) => {
+                    self.note(i, "on-invite", t, format!("redirect {}", c.join(", ")));
+                    return InviteOutcome::Redirect(c);
+                }
+                Ok(InviteDecision::Edit(e)) => {
+                    let what = describe_invite_edits(&e);
+                    apply_invite_edits(call, request, e);
+                    self.note(i, "on-invite", t, format!("edit {what}"));
+                }
+                Err(f) => {
+                    if let Verdict::End(r) = self.failed(i, "on-invite", t, f) {
+                        return InviteOutcome::Reject(r);
+                    }
+                }
+            }
+        }
+        InviteOutcome::Continue
+    }
+
+    /// Run the `select-uri` chain over `candidates`. `Err` ends the call (fail-closed).
+    pub fn select_uri(&mut self, call: &Call, candidates: Vec<Target>) -> Result<Selected, Reject> {
+        let mut current = Selected { targets: candidates, ordered: false };
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            let targets = &current.targets;
+            let r = self.run(
+                i,
+                |p, s| p.trunkline_policy_hooks().call_select_uri(s, call, targets),
+                |d| match d {
+                    Selection::Default => Ok(()),
+                    Selection::Candidates(t) | Selection::Ordered(t) => validate::targets(t),
+                },
+            );
+            match r {
+                Ok(Selection::Default) => self.note(i, "select-uri", t, "default".into()),
+                Ok(Selection::Candidates(list)) => {
+                    self.note(i, "select-uri", t, format!("candidates {}", describe_targets(&list)));
+                    current = Selected { targets: list, ordered: false };
+                }
+                Ok(Selection::Ordered(list)) => {
+                    self.note(i, "select-uri", t, format!("ordered {}", describe_targets(&list)));
+                    current = Selected { targets: list, ordered: true };
+                }
+                Err(f) => {
+                    if let Verdict::End(r) = self.failed(i, "select-uri", t, f) {
+                        return Err(r);
+                    }
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// Run the `pre-dial` chain for one target, applying edits to `request`.
+    /// `Err` ends the call (fail-closed).
+    pub fn pre_dial(&mut self, call: &Call, request: &mut Request, target: &Target) -> Result<DialOutcome, Reject> {
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            let r = self.run(
+                i,
+                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call, &*request, target),
+                |d| match d {
+                    DialDecision::Edit(e) => validate::header_edits(e),
+                    _ => Ok(()),
+                },
+            );
+            match r {
+                Ok(DialDecision::Continue) => self.note(i, "pre-dial", t, "continue".into()),
+                Ok(DialDecision::Skip) => {
+                    self.note(i, "pre-dial", t, format!("skip {}", target.uri));
+                    return Ok(DialOutcome::Skip);
+                }
+                Ok(DialDecision::Edit(e)) => {
+                    let what = describe_header_edits(&e);
+                    apply_header_edits(&mut request.headers, &e);
+                    self.note(i, "pre-dial", t, format!("edit {what}"));
+                }
+                Err(f) => {
+                    if let Verdict::End(r) = self.failed(i, "pre-dial", t, f) {
+                        return Err(r);
+                    }
+                }
+            }
+        }
+        Ok(DialOutcome::Send)
+    }
+
+    /// Run the `on-redirect` chain: the first non-default decision wins.
+    pub fn on_redirect(&mut self, call: &Call, response: &Response) -> RedirectDecision {
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            let r = self.run(
+                i,
+                |p, s| p.trunkline_policy_hooks().call_on_redirect(s, call, response),
+                |d| match d {
+                    RedirectDecision::Follow(u) => validate::uri("redirect target", u),
+                    RedirectDecision::Reject(r) => validate::reject(r),
+                    _ => Ok(()),
+                },
+            );
+            match r {
+                Ok(RedirectDecision::Default) => self.note(i, "on-redirect", t, "default".into()),
+                Ok(d) => {
+                    self.note(i, "on-redirect", t, format!("{d:?}"));
+                    return d;
+                }
+                Err(f) => {
+                    if let Verdict::End(r) = self.failed(i, "on-redirect", t, f) {
+                        return RedirectDecision::Reject(r);
+                    }
+                }
+            }
+        }
+        RedirectDecision::Default
+    }
+
+    /// Run the `on-failure` chain: the first non-default decision wins.
+    pub fn on_failure(&mut self, call: &Call, last: Option<&Response>) -> Fallback {
+        let last = last.cloned();
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            let r = self.run(
+                i,
+                |p, s| p.trunkline_policy_hooks().call_on_failure(s, call, last.as_ref()),
+                |d| match d {
+                    Fallback::Reject(r) => validate::reject(r),
+                    Fallback::TwimlUrl(u) => validate::twiml_url(u),
+                    Fallback::TwimlDocument(d) => validate::twiml_document(d),
+                    Fallback::Default => Ok(()),
+                },
+            );
+            match r {
+                Ok(Fallback::Default) => self.note(i, "on-failure", t, "default".into()),
+                Ok(d) => {
+                    let what = match &d {
+                        Fallback::Reject(r) => format!("reject {} {}", r.code, r.reason),
+                        Fallback::TwimlUrl(u) => format!("twiml-url {u}"),
+                        Fallback::TwimlDocument(doc) => format!("twiml-document ({} bytes)", doc.len()),
+                        Fallback::Default => unreachable!(),
+                    };
+                    self.note(i, "on-failure", t, what);
+                    return d;
+                }
+                Err(f) => {
+                    if let Verdict::End(r) = self.failed(i, "on-failure", t, f) {
+                        return Fallback::Reject(r);
+                    }
+                }
+            }
+        }
+        Fallback::Default
+    }
+
+    /// Tell every plugin the call is over. Ends the session: instances are dropped.
+    pub fn on_call_end(mut self, call: &Call, summary: &Summary) -> Vec<HookTrace> {
+        for i in 0..self.slots.len() {
+            let t = Instant::now();
+            match self.run(i, |p, s| p.trunkline_policy_hooks().call_on_call_end(s, call, summary), |_| Ok(())) {
+                Ok(()) => self.note(i, "on-call-end", t, "notified".into()),
+                Err(f) => {
+                    let _ = self.failed(i, "on-call-end", t, f);
+                }
+            }
+        }
+        std::mem::take(&mut self.trace)
+    }
+
+    /// End the routing phase now (the call was answered or failed): drop the
+    /// instances. Later hooks get fresh ones.
+    pub fn end_routing_phase(&mut self) {
+        for s in &mut self.slots {
+            s.live = None;
+        }
+    }
+}
+
+fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> HookFailure {
+    if store.data().limiter.refused_memory {
+        return HookFailure::OutOfMemory(limits.memory_bytes);
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout(limits.hook_timeout_ms),
+        Some(trap) => HookFailure::Trap(trap.to_string()),
+        None => {
+            let mut msg = format!("{e}");
+            msg.truncate(300);
+            HookFailure::Trap(msg)
+        }
+    }
+}
+
+/// Apply header edits in order, names compared case-insensitively.
+pub fn apply_header_edits(headers: &mut Vec<Header>, edits: &[HeaderEdit]) {
+    for e in edits {
+        match e {
+            HeaderEdit::Add(h) => headers.push(h.clone()),
+            HeaderEdit::Set(h) => {
+                match headers.iter().position(|x| x.name.eq_ignore_ascii_case(&h.name)) {
+                    Some(first) => {
+                        headers[first] = h.clone();
+                        let mut idx = 0;
+                        headers.retain(|x| {
+                            idx += 1;
+                            idx - 1 == first || !x.name.eq_ignore_ascii_case(&h.name)
+                        });
+                    }
+                    None => headers.push(h.clone()),
+                }
+            }
+            HeaderEdit::Remove(n) => headers.retain(|x| !x.name.eq_ignore_ascii_case(n)),
+        }
+    }
+}
+
+/// `uri` with its user part replaced: `sip:old@host;p` -> `sip:NEW@host;p`.
+pub fn rewrite_uri_user(uri: &str, user: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once(':') else { return uri.to_owned() };
+    let end = rest.find(['?']).unwrap_or(rest.len());
+    let hostpart = match rest[..end].find('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{scheme}:{user}@{hostpart}")
+}
+
+/// A From/To value with its display name set: `"Name" <uri>;params`.
+fn with_display(value: &str, display: &str) -> String {
+    match value.find('<') {
+        Some(open) => format!("\"{display}\" {}", &value[open..]),
+        None => {
+            let (uri, params) = value.split_once(';').map(|(u, p)| (u, format!(";{p}"))).unwrap_or((value, String::new()));
+            format!("\"{display}\" <{}>{params}", uri.trim())
+        }
+    }
+}
+
+fn apply_invite_edits(call: &mut Call, request: &mut Request, e: InviteEdits) {
+    apply_header_edits(&mut call.headers, &e.headers);
+    apply_header_edits(&mut request.headers, &e.headers);
+    if let Some(user) = e.request_uri_user {
+        request.uri = rewrite_uri_user(&request.uri, &user);
+        call.request_uri.uri = request.uri.clone();
+        call.request_uri.user = Some(user);
+    }
+    if let Some(display) = e.caller_display {
+        for headers in [&mut call.headers, &mut request.headers] {
+            for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("from") || h.name == "f") {
+                h.value = with_display(&h.value, &display);
+            }
+        }
+        call.from.display = Some(display);
+    }
+    for v in e.variables {
+        if let Some(x) = call.variables.iter_mut().find(|x| x.name == v.name) {
+            x.value = v.value;
+        } else if call.variables.len() < validate::MAX_VARIABLES {
+            call.variables.push(Variable { ..v });
+        } else {
+            tracing::warn!(call_id = %call.call_id, "call variable {} dropped: call has 64 variables", v.name);
+        }
+    }
+}
+
+fn describe_header_edits(edits: &[HeaderEdit]) -> String {
+    edits
+        .iter()
+        .map(|e| match e {
+            HeaderEdit::Add(h) => format!("+{}: {}", h.name, h.value),
+            HeaderEdit::Set(h) => format!("={}: {}", h.name, h.value),
+            HeaderEdit::Remove(n) => format!("-{n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_invite_edits(e: &InviteEdits) -> String {
+    let mut parts = vec![];
+    if !e.headers.is_empty() {
+        parts.push(describe_header_edits(&e.headers));
+    }
+    if let Some(u) = &e.request_uri_user {
+        parts.push(format!("user={u}"));
+    }
+    if let Some(d) = &e.caller_display {
+        parts.push(format!("display={d:?}"));
+    }
+    parts.extend(e.variables.iter().map(|v| format!("var {}={}", v.name, v.value)));
+    parts.join(", ")
+}
+
+fn describe_targets(list: &[Target]) -> String {
+    let uris: Vec<String> = list
+        .iter()
+        .map(|t| match &t.group {
+            Some(g) => format!("{} [{g}]", t.uri),
+            None => t.uri.clone(),
+        })
+        .collect();
+    format!("[{}]", uris.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: &str, v: &str) -> Header {
+        Header { name: n.into(), value: v.into() }
+    }
+
+    #[test]
+    fn header_edits_keep_order_and_case() {
+        let mut hs = vec![h("Diversion", "a"), h("X-A", "1"), h("diversion", "b")];
+        apply_header_edits(&mut hs, &[HeaderEdit::Set(h("DIVERSION", "c")), HeaderEdit::Add(h("X-B", "2"))]);
+        assert_eq!(hs, vec![h("DIVERSION", "c"), h("X-A", "1"), h("X-B", "2")]);
+        apply_header_edits(&mut hs, &[HeaderEdit::Remove("x-a".into())]);
+        assert_eq!(hs, vec![h("DIVERSION", "c"), h("X-B", "2")]);
+    }
+
+    #[test]
+    fn uri_user_and_display_rewrites() {
+        assert_eq!(rewrite_uri_user("sip:+1415@h.example;transport=tcp", "+1212"), "sip:+1212@h.example;transport=tcp");
+        assert_eq!(rewrite_uri_user("sip:h.example:5080", "+1"), "sip:+1@h.example:5080");
+        assert_eq!(with_display("<sip:a@b>;tag=1", "Bob"), "\"Bob\" <sip:a@b>;tag=1");
+        assert_eq!(with_display("\"Al\" <sip:a@b>", "Bob"), "\"Bob\" <sip:a@b>");
+        assert_eq!(with_display("sip:a@b;tag=9", "Bob"), "\"Bob\" <sip:a@b>;tag=9");
+    }
+}

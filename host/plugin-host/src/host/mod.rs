@@ -1,0 +1,13 @@
+//! One module per WIT interface the host implements for plugins.
+
+mod clock;
+mod config;
+mod kv;
+mod log;
+mod metrics;
+mod numbers;
+
+use crate::bindings::trunkline::policy::types;
+use crate::state::HostState;
+
+impl types::Host for HostState {}

@@ -1,0 +1,297 @@
+//! The plugin runtime: engine, linker, loaded plugins, shared services, and
+//! loading/reloading with validation and audit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::bindings::PolicyPre;
+use crate::cache::ArtifactCache;
+use crate::chain::{CallSession, Chain};
+use crate::engine::{build_engine, EngineOptions, EpochTicker};
+use crate::error::LoadError;
+use crate::limits::Limits;
+use crate::plugin::{Plugin, PluginInfo};
+use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig, StaticDirectory};
+use crate::state::{HostState, Scope, Services};
+
+/// What triggered a load, for the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadSource {
+    Startup,
+    Watch,
+    Signal,
+    Admin,
+    Cli,
+}
+
+impl LoadSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Watch => "watch",
+            Self::Signal => "signal",
+            Self::Admin => "admin",
+            Self::Cli => "cli",
+        }
+    }
+}
+
+/// How to build a [`Runtime`].
+pub struct RuntimeOptions {
+    pub engine: EngineOptions,
+    /// Where compiled plugins are cached (none: compile every time).
+    pub cache_dir: Option<PathBuf>,
+    /// Where audit entries are appended as JSON lines (none: log only).
+    pub audit_path: Option<PathBuf>,
+    /// Live keys per (plugin, account) kv namespace.
+    pub kv_max_keys: usize,
+    pub numbers: Arc<dyn NumberDirectory>,
+    /// Limits of the trial instantiation that validates a new version.
+    pub validation_limits: Limits,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            engine: EngineOptions::default(),
+            cache_dir: None,
+            audit_path: None,
+            kv_max_keys: 10_000,
+            numbers: Arc::new(StaticDirectory::default()),
+            validation_limits: Limits::default(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    linker: Linker<HostState>,
+    pub(crate) plugins: ArcSwap<HashMap<String, Arc<Plugin>>>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) audit: AuditLog,
+    cache: ArtifactCache,
+    validation_limits: Limits,
+    /// Serialises loads so two reloads of one plugin cannot interleave.
+    load_lock: Mutex<()>,
+    _ticker: EpochTicker,
+}
+
+/// The plugin runtime. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn plugin_name(path: &Path) -> Result<String, LoadError> {
+    let ok = path.extension().is_some_and(|e| e == "wasm");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let valid = !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok && valid {
+        Ok(stem.to_owned())
+    } else {
+        Err(LoadError::BadName(path.to_owned()))
+    }
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator, epoch interruption) and start the epoch ticker.
+    pub fn new(opts: RuntimeOptions) -> wasmtime::Result<Self> {
+        let engine = build_engine(&opts.engine)?;
+        let linker = crate::linker::build_linker(&engine)?;
+        let audit = AuditLog::open(opts.audit_path.as_deref())
+            .map_err(|e| wasmtime::Error::msg(format!("cannot open audit log: {e}")))?;
+        let services = Arc::new(Services {
+            kv: KvStore::new(opts.kv_max_keys),
+            metrics: Metrics::default(),
+            numbers: opts.numbers,
+        });
+        let inner = Inner {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            plugins: ArcSwap::from_pointee(HashMap::new()),
+            services,
+            audit,
+            cache: ArtifactCache::new(opts.cache_dir),
+            validation_limits: opts.validation_limits,
+            load_lock: Mutex::new(()),
+        };
+        Ok(Runtime { inner: Arc::new(inner) })
+    }
+
+    /// Compile and validate a plugin file without installing it.
+    pub fn check_file(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let name = plugin_name(path)?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        self.prepare(&name, path, &bytes)
+    }
+
+    fn prepare(&self, name: &str, path: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let sha256: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let engine = &self.inner.engine;
+        let component = self
+            .inner
+            .cache
+            .compile(engine, bytes, &sha256)
+            .map_err(|reason| LoadError::Compile { plugin: name.into(), reason })?;
+        let world = |e: wasmtime::Error| LoadError::World { plugin: name.into(), reason: format!("{e:#}") };
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(world)?;
+        let pre = PolicyPre::new(instance_pre).map_err(world)?;
+        let ty = component.component_type();
+        let info = PluginInfo {
+            name: name.into(),
+            version: sha256[..12].into(),
+            sha256: sha256.clone(),
+            path: path.display().to_string(),
+            size_bytes: bytes.len() as u64,
+            imports: ty.imports(engine).map(|(n, _)| n.to_owned()).collect(),
+            exports: ty.exports(engine).map(|(n, _)| n.to_owned()).collect(),
+        };
+        let plugin = Arc::new(Plugin::new(info, pre));
+        self.trial_instantiate(&plugin)?;
+        Ok(plugin)
+    }
+
+    /// Instantiate once under the validation limits: a component whose start
+    /// code traps, loops or needs too much memory is refused here, not on a call.
+    fn trial_instantiate(&self, plugin: &Arc<Plugin>) -> Result<(), LoadError> {
+        let limits = &self.inner.validation_limits;
+        let scope = self.scope(plugin, "validation", "validation", Arc::new(PluginConfig::default()));
+        let mut store = Store::new(&self.inner.engine, HostState::new(scope, limits));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(limits.hook_timeout_ms.max(1) * 10);
+        store.epoch_deadline_trap();
+        plugin
+            .pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| LoadError::Start { plugin: plugin.info.name.clone(), reason: format!("{e:#}") })
+    }
+
+    pub(crate) fn scope(&self, plugin: &Plugin, account: &str, call_id: &str, config: Arc<PluginConfig>) -> Scope {
+        Scope {
+            plugin: plugin.info.name.as_str().into(),
+            version: plugin.info.version.as_str().into(),
+            account: account.into(),
+            call_id: call_id.into(),
+            kv_namespace: KvStore::namespace(&plugin.info.name, account),
+            config,
+            services: self.inner.services.clone(),
+        }
+    }
+
+    /// Load (or reload) the plugin at `path`. On success the new version
+    /// serves every call that starts from now on; on failure the previous
+    /// version, if any, keeps serving. Either way an audit entry is written.
+    pub fn load_file(&self, path: &Path, source: LoadSource) -> Result<Arc<Plugin>, LoadError> {
+        let _guard = self.inner.load_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let name_guess = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_owned();
+        let previous = self.plugin(&name_guess);
+        let result = plugin_name(path).and_then(|name| {
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+            Ok((name, bytes))
+        });
+        let (name, bytes) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.audit_refusal(&name_guess, None, previous.as_deref(), source, &e);
+                return Err(e);
+            }
+        };
+        if let Some(p) = &previous {
+            let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            if p.info.sha256 == sha {
+                return Ok(p.clone());
+            }
+        }
+        match self.prepare(&name, path, &bytes) {
+            Ok(plugin) => {
+                self.inner.plugins.rcu(|map| {
+                    let mut map = HashMap::clone(map);
+                    map.insert(name.clone(), plugin.clone());
+                    map
+                });
+                let mut e = AuditEntry::new(if previous.is_some() { "reload" } else { "load" }, &name, source.as_str());
+                e.version = Some(plugin.info.version.clone());
+                e.previous = previous.map(|p| p.info.version.clone());
+                self.inner.audit.record(e);
+                Ok(plugin)
+            }
+            Err(err) => {
+                let version = Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect();
+                self.audit_refusal(&name, Some(version), previous.as_deref(), source, &err);
+                Err(err)
+            }
+        }
+    }
+
+    fn audit_refusal(&self, name: &str, version: Option<String>, previous: Option<&Plugin>, source: LoadSource, err: &LoadError) {
+        let mut e = AuditEntry::new("refuse", name, source.as_str());
+        e.outcome = "refused".into();
+        e.version = version;
+        e.previous = previous.map(|p| p.info.version.clone());
+        e.detail = Some(match previous {
+            Some(p) => format!("{err}; version {} keeps serving", p.info.version),
+            None => err.to_string(),
+        });
+        self.inner.audit.record(e);
+    }
+
+    /// Load every `*.wasm` file of `dir`; one result per file, in name order.
+    pub fn load_dir(&self, dir: &Path, source: LoadSource) -> std::io::Result<Vec<(PathBuf, Result<Arc<Plugin>, LoadError>)>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        files.sort();
+        Ok(files.into_iter().map(|p| {
+            let r = self.load_file(&p, source);
+            (p, r)
+        }).collect())
+    }
+
+    /// The current version of plugin `name`.
+    pub fn plugin(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.inner.plugins.load().get(name).cloned()
+    }
+
+    /// Every loaded plugin, by name.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        let mut v: Vec<_> = self.inner.plugins.load().values().cloned().collect();
+        v.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        v
+    }
+
+    /// Lift plugin `name`'s quarantine (admin request). False if not loaded.
+    pub fn release(&self, name: &str) -> bool {
+        let Some(p) = self.plugin(name) else { return false };
+        p.release();
+        let mut e = AuditEntry::new("release", name, "admin");
+        e.version = Some(p.info.version.clone());
+        self.inner.audit.record(e);
+        true
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Services shared by the plugins (kv, metrics, numbers).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.inner.services
+    }
+
+    /// Start a call's routing phase on `chain`: pins the current version of
+    /// each plugin for the whole session.
+    pub fn start_call(&self, chain: &Chain, account_id: &str, call_id: &str) -> CallSession {
+        CallSession::new(self.clone(), chain, account_id, call_id)
+    }
+}

@@ -1,0 +1,93 @@
+//! The per-store state: what one plugin instance, serving one call, may see.
+
+use std::sync::Arc;
+
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use crate::limits::{Limiter, Limits};
+use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig};
+
+/// Services shared by every instance of every plugin.
+pub struct Services {
+    pub kv: KvStore,
+    pub metrics: Metrics,
+    pub numbers: Arc<dyn NumberDirectory>,
+}
+
+/// Who an instance runs for: one plugin version, one account, one call.
+pub(crate) struct Scope {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) version: Arc<str>,
+    pub(crate) account: Arc<str>,
+    pub(crate) call_id: Arc<str>,
+    pub(crate) kv_namespace: Arc<str>,
+    pub(crate) config: Arc<PluginConfig>,
+    pub(crate) services: Arc<Services>,
+}
+
+/// Most bytes of stdout/stderr kept per instance (the rest is dropped).
+const CAPTURE_BYTES: usize = 4096;
+/// Log lines a plugin may write per instance before the rest are dropped.
+pub(crate) const LOG_BUDGET: u32 = 64;
+
+/// State of one store. WASI is linked with an empty context: no arguments,
+/// no environment, no files, no sockets; stdout/stderr go to the plugin log.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) scope: Scope,
+    pub(crate) log_budget: u32,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// Bytes of each stream already written to the log.
+    stdout_seen: usize,
+    stderr_seen: usize,
+}
+
+impl HostState {
+    pub(crate) fn new(scope: Scope, limits: &Limits) -> Self {
+        let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            scope,
+            log_budget: LOG_BUDGET,
+            stdout,
+            stderr,
+            stdout_seen: 0,
+            stderr_seen: 0,
+        }
+    }
+
+    /// Write what the plugin printed to stdout/stderr into the log, once.
+    pub(crate) fn flush_output(&mut self) {
+        for (stream, pipe, seen) in
+            [("stdout", &self.stdout, &mut self.stdout_seen), ("stderr", &self.stderr, &mut self.stderr_seen)]
+        {
+            let all = pipe.contents();
+            let bytes = all.get(*seen..).unwrap_or_default();
+            *seen = all.len();
+            if !bytes.is_empty() {
+                tracing::info!(
+                    plugin = %self.scope.plugin,
+                    version = %self.scope.version,
+                    call_id = %self.scope.call_id,
+                    stream,
+                    "{}",
+                    String::from_utf8_lossy(bytes).trim_end()
+                );
+            }
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,130 @@
+//! # trunkline-sdk
+//!
+//! Write Trunkline policy plugins in plain Rust. A plugin is a type that
+//! implements [`Policy`] (every hook has a default: "continue, change
+//! nothing") and is exported with [`export_policy!`]. Build it for
+//! `wasm32-wasip2` and drop the `.wasm` file into the router's plugins
+//! directory.
+//!
+//! ```no_run
+//! use trunkline_sdk::{export_policy, Call, Decision, InviteDecision, Policy, Request};
+//!
+//! #[derive(Default)]
+//! struct BlockAnonymous;
+//!
+//! impl Policy for BlockAnonymous {
+//!     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
+//!         if call.from.user.is_none() {
+//!             return Decision::reject(403, "Anonymous calls are not accepted");
+//!         }
+//!         Decision::proceed()
+//!     }
+//! }
+//!
+//! export_policy!(BlockAnonymous);
+//! ```
+//!
+//! The same code compiles for the host target, where the host capabilities
+//! ([`kv`], [`clock`], [`numbers`], [`config`], [`log`], [`metrics`]) are
+//! backed by an in-memory fake that tests control through
+//! [`testing::Harness`]. Plugin authors unit-test with `cargo test`, no SIP
+//! network and no Wasm runtime needed.
+//!
+//! This crate is not the host: it never runs plugins, it only describes them.
+#![deny(missing_docs)]
+
+mod decisions;
+mod e164;
+mod messages;
+mod name_addr;
+mod policy;
+
+pub mod schedule;
+
+pub mod clock;
+pub mod config;
+pub mod kv;
+pub mod log;
+pub mod metrics;
+pub mod numbers;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use decisions::Decision;
+pub use e164::E164;
+pub use name_addr::NameAddr;
+pub use policy::Policy;
+
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::{
+    DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,
+};
+#[doc(inline)]
+pub use wit::trunkline::policy::types::{
+    Call, Direction, HangupBy, Header, HeaderEdit, Health, InviteEdits, Outcome, Party, Reject,
+    Request, Response, Summary, Target, Transport, Variable,
+};
+
+/// Generated bindings for `wit/`. Plugin authors never need this module.
+#[doc(hidden)]
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "::trunkline_sdk::wit",
+        generate_all,
+        additional_derives: [PartialEq],
+    });
+}
+
+/// Export a [`Policy`] implementation as the plugin's hooks.
+///
+/// The type must implement [`Policy`] and [`Default`]; a value is created for
+/// each hook call (instances are per call, so keep state in call variables or
+/// [`kv`], not in the struct).
+///
+/// ```no_run
+/// #[derive(Default)]
+/// struct Noop;
+/// impl trunkline_sdk::Policy for Noop {}
+/// trunkline_sdk::export_policy!(Noop);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::wit::exports::trunkline::policy::hooks as __hooks;
+            struct __TrunklineExport;
+            impl __hooks::Guest for __TrunklineExport {
+                fn on_invite(call: $crate::Call, request: $crate::Request) -> __hooks::InviteDecision {
+                    $crate::Policy::on_invite(&<$ty as Default>::default(), &call, &request)
+                }
+                fn select_uri(call: $crate::Call, candidates: Vec<$crate::Target>) -> __hooks::Selection {
+                    $crate::Policy::select_uri(&<$ty as Default>::default(), &call, &candidates)
+                }
+                fn on_redirect(call: $crate::Call, response: $crate::Response) -> __hooks::RedirectDecision {
+                    $crate::Policy::on_redirect(&<$ty as Default>::default(), &call, &response)
+                }
+                fn pre_dial(
+                    call: $crate::Call,
+                    request: $crate::Request,
+                    target: $crate::Target,
+                ) -> __hooks::DialDecision {
+                    $crate::Policy::pre_dial(&<$ty as Default>::default(), &call, &request, &target)
+                }
+                fn on_failure(call: $crate::Call, last: Option<$crate::Response>) -> __hooks::Fallback {
+                    $crate::Policy::on_failure(&<$ty as Default>::default(), &call, last.as_ref())
+                }
+                fn on_call_end(call: $crate::Call, summary: $crate::Summary) {
+                    $crate::Policy::on_call_end(&<$ty as Default>::default(), &call, &summary)
+                }
+            }
+            $crate::wit::__export_policy_world!(__TrunklineExport with_types_in $crate::wit);
+        };
+    };
+}

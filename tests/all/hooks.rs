@@ -1,0 +1,215 @@
+//! Each hook is called and its decision applied; chain order; defaults;
+//! per-call isolation; the first-party plugins as real components.
+
+use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
+use trunkline_plugin_host::types::{Direction, Fallback, Header, RedirectDecision, Response, Summary, Target};
+use trunkline_plugin_host::types::{HangupBy, Health, Outcome, Transport};
+use trunkline_plugin_host::{Limits, RuntimeOptions};
+use trunkline_tests::{call, chain, entry, wasm};
+
+use crate::{directory, fixture, fixture_with};
+
+fn target(uri: &str, priority: u16) -> Target {
+    Target { uri: uri.into(), priority, weight: 1, enabled: true, transport: Transport::Udp, health: Health::Unknown, group: None }
+}
+
+fn var<'a>(c: &'a trunkline_plugin_host::types::Call, name: &str) -> Option<&'a str> {
+    c.variables.iter().find(|v| v.name == name).map(|v| v.value.as_str())
+}
+
+fn summary() -> Summary {
+    Summary {
+        outcome: Outcome::Answered,
+        status: 200,
+        target_uri: Some("sip:127.0.0.1:5080".into()),
+        pdd_ms: Some(120),
+        duration_ms: 1000,
+        hangup_by: HangupBy::Caller,
+        attempts: 1,
+    }
+}
+
+#[test]
+fn first_party_plugins_load_and_declare_the_policy_world() {
+    let f = fixture(&[
+        (wasm::E164_GUARD, "e164-guard"),
+        (wasm::DIVERSION_GUARD, "diversion-guard"),
+        (wasm::CUSTOMER_ROUTING, "customer-routing"),
+        (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
+    ]);
+    let plugins = f.rt.plugins();
+    assert_eq!(plugins.len(), 4);
+    for p in plugins {
+        assert_eq!(p.info.exports, vec!["trunkline:policy/hooks@0.1.0".to_string()], "{}", p.info.name);
+        assert!(p.info.version.len() == 12 && p.info.version.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(p.info.imports.iter().any(|i| i.starts_with("wasi:cli/")), "std guests import WASI: {:?}", p.info.imports);
+    }
+}
+
+#[test]
+fn e164_guard_component_rejects_as_the_reference_says() {
+    let f = fixture(&[(wasm::E164_GUARD, "e164-guard")]);
+    let ch = chain(vec![entry("e164-guard", "", Limits::default())]);
+    let cases = [
+        ("+14155550199", "+12125550123", InviteOutcome::Continue),
+        ("+14155550199", "2125550123", InviteOutcome::Reject(reject(400, "To is not an E.164 number"))),
+        ("+18005550100", "+12125550123", InviteOutcome::Reject(reject(403, "Toll-free caller ID not allowed"))),
+    ];
+    for (from, to, want) in cases {
+        let (mut c, mut r) = call(Direction::Termination, from, to);
+        let mut s = f.rt.start_call(&ch, "AC0001", &c.call_id.clone());
+        assert_eq!(s.on_invite(&mut c, &mut r), want, "{from} -> {to}");
+    }
+    assert_eq!(f.rt.services().metrics.counter_value("e164-guard", "rejected_toll_free"), 1);
+}
+
+fn reject(code: u16, reason: &str) -> trunkline_plugin_host::types::Reject {
+    trunkline_plugin_host::types::Reject { code, reason: reason.into() }
+}
+
+#[test]
+fn diversion_guard_component_checks_and_adds_diversion() {
+    let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };
+    let f = fixture_with(&[(wasm::DIVERSION_GUARD, "diversion-guard")], opts);
+    let ch = chain(vec![entry("diversion-guard", "", Limits::default())]);
+
+    // Termination: ours+foreign removed, ours+owned kept, other domain kept.
+    let (mut c, mut r) = call(Direction::Termination, "+14155550199", "+12125550123");
+    for req in [&mut r.headers, &mut c.headers] {
+        req.retain(|h| h.name != "Diversion");
+        req.push(Header { name: "Diversion".into(), value: "<sip:+19995550000@trunkline.test>".into() });
+        req.push(Header { name: "Diversion".into(), value: "<sip:+14155550100@trunkline.test>".into() });
+        req.push(Header { name: "Diversion".into(), value: "<sip:+19995550001@other.example>".into() });
+    }
+    let mut s = f.rt.start_call(&ch, "AC0001", "div-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    let kept: Vec<&str> = r.headers.iter().filter(|h| h.name == "Diversion").map(|h| h.value.as_str()).collect();
+    assert_eq!(kept, ["<sip:+14155550100@trunkline.test>", "<sip:+19995550001@other.example>"]);
+
+    // Origination: the dialed number is added in pre-dial.
+    let (c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "div-2");
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:127.0.0.1:5080", 10)), Ok(DialOutcome::Send));
+    assert!(r.headers.iter().any(|h| h.name == "Diversion" && h.value == "<sip:+14155550100@trunkline.test>"));
+}
+
+#[test]
+fn customer_routing_component_orders_the_group() {
+    let f = fixture(&[(wasm::CUSTOMER_ROUTING, "customer-routing")]);
+    let cfg = r#"
+        zone = "America/New_York"
+        [groups]
+        sales = ["sip:127.0.0.1:5081", "sip:127.0.0.1:5082"]
+        [[rules]]
+        prefix = "+1415"
+        group = "sales"
+    "#;
+    let ch = chain(vec![entry("customer-routing", cfg, Limits::default())]);
+    let (c, _) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "cr-1");
+    let sel = s.select_uri(&c, vec![target("sip:127.0.0.1:5080", 10)]).unwrap();
+    assert!(sel.ordered);
+    let uris: Vec<&str> = sel.targets.iter().map(|t| t.uri.as_str()).collect();
+    assert_eq!(uris, ["sip:127.0.0.1:5081", "sip:127.0.0.1:5082"]);
+    assert_eq!(sel.targets[0].group.as_deref(), Some("sales"));
+    // Not matching: the trunk's own candidates stay, unordered.
+    let (c, _) = call(Direction::Origination, "+12125550123", "+16505550100");
+    let sel = s.select_uri(&c, vec![target("sip:127.0.0.1:5080", 10)]).unwrap();
+    assert!(!sel.ordered);
+    assert_eq!(sel.targets.len(), 1);
+}
+
+#[test]
+fn dr_twiml_fallback_component_returns_the_dr_url() {
+    let f = fixture(&[(wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback")]);
+    let ch = chain(vec![entry("dr-twiml-fallback", r#"url = "http://127.0.0.1:18080/dr""#, Limits::default())]);
+    let (c, _) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "dr-1");
+    assert_eq!(s.on_failure(&c, None), Fallback::TwimlUrl("http://127.0.0.1:18080/dr".into()));
+}
+
+#[test]
+fn chain_runs_in_order_and_edits_accumulate() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let ch = chain(["one", "two", "three"].iter().map(|n| entry("recorder", &format!("name = \"{n}\""), Limits::default())).collect());
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "chain-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    assert_eq!(var(&c, "order"), Some("one,two,three"));
+    let chain_headers: Vec<&str> = r.headers.iter().filter(|h| h.name == "X-Chain").map(|h| h.value.as_str()).collect();
+    assert_eq!(chain_headers, ["one", "two", "three"]);
+    let hooks: Vec<&str> = s.trace().iter().map(|t| t.hook).collect();
+    assert_eq!(hooks, ["on-invite"; 3]);
+}
+
+#[test]
+fn a_reject_stops_the_chain() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let ch = chain(vec![
+        entry("recorder", "name = \"one\"", Limits::default()),
+        entry("recorder", "name = \"two\"\nreject_code = 486", Limits::default()),
+        entry("recorder", "name = \"three\"", Limits::default()),
+    ]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "chain-2");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Reject(reject(486, "rejected by two")));
+    assert_eq!(s.trace().len(), 2, "the third plugin never ran");
+}
+
+#[test]
+fn defaults_change_nothing() {
+    let f = fixture(&[(wasm::TP_DEFAULTS, "defaults")]);
+    let ch = chain(vec![entry("defaults", "", Limits::default())]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let (c0, r0) = (c.clone(), r.clone());
+    let mut s = f.rt.start_call(&ch, "AC0001", "defaults-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    assert_eq!((&c, &r), (&c0, &r0));
+    let cands = vec![target("sip:a.example", 10), target("sip:b.example", 20)];
+    let sel = s.select_uri(&c, cands.clone()).unwrap();
+    assert_eq!((sel.targets, sel.ordered), (cands, false));
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
+    assert_eq!(r, r0);
+    let resp = Response { status: 302, reason: "Moved".into(), headers: vec![], contacts: vec!["sip:x@y.example".into()] };
+    assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Default);
+    assert_eq!(s.on_failure(&c, Some(&resp)), Fallback::Default);
+    let trace = s.on_call_end(&c, &summary());
+    let hooks: Vec<&str> = trace.iter().map(|t| t.hook).collect();
+    assert_eq!(hooks, ["on-invite", "select-uri", "pre-dial", "on-redirect", "on-failure", "on-call-end"]);
+}
+
+#[test]
+fn every_hook_decision_is_applied() {
+    let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };
+    let f = fixture_with(&[(wasm::TP_RECORDER, "recorder")], opts);
+    let cfg = "name = \"rec\"\nreverse = true\nfollow = \"sip:+14155550100@pbx2.example\"\ntwiml_url = \"http://127.0.0.1:18080/dr\"";
+    let ch = chain(vec![entry("recorder", cfg, Limits::default())]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "hooks-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    assert_eq!(var(&c, "order"), Some("rec"));
+    let sel = s.select_uri(&c, vec![target("sip:a.example", 10), target("sip:b.example", 20)]).unwrap();
+    assert!(sel.ordered);
+    assert_eq!(sel.targets[0].uri, "sip:b.example");
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
+    assert!(r.headers.iter().any(|h| h.name == "X-Dialed-By" && h.value == "rec"));
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:skip.example", 10)), Ok(DialOutcome::Skip));
+    let resp = Response { status: 302, reason: "Moved".into(), headers: vec![], contacts: vec!["sip:x@y.example".into()] };
+    assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx2.example".into()));
+    assert_eq!(s.on_failure(&c, None), Fallback::TwimlUrl("http://127.0.0.1:18080/dr".into()));
+    s.on_call_end(&c, &summary());
+    assert_eq!(f.rt.services().metrics.counter_value("recorder", "ended"), 1);
+}
+
+#[test]
+fn instances_are_per_call_and_kv_is_per_account() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let ch = chain(vec![entry("recorder", "name = \"r\"", Limits::default())]);
+    for (n, account) in [(1, "AC0001"), (2, "AC0001"), (1, "AC0002"), (3, "AC0001")] {
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        let mut s = f.rt.start_call(&ch, account, "iso");
+        s.on_invite(&mut c, &mut r);
+        assert_eq!(var(&c, "instance-invites"), Some("1"), "a fresh instance per call: no guest memory survives");
+        assert_eq!(var(&c, "invites-r"), Some(n.to_string().as_str()), "kv counts per account ({account})");
+    }
+}

@@ -1,0 +1,151 @@
+//! Hot reload: new versions swap in atomically with zero failed calls, calls
+//! in flight finish on the version they started with, a broken version is
+//! refused while the old one keeps serving, and all of it is audited.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::chain::InviteOutcome;
+use trunkline_plugin_host::types::Direction;
+use trunkline_plugin_host::{Limits, LoadError, LoadSource, RuntimeOptions};
+use trunkline_tests::{call, chain, entry, install, wasm};
+
+use crate::{fixture, fixture_with};
+
+fn version_var(c: &trunkline_plugin_host::types::Call) -> Option<String> {
+    c.variables.iter().find(|v| v.name == "version").map(|v| v.value.clone())
+}
+
+#[test]
+fn in_flight_calls_keep_their_version() {
+    let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
+    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+    let (mut c1, mut r1) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut in_flight = f.rt.start_call(&ch, "AC0001", "old");
+    let new_path = install(wasm::TP_VERSION_B, f.dir.path(), "versioned");
+    f.rt.load_file(&new_path, LoadSource::Admin).unwrap();
+    assert_eq!(in_flight.on_invite(&mut c1, &mut r1), InviteOutcome::Continue);
+    assert_eq!(version_var(&c1).as_deref(), Some("a"), "started before the swap: old version");
+    let (mut c2, mut r2) = call(Direction::Origination, "+12125550123", "+14155550100");
+    f.rt.start_call(&ch, "AC0001", "new").on_invite(&mut c2, &mut r2);
+    assert_eq!(version_var(&c2).as_deref(), Some("b"));
+}
+
+#[test]
+fn file_watch_reload_under_concurrent_calls_loses_nothing() {
+    let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
+    let _watch = trunkline_plugin_host::watch::watch_dir(f.rt.clone(), f.dir.path()).unwrap();
+    // Deadlines are wall-clock (epochs): compiling the new version on these
+    // 2 cores while workers hammer calls can stall a hook past 10 ms. This
+    // test is about reload, not deadlines, so it gives hooks a generous one.
+    let generous = Limits { hook_timeout_ms: 2_000, ..Limits::default() };
+    let ch = Arc::new(chain(vec![entry("versioned", "", generous)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, saw_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (rt, ch, stop, ok, failed, saw_b) = (f.rt.clone(), ch.clone(), stop.clone(), ok.clone(), failed.clone(), saw_b.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                    n += 1;
+                    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+                    let mut s = rt.start_call(&ch, "AC0001", &format!("w{w}-{n}"));
+                    let pinned = s.versions()[0].1.clone();
+                    let out = s.on_invite(&mut c, &mut r);
+                    let v = version_var(&c);
+                    let consistent = pinned.as_deref() == rt.plugin("versioned").map(|p| p.info.version.clone()).as_deref()
+                        || v.as_deref() == Some("a");
+                    if out == InviteOutcome::Continue && matches!(v.as_deref(), Some("a" | "b")) && consistent {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if v.as_deref() == Some("b") {
+                            saw_b.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        eprintln!("failed call: {out:?} version={v:?} pinned={pinned:?} trace={:?}", s.trace());
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    while ok.load(Ordering::Relaxed) < 200 {
+        std::thread::yield_now();
+    }
+    let old = f.rt.plugin("versioned").unwrap().info.version.clone();
+    install(wasm::TP_VERSION_B, f.dir.path(), "versioned");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.rt.plugin("versioned").unwrap().info.version == old {
+        assert!(Instant::now() < deadline, "the watcher never reloaded the plugin");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after_swap = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) < after_swap + 200 {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no call failed across the reload");
+    assert!(saw_b.load(Ordering::Relaxed) >= 200, "calls after the swap ran the new version");
+    let audit = f.rt.audit().recent();
+    let reload = audit.iter().find(|e| e.action == "reload").expect("reload audited");
+    assert_eq!((reload.source.as_str(), reload.previous.as_deref()), ("watch", Some(old.as_str())));
+}
+
+#[test]
+fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_path = audit_dir.path().join("audit.jsonl");
+    let opts = RuntimeOptions { audit_path: Some(audit_path.clone()), ..RuntimeOptions::default() };
+    let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts);
+    let good = f.rt.plugin("versioned").unwrap().info.version.clone();
+    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+
+    // Not Wasm at all.
+    let path = f.dir.path().join("versioned.wasm");
+    std::fs::write(&path, b"\0asm garbage that is not a component").unwrap();
+    assert!(matches!(f.rt.load_file(&path, LoadSource::Signal), Err(LoadError::Compile { .. })));
+    // A valid component of another world: a core module is not a component either.
+    std::fs::write(&path, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]).unwrap();
+    assert!(matches!(f.rt.load_file(&path, LoadSource::Signal), Err(LoadError::Compile { .. })));
+
+    assert_eq!(f.rt.plugin("versioned").unwrap().info.version, good);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    f.rt.start_call(&ch, "AC0001", "still").on_invite(&mut c, &mut r);
+    assert_eq!(version_var(&c).as_deref(), Some("a"));
+
+    let lines: Vec<serde_json_like::Entry> =
+        std::fs::read_to_string(&audit_path).unwrap().lines().map(serde_json_like::parse).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0].action, "load");
+    assert!(lines[1..].iter().all(|e| e.action == "refuse" && e.outcome == "refused"));
+    assert!(lines[1].detail.contains(&format!("version {good} keeps serving")), "{:?}", lines[1]);
+}
+
+/// Just enough JSON reading for audit lines, without another dependency.
+mod serde_json_like {
+    #[derive(Debug)]
+    pub(super) struct Entry {
+        pub(super) action: String,
+        pub(super) outcome: String,
+        pub(super) detail: String,
+    }
+
+    fn field(line: &str, name: &str) -> String {
+        let key = format!("\"{name}\":\"");
+        line.find(&key)
+            .map(|i| {
+                let rest = &line[i + key.len()..];
+                rest[..rest.find("\",").or_else(|| rest.find("\"}")).unwrap_or(rest.len())].to_string()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(super) fn parse(line: &str) -> Entry {
+        assert!(line.starts_with('{') && line.contains("\"time\":\"20"), "audit line is JSON with a time: {line}");
+        Entry { action: field(line, "action"), outcome: field(line, "outcome"), detail: field(line, "detail") }
+    }
+}

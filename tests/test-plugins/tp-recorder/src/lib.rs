@@ -1,0 +1,69 @@
+//! Does what its config says, and leaves traces tests can read:
+//! - `on-invite`: appends config `name` to variable `order`, adds header
+//!   `X-Chain: <name>`, counts invites in kv `invites` (returned as variable
+//!   `invites-<name>`) and invites seen by this instance in static memory
+//!   (variable `instance-invites`); rejects with `reject_code` if set.
+//! - `select-uri`: reverses the candidates if `reverse = true` (as `ordered`).
+//! - `pre-dial`: adds `X-Dialed-By: <name>`; skips targets containing `skip`.
+//! - `on-redirect`: follows `follow` if set, else default.
+//! - `on-failure`: returns `twiml_url` if set, else default.
+//! - `on-call-end`: increments metric `ended` and kv `ended`.
+use std::sync::atomic::{AtomicU32, Ordering};
+use trunkline_sdk::*;
+static INSTANCE_INVITES: AtomicU32 = AtomicU32::new(0);
+#[derive(Default)]
+struct Recorder;
+fn name() -> String {
+    config::text("name").unwrap_or_else(|| "recorder".into())
+}
+impl Policy for Recorder {
+    fn on_invite(&self, call: &Call, _: &Request) -> InviteDecision {
+        let me = name();
+        if let Some(code) = config::integer("reject_code") {
+            return Decision::reject(code as u16, format!("rejected by {me}"));
+        }
+        let order = match call.variable("order") {
+            Some(o) => format!("{o},{me}"),
+            None => me.clone(),
+        };
+        let invites = kv::incr("invites", 1, None).unwrap_or(-1);
+        let seen = INSTANCE_INVITES.fetch_add(1, Ordering::Relaxed) + 1;
+        Decision::edit(
+            InviteEdits::new()
+                .add_header("X-Chain", me.clone())
+                .set_variable("order", order)
+                .set_variable(format!("invites-{me}"), invites.to_string())
+                .set_variable("instance-invites", seen.to_string()),
+        )
+    }
+    fn select_uri(&self, _: &Call, candidates: &[Target]) -> Selection {
+        if config::boolean("reverse").unwrap_or(false) {
+            Selection::Ordered(candidates.iter().rev().cloned().collect())
+        } else {
+            Selection::Default
+        }
+    }
+    fn pre_dial(&self, _: &Call, _: &Request, target: &Target) -> DialDecision {
+        if target.uri.contains("skip") {
+            return DialDecision::Skip;
+        }
+        DialDecision::edit(vec![HeaderEdit::add("X-Dialed-By", name())])
+    }
+    fn on_redirect(&self, _: &Call, _: &Response) -> RedirectDecision {
+        match config::text("follow") {
+            Some(uri) => RedirectDecision::Follow(uri),
+            None => RedirectDecision::Default,
+        }
+    }
+    fn on_failure(&self, _: &Call, _: Option<&Response>) -> Fallback {
+        match config::text("twiml_url") {
+            Some(u) => Fallback::TwimlUrl(u),
+            None => Fallback::Default,
+        }
+    }
+    fn on_call_end(&self, _: &Call, _: &Summary) {
+        metrics::counter("ended", 1);
+        let _ = kv::incr("ended", 1, None);
+    }
+}
+export_policy!(Recorder);

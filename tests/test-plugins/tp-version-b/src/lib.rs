@@ -1,0 +1,11 @@
+//! Version "b" of one plugin (tests install it as `versioned.wasm`): sets
+//! variable `version` to `b` in `on-invite`.
+use trunkline_sdk::*;
+#[derive(Default)]
+struct Versioned;
+impl Policy for Versioned {
+    fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
+        Decision::edit(InviteEdits::new().set_variable("version", "b"))
+    }
+}
+export_policy!(Versioned);
