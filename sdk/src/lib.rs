@@ -36,7 +36,6 @@
 mod decisions;
 mod e164;
 mod messages;
-mod name_addr;
 mod policy;
 
 pub mod schedule;
@@ -53,7 +52,8 @@ pub mod testing;
 
 pub use decisions::Decision;
 pub use e164::E164;
-pub use name_addr::NameAddr;
+#[doc(inline)]
+pub use trunkline_sip_core::NameAddr;
 pub use policy::Policy;
 
 #[doc(inline)]

@@ -1,1 +1,122 @@
-fn main() {}
+//! `trunkline`: the SIP trunking router with Wasm policy plugins.
+
+use trunkline_router::{config, plugin_cmd, simulate};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use trunkline_plugin_host::types::Direction;
+
+#[derive(Parser)]
+#[command(name = "trunkline", version, about = "SIP trunking router with sandboxed WebAssembly policy plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and its plugins, and print the trunks.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Route one INVITE offline through a configuration (real plugins, simulated targets).
+    Simulate {
+        #[arg(long)]
+        config: PathBuf,
+        /// The INVITE, as a SIP message file.
+        #[arg(long)]
+        request: PathBuf,
+        /// How a target answers: URI-SUBSTRING=STATUS[:CONTACT] (default: every target answers 200).
+        #[arg(long = "answer")]
+        answers: Vec<simulate::Answer>,
+        /// Seed for the weighted choice among equal priorities.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a component against the trunkline:policy world; print its exports, imports and limits.
+    Check { file: PathBuf },
+    /// Run one hook offline on a SIP message file and print the decision.
+    Run {
+        file: PathBuf,
+        #[arg(long, default_value = "on-invite")]
+        hook: String,
+        /// The INVITE the call starts with.
+        #[arg(long)]
+        request: PathBuf,
+        /// A response (for on-redirect and on-failure).
+        #[arg(long)]
+        response: Option<PathBuf>,
+        /// The plugin's config table (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// origination or termination.
+        #[arg(long, default_value = "origination")]
+        direction: String,
+        /// Candidate target URIs (select-uri, pre-dial).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Numbers the account owns (numbers interface).
+        #[arg(long = "owned")]
+        owned: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TRUNKLINE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Simulate { config, request, answers, seed } => {
+            simulate::simulate(simulate::SimArgs { config, request, answers, seed })
+        }
+        Command::Plugin { command: PluginCommand::Check { file } } => plugin_cmd::check(&file),
+        Command::Plugin {
+            command: PluginCommand::Run { file, hook, request, response, config, direction, targets, owned },
+        } => match direction.as_str() {
+            "origination" | "termination" => plugin_cmd::run(plugin_cmd::RunArgs {
+                file,
+                hook,
+                request,
+                response,
+                config,
+                direction: if direction == "origination" { Direction::Origination } else { Direction::Termination },
+                targets,
+                owned,
+            }),
+            other => Err(anyhow::anyhow!("--direction must be origination or termination, not `{other}`")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let rt = simulate::runtime_for(&settings)?;
+    println!("config ok: {} listener(s), {} trunk(s), {} plugin(s)", settings.listen.len(), settings.trunks.len(), rt.plugins().len());
+    for t in &settings.trunks {
+        let chain: Vec<&str> = t.chain.entries.iter().map(|e| e.plugin.as_str()).collect();
+        println!("  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}", t.name, t.id, t.numbers, t.origination.len(), chain);
+    }
+    Ok(())
+}

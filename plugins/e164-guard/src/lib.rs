@@ -1,5 +1,5 @@
-//! `e164-guard`: termination calls must use E.164 numbers and a caller ID
-//! that is not toll-free. See README.md for the config.
+//! `e164-guard`: calls must use E.164 numbers and a caller ID that is not
+//! toll-free (termination calls by default; `directions` in the config). See README.md for the config.
 
 use trunkline_sdk::{
     config, export_policy, metrics, Call, Decision, Direction, InviteDecision, NameAddr, Policy,
@@ -7,7 +7,7 @@ use trunkline_sdk::{
 };
 
 /// Rejects termination calls whose To/request-URI/caller are not E.164 (400)
-/// and toll-free caller IDs (403). Origination calls pass untouched.
+/// and toll-free caller IDs (403), in the configured directions.
 #[derive(Default)]
 pub struct E164Guard;
 
@@ -25,7 +25,15 @@ fn caller_number(call: &Call) -> Option<String> {
 
 impl Policy for E164Guard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-        if !matches!(call.direction, Direction::Termination) {
+        let direction = match call.direction {
+            Direction::Termination => "termination",
+            Direction::Origination => "origination",
+        };
+        let mut directions = config::texts("directions");
+        if directions.is_empty() {
+            directions.push("termination".into());
+        }
+        if !directions.iter().any(|d| d == direction) {
             return Decision::proceed();
         }
         let reject = |code, why: &str, metric: &str| {
@@ -99,6 +107,14 @@ mod tests {
             .header("P-Asserted-Identity", "<sip:+18885550100@pbx.example>")
             .build();
         assert_eq!(code(decide(&call)), Some(403));
+    }
+
+    #[test]
+    fn origination_is_checked_only_when_configured() {
+        let h = Harness::new();
+        h.set_config(r#"directions = ["origination", "termination"]"#);
+        let call = CallBuilder::origination().from("anonymous").to("+14155550100").build();
+        assert_eq!(code(decide(&call)), Some(400));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 /// policies look at. Parsing is lenient and never panics.
 ///
 /// ```no_run
-/// use trunkline_sdk::NameAddr;
+/// use trunkline_sip_core::NameAddr;
 /// let d = NameAddr::parse("<sip:+14155550100@trunkline.test>;reason=unconditional").unwrap();
 /// assert_eq!(d.user, Some("+14155550100"));
 /// assert_eq!(d.host, "trunkline.test");

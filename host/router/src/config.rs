@@ -1,0 +1,468 @@
+//! `trunkline.toml`: serde structs with `deny_unknown_fields`, then
+//! `validate`, which turns them into [`Settings`]. Every error names the file,
+//! the line and column, and the key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use trunkline_plugin_host::services::AccountNumbers;
+use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
+
+/// A configuration error at a place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key, e.g. `trunk[0].origination[1].weight`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    sip: RawSip,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default, rename = "trunk")]
+    trunks: Vec<RawTrunk>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Vec<Spanned<String>>,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    /// Failover after this long without any response from a target.
+    #[serde(default = "default_failover_ms")]
+    failover_timeout_ms: Spanned<u64>,
+}
+
+fn default_failover_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 4000)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPlugins {
+    dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    watch: bool,
+    hook_timeout_ms: Spanned<u64>,
+    memory_mb: Spanned<u32>,
+    failure_mode: FailureMode,
+    fail_closed_code: Spanned<u16>,
+    quarantine_after: u32,
+    quarantine_secs: u64,
+    max_live_instances: Spanned<u32>,
+}
+
+impl Default for RawPlugins {
+    fn default() -> Self {
+        let l = Limits::default();
+        RawPlugins {
+            dir: "plugins".into(),
+            cache_dir: None,
+            audit_log: None,
+            watch: true,
+            hook_timeout_ms: Spanned::new(0..0, l.hook_timeout_ms),
+            memory_mb: Spanned::new(0..0, (l.memory_bytes >> 20) as u32),
+            failure_mode: l.failure_mode,
+            fail_closed_code: Spanned::new(0..0, l.fail_closed_code),
+            quarantine_after: l.quarantine_after,
+            quarantine_secs: l.quarantine_secs,
+            max_live_instances: Spanned::new(0..0, 1000),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    name: Spanned<String>,
+    id: Option<Spanned<String>>,
+    account: Option<String>,
+    #[serde(default)]
+    numbers: Vec<Spanned<RawNumber>>,
+    disaster_recovery_url: Option<Spanned<String>>,
+    #[serde(default)]
+    plugins: Vec<RawPluginRef>,
+    #[serde(default)]
+    origination: Vec<RawOrigination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawNumber {
+    Plain(String),
+    Labelled { number: String, label: Option<String> },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginRef {
+    name: Spanned<String>,
+    #[serde(default)]
+    config: toml::Table,
+    failure_mode: Option<FailureMode>,
+    hook_timeout_ms: Option<Spanned<u64>>,
+    memory_mb: Option<Spanned<u32>>,
+    fail_closed_code: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigination {
+    uri: Spanned<String>,
+    #[serde(default = "default_priority")]
+    priority: u16,
+    #[serde(default = "default_weight")]
+    weight: Spanned<u16>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+fn default_priority() -> u16 {
+    10
+}
+fn default_weight() -> Spanned<u16> {
+    Spanned::new(0..0, 1)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Transport of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// A `listen` entry: `udp://127.0.0.1:5060`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: ListenTransport,
+    pub addr: SocketAddr,
+}
+
+/// One origination URI of a trunk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origination {
+    pub uri: String,
+    pub priority: u16,
+    pub weight: u16,
+    pub enabled: bool,
+}
+
+/// A validated trunk.
+#[derive(Clone, Debug)]
+pub struct Trunk {
+    pub name: String,
+    /// `TK` + 32 hex (derived from the name unless configured).
+    pub id: String,
+    /// Account owning the trunk (`AC` + 32 hex unless configured).
+    pub account: String,
+    pub numbers: Vec<String>,
+    /// Operator labels of numbers (`Support - Primary`).
+    pub labels: HashMap<String, String>,
+    pub disaster_recovery_url: Option<String>,
+    pub chain: Chain,
+    pub origination: Vec<Origination>,
+}
+
+/// Plugin runtime settings.
+#[derive(Clone, Debug)]
+pub struct PluginSettings {
+    pub dir: PathBuf,
+    pub cache_dir: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    pub watch: bool,
+    pub max_live_instances: u32,
+    pub defaults: Limits,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: Vec<Listen>,
+    pub domains: Vec<String>,
+    pub failover_timeout_ms: u64,
+    pub plugins: PluginSettings,
+    pub trunks: Vec<Trunk>,
+}
+
+/// Most origination URIs a trunk may have.
+pub const MAX_ORIGINATION_URIS: usize = 10;
+/// Largest memory limit a plugin may be given, in MiB.
+pub const MAX_PLUGIN_MEMORY_MB: u32 = 256;
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError { file: self.file.to_owned(), line, column, key: key.into(), message: message.into() }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+fn hex_id(prefix: &str, seed: &str) -> String {
+    let digest = Sha256::digest(seed.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn is_e164(n: &str) -> bool {
+    n.strip_prefix('+').is_some_and(|d| (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
+}
+
+fn is_plugin_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Read and validate `path`. Relative paths inside are relative to its folder.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validate configuration `text` read from `file`.
+pub fn parse(file: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let cx = Ctx { file, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_owned();
+        cx.err(e.span().unwrap_or(0..0), "", msg)
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    validate(&cx, raw, base)
+}
+
+fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
+    let mut listen = Vec::new();
+    for (i, l) in raw.sip.listen.iter().enumerate() {
+        let key = format!("sip.listen[{i}]");
+        let (scheme, addr) = l.get_ref().split_once("://").ok_or_else(|| {
+            cx.err(l.span(), &key, format!("`{}` is not TRANSPORT://IP:PORT (udp, tcp or tls)", l.get_ref()))
+        })?;
+        let transport = match scheme {
+            "udp" => ListenTransport::Udp,
+            "tcp" => ListenTransport::Tcp,
+            "tls" => ListenTransport::Tls,
+            other => return Err(cx.err(l.span(), &key, format!("unknown transport `{other}` (udp, tcp or tls)"))),
+        };
+        let addr: SocketAddr =
+            addr.parse().map_err(|_| cx.err(l.span(), &key, format!("`{addr}` is not IP:PORT")))?;
+        listen.push(Listen { transport, addr });
+    }
+    if listen.is_empty() {
+        return Err(cx.err(0..0, "sip.listen", "at least one listener is required"));
+    }
+    let domains: Vec<String> = raw.sip.domains.iter().map(|d| d.get_ref().to_ascii_lowercase()).collect();
+    if let Some(d) = raw.sip.domains.iter().find(|d| d.get_ref().is_empty() || d.get_ref().contains([' ', ':', '@'])) {
+        return Err(cx.err(d.span(), "sip.domains", format!("`{}` is not a domain name", d.get_ref())));
+    }
+    let failover = raw.sip.failover_timeout_ms;
+    if *failover.get_ref() == 0 || *failover.get_ref() > 120_000 {
+        return Err(cx.err(failover.span(), "sip.failover_timeout_ms", "must be 1..=120000"));
+    }
+
+    let p = raw.plugins;
+    let check_timeout = |v: &Spanned<u64>, key: &str| {
+        if (1..=10_000).contains(v.get_ref()) { Ok(()) } else { Err(cx.err(v.span(), key, "must be 1..=10000 (ms)")) }
+    };
+    let check_memory = |v: &Spanned<u32>, key: &str| {
+        if (1..=MAX_PLUGIN_MEMORY_MB).contains(v.get_ref()) {
+            Ok(())
+        } else {
+            Err(cx.err(v.span(), key, format!("must be 1..={MAX_PLUGIN_MEMORY_MB} (MiB)")))
+        }
+    };
+    let check_code = |v: &Spanned<u16>, key: &str| {
+        if [500, 503].contains(v.get_ref()) { Ok(()) } else { Err(cx.err(v.span(), key, "must be 500 or 503")) }
+    };
+    check_timeout(&p.hook_timeout_ms, "plugins.hook_timeout_ms")?;
+    check_memory(&p.memory_mb, "plugins.memory_mb")?;
+    check_code(&p.fail_closed_code, "plugins.fail_closed_code")?;
+    if *p.max_live_instances.get_ref() == 0 {
+        return Err(cx.err(p.max_live_instances.span(), "plugins.max_live_instances", "must be at least 1"));
+    }
+    let defaults = Limits {
+        hook_timeout_ms: *p.hook_timeout_ms.get_ref(),
+        memory_bytes: (*p.memory_mb.get_ref() as usize) << 20,
+        failure_mode: p.failure_mode,
+        fail_closed_code: *p.fail_closed_code.get_ref(),
+        quarantine_after: p.quarantine_after,
+        quarantine_secs: p.quarantine_secs,
+        ..Limits::default()
+    };
+    let plugins = PluginSettings {
+        dir: base.join(&p.dir),
+        cache_dir: p.cache_dir.map(|d| base.join(d)),
+        audit_log: p.audit_log.map(|d| base.join(d)),
+        watch: p.watch,
+        max_live_instances: *p.max_live_instances.get_ref(),
+        defaults: defaults.clone(),
+    };
+
+    let mut trunks = Vec::new();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    for (ti, t) in raw.trunks.into_iter().enumerate() {
+        let tk = format!("trunk[{ti}]");
+        let name = t.name.get_ref().clone();
+        if name.is_empty() {
+            return Err(cx.err(t.name.span(), format!("{tk}.name"), "must not be empty"));
+        }
+        if trunks.iter().any(|x: &Trunk| x.name == name) {
+            return Err(cx.err(t.name.span(), format!("{tk}.name"), format!("trunk `{name}` is defined twice")));
+        }
+        let id = match &t.id {
+            Some(id) => {
+                let ok = id.get_ref().len() == 34
+                    && id.get_ref().starts_with("TK")
+                    && id.get_ref()[2..].bytes().all(|b| b.is_ascii_hexdigit());
+                if !ok {
+                    return Err(cx.err(id.span(), format!("{tk}.id"), "must be TK followed by 32 hex digits"));
+                }
+                id.get_ref().clone()
+            }
+            None => hex_id("TK", &format!("trunk:{name}")),
+        };
+        let account = t.account.clone().unwrap_or_else(|| hex_id("AC", &format!("account:{name}")));
+        let mut numbers = Vec::new();
+        let mut labels = HashMap::new();
+        for (ni, n) in t.numbers.iter().enumerate() {
+            let number = match n.get_ref() {
+                RawNumber::Plain(s) => s,
+                RawNumber::Labelled { number, label } => {
+                    if let Some(l) = label {
+                        labels.insert(number.clone(), l.clone());
+                    }
+                    number
+                }
+            };
+            if !is_e164(number) {
+                return Err(cx.err(n.span(), format!("{tk}.numbers[{ni}]"), format!("`{number}` is not E.164 (+ and 7..15 digits)")));
+            }
+            if let Some(other) = owners.insert(number.clone(), name.clone()) {
+                return Err(cx.err(n.span(), format!("{tk}.numbers[{ni}]"), format!("{number} already belongs to trunk `{other}`")));
+            }
+            numbers.push(number.clone());
+        }
+        if let Some(u) = &t.disaster_recovery_url {
+            if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
+                return Err(cx.err(u.span(), format!("{tk}.disaster_recovery_url"), "must be an http:// or https:// URL"));
+            }
+        }
+        let mut entries = Vec::new();
+        for (pi, r) in t.plugins.into_iter().enumerate() {
+            let key = format!("{tk}.plugins[{pi}]");
+            if !is_plugin_name(r.name.get_ref()) {
+                return Err(cx.err(r.name.span(), format!("{key}.name"), "plugin names are [a-z0-9_-], the file name without .wasm"));
+            }
+            let mut limits = defaults.clone();
+            if let Some(v) = &r.hook_timeout_ms {
+                check_timeout(v, &format!("{key}.hook_timeout_ms"))?;
+                limits.hook_timeout_ms = *v.get_ref();
+            }
+            if let Some(v) = &r.memory_mb {
+                check_memory(v, &format!("{key}.memory_mb"))?;
+                limits.memory_bytes = (*v.get_ref() as usize) << 20;
+            }
+            if let Some(v) = &r.fail_closed_code {
+                check_code(v, &format!("{key}.fail_closed_code"))?;
+                limits.fail_closed_code = *v.get_ref();
+            }
+            if let Some(m) = r.failure_mode {
+                limits.failure_mode = m;
+            }
+            entries.push(ChainEntry { plugin: r.name.into_inner(), config: Arc::new(PluginConfig(r.config)), limits });
+        }
+        if t.origination.len() > MAX_ORIGINATION_URIS {
+            let span = t.origination[MAX_ORIGINATION_URIS].uri.span();
+            return Err(cx.err(span, format!("{tk}.origination"), format!("at most {MAX_ORIGINATION_URIS} origination URIs")));
+        }
+        let mut origination = Vec::new();
+        for (oi, o) in t.origination.iter().enumerate() {
+            let key = format!("{tk}.origination[{oi}]");
+            let uri = o.uri.get_ref();
+            let lower = uri.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || uri.contains([' ', '<', '>']) || uri.len() < 5 {
+                return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}` is not a sip: or sips: URI")));
+            }
+            if *o.weight.get_ref() == 0 {
+                return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
+            }
+            origination.push(Origination { uri: uri.clone(), priority: o.priority, weight: *o.weight.get_ref(), enabled: o.enabled });
+        }
+        trunks.push(Trunk {
+            name,
+            id,
+            account,
+            numbers,
+            labels,
+            disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
+            chain: Chain { entries },
+            origination,
+        });
+    }
+    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), plugins, trunks })
+}
+
+impl Settings {
+    /// The number directory plugins see: each trunk's account owns its numbers.
+    pub fn directory(&self) -> StaticDirectory {
+        let mut d = StaticDirectory::default();
+        for t in &self.trunks {
+            let acct: &mut AccountNumbers = d.accounts.entry(t.account.clone()).or_default();
+            for n in &t.numbers {
+                acct.owned.insert(n.clone(), t.labels.get(n).cloned());
+            }
+        }
+        d
+    }
+
+    /// The trunk that owns `number`.
+    pub fn trunk_for_number(&self, number: &str) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.numbers.iter().any(|n| n == number))
+    }
+}

@@ -1,0 +1,12 @@
+//! # trunkline-router
+//!
+//! The `trunkline` binary's library: configuration, origination routing,
+//! the offline simulator and the plugin commands. The SIP engine (sans-IO
+//! core in `trunkline-sip-core`, tokio drivers here) plugs into the same
+//! routing steps.
+
+pub mod config;
+pub mod plugin_cmd;
+pub mod routing;
+pub mod simulate;
+pub mod sipcall;

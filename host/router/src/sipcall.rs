@@ -1,0 +1,82 @@
+//! Turning a SIP message into the call and request records plugins see.
+
+use trunkline_plugin_host::types::{Call, Direction, Header, Party, Request, Response, Transport};
+use trunkline_sip_core::{Message, NameAddr, StartLine};
+
+/// Why a message cannot become a call (answered 400 with this reason).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("not a request")]
+    NotARequest,
+    #[error("missing or unparsable {0} header")]
+    Header(&'static str),
+    #[error("request-URI {0:?} is not a sip:, sips: or tel: URI")]
+    RequestUri(String),
+}
+
+/// Party from a URI or name-addr value.
+pub fn party(value: &str) -> Option<Party> {
+    let a = NameAddr::parse(value)?;
+    Some(Party {
+        display: a.display.map(str::to_owned),
+        user: a.user.map(str::to_owned),
+        host: a.host.to_owned(),
+        uri: a.uri.to_owned(),
+    })
+}
+
+/// Everything the router knows about the trunk and where the message came from.
+pub struct CallOrigin<'a> {
+    pub direction: Direction,
+    pub account_id: &'a str,
+    pub trunk_id: &'a str,
+    pub trunk_name: &'a str,
+    pub source_address: String,
+    pub transport: Transport,
+}
+
+/// The call and its INVITE as plugins see them.
+pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, Request), CallError> {
+    let StartLine::Request { method, uri } = &m.start else { return Err(CallError::NotARequest) };
+    let from = m.header("From").and_then(party).ok_or(CallError::Header("From"))?;
+    let to = m.header("To").and_then(party).ok_or(CallError::Header("To"))?;
+    let call_id = m.header("Call-ID").ok_or(CallError::Header("Call-ID"))?.to_owned();
+    let request_uri = party(uri).ok_or_else(|| CallError::RequestUri(uri.clone()))?;
+    let headers: Vec<Header> = m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect();
+    let call = Call {
+        call_id,
+        direction: origin.direction,
+        account_id: origin.account_id.into(),
+        trunk_id: origin.trunk_id.into(),
+        trunk_name: origin.trunk_name.into(),
+        from,
+        to,
+        request_uri,
+        source_address: origin.source_address.clone(),
+        transport: origin.transport,
+        headers: headers.clone(),
+        variables: Vec::new(),
+    };
+    let request = Request {
+        method: method.clone(),
+        uri: uri.clone(),
+        headers,
+        body: String::from_utf8_lossy(&m.body).into_owned(),
+    };
+    Ok((call, request))
+}
+
+/// A response as plugins see it, with its Contact URIs.
+pub fn response_from(m: &Message) -> Option<Response> {
+    let StartLine::Response { status, reason } = &m.start else { return None };
+    Some(Response {
+        status: *status,
+        reason: reason.clone(),
+        headers: m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect(),
+        contacts: m
+            .headers_named("Contact")
+            .flat_map(|v| v.split(','))
+            .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
+            .collect(),
+    })
+}

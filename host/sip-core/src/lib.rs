@@ -1,0 +1,16 @@
+//! # trunkline-sip-core
+//!
+//! Sans-IO SIP (RFC 3261): parsing and printing messages, header helpers.
+//! Transactions and dialogs come with the SIP engine.
+//!
+//! It contains no networking code and no async runtime: bytes go in, values
+//! come out, and time is always an argument. `cargo tree -p
+//! trunkline-sip-core` must never show tokio, sockets or wasmtime.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod message;
+mod name_addr;
+
+pub use message::{Header, Message, ParseError, StartLine};
+pub use name_addr::NameAddr;

@@ -1,0 +1,114 @@
+//! SIP messages (RFC 3261 §7): start line, headers in order, body.
+
+mod parse;
+
+pub use parse::{ParseError, MAX_MESSAGE};
+
+/// One header line, name as received (compact forms expanded), value trimmed
+/// and unfolded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Header name in its canonical long form when it was compact (`v` -> `Via`).
+    pub name: String,
+    /// Value with leading/trailing whitespace removed and line folding joined.
+    pub value: String,
+}
+
+/// First line of a SIP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    /// `METHOD request-uri SIP/2.0`
+    Request {
+        /// Method token, case-sensitive (`INVITE`).
+        method: String,
+        /// Request-URI as received.
+        uri: String,
+    },
+    /// `SIP/2.0 code reason`
+    Response {
+        /// Status code 100..=699.
+        status: u16,
+        /// Reason phrase (may be empty).
+        reason: String,
+    },
+}
+
+/// A parsed SIP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Request or status line.
+    pub start: StartLine,
+    /// Headers in wire order.
+    pub headers: Vec<Header>,
+    /// Body bytes (exactly Content-Length of them when the header is present).
+    pub body: Vec<u8>,
+}
+
+/// Compact header forms (RFC 3261 §7.3.3 and extensions) and their long names.
+const COMPACT: [(&str, &str); 14] = [
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("e", "Content-Encoding"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("f", "From"),
+    ("s", "Subject"),
+    ("k", "Supported"),
+    ("t", "To"),
+    ("v", "Via"),
+    ("o", "Event"),
+    ("r", "Refer-To"),
+    ("b", "Referred-By"),
+    ("x", "Session-Expires"),
+];
+
+/// The long form of a compact header name; other names unchanged.
+pub fn long_name(name: &str) -> &str {
+    COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).map(|(_, l)| *l).unwrap_or(name)
+}
+
+impl Message {
+    /// Parse one message from a datagram or a framed stream chunk.
+    pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        parse::parse(bytes)
+    }
+
+    /// The first header called `name` (case-insensitive, compact forms match).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = long_name(name);
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    }
+
+    /// Every header called `name`, in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = long_name(name);
+        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    }
+
+    /// The method of a request, or `None` for a response.
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// Serialise with a correct Content-Length.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(512);
+        match &self.start {
+            StartLine::Request { method, uri } => out.push_str(&format!("{method} {uri} SIP/2.0\r\n")),
+            StartLine::Response { status, reason } => out.push_str(&format!("SIP/2.0 {status} {reason}\r\n")),
+        }
+        for h in self.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case("Content-Length")) {
+            out.push_str(&h.name);
+            out.push_str(": ");
+            out.push_str(&h.value);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
