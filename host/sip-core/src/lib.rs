@@ -1,7 +1,7 @@
 //! # trunkline-sip-core
 //!
-//! Sans-IO SIP (RFC 3261): parsing and printing messages, header helpers.
-//! Transactions and dialogs come with the SIP engine.
+//! Sans-IO SIP (RFC 3261): parsing and printing messages, typed headers,
+//! and the four transaction state machines (§17). Dialogs come next.
 //!
 //! It contains no networking code and no async runtime: bytes go in, values
 //! come out, and time is always an argument. `cargo tree -p
@@ -9,8 +9,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod header;
 pub mod message;
 mod name_addr;
+pub mod transaction;
 
 pub use message::{Header, Message, ParseError, StartLine};
 pub use name_addr::NameAddr;
