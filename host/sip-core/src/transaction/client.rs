@@ -5,9 +5,9 @@
 //!     '--final--> Completed        Trying/Proceeding --Timer F--> Terminated (timeout)
 //! ```
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::outbox::Outbox;
 use super::{status, ClientEvent, Reliability, Timers};
 use crate::message::Message;
 
@@ -35,8 +35,7 @@ pub struct ClientNonInvite {
     timer_e: Option<(Instant, Duration)>,
     /// Timer F (Trying/Proceeding) or K (Completed).
     deadline: Option<Instant>,
-    transmits: VecDeque<Message>,
-    events: VecDeque<ClientEvent>,
+    out: Outbox<ClientEvent>,
 }
 
 impl ClientNonInvite {
@@ -45,13 +44,12 @@ impl ClientNonInvite {
         let timer_e = (reliability == Reliability::Unreliable).then(|| (now + timers.t1, timers.t1));
         ClientNonInvite {
             state: NonInviteClientState::Trying,
-            transmits: VecDeque::from([request.clone()]),
+            out: Outbox::sending(request.clone()),
             request,
             reliability,
             timers,
             timer_e,
             deadline: Some(now + timers.timeout()),
-            events: VecDeque::new(),
         }
     }
 
@@ -71,13 +69,13 @@ impl ClientNonInvite {
         match (self.state, status(&response)) {
             (Trying | Proceeding, 100..=199) => {
                 self.state = Proceeding;
-                self.events.push_back(ClientEvent::Provisional(response));
+                self.out.emit(ClientEvent::Provisional(response));
             }
             (Trying | Proceeding, 200..=699) => {
                 self.state = Completed;
                 self.timer_e = None;
                 self.deadline = Some(now + self.reliability.wait(self.timers.t4));
-                self.events.push_back(ClientEvent::Final(response));
+                self.out.emit(ClientEvent::Final(response));
             }
             _ => {}
         }
@@ -89,7 +87,7 @@ impl ClientNonInvite {
             // `interval` is the wait that just elapsed; the next one doubles
             // up to T2 in Trying, and is T2 in Proceeding.
             if now >= at {
-                self.transmits.push_back(self.request.clone());
+                self.out.send(self.request.clone());
                 // In Proceeding the interval is T2; in Trying it doubles up to T2.
                 let next = if self.state == NonInviteClientState::Proceeding {
                     self.timers.t2
@@ -101,7 +99,7 @@ impl ClientNonInvite {
         }
         if self.deadline.is_some_and(|d| now >= d) {
             if self.state != NonInviteClientState::Completed {
-                self.events.push_back(ClientEvent::Timeout);
+                self.out.emit(ClientEvent::Timeout);
             }
             self.state = NonInviteClientState::Terminated;
             self.timer_e = None;
@@ -112,7 +110,7 @@ impl ClientNonInvite {
     /// The transport could not send the request.
     pub fn handle_transport_error(&mut self) {
         if self.state != NonInviteClientState::Completed {
-            self.events.push_back(ClientEvent::TransportError);
+            self.out.emit(ClientEvent::TransportError);
         }
         self.state = NonInviteClientState::Terminated;
         self.timer_e = None;
@@ -121,12 +119,12 @@ impl ClientNonInvite {
 
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmits.pop_front()
+        self.out.poll_transmit()
     }
 
     /// Next event for the user.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.out.poll_event()
     }
 
     /// When `handle_timeout` must be called next.

@@ -7,9 +7,9 @@
 //!      '--Timer B / transport error--> Terminated
 //! ```
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::outbox::Outbox;
 use super::{status, ClientEvent, Reliability, Timers};
 use crate::message::{Header, Message, StartLine};
 
@@ -41,8 +41,7 @@ pub struct ClientInvite {
     /// Timer B (in Calling), D (in Completed) or M (in Accepted).
     deadline: Option<Instant>,
     ack: Option<Message>,
-    transmits: VecDeque<Message>,
-    events: VecDeque<ClientEvent>,
+    out: Outbox<ClientEvent>,
 }
 
 impl ClientInvite {
@@ -52,14 +51,13 @@ impl ClientInvite {
         let timer_a = (reliability == Reliability::Unreliable).then(|| (now + timers.t1, timers.t1));
         ClientInvite {
             state: InviteClientState::Calling,
-            transmits: VecDeque::from([request.clone()]),
+            out: Outbox::sending(request.clone()),
             request,
             reliability,
             timers,
             timer_a,
             deadline: Some(now + timers.timeout()),
             ack: None,
-            events: VecDeque::new(),
         }
     }
 
@@ -88,27 +86,27 @@ impl ClientInvite {
                 self.timer_a = None;
                 // Timer B guards only the Calling state; ringing is bounded by the user (Timer C).
                 self.deadline = None;
-                self.events.push_back(ClientEvent::Provisional(response));
+                self.out.emit(ClientEvent::Provisional(response));
             }
             (Calling | Proceeding, 200..=299) => {
                 self.state = Accepted;
                 self.timer_a = None;
                 self.deadline = Some(now + self.timers.timeout());
-                self.events.push_back(ClientEvent::Final(response));
+                self.out.emit(ClientEvent::Final(response));
             }
             (Calling | Proceeding, 300..=699) => {
                 self.state = Completed;
                 self.timer_a = None;
                 let ack = self.ack_for(&response);
-                self.transmits.push_back(ack.clone());
+                self.out.send(ack.clone());
                 self.ack = Some(ack);
                 self.deadline = Some(now + self.reliability.wait(Duration::from_secs(32)));
-                self.events.push_back(ClientEvent::Final(response));
+                self.out.emit(ClientEvent::Final(response));
             }
-            (Accepted, 200..=299) => self.events.push_back(ClientEvent::Final(response)),
+            (Accepted, 200..=299) => self.out.emit(ClientEvent::Final(response)),
             (Completed, 300..=699) => {
                 if let Some(ack) = &self.ack {
-                    self.transmits.push_back(ack.clone());
+                    self.out.send(ack.clone());
                 }
             }
             _ => {}
@@ -119,13 +117,13 @@ impl ClientInvite {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some((at, interval)) = self.timer_a {
             if now >= at && self.state == InviteClientState::Calling {
-                self.transmits.push_back(self.request.clone());
+                self.out.send(self.request.clone());
                 self.timer_a = Some((now + interval * 2, interval * 2));
             }
         }
         if self.deadline.is_some_and(|d| now >= d) {
             if self.state == InviteClientState::Calling {
-                self.events.push_back(ClientEvent::Timeout);
+                self.out.emit(ClientEvent::Timeout);
             }
             self.terminate();
         }
@@ -134,7 +132,7 @@ impl ClientInvite {
     /// The transport could not send the request.
     pub fn handle_transport_error(&mut self) {
         if matches!(self.state, InviteClientState::Calling | InviteClientState::Proceeding) {
-            self.events.push_back(ClientEvent::TransportError);
+            self.out.emit(ClientEvent::TransportError);
         }
         self.terminate();
     }
@@ -147,12 +145,12 @@ impl ClientInvite {
 
     /// Next message to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmits.pop_front()
+        self.out.poll_transmit()
     }
 
     /// Next event for the user, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.out.poll_event()
     }
 
     /// When `handle_timeout` must be called next.

@@ -14,6 +14,7 @@
 mod client;
 mod client_inv;
 mod key;
+mod outbox;
 mod server;
 mod server_inv;
 mod timers;

@@ -5,9 +5,9 @@
 //!     '--final--> Completed
 //! ```
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::outbox::Outbox;
 use super::{status, Reliability, ServerEvent, Timers};
 use crate::message::Message;
 
@@ -30,11 +30,9 @@ pub struct ServerNonInvite {
     state: NonInviteServerState,
     reliability: Reliability,
     timers: Timers,
-    last_response: Option<Message>,
     /// Timer J.
     deadline: Option<Instant>,
-    transmits: VecDeque<Message>,
-    events: VecDeque<ServerEvent>,
+    out: Outbox<ServerEvent>,
 }
 
 impl ServerNonInvite {
@@ -44,10 +42,8 @@ impl ServerNonInvite {
             state: NonInviteServerState::Trying,
             reliability,
             timers,
-            last_response: None,
             deadline: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            out: Outbox::default(),
         }
     }
 
@@ -67,13 +63,11 @@ impl ServerNonInvite {
         match (self.state, status(&response)) {
             (Trying | Proceeding, 100..=199) => {
                 self.state = Proceeding;
-                self.transmits.push_back(response.clone());
-                self.last_response = Some(response);
+                self.out.respond(response);
             }
             (Trying | Proceeding, 200..=699) => {
                 self.state = Completed;
-                self.transmits.push_back(response.clone());
-                self.last_response = Some(response);
+                self.out.respond(response);
                 self.deadline = Some(now + self.reliability.wait(self.timers.timeout()));
             }
             _ => {}
@@ -84,9 +78,7 @@ impl ServerNonInvite {
     /// (none in Trying: the request is absorbed).
     pub fn handle_retransmission(&mut self) {
         if matches!(self.state, NonInviteServerState::Proceeding | NonInviteServerState::Completed) {
-            if let Some(r) = &self.last_response {
-                self.transmits.push_back(r.clone());
-            }
+            self.out.repeat_last();
         }
     }
 
@@ -100,19 +92,19 @@ impl ServerNonInvite {
 
     /// The transport could not send a response.
     pub fn handle_transport_error(&mut self) {
-        self.events.push_back(ServerEvent::TransportError);
+        self.out.emit(ServerEvent::TransportError);
         self.state = NonInviteServerState::Terminated;
         self.deadline = None;
     }
 
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmits.pop_front()
+        self.out.poll_transmit()
     }
 
     /// Next event for the user.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.out.poll_event()
     }
 
     /// When `handle_timeout` must be called next.

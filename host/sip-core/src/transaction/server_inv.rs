@@ -8,9 +8,9 @@
 //! The user sends responses with `send_response`; retransmitted INVITEs are
 //! answered from here; ACKs of non-2xx responses are absorbed here.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::outbox::Outbox;
 use super::{status, Reliability, ServerEvent, Timers};
 use crate::message::Message;
 
@@ -36,13 +36,11 @@ pub struct ServerInvite {
     state: InviteServerState,
     reliability: Reliability,
     timers: Timers,
-    last_response: Option<Message>,
     /// Timer G: next retransmission of the final response and the interval after it.
     timer_g: Option<(Instant, Duration)>,
     /// Timer H (Completed), I (Confirmed) or L (Accepted).
     deadline: Option<Instant>,
-    transmits: VecDeque<Message>,
-    events: VecDeque<ServerEvent>,
+    out: Outbox<ServerEvent>,
 }
 
 impl ServerInvite {
@@ -52,11 +50,9 @@ impl ServerInvite {
             state: InviteServerState::Proceeding,
             reliability,
             timers,
-            last_response: None,
             timer_g: None,
             deadline: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            out: Outbox::default(),
         }
     }
 
@@ -77,20 +73,17 @@ impl ServerInvite {
         let code = status(&response);
         match (self.state, code) {
             (Proceeding, 100..=199) => {
-                self.transmits.push_back(response.clone());
-                self.last_response = Some(response);
+                self.out.respond(response);
             }
             (Proceeding, 200..=299) => {
                 self.state = Accepted;
-                self.transmits.push_back(response.clone());
-                self.last_response = Some(response);
+                self.out.respond(response);
                 self.deadline = Some(now + self.timers.timeout());
             }
-            (Accepted, 200..=299) => self.transmits.push_back(response),
+            (Accepted, 200..=299) => self.out.send(response),
             (Proceeding, 300..=699) => {
                 self.state = Completed;
-                self.transmits.push_back(response.clone());
-                self.last_response = Some(response);
+                self.out.respond(response);
                 if self.reliability == Reliability::Unreliable {
                     self.timer_g = Some((now + self.timers.t1, self.timers.t1));
                 }
@@ -103,9 +96,7 @@ impl ServerInvite {
     /// A retransmission of the INVITE arrived: answer with the last response.
     pub fn handle_retransmission(&mut self) {
         if matches!(self.state, InviteServerState::Proceeding | InviteServerState::Completed) {
-            if let Some(r) = &self.last_response {
-                self.transmits.push_back(r.clone());
-            }
+            self.out.repeat_last();
         }
     }
 
@@ -122,16 +113,14 @@ impl ServerInvite {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some((at, interval)) = self.timer_g {
             if now >= at && self.state == InviteServerState::Completed {
-                if let Some(r) = &self.last_response {
-                    self.transmits.push_back(r.clone());
-                }
+                self.out.repeat_last();
                 let next = (interval * 2).min(self.timers.t2);
                 self.timer_g = Some((now + next, next));
             }
         }
         if self.deadline.is_some_and(|d| now >= d) {
             if self.state == InviteServerState::Completed {
-                self.events.push_back(ServerEvent::AckTimeout);
+                self.out.emit(ServerEvent::AckTimeout);
             }
             self.state = InviteServerState::Terminated;
             self.timer_g = None;
@@ -141,7 +130,7 @@ impl ServerInvite {
 
     /// The transport could not send a response.
     pub fn handle_transport_error(&mut self) {
-        self.events.push_back(ServerEvent::TransportError);
+        self.out.emit(ServerEvent::TransportError);
         self.state = InviteServerState::Terminated;
         self.timer_g = None;
         self.deadline = None;
@@ -149,12 +138,12 @@ impl ServerInvite {
 
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmits.pop_front()
+        self.out.poll_transmit()
     }
 
     /// Next event for the user.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.out.poll_event()
     }
 
     /// When `handle_timeout` must be called next.
