@@ -14,6 +14,7 @@
 mod client;
 mod client_inv;
 mod key;
+mod layer;
 mod outbox;
 mod server;
 mod server_inv;
@@ -22,6 +23,7 @@ mod timers;
 pub use client::{ClientNonInvite, NonInviteClientState};
 pub use client_inv::{ClientInvite, InviteClientState};
 pub use key::TransactionKey;
+pub use layer::{response_to, Layer, LayerEvent, Transmit, MAX_TRANSACTIONS};
 pub use server::{NonInviteServerState, ServerNonInvite};
 pub use server_inv::{InviteServerState, ServerInvite};
 pub use timers::{Reliability, Timers};
