@@ -342,7 +342,6 @@ fn bad_request_reply(bytes: &[u8], error: &ParseError) -> Option<Message> {
 mod tests {
     use super::*;
     use crate::transaction::test_support::{request, response};
-    use std::time::Duration;
 
     fn peer() -> SocketAddr {
         "127.0.0.1:5070".parse().unwrap()
