@@ -1,7 +1,8 @@
 //! # trunkline-sip-core
 //!
 //! Sans-IO SIP (RFC 3261): parsing and printing messages, typed headers,
-//! and the four transaction state machines (§17). Dialogs come next.
+//! the four transaction state machines and the transaction layer (§17),
+//! and dialogs (§12).
 //!
 //! It contains no networking code and no async runtime: bytes go in, values
 //! come out, and time is always an argument. `cargo tree -p
@@ -9,6 +10,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod dialog;
 pub mod header;
 pub mod message;
 mod name_addr;
