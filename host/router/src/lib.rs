@@ -6,7 +6,9 @@
 //! routing steps.
 
 pub mod config;
+pub mod engine;
 pub mod plugin_cmd;
 pub mod routing;
+pub mod serve;
 pub mod simulate;
 pub mod sipcall;

@@ -17,6 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the router: SIP over UDP (this version), plugins hot-reloaded on change and on SIGHUP.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Print each finished call (route, hooks, outcome) on stdout.
+        #[arg(long)]
+        print_calls: bool,
+    },
     /// Validate a configuration file and its plugins, and print the trunks.
     Check {
         #[arg(long)]
@@ -80,6 +88,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run { config, print_calls } => run(&config, print_calls),
         Command::Check { config } => check(&config),
         Command::Simulate { config, request, answers, seed } => {
             simulate::simulate(simulate::SimArgs { config, request, answers, seed })
@@ -119,4 +128,11 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         println!("  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}", t.name, t.id, t.numbers, t.origination.len(), chain);
     }
     Ok(())
+}
+
+fn run(path: &std::path::Path, print_calls: bool) -> anyhow::Result<()> {
+    let settings = config::load(path)?;
+    let rt = simulate::runtime_for(&settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(trunkline_router::serve::run(settings, rt, trunkline_router::serve::RunOptions { print_calls }))
 }

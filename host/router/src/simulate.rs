@@ -18,6 +18,7 @@ use crate::config::{self, Settings};
 use crate::plugin_cmd::read_message;
 use crate::routing;
 use crate::sipcall::{call_from_invite, CallOrigin};
+use trunkline_sip_core::message::reason_phrase as reason;
 
 /// How a simulated target answers: `URI-SUBSTRING=STATUS[:CONTACT]`.
 #[derive(Clone, Debug)]
@@ -56,23 +57,6 @@ const MAX_REDIRECTS: usize = 3;
 
 fn answer_for(answers: &[Answer], uri: &str) -> (u16, Option<String>) {
     answers.iter().find(|a| uri.contains(&a.matches)).map(|a| (a.status, a.contact.clone())).unwrap_or((200, None))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        302 => "Moved Temporarily",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        603 => "Decline",
-        _ => "",
-    }
 }
 
 /// Load the configuration and its plugins into a runtime.

@@ -233,6 +233,12 @@ impl Layer {
         true
     }
 
+    /// Forget a client transaction without further retransmissions or
+    /// events (failover after silence: the target never answered).
+    pub fn abandon(&mut self, key: &TransactionKey) {
+        self.entries.remove(key);
+    }
+
     /// Send a message outside any transaction (ACK for a 2xx, 2xx
     /// retransmissions by the dialog layer).
     pub fn send_stateless(&mut self, to: SocketAddr, message: &Message) {

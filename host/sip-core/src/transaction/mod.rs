@@ -53,6 +53,10 @@ pub enum ServerEvent {
 }
 
 /// Status code of a response message (0 for a request).
+pub fn status_of(m: &Message) -> u16 {
+    status(m)
+}
+
 pub(crate) fn status(m: &Message) -> u16 {
     match m.start {
         StartLine::Response { status, .. } => status,

@@ -1,0 +1,169 @@
+//! Building the messages the B2BUA sends: the outgoing INVITE of a leg,
+//! responses relayed to the caller, and branch/tag/Call-ID generation.
+
+use std::net::SocketAddr;
+
+use trunkline_plugin_host::types::Request;
+use trunkline_sip_core::header::MAGIC_COOKIE;
+use trunkline_sip_core::message::{Header, Message, StartLine};
+use trunkline_sip_core::transaction::response_to;
+
+/// Headers the B2BUA owns on each leg; never copied from one leg to the other.
+const LEG_LOCAL: [&str; 11] = [
+    "Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length",
+    "Proxy-Authorization",
+];
+
+/// Unique-enough tokens for branches, tags and Call-IDs.
+pub(crate) struct Ids {
+    seed: u64,
+    counter: u64,
+}
+
+impl Ids {
+    pub(crate) fn new(seed: u64) -> Self {
+        Ids { seed: seed | 1, counter: 0 }
+    }
+
+    /// A fresh token, 16 hex digits.
+    pub(crate) fn next(&mut self) -> String {
+        self.counter += 1;
+        let mut x = self.seed ^ self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        format!("{x:016x}")
+    }
+
+    /// A uniform number in [0, 1), for the weighted target choice.
+    pub(crate) fn rand01(&mut self) -> f64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        (self.seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Our Via value (without branch) and Contact for a listener.
+pub(crate) fn via(local: SocketAddr) -> String {
+    format!("SIP/2.0/UDP {local}")
+}
+
+pub(crate) fn contact(local: SocketAddr) -> String {
+    format!("<sip:trunkline@{local};transport=udp>")
+}
+
+fn h(name: &str, value: impl Into<String>) -> Header {
+    Header { name: name.into(), value: value.into() }
+}
+
+/// The INVITE of an outgoing leg: our Via, a new Call-ID and From tag, the
+/// caller's From/To URIs, Max-Forwards decremented, the caller's other
+/// headers (as plugins edited them) and body.
+pub(crate) struct OutgoingInvite<'a> {
+    pub(crate) uri: &'a str,
+    pub(crate) request: &'a Request,
+    pub(crate) from: &'a str,
+    pub(crate) to: &'a str,
+    pub(crate) max_forwards: u32,
+    pub(crate) local: SocketAddr,
+    pub(crate) call_id: &'a str,
+    pub(crate) from_tag: &'a str,
+    pub(crate) branch: &'a str,
+}
+
+/// Strip a `;tag=` parameter from a From/To value.
+pub(crate) fn without_tag(value: &str) -> String {
+    let (addr, params) = match value.find('>') {
+        Some(i) => (&value[..=i], &value[i + 1..]),
+        None => match value.split_once(';') {
+            Some((a, p)) => (a, p),
+            None => (value, ""),
+        },
+    };
+    let kept: Vec<&str> = params.split(';').map(str::trim).filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=")).collect();
+    if kept.is_empty() {
+        addr.trim().to_owned()
+    } else {
+        format!("{};{}", addr.trim(), kept.join(";"))
+    }
+}
+
+impl OutgoingInvite<'_> {
+    pub(crate) fn build(&self) -> Message {
+        let mut headers = vec![
+            h("Via", format!("{};branch={MAGIC_COOKIE}{}", via(self.local), self.branch)),
+            h("Max-Forwards", self.max_forwards.to_string()),
+            h("From", format!("{};tag={}", without_tag(self.from), self.from_tag)),
+            h("To", without_tag(self.to)),
+            h("Call-ID", self.call_id),
+            h("CSeq", "1 INVITE"),
+            h("Contact", contact(self.local)),
+        ];
+        for x in &self.request.headers {
+            if !LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
+                headers.push(h(&x.name, x.value.clone()));
+            }
+        }
+        Message {
+            start: StartLine::Request { method: "INVITE".into(), uri: self.uri.to_owned() },
+            headers,
+            body: self.request.body.clone().into_bytes(),
+        }
+    }
+}
+
+/// A response to the caller's INVITE, relaying `status`, and the body and
+/// Content-Type of the callee's response if any.
+pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag: &str, local: SocketAddr, from_peer: Option<&Message>) -> Message {
+    let mut r = response_to(invite, status, reason);
+    if status > 100 {
+        for x in r.headers.iter_mut().filter(|x| x.name.eq_ignore_ascii_case("To")) {
+            if !x.value.contains(";tag=") {
+                x.value = format!("{};tag={to_tag}", x.value);
+            }
+        }
+    }
+    if (101..300).contains(&status) {
+        r.headers.push(h("Contact", contact(local)));
+    }
+    if let Some(p) = from_peer {
+        if !p.body.is_empty() {
+            if let Some(ct) = p.header("Content-Type") {
+                r.headers.push(h("Content-Type", ct));
+                r.body = p.body.clone();
+            }
+        }
+    }
+    r
+}
+
+/// The socket address of a `sip:` URI whose host is an IP literal.
+pub(crate) fn uri_addr(uri: &str) -> Option<SocketAddr> {
+    let p = trunkline_sip_core::NameAddr::parse(uri)?;
+    let ip: std::net::IpAddr = p.host.parse().ok()?;
+    let after = uri.split_once('@').map(|(_, h)| h).unwrap_or_else(|| uri.split_once(':').map(|(_, h)| h).unwrap_or(""));
+    let hostport = after.split([';', '?']).next().unwrap_or("");
+    let port = if hostport.starts_with('[') {
+        hostport.rsplit_once("]:").and_then(|(_, p)| p.parse().ok())
+    } else {
+        hostport.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    };
+    Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_addresses() {
+        assert_eq!(without_tag("\"A\" <sip:a@b>;tag=1;x=2"), "\"A\" <sip:a@b>;x=2");
+        assert_eq!(without_tag("sip:a@b;tag=1"), "sip:a@b");
+        assert_eq!(uri_addr("sip:+1@127.0.0.1:5080;transport=udp"), Some("127.0.0.1:5080".parse().unwrap()));
+        assert_eq!(uri_addr("sip:127.0.0.1"), Some("127.0.0.1:5060".parse().unwrap()));
+        assert_eq!(uri_addr("sip:pbx.example:5080"), None, "names need DNS (not yet)");
+        let mut ids = Ids::new(7);
+        assert_ne!(ids.next(), ids.next());
+    }
+}

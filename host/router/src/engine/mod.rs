@@ -1,0 +1,667 @@
+//! The B2BUA call engine, sans-IO: datagrams and time in, datagrams and
+//! call reports out. It owns the transaction layer, runs each call's plugin
+//! chain, and routes with the reference algorithm (`crate::routing`).
+//!
+//! Handlers: [`Engine::handle_datagram`], [`Engine::handle_timeout`].
+//! Polls: [`Engine::poll_transmit`], [`Engine::poll_timeout`],
+//! [`Engine::poll_report`].
+//!
+//! This first increment covers UDP, origination calls to IP-literal
+//! targets: INVITE with 100/18x/2xx relay, failover on silence and on
+//! failover responses, 3xx through `on-redirect`, `on-failure`, ACK, BYE
+//! from either side, CANCEL before answer, OPTIONS. Not yet: re-INVITE,
+//! UPDATE, INFO relay (answered 501), DNS names, TCP, TwiML execution.
+
+mod build;
+mod call;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
+use trunkline_plugin_host::types::{Direction, Fallback, HangupBy, Header, Outcome, RedirectDecision, Summary, Target, Transport};
+use trunkline_plugin_host::Runtime;
+use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
+use trunkline_sip_core::transaction::{
+    response_to, status_of, ClientEvent, Layer, LayerEvent, Reliability, Timers, TransactionKey, Transmit,
+};
+
+pub use call::CallReport;
+use build::{relay_response, uri_addr, Ids, OutgoingInvite};
+use call::{CallState, Leg, Phase};
+
+use crate::config::Settings;
+use crate::routing;
+use crate::sipcall::{call_from_invite, party, response_from, CallOrigin};
+
+/// Most redirects one call follows.
+const MAX_REDIRECTS: u32 = 3;
+
+/// The engine. See the module docs.
+pub struct Engine {
+    layer: Layer,
+    settings: Arc<Settings>,
+    runtime: Runtime,
+    local: SocketAddr,
+    ids: Ids,
+    calls: HashMap<u64, CallState>,
+    next_call: u64,
+    by_a_call_id: HashMap<String, u64>,
+    by_b_call_id: HashMap<String, u64>,
+    by_b_tx: HashMap<TransactionKey, (u64, u32)>,
+    /// Failover timers: (deadline, call, attempt).
+    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    reports: VecDeque<CallReport>,
+}
+
+impl Engine {
+    /// An engine answering on `local` (used in Via and Contact).
+    pub fn new(settings: Arc<Settings>, runtime: Runtime, local: SocketAddr, seed: u64) -> Self {
+        Engine {
+            layer: Layer::new(Timers::default()),
+            settings,
+            runtime,
+            local,
+            ids: Ids::new(seed),
+            calls: HashMap::new(),
+            next_call: 0,
+            by_a_call_id: HashMap::new(),
+            by_b_call_id: HashMap::new(),
+            by_b_tx: HashMap::new(),
+            timers: BinaryHeap::new(),
+            reports: VecDeque::new(),
+        }
+    }
+
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A datagram arrived.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.layer.handle_message(now, from, Reliability::Unreliable, bytes);
+        self.process(now);
+    }
+
+    /// Run timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        while let Some(Reverse((at, id, attempt))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.failover_timer(now, id, attempt);
+        }
+        self.process(now);
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.layer.poll_transmit()
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ours = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        [self.layer.poll_timeout(), ours].into_iter().flatten().min()
+    }
+
+    /// Next finished call.
+    pub fn poll_report(&mut self) -> Option<CallReport> {
+        self.reports.pop_front()
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some(ev) = self.layer.poll_event() {
+            match ev {
+                LayerEvent::Request { key: Some(key), from, message } => self.on_request(now, key, from, message),
+                LayerEvent::Request { key: None, .. } => {} // ACK for a 2xx: the dialog needs nothing more
+                LayerEvent::Client { key, event } => self.on_client_event(now, key, event),
+                LayerEvent::Server { key, event } => tracing::debug!(?key, ?event, "server transaction ended"),
+                LayerEvent::Malformed { from, error } => tracing::warn!(%from, "malformed SIP message: {error}"),
+                LayerEvent::StrayResponse { from, .. } => tracing::debug!(%from, "stray response ignored"),
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &TransactionKey, request: &Message, code: u16, reason_phrase: &str) {
+        let mut r = response_to(request, code, reason_phrase);
+        if code > 100 {
+            for h in r.headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("To") && !h.value.contains(";tag=")) {
+                h.value = format!("{};tag={}", h.value, self.ids.next());
+            }
+        }
+        self.layer.send_response(now, key, r);
+    }
+
+    fn on_request(&mut self, now: Instant, key: TransactionKey, from: SocketAddr, m: Message) {
+        let method = m.method().unwrap_or_default().to_owned();
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        match method.as_str() {
+            "INVITE" if self.by_a_call_id.contains_key(&call_id) || self.by_b_call_id.contains_key(&call_id) => {
+                self.respond(now, &key, &m, 501, "re-INVITE relay not supported yet");
+            }
+            "INVITE" => self.new_call(now, key, from, m),
+            "BYE" => self.on_bye(now, key, m),
+            "CANCEL" => self.on_cancel(now, key, m),
+            "OPTIONS" => {
+                let mut r = response_to(&m, 200, "OK");
+                r.headers.push(SipHeader { name: "Allow".into(), value: "INVITE, ACK, CANCEL, BYE, OPTIONS".into() });
+                r.headers.push(SipHeader { name: "Accept".into(), value: "application/sdp".into() });
+                self.layer.send_response(now, &key, r);
+            }
+            _ if self.by_a_call_id.contains_key(&call_id) || self.by_b_call_id.contains_key(&call_id) => {
+                self.respond(now, &key, &m, 501, "Not Implemented");
+            }
+            _ => {
+                let mut r = response_to(&m, 405, "Method Not Allowed");
+                r.headers.push(SipHeader { name: "Allow".into(), value: "INVITE, ACK, CANCEL, BYE, OPTIONS".into() });
+                self.layer.send_response(now, &key, r);
+            }
+        }
+    }
+
+    fn new_call(&mut self, now: Instant, key: TransactionKey, from: SocketAddr, m: Message) {
+        self.respond(now, &key, &m, 100, "Trying");
+        let max_forwards = match m.header("Max-Forwards").map(str::parse::<u32>) {
+            None => 70,
+            Some(Ok(0)) => return self.respond(now, &key, &m, 483, "Too Many Hops"),
+            Some(Ok(n)) => n.min(255),
+            Some(Err(_)) => return self.respond(now, &key, &m, 400, "Bad Request (Max-Forwards)"),
+        };
+        let user = match &m.start {
+            StartLine::Request { uri, .. } => party(uri).and_then(|p| p.user),
+            StartLine::Response { .. } => None,
+        };
+        let settings = self.settings.clone();
+        let Some(trunk_idx) = user.as_deref().and_then(|u| settings.trunks.iter().position(|t| t.numbers.iter().any(|n| n == u))) else {
+            return self.respond(now, &key, &m, 404, "Not Found");
+        };
+        let trunk = &settings.trunks[trunk_idx];
+        let origin = CallOrigin {
+            direction: Direction::Origination,
+            account_id: &trunk.account,
+            trunk_id: &trunk.id,
+            trunk_name: &trunk.name,
+            source_address: from.to_string(),
+            transport: Transport::Udp,
+        };
+        let (mut call, mut request) = match call_from_invite(&m, &origin) {
+            Ok(v) => v,
+            Err(e) => return self.respond(now, &key, &m, 400, &format!("Bad Request ({e})")),
+        };
+        let mut session = self.runtime.start_call(&trunk.chain, &trunk.account, &call.call_id.clone());
+        let a_tag = self.ids.next();
+        match session.on_invite(&mut call, &mut request) {
+            InviteOutcome::Continue => {}
+            InviteOutcome::Reject(r) => {
+                let resp = relay_response(&m, r.code, &r.reason, &a_tag, self.local, None);
+                self.layer.send_response(now, &key, resp);
+                return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
+            }
+            InviteOutcome::Redirect(contacts) => {
+                let mut resp = relay_response(&m, 302, "Moved Temporarily", &a_tag, self.local, None);
+                resp.headers.retain(|h| !h.name.eq_ignore_ascii_case("Contact"));
+                for c in &contacts {
+                    resp.headers.push(SipHeader { name: "Contact".into(), value: format!("<{c}>") });
+                }
+                self.layer.send_response(now, &key, resp);
+                return self.report_unrouted(session, &call, trunk_idx, 302, &format!("redirected to {}", contacts.join(", ")));
+            }
+        }
+        let queue = match session.select_uri(&call, routing::candidates(&trunk.origination)) {
+            Ok(sel) if sel.ordered => sel.targets,
+            Ok(sel) => {
+                let ids = &mut self.ids;
+                routing::order(&sel.targets, || ids.rand01())
+            }
+            Err(r) => {
+                let resp = relay_response(&m, r.code, &r.reason, &a_tag, self.local, None);
+                self.layer.send_response(now, &key, resp);
+                return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
+            }
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        self.by_a_call_id.insert(call.call_id.clone(), id);
+        let dialed = call.request_uri.user.clone().unwrap_or_default();
+        self.calls.insert(
+            id,
+            CallState {
+                a_invite: m,
+                a_tx: key,
+                a_from: from,
+                a_tag,
+                call,
+                request,
+                session,
+                trunk: trunk_idx,
+                dialed,
+                max_forwards: max_forwards - 1,
+                queue,
+                leg: None,
+                attempts: 0,
+                redirects: 0,
+                last_failure: None,
+                phase: Phase::Routing,
+                a_dialog: None,
+                b_dialog: None,
+                b_call_ids: Vec::new(),
+                route: Vec::new(),
+                started: now,
+                first_ring: None,
+                answered: None,
+            },
+        );
+        self.try_next(now, id);
+    }
+
+    /// A call that never reached routing (rejected or redirected by a plugin).
+    fn report_unrouted(&mut self, session: trunkline_plugin_host::CallSession, call: &trunkline_plugin_host::types::Call, trunk: usize, status: u16, outcome: &str) {
+        let summary = Summary {
+            outcome: Outcome::Rejected,
+            status,
+            target_uri: None,
+            pdd_ms: None,
+            duration_ms: 0,
+            hangup_by: HangupBy::None,
+            attempts: 0,
+        };
+        let trace = session.on_call_end(call, &summary);
+        self.reports.push_back(CallReport {
+            call_id: call.call_id.clone(),
+            trunk: self.settings.trunks[trunk].name.clone(),
+            from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
+            to: call.to.user.clone().unwrap_or_default(),
+            route: vec![],
+            hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
+            outcome: outcome.to_owned(),
+        });
+    }
+
+    /// Send the INVITE to the next target, or fall back when none is left.
+    fn try_next(&mut self, now: Instant, id: u64) {
+        loop {
+            let Some(c) = self.calls.get_mut(&id) else { return };
+            if c.queue.is_empty() {
+                return self.all_failed(now, id);
+            }
+            let target = c.queue.remove(0);
+            let (uri, x_headers) = routing::request_uri(&target.uri, &c.dialed);
+            let mut outgoing = c.request.clone();
+            outgoing.uri = uri.clone();
+            outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
+            match c.session.pre_dial(&c.call, &mut outgoing, &target) {
+                Ok(DialOutcome::Send) => {}
+                Ok(DialOutcome::Skip) => {
+                    c.route.push(format!("{uri}: skipped by a plugin"));
+                    continue;
+                }
+                Err(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            }
+            let Some(addr) = uri_addr(&uri) else {
+                c.route.push(format!("{uri}: host is not an IP address (DNS not supported yet)"));
+                continue;
+            };
+            c.attempts += 1;
+            let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
+            let invite = OutgoingInvite {
+                uri: &uri,
+                request: &outgoing,
+                from: c.a_invite.header("From").unwrap_or_default(),
+                to: c.a_invite.header("To").unwrap_or_default(),
+                max_forwards: c.max_forwards,
+                local: self.local,
+                call_id: &call_id,
+                from_tag: &from_tag,
+                branch: &branch,
+            }
+            .build();
+            let Some(tx) = self.layer.send_request(now, addr, Reliability::Unreliable, invite.clone()) else { return };
+            let attempt = c.attempts;
+            c.route.push(format!("INVITE {uri}"));
+            c.b_call_ids.push(call_id.clone());
+            c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: addr, uri, responded: false });
+            self.by_b_tx.insert(tx, (id, attempt));
+            self.by_b_call_id.insert(call_id, id);
+            let wait = Duration::from_millis(self.settings.failover_timeout_ms);
+            self.timers.push(Reverse((now + wait, id, attempt)));
+            return;
+        }
+    }
+
+    fn failover_timer(&mut self, now: Instant, id: u64, attempt: u32) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(leg) = c.leg.as_ref().filter(|l| l.attempt == attempt && !l.responded) else { return };
+        if c.phase != Phase::Routing {
+            return;
+        }
+        let tx = leg.tx.clone();
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> no response in {} ms", self.settings.failover_timeout_ms));
+        }
+        c.leg = None;
+        self.layer.abandon(&tx);
+        self.try_next(now, id);
+    }
+
+    fn on_client_event(&mut self, now: Instant, key: TransactionKey, event: ClientEvent) {
+        let leg = self.by_b_tx.get(&key).copied();
+        let current = leg.is_some_and(|(id, attempt)| {
+            self.calls.get(&id).and_then(|c| c.leg.as_ref()).is_some_and(|l| l.attempt == attempt)
+        });
+        let Some((id, _)) = leg.filter(|_| current) else {
+            // A late answer from a target we already gave up on: end it politely.
+            if let ClientEvent::Final(m) = &event {
+                let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+                if to_invite && (200..300).contains(&status_of(m)) {
+                    self.hang_up_stray(now, m.clone());
+                }
+            }
+            return;
+        };
+        match event {
+            ClientEvent::Provisional(m) => self.on_provisional(now, id, m),
+            ClientEvent::Final(m) => self.on_final(now, id, m),
+            ClientEvent::Timeout => self.leg_failed(now, id, 408, "Request Timeout", None),
+            ClientEvent::TransportError => self.leg_failed(now, id, 503, "Service Unavailable", None),
+        }
+    }
+
+    fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let status = status_of(&m);
+        if let Some(leg) = c.leg.as_mut() {
+            leg.responded = true;
+        }
+        if status > 100 && c.phase == Phase::Routing {
+            c.first_ring.get_or_insert(now);
+            let (a_tx, a_tag) = (c.a_tx.clone(), c.a_tag.clone());
+            let reason_phrase = reason_of(&m);
+            let resp = relay_response(&c.a_invite, status, &reason_phrase, &a_tag, self.local, Some(&m));
+            if let Some(last) = c.route.last_mut() {
+                if !last.contains(&format!(" {status}")) {
+                    last.push_str(&format!(" -> {status} {reason_phrase}"));
+                }
+            }
+            self.layer.send_response(now, &a_tx, resp);
+        }
+    }
+
+    fn on_final(&mut self, now: Instant, id: u64, m: Message) {
+        let status = status_of(&m);
+        let reason_phrase = reason_of(&m);
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> {status} {reason_phrase}"));
+        }
+        if (200..300).contains(&status) {
+            return self.answered(now, id, m);
+        }
+        if let Some(leg) = c.leg.as_mut() {
+            leg.responded = true;
+        }
+        if (300..400).contains(&status) {
+            let response = response_from(&m);
+            let decision = match &response {
+                Some(r) => c.session.on_redirect(&c.call, r),
+                None => RedirectDecision::NextTarget,
+            };
+            let follow = match decision {
+                RedirectDecision::Default => response.as_ref().and_then(|r| r.contacts.first().cloned()),
+                RedirectDecision::Follow(u) => Some(u),
+                RedirectDecision::NextTarget => None,
+                RedirectDecision::Reject(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            };
+            let ours = |u: &str| party(u).is_some_and(|p| self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)));
+            match follow {
+                Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
+                    c.redirects += 1;
+                    let template = Target {
+                        uri: u,
+                        priority: 0,
+                        weight: 1,
+                        enabled: true,
+                        transport: Transport::Udp,
+                        health: trunkline_plugin_host::types::Health::Unknown,
+                        group: None,
+                    };
+                    c.queue.insert(0, template);
+                }
+                Some(u) => c.route.push(format!("redirect to {u} refused (our own domain or too many redirects)")),
+                None => {}
+            }
+            c.last_failure = response;
+            c.leg = None;
+            return self.try_next(now, id);
+        }
+        self.leg_failed(now, id, status, &reason_phrase, Some(m));
+    }
+
+    fn leg_failed(&mut self, now: Instant, id: u64, status: u16, reason_phrase: &str, m: Option<Message>) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if m.is_none() {
+            if let Some(last) = c.route.last_mut() {
+                last.push_str(&format!(" -> {status} {reason_phrase}"));
+            }
+        }
+        c.leg = None;
+        c.last_failure = m.as_ref().and_then(response_from).or(Some(trunkline_plugin_host::types::Response {
+            status,
+            reason: reason_phrase.into(),
+            headers: vec![],
+            contacts: vec![],
+        }));
+        if routing::fails_over(status) {
+            self.try_next(now, id);
+        } else {
+            self.finish(now, id, status, reason_phrase, Outcome::Failed);
+        }
+    }
+
+    fn all_failed(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let last = c.last_failure.clone();
+        let fallback = c.session.on_failure(&c.call, last.as_ref());
+        let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
+        let (code, why) = last.map(|l| (l.status, l.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
+        match fallback {
+            Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            Fallback::TwimlUrl(u) => {
+                c.route.push(format!("disaster recovery: TwiML from {u} (fetching TwiML is not implemented yet)"));
+                self.finish(now, id, code, &why, Outcome::Failed)
+            }
+            Fallback::TwimlDocument(_) => {
+                c.route.push("disaster recovery: inline TwiML (executing TwiML is not implemented yet)".into());
+                self.finish(now, id, code, &why, Outcome::Failed)
+            }
+            Fallback::Default => {
+                if let Some(u) = dr {
+                    c.route.push(format!("disaster recovery: TwiML from {u} (fetching TwiML is not implemented yet)"));
+                }
+                self.finish(now, id, code, &why, Outcome::Failed)
+            }
+        }
+    }
+
+    fn answered(&mut self, now: Instant, id: u64, ok: Message) {
+        let local = self.local;
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.phase == Phase::Answered {
+            // A retransmitted 2xx: our ACK was lost; send it again.
+            if let Some(d) = &c.b_dialog {
+                let ack = d.ack(1, &build::via(local), &self.ids.next());
+                let to = uri_addr(&d.remote_target).unwrap_or(c.leg.as_ref().map(|l| l.to).unwrap_or(c.a_from));
+                self.layer.send_stateless(to, &ack);
+            }
+            return;
+        }
+        let Some(leg) = c.leg.as_ref() else { return };
+        let b_dialog = Dialog::as_uac(&leg.invite, &ok);
+        let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
+        let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, local, Some(&ok));
+        self.layer.send_response(now, &c.a_tx.clone(), resp);
+        let ack_to = b_dialog.as_ref().ok().and_then(|d| uri_addr(&d.remote_target)).unwrap_or(leg.to);
+        match (&b_dialog, &a_dialog) {
+            (Ok(b), Ok(_)) => {
+                let ack = b.ack(1, &build::via(local), &self.ids.next());
+                self.layer.send_stateless(ack_to, &ack);
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(call_id = %c.call.call_id, "answered call without a usable dialog: {e}"),
+        }
+        c.b_dialog = b_dialog.ok();
+        c.a_dialog = a_dialog.ok();
+        c.phase = Phase::Answered;
+        c.answered = Some(now);
+        c.session.end_routing_phase();
+    }
+
+    fn on_bye(&mut self, now: Instant, key: TransactionKey, m: Message) {
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let (id, from_caller) = match (self.by_a_call_id.get(&call_id), self.by_b_call_id.get(&call_id)) {
+            (Some(&id), _) => (id, true),
+            (None, Some(&id)) => (id, false),
+            _ => return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
+        };
+        self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
+        let local = self.local;
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
+        if let Some(d) = other {
+            let bye = d.request("BYE", &build::via(local), &branch);
+            let fallback_addr = if from_caller { c.leg.as_ref().map(|l| l.to) } else { Some(c.a_from) };
+            if let Some(to) = uri_addr(&d.remote_target).or(fallback_addr) {
+                self.layer.send_request(now, to, Reliability::Unreliable, bye);
+            }
+        }
+        let by = if from_caller { HangupBy::Caller } else { HangupBy::Callee };
+        self.end_answered(now, id, by);
+    }
+
+    fn on_cancel(&mut self, now: Instant, key: TransactionKey, m: Message) {
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let Some(&id) = self.by_a_call_id.get(&call_id) else {
+            return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist");
+        };
+        self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.phase != Phase::Routing {
+            return;
+        }
+        if let Some(leg) = c.leg.take() {
+            if leg.responded {
+                let cancel = cancel_for(&leg.invite);
+                self.layer.send_request(now, leg.to, Reliability::Unreliable, cancel);
+            } else {
+                self.layer.abandon(&leg.tx);
+            }
+            if let Some(last) = c.route.last_mut() {
+                last.push_str(" -> cancelled");
+            }
+        }
+        self.finish(now, id, 487, "Request Terminated", Outcome::Cancelled);
+    }
+
+    /// Send the caller the final response, tell the plugins, report, forget.
+    fn finish(&mut self, now: Instant, id: u64, code: u16, reason_phrase: &str, outcome: Outcome) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if c.phase == Phase::Routing {
+            let resp = relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, self.local, None);
+            let a_tx = c.a_tx.clone();
+            self.layer.send_response(now, &a_tx, resp);
+        }
+        let what = match outcome {
+            Outcome::Rejected => format!("rejected {code} {reason_phrase}"),
+            Outcome::Cancelled => "cancelled (487 to the caller)".into(),
+            _ => format!("failed {code} {reason_phrase}"),
+        };
+        self.close(now, id, outcome, code, HangupBy::None, what);
+    }
+
+    fn end_answered(&mut self, now: Instant, id: u64, by: HangupBy) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let target = c.leg.as_ref().map(|l| l.uri.clone()).unwrap_or_default();
+        let talk = c.answered.map(|a| now.saturating_duration_since(a)).unwrap_or_default();
+        let who = match by {
+            HangupBy::Caller => "caller",
+            HangupBy::Callee => "callee",
+            _ => "router",
+        };
+        let what = format!("answered by {target}, {} ms, hung up by the {who}", talk.as_millis());
+        self.close(now, id, Outcome::Answered, 200, by, what);
+    }
+
+    fn close(&mut self, now: Instant, id: u64, outcome: Outcome, status: u16, by: HangupBy, what: String) {
+        let Some(c) = self.calls.remove(&id) else { return };
+        self.by_a_call_id.remove(&c.call.call_id);
+        for b in &c.b_call_ids {
+            self.by_b_call_id.remove(b);
+        }
+        self.by_b_tx.retain(|_, (cid, _)| *cid != id);
+        let summary = Summary {
+            outcome,
+            status,
+            target_uri: c.leg.as_ref().map(|l| l.uri.clone()),
+            pdd_ms: c.first_ring.or(c.answered).map(|t| t.saturating_duration_since(c.started).as_millis() as u32),
+            duration_ms: c.answered.map(|a| now.saturating_duration_since(a).as_millis() as u64).unwrap_or(0),
+            hangup_by: by,
+            attempts: c.attempts,
+        };
+        let trace = c.session.on_call_end(&c.call, &summary);
+        self.reports.push_back(CallReport {
+            call_id: c.call.call_id.clone(),
+            trunk: self.settings.trunks[c.trunk].name.clone(),
+            from: c.call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
+            to: c.call.to.user.clone().unwrap_or_default(),
+            route: c.route,
+            hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
+            outcome: what,
+        });
+    }
+
+    /// ACK and BYE a 2xx to an INVITE we no longer want (a target we
+    /// failed over from, or a call already over). The response carries all
+    /// the dialog needs: From, Call-ID, CSeq, To tag and Contact.
+    fn hang_up_stray(&mut self, now: Instant, ok: Message) {
+        let Ok(mut d) = Dialog::as_uac(&ok, &ok) else { return };
+        let Some(to) = uri_addr(&d.remote_target) else { return };
+        let via = build::via(self.local);
+        let ack = d.ack(1, &via, &self.ids.next());
+        self.layer.send_stateless(to, &ack);
+        let bye = d.request("BYE", &via, &self.ids.next());
+        self.layer.send_request(now, to, Reliability::Unreliable, bye);
+        tracing::info!(call_id = ok.header("Call-ID").unwrap_or_default(), "late 2xx from an abandoned target: ACKed and hung up");
+    }
+}
+
+fn reason_of(m: &Message) -> String {
+    match &m.start {
+        StartLine::Response { reason, .. } => reason.clone(),
+        StartLine::Request { .. } => String::new(),
+    }
+}
+
+/// CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
+/// From, To, CSeq number and top Via.
+fn cancel_for(invite: &Message) -> Message {
+    let uri = match &invite.start {
+        StartLine::Request { uri, .. } => uri.clone(),
+        StartLine::Response { .. } => String::new(),
+    };
+    let mut headers: Vec<SipHeader> = Vec::new();
+    for name in ["Via", "From", "To", "Call-ID"] {
+        if let Some(v) = invite.header(name) {
+            headers.push(SipHeader { name: name.into(), value: v.to_owned() });
+        }
+    }
+    headers.push(SipHeader { name: "Max-Forwards".into(), value: "70".into() });
+    headers.push(SipHeader { name: "CSeq".into(), value: "1 CANCEL".into() });
+    Message { start: StartLine::Request { method: "CANCEL".into(), uri }, headers, body: vec![] }
+}

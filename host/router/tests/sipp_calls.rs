@@ -1,0 +1,174 @@
+//! Real calls: SIPp (carrier side, UAC) -> `trunkline run` -> SIPp (PBX
+//! side, UAS), over UDP on loopback, with the first-party plugins built as
+//! components. Bounded: every SIPp run has `-m` and `-timeout`, the router
+//! is killed by PID at the end of each test.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use trunkline_tests::wasm;
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sipp").join(rel)
+}
+
+/// A running router; killed when dropped. Its stdout lines arrive on `lines`.
+struct Router {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Router {
+    fn start(trunk: &str) -> Router {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        for (w, n) in [
+            (wasm::E164_GUARD, "e164-guard"),
+            (wasm::DIVERSION_GUARD, "diversion-guard"),
+            (wasm::CUSTOMER_ROUTING, "customer-routing"),
+            (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
+        ] {
+            trunkline_tests::install(w, &plugins, n);
+        }
+        let cfg = format!(
+            "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
+             [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{trunk}"
+        );
+        std::fs::write(dir.path().join("trunkline.toml"), cfg).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trunkline"))
+            .args(["run", "--print-calls", "--config"])
+            .arg(dir.path().join("trunkline.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting trunkline");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let first = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
+        let port = first.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected first line {first}"));
+        Router { child, port, lines, _dir: dir }
+    }
+
+    /// Collect call reports until `n` outcomes were printed.
+    fn outcomes(&self, n: usize) -> String {
+        let mut out = String::new();
+        let mut seen = 0;
+        while seen < n {
+            let l = self.lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("only {seen} of {n} calls reported:\n{out}"));
+            seen += usize::from(l.trim_start().starts_with("outcome:"));
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn sipp(args: &[&str]) -> Command {
+    let mut c = Command::new("sipp");
+    c.args(args).args(["-i", "127.0.0.1", "-nostdin", "-timeout", "30s"]).stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+fn trunk(targets: &[(u16, u16)], extra_plugin_config: &str) -> String {
+    let mut t = format!(
+        "[[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\nplugins = [{extra_plugin_config}{{ name = \"diversion-guard\", config = {{ origination_domain = \"trunkline.test\" }} }}, {{ name = \"customer-routing\" }}, {{ name = \"dr-twiml-fallback\" }}]\n"
+    );
+    for (port, prio) in targets {
+        t.push_str(&format!("[[trunk.origination]]\nuri = \"sip:127.0.0.1:{port}\"\npriority = {prio}\n"));
+    }
+    t
+}
+
+#[test]
+fn calls_are_answered_after_failover_from_a_silent_target_with_diversion() {
+    let (silent, uas_port, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(silent, 5), (uas_port, 10)], "{ name = \"e164-guard\" }, "));
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = dir.path().join("uas.msg");
+    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "3", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "3", "-r", "3", "-d", "200"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(3);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success(), "SIPp UAC: every call must succeed\n{reports}");
+    assert!(uas_ok.success(), "SIPp UAS saw complete calls");
+    assert_eq!(reports.matches("-> no response in 300 ms").count(), 3, "{reports}");
+    assert_eq!(reports.matches("-> 200 OK").count(), 3, "{reports}");
+    assert_eq!(reports.matches("hung up by the caller").count(), 3, "{reports}");
+    assert!(reports.contains("diversion-guard") && reports.contains("pre-dial: edit +Diversion"), "{reports}");
+    let seen = std::fs::read_to_string(&msgs).unwrap();
+    assert!(seen.contains("Diversion: <sip:+14155550100@trunkline.test>"), "the PBX got the Diversion header");
+    assert_eq!(seen.matches("INVITE sip:+14155550100@127.0.0.1:").count(), 3, "one INVITE per call reached the PBX");
+}
+
+fn expect_final(code: u16, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("uac-expect-final.xml")).unwrap().replace("EXPECT", &code.to_string());
+    let p = dir.join(format!("uac-expect-{code}.xml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn busy_here_is_passed_through_without_failover() {
+    let (busy, backup, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(busy, 5), (backup, 10)], ""));
+    let dir = tempfile::tempdir().unwrap();
+    let mut uas = sipp(&["-sf", fixture("uas-busy.xml").to_str().unwrap(), "-p", &busy.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = expect_final(486, dir.path());
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(2);
+    let _ = uas.wait();
+    assert!(uac.success(), "the carrier got 486\n{reports}");
+    assert_eq!(reports.matches("outcome: failed 486 Busy Here").count(), 2, "{reports}");
+    assert!(!reports.contains(&format!("127.0.0.1:{backup}")), "486 is final: the backup was never tried\n{reports}");
+}
+
+#[test]
+fn a_plugin_rejects_before_any_target_is_tried() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    // SIPp calls from `sipp`, not an E.164 number: e164-guard (checking origination) answers 400.
+    let guard = "{ name = \"e164-guard\", config = { directions = [\"origination\"] } }, ";
+    let router = Router::start(&trunk(&[(uas_port, 10)], guard));
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = expect_final(400, dir.path());
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(1);
+    assert!(uac.success(), "the carrier got 400\n{reports}");
+    assert!(reports.contains("outcome: rejected 400 Caller ID is not an E.164 number"), "{reports}");
+    assert!(reports.contains("(no target tried)"), "{reports}");
+}
