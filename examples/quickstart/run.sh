@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Quickstart: build the router and the first-party plugins, then route a
-# handful of calls to +14155550100 through examples/quickstart/trunkline.toml
-# and print, for each call, the hooks that ran with their decisions, the
-# route taken and the outcome.
-#
-# The calls are routed offline (`trunkline simulate`): real plugins, the
-# reference priority/weight/failover algorithm, and targets whose answers
-# are given per scenario. The live SIP engine uses the same steps.
+# Quickstart: build the router and the first-party plugins, then
+#  1. live: start `trunkline run` (live.toml) with a SIPp PBX, place real SIP
+#     calls from a SIPp carrier (answered after failover, rejected by a
+#     plugin), and print each call's hooks, route and outcome;
+#  2. offline: route more scenarios through trunkline.toml with
+#     `trunkline simulate` (same plugins and routing algorithm, simulated
+#     targets), covering what the live engine does not do yet (TwiML).
+# Stops everything it started. Needs sipp (Debian: sip-tester) for part 1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,6 +27,34 @@ done
 trunkline="$root/target/debug/trunkline"
 cfg="$here/trunkline.toml"
 
+live() {
+  if ! command -v sipp >/dev/null 2>&1; then
+    echo "== (live calls skipped: sipp not installed; apt-get install sip-tester)"
+    return
+  fi
+  echo
+  echo "== LIVE: trunkline run + SIPp PBX on 127.0.0.1:5080 + SIPp carrier"
+  local out=$here/live.out pids=()
+  (cd "$here" && exec "$trunkline" run --config live.toml --print-calls >"$out" 2>"$here/live.err") &
+  pids+=($!)
+  sipp -sn uas -i 127.0.0.1 -p 5080 -m 2 -nostdin -timeout 30s >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+  echo "-- 2 calls to +14155550100 (priority-5 target silent: failover to the PBX), 300 ms of talk"
+  sipp -sn uac 127.0.0.1:5060 -s +14155550100 -i 127.0.0.1 -p 5070 -m 2 -r 2 -d 300 -nostdin -timeout 30s >/dev/null 2>&1 \
+    && echo "   SIPp carrier: all calls succeeded" || echo "   SIPp carrier: some calls failed"
+  echo "-- 1 call to +14155550199 (trunk 'strict': e164-guard rejects caller 'sipp')"
+  sipp -sn uac 127.0.0.1:5060 -s +14155550199 -i 127.0.0.1 -p 5071 -m 1 -nostdin -timeout 10s >/dev/null 2>&1 \
+    || echo "   SIPp carrier: call rejected, as expected"
+  sleep 0.5
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null || true
+  cat "$out"
+}
+live
+
+echo
+echo "== OFFLINE: trunkline simulate"
 "$trunkline" check --config "$cfg"
 scenario() {
   local title=$1; shift
