@@ -172,3 +172,66 @@ fn a_plugin_rejects_before_any_target_is_tried() {
     assert!(reports.contains("outcome: rejected 400 Caller ID is not an E.164 number"), "{reports}");
     assert!(reports.contains("(no target tried)"), "{reports}");
 }
+
+fn from_template(name: &str, dir: &Path, replace: &[(&str, String)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(fixture(name)).unwrap();
+    for (k, v) in replace {
+        text = text.replace(k, v);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn the_callee_hangs_up_and_the_caller_gets_the_bye() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    let mut uas = sipp(&["-sf", fixture("uas-hangs-up.xml").to_str().unwrap(), "-p", &uas_port.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sf", fixture("uac-callee-hangs-up.xml").to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(2);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success(), "the carrier received the BYE and answered it\n{reports}");
+    assert!(uas_ok.success(), "the PBX got 200 for its BYE");
+    assert_eq!(reports.matches("hung up by the callee").count(), 2, "{reports}");
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_pbx_and_the_caller_gets_487() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    let mut uas = sipp(&["-sf", fixture("uas-ring-until-cancel.xml").to_str().unwrap(), "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sf", fixture("uac-cancel.xml").to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(1);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success(), "the carrier got 200 (CANCEL) and 487 (INVITE)\n{reports}");
+    assert!(uas_ok.success(), "the PBX got the CANCEL and the ACK of its 487");
+    assert!(reports.contains("-> 180 Ringing -> cancelled") && reports.contains("outcome: cancelled"), "{reports}");
+}
+
+#[test]
+fn a_302_is_followed_to_the_first_contact_only() {
+    let (redirector, first, second, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(redirector, 10)], ""));
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = from_template("uas-redirect.xml", dir.path(), &[("FIRST", first.to_string()), ("SECOND", second.to_string())]);
+    let mut r = sipp(&["-sf", scenario.to_str().unwrap(), "-p", &redirector.to_string(), "-m", "1"]).spawn().unwrap();
+    let mut uas = sipp(&["-sn", "uas", "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"]).status().unwrap();
+    let reports = router.outcomes(1);
+    let (r_ok, uas_ok) = (r.wait().unwrap(), uas.wait().unwrap());
+    assert!(uac.success() && r_ok.success() && uas_ok.success(), "{reports}");
+    assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{redirector} -> 302 Moved Temporarily")), "{reports}");
+    assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{first} -> 180 Ringing -> 200 OK")), "{reports}");
+    assert!(!reports.contains(&format!("127.0.0.1:{second}")), "the second Contact is ignored\n{reports}");
+}
