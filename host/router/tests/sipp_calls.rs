@@ -141,7 +141,8 @@ fn busy_here_is_passed_through_without_failover() {
     let (busy, backup, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
     let router = Router::start(&trunk(&[(busy, 5), (backup, 10)], ""));
     let dir = tempfile::tempdir().unwrap();
-    let mut uas = sipp(&["-sf", fixture("uas-busy.xml").to_str().unwrap(), "-p", &busy.to_string(), "-m", "2"]).spawn().unwrap();
+    let busy_uas = from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
+    let mut uas = sipp(&["-sf", busy_uas.to_str().unwrap(), "-p", &busy.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(486, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
@@ -234,4 +235,24 @@ fn a_302_is_followed_to_the_first_contact_only() {
     assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{redirector} -> 302 Moved Temporarily")), "{reports}");
     assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{first} -> 180 Ringing -> 200 OK")), "{reports}");
     assert!(!reports.contains(&format!("127.0.0.1:{second}")), "the second Contact is ignored\n{reports}");
+}
+
+#[test]
+fn a_503_fails_over_to_the_next_priority() {
+    let (broken, good, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(broken, 5), (good, 10)], ""));
+    let dir = tempfile::tempdir().unwrap();
+    let failing = from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
+    let mut bad = sipp(&["-sf", failing.to_str().unwrap(), "-p", &broken.to_string(), "-m", "2"]).spawn().unwrap();
+    let mut uas = sipp(&["-sn", "uas", "-p", &good.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(2);
+    let (bad_ok, uas_ok) = (bad.wait().unwrap(), uas.wait().unwrap());
+    assert!(uac.success() && bad_ok.success() && uas_ok.success(), "{reports}");
+    assert_eq!(reports.matches(&format!("127.0.0.1:{broken} -> 503 Service Unavailable")).count(), 2, "{reports}");
+    assert_eq!(reports.matches(&format!("127.0.0.1:{good} -> 180 Ringing -> 200 OK")).count(), 2, "{reports}");
 }
