@@ -12,6 +12,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
+if ! command -v sipp >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing SIPp (Debian package sip-tester) for the live calls"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null
+fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "== installing the wasm32-wasip2 target"
   rustup target add wasm32-wasip2
@@ -29,7 +33,7 @@ cfg="$here/trunkline.toml"
 
 live() {
   if ! command -v sipp >/dev/null 2>&1; then
-    echo "== (live calls skipped: sipp not installed; apt-get install sip-tester)"
+    echo "== (live calls skipped: sipp is not installed; install the Debian package sip-tester)"
     return
   fi
   echo
