@@ -22,6 +22,18 @@ pub fn install(wasm: &str, dir: &Path, name: &str) -> PathBuf {
     dest
 }
 
+/// Install the four first-party plugins into `dir` under their names.
+pub fn install_first_party(dir: &Path) {
+    for (w, n) in [
+        (wasm::E164_GUARD, "e164-guard"),
+        (wasm::DIVERSION_GUARD, "diversion-guard"),
+        (wasm::CUSTOMER_ROUTING, "customer-routing"),
+        (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
+    ] {
+        install(w, dir, n);
+    }
+}
+
 /// A runtime with default options and the given number directory.
 pub fn runtime_with(opts: RuntimeOptions) -> Runtime {
     Runtime::new(opts).expect("building the plugin runtime")

@@ -101,14 +101,7 @@ fn quickstart() -> tempfile::TempDir {
     std::fs::copy(src, dir.path().join("trunkline.toml")).unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    for (w, n) in [
-        (wasm::E164_GUARD, "e164-guard"),
-        (wasm::DIVERSION_GUARD, "diversion-guard"),
-        (wasm::CUSTOMER_ROUTING, "customer-routing"),
-        (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
-    ] {
-        named(w, &plugins, n);
-    }
+    trunkline_tests::install_first_party(&plugins);
     dir
 }
 

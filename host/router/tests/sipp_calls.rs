@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use trunkline_tests::wasm;
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -40,14 +39,7 @@ impl Router {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
-        for (w, n) in [
-            (wasm::E164_GUARD, "e164-guard"),
-            (wasm::DIVERSION_GUARD, "diversion-guard"),
-            (wasm::CUSTOMER_ROUTING, "customer-routing"),
-            (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
-        ] {
-            trunkline_tests::install(w, &plugins, n);
-        }
+        trunkline_tests::install_first_party(&plugins);
         let cfg = format!(
             "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
              [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{trunk}"

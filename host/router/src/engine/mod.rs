@@ -14,6 +14,8 @@
 
 mod build;
 mod call;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -274,14 +276,18 @@ impl Engine {
             attempts: 0,
         };
         let trace = session.on_call_end(call, &summary);
+        self.report(call, trunk, Vec::new(), &trace, outcome.to_owned());
+    }
+
+    fn report(&mut self, call: &trunkline_plugin_host::types::Call, trunk: usize, route: Vec<String>, trace: &[trunkline_plugin_host::HookTrace], outcome: String) {
         self.reports.push_back(CallReport {
             call_id: call.call_id.clone(),
             trunk: self.settings.trunks[trunk].name.clone(),
             from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
             to: call.to.user.clone().unwrap_or_default(),
-            route: vec![],
+            route,
             hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
-            outcome: outcome.to_owned(),
+            outcome,
         });
     }
 
@@ -398,6 +404,9 @@ impl Engine {
         let status = status_of(&m);
         let reason_phrase = reason_of(&m);
         let Some(c) = self.calls.get_mut(&id) else { return };
+        if (200..300).contains(&status) && c.phase == Phase::Answered {
+            return self.answered(now, id, m); // a retransmission: ACK again
+        }
         if let Some(last) = c.route.last_mut() {
             last.push_str(&format!(" -> {status} {reason_phrase}"));
         }
@@ -615,15 +624,7 @@ impl Engine {
             attempts: c.attempts,
         };
         let trace = c.session.on_call_end(&c.call, &summary);
-        self.reports.push_back(CallReport {
-            call_id: c.call.call_id.clone(),
-            trunk: self.settings.trunks[c.trunk].name.clone(),
-            from: c.call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
-            to: c.call.to.user.clone().unwrap_or_default(),
-            route: c.route,
-            hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
-            outcome: what,
-        });
+        self.report(&c.call, c.trunk, c.route, &trace, what);
     }
 
     /// ACK and BYE a 2xx to an INVITE we no longer want (a target we

@@ -1,0 +1,108 @@
+//! The engine driven directly: datagrams in, datagrams out, time simulated.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::{Runtime, RuntimeOptions};
+use trunkline_sip_core::message::{Message, StartLine};
+
+use super::Engine;
+use crate::config;
+
+const CONFIG: &str = r#"
+[sip]
+listen = ["udp://127.0.0.1:5060"]
+failover_timeout_ms = 4000
+[[trunk]]
+name = "t"
+numbers = ["+14155550100"]
+[[trunk.origination]]
+uri = "sip:127.0.0.1:5081"
+priority = 1
+[[trunk.origination]]
+uri = "sip:127.0.0.1:5082"
+priority = 2
+"#;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn engine() -> Engine {
+    let settings = config::parse(std::path::Path::new("test.toml"), CONFIG).unwrap();
+    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+    Engine::new(Arc::new(settings), rt, addr("127.0.0.1:5060"), 42)
+}
+
+fn invite() -> Vec<u8> {
+    "INVITE sip:+14155550100@127.0.0.1:5060 SIP/2.0\r\n\
+     Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a1\r\n\
+     Max-Forwards: 70\r\n\
+     From: <sip:+12125550123@carrier.example>;tag=a\r\n\
+     To: <sip:+14155550100@trunkline.test>\r\n\
+     Call-ID: engine-test\r\n\
+     CSeq: 1 INVITE\r\n\
+     Contact: <sip:carrier@127.0.0.1:5070>\r\n\
+     Content-Length: 0\r\n\r\n"
+        .as_bytes()
+        .to_vec()
+}
+
+/// Everything the engine sent: (destination, first line, message).
+fn sent(e: &mut Engine) -> Vec<(SocketAddr, String, Message)> {
+    std::iter::from_fn(|| e.poll_transmit())
+        .map(|t| {
+            let m = Message::parse(&t.bytes).unwrap();
+            let first = String::from_utf8_lossy(&t.bytes).lines().next().unwrap_or("").to_owned();
+            (t.to, first, m)
+        })
+        .collect()
+}
+
+fn ok_for(invite: &Message) -> Vec<u8> {
+    let mut r = trunkline_sip_core::transaction::response_to(invite, 200, "OK");
+    for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=b");
+    }
+    r.headers.push(trunkline_sip_core::Header { name: "Contact".into(), value: "<sip:pbx@127.0.0.1:5082>".into() });
+    r.to_bytes()
+}
+
+#[test]
+fn silence_fails_over_at_the_configured_time_and_a_repeated_200_is_acked_not_relayed() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite());
+    let out = sent(&mut e);
+    assert_eq!(out[0].1, "SIP/2.0 100 Trying");
+    assert_eq!((out[1].0, out[1].1.as_str()), (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@127.0.0.1:5081 SIP/2.0"));
+
+    // Drive the clock: Timer A retransmits to 5081 until the failover timer at 4 s.
+    let mut retransmissions = 0;
+    while let Some(at) = e.poll_timeout() {
+        if at >= t0 + Duration::from_secs(4) {
+            e.handle_timeout(at);
+            break;
+        }
+        e.handle_timeout(at);
+        retransmissions += sent(&mut e).len();
+    }
+    assert_eq!(retransmissions, 3, "Timer A at 0.5, 1.5 and 3.5 s");
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, out[0].1.as_str()), (addr("127.0.0.1:5082"), "INVITE sip:+14155550100@127.0.0.1:5082 SIP/2.0"));
+    let b_invite = out[0].2.clone();
+
+    let now = t0 + Duration::from_secs(5);
+    e.handle_datagram(now, addr("127.0.0.1:5082"), &ok_for(&b_invite));
+    let out = sent(&mut e);
+    let firsts: Vec<&str> = out.iter().map(|o| o.1.as_str()).collect();
+    assert_eq!(firsts, ["SIP/2.0 200 OK", "ACK sip:pbx@127.0.0.1:5082 SIP/2.0"]);
+    assert!(matches!(out[0].2.start, StartLine::Response { status: 200, .. }) && out[0].0 == addr("127.0.0.1:5070"));
+
+    e.handle_datagram(now + Duration::from_millis(500), addr("127.0.0.1:5082"), &ok_for(&b_invite));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["ACK sip:pbx@127.0.0.1:5082 SIP/2.0"], "the 200 is ACKed again, not relayed again");
+    assert_eq!(e.calls(), 1);
+}
