@@ -85,11 +85,16 @@ fn sipp(args: &[&str]) -> Command {
 }
 
 fn trunk(targets: &[(u16, u16)], extra_plugin_config: &str) -> String {
+    let weighted: Vec<(u16, u16, u16)> = targets.iter().map(|&(p, prio)| (p, prio, 1)).collect();
+    trunk_weighted(&weighted, extra_plugin_config)
+}
+
+fn trunk_weighted(targets: &[(u16, u16, u16)], extra_plugin_config: &str) -> String {
     let mut t = format!(
         "[[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\nplugins = [{extra_plugin_config}{{ name = \"diversion-guard\", config = {{ origination_domain = \"trunkline.test\" }} }}, {{ name = \"customer-routing\" }}, {{ name = \"dr-twiml-fallback\" }}]\n"
     );
-    for (port, prio) in targets {
-        t.push_str(&format!("[[trunk.origination]]\nuri = \"sip:127.0.0.1:{port}\"\npriority = {prio}\n"));
+    for (port, prio, weight) in targets {
+        t.push_str(&format!("[[trunk.origination]]\nuri = \"sip:127.0.0.1:{port}\"\npriority = {prio}\nweight = {weight}\n"));
     }
     t
 }
@@ -247,4 +252,63 @@ fn a_503_fails_over_to_the_next_priority() {
     assert!(uac.success() && bad_ok.success() && uas_ok.success(), "{reports}");
     assert_eq!(reports.matches(&format!("127.0.0.1:{broken} -> 503 Service Unavailable")).count(), 2, "{reports}");
     assert_eq!(reports.matches(&format!("127.0.0.1:{good} -> 180 Ringing -> 200 OK")).count(), 2, "{reports}");
+}
+
+#[test]
+fn weights_60_20_20_are_honoured_over_1000_calls() {
+    let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
+    let uac_port = free_udp_port();
+    let router = Router::start(&trunk_weighted(&[(ports[0], 10, 60), (ports[1], 10, 20), (ports[2], 10, 20)], ""));
+    let mut pbxs: Vec<Child> = ports.iter().map(|p| sipp(&["-sn", "uas", "-p", &p.to_string()]).spawn().unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1000", "-r", "250", "-d", "0"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(1000);
+    for p in &mut pbxs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    assert!(uac.success(), "all 1000 calls answered");
+    let count = |port: u16| reports.matches(&format!("outcome: answered by sip:+14155550100@127.0.0.1:{port},")).count();
+    let got = [count(ports[0]), count(ports[1]), count(ports[2])];
+    eprintln!("weights 60/20/20 over 1000 calls: {got:?}");
+    assert_eq!(got.iter().sum::<usize>(), 1000, "{got:?}");
+    // Binomial bounds at about 6 standard deviations: 600 +- 93, 200 +- 76.
+    assert!((507..=693).contains(&got[0]), "weight 60 got {got:?}");
+    assert!((124..=276).contains(&got[1]) && (124..=276).contains(&got[2]), "weights 20 got {got:?}");
+}
+
+#[test]
+fn rfc4475_torture_messages_do_not_stop_the_router() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    let mut router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/rfc4475");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let to = format!("127.0.0.1:{}", router.port);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("shared/testdata/rfc4475").map(|e| e.unwrap().path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "dat"));
+    files.sort();
+    assert!(files.len() >= 49);
+    for f in &files {
+        sock.send_to(&std::fs::read(f).unwrap(), &to).unwrap();
+    }
+    // 3.1.2.15: a request with SIP version 7.0 is answered 505.
+    sock.send_to(&std::fs::read(dir.join("badvers.dat")).unwrap(), &to).unwrap();
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 65_535];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        replies.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned());
+    }
+    assert!(replies.iter().any(|r| r.starts_with("SIP/2.0 505 Version Not Supported")), "{replies:?}");
+    assert!(router.child.try_wait().unwrap().is_none(), "the router is still running");
+    // And it still routes calls.
+    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = sipp(&["-sn", "uac", &to, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"]).status().unwrap();
+    let reports = router.outcomes(2);
+    let _ = uas.wait();
+    assert!(uac.success(), "{reports}");
 }

@@ -170,7 +170,6 @@ impl Engine {
     }
 
     fn new_call(&mut self, now: Instant, key: TransactionKey, from: SocketAddr, m: Message) {
-        self.respond(now, &key, &m, 100, "Trying");
         let max_forwards = match m.header("Max-Forwards").map(str::parse::<u32>) {
             None => 70,
             Some(Ok(0)) => return self.respond(now, &key, &m, 483, "Too Many Hops"),
@@ -185,6 +184,8 @@ impl Engine {
         let Some(trunk_idx) = user.as_deref().and_then(|u| settings.trunks.iter().position(|t| t.numbers.iter().any(|n| n == u))) else {
             return self.respond(now, &key, &m, 404, "Not Found");
         };
+        // Plugins are about to run: tell the caller we are on it.
+        self.respond(now, &key, &m, 100, "Trying");
         let trunk = &settings.trunks[trunk_idx];
         let origin = CallOrigin {
             direction: Direction::Origination,

@@ -106,3 +106,18 @@ fn silence_fails_over_at_the_configured_time_and_a_repeated_200_is_acked_not_rel
     assert_eq!(firsts, ["ACK sip:pbx@127.0.0.1:5082 SIP/2.0"], "the 200 is ACKed again, not relayed again");
     assert_eq!(e.calls(), 1);
 }
+
+#[test]
+fn max_forwards_zero_gets_483_and_unknown_numbers_404() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let hop = String::from_utf8(invite()).unwrap().replace("Max-Forwards: 70", "Max-Forwards: 0");
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), hop.as_bytes());
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 483 Too Many Hops"]);
+    let unknown = String::from_utf8(invite()).unwrap().replace("INVITE sip:+14155550100@", "INVITE sip:+14155550999@").replace("a1", "a2");
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), unknown.as_bytes());
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 404 Not Found"]);
+    assert_eq!(e.calls(), 0);
+}

@@ -340,8 +340,13 @@ fn bad_request_reply(bytes: &[u8], error: &ParseError) -> Option<Message> {
     if !(has("Via") && has("Call-ID") && has("CSeq") && has("From") && has("To")) {
         return None;
     }
-    let reason: String = format!("Bad Request ({error})").chars().filter(|c| !c.is_control()).take(120).collect();
-    Some(Message { start: StartLine::Response { status: 400, reason }, headers, body: vec![] })
+    // RFC 3261 §8.2.1 / RFC 4475 §3.1.2.15: an unknown SIP version gets 505.
+    let (status, reason) = match error {
+        ParseError::Version(_) => (505, format!("Version Not Supported ({error})")),
+        _ => (400, format!("Bad Request ({error})")),
+    };
+    let reason: String = reason.chars().filter(|c| !c.is_control()).take(120).collect();
+    Some(Message { start: StartLine::Response { status, reason }, headers, body: vec![] })
 }
 
 #[cfg(test)]
@@ -427,6 +432,10 @@ mod tests {
         assert_eq!(reply.len(), 1);
         assert!(reply[0].starts_with("SIP/2.0 400 Bad Request (body shorter than Content-Length"), "{reply:?}");
         assert!(matches!(l.poll_event(), Some(LayerEvent::Malformed { .. })));
+        let v7 = String::from_utf8_lossy(bad).replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
+        l.handle_message(t0, peer(), Reliability::Unreliable, v7.as_bytes());
+        assert!(sent(&mut l)[0].starts_with("SIP/2.0 505 Version Not Supported"));
+        l.poll_event();
         l.handle_message(t0, peer(), Reliability::Unreliable, b"garbage\r\n\r\n");
         assert!(sent(&mut l).is_empty(), "nothing to answer to");
     }
