@@ -58,10 +58,18 @@ struct RawSip {
     /// Failover after this long without any response from a target.
     #[serde(default = "default_failover_ms")]
     failover_timeout_ms: Spanned<u64>,
+    /// Give up on a target that rings (provisional response) without answering.
+    #[serde(default = "default_ring_ms")]
+    ring_timeout_ms: Spanned<u64>,
 }
 
 fn default_failover_ms() -> Spanned<u64> {
     Spanned::new(0..0, 4000)
+}
+
+/// RFC 3261 Timer C: more than 3 minutes.
+fn default_ring_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 181_000)
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +220,7 @@ pub struct Settings {
     pub listen: Vec<Listen>,
     pub domains: Vec<String>,
     pub failover_timeout_ms: u64,
+    pub ring_timeout_ms: u64,
     pub plugins: PluginSettings,
     pub trunks: Vec<Trunk>,
 }
@@ -304,6 +313,10 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let failover = raw.sip.failover_timeout_ms;
     if *failover.get_ref() == 0 || *failover.get_ref() > 120_000 {
         return Err(cx.err(failover.span(), "sip.failover_timeout_ms", "must be 1..=120000"));
+    }
+    let ring = raw.sip.ring_timeout_ms;
+    if !(1_000..=3_600_000).contains(ring.get_ref()) {
+        return Err(cx.err(ring.span(), "sip.ring_timeout_ms", "must be 1000..=3600000"));
     }
 
     let p = raw.plugins;
@@ -445,7 +458,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             origination,
         });
     }
-    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), plugins, trunks })
+    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), ring_timeout_ms: *ring.get_ref(), plugins, trunks })
 }
 
 impl Settings {

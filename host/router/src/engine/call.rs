@@ -46,6 +46,9 @@ pub(crate) struct CallState {
     pub(crate) redirects: u32,
     pub(crate) last_failure: Option<Response>,
     pub(crate) phase: Phase,
+    /// The 2xx we sent the caller, resent until `a_acked`.
+    pub(crate) a_ok: Option<Message>,
+    pub(crate) a_acked: bool,
     pub(crate) a_dialog: Option<Dialog>,
     pub(crate) b_dialog: Option<Dialog>,
     /// Call-IDs of every outgoing leg, for cleanup.

@@ -8,7 +8,8 @@
 //!
 //! This first increment covers UDP, origination calls to IP-literal
 //! targets: INVITE with 100/18x/2xx relay, failover on silence and on
-//! failover responses, 3xx through `on-redirect`, `on-failure`, ACK, BYE
+//! failover responses, ring timeout (Timer C, CANCEL), 3xx through
+//! `on-redirect`, `on-failure`, the caller's 2xx resent until its ACK, BYE
 //! from either side, CANCEL before answer, OPTIONS. Not yet: re-INVITE,
 //! UPDATE, INFO relay (answered 501), DNS names, TCP, TwiML execution.
 
@@ -43,6 +44,17 @@ use crate::sipcall::{call_from_invite, party, response_from, CallOrigin};
 /// Most redirects one call follows.
 const MAX_REDIRECTS: u32 = 3;
 
+/// The engine's own timers (the transaction layer keeps its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// No response from attempt N within `failover_timeout_ms`.
+    Failover(u32),
+    /// Attempt N rang for `ring_timeout_ms` without answering (Timer C).
+    Ring(u32),
+    /// Resend the caller's 2xx until its ACK; the next interval in ms.
+    OkRetransmit(u64),
+}
+
 /// The engine. See the module docs.
 pub struct Engine {
     layer: Layer,
@@ -55,8 +67,8 @@ pub struct Engine {
     by_a_call_id: HashMap<String, u64>,
     by_b_call_id: HashMap<String, u64>,
     by_b_tx: HashMap<TransactionKey, (u64, u32)>,
-    /// Failover timers: (deadline, call, attempt).
-    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    /// Engine timers: (deadline, call, which).
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     reports: VecDeque<CallReport>,
 }
 
@@ -93,12 +105,16 @@ impl Engine {
     /// Run timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
-        while let Some(Reverse((at, id, attempt))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, id, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            self.failover_timer(now, id, attempt);
+            match timer {
+                Timer::Failover(attempt) => self.failover_timer(now, id, attempt),
+                Timer::Ring(attempt) => self.ring_timer(now, id, attempt),
+                Timer::OkRetransmit(interval) => self.ok_retransmit(now, id, interval),
+            }
         }
         self.process(now);
     }
@@ -123,7 +139,7 @@ impl Engine {
         while let Some(ev) = self.layer.poll_event() {
             match ev {
                 LayerEvent::Request { key: Some(key), from, message } => self.on_request(now, key, from, message),
-                LayerEvent::Request { key: None, .. } => {} // ACK for a 2xx: the dialog needs nothing more
+                LayerEvent::Request { key: None, message, .. } => self.on_ack(message),
                 LayerEvent::Client { key, event } => self.on_client_event(now, key, event),
                 LayerEvent::Server { key, event } => tracing::debug!(?key, ?event, "server transaction ended"),
                 LayerEvent::Malformed { from, error } => tracing::warn!(%from, "malformed SIP message: {error}"),
@@ -253,6 +269,8 @@ impl Engine {
                 redirects: 0,
                 last_failure: None,
                 phase: Phase::Routing,
+                a_ok: None,
+                a_acked: false,
                 a_dialog: None,
                 b_dialog: None,
                 b_call_ids: Vec::new(),
@@ -338,7 +356,7 @@ impl Engine {
             self.by_b_tx.insert(tx, (id, attempt));
             self.by_b_call_id.insert(call_id, id);
             let wait = Duration::from_millis(self.settings.failover_timeout_ms);
-            self.timers.push(Reverse((now + wait, id, attempt)));
+            self.timers.push(Reverse((now + wait, id, Timer::Failover(attempt))));
             return;
         }
     }
@@ -356,6 +374,75 @@ impl Engine {
         c.leg = None;
         self.layer.abandon(&tx);
         self.try_next(now, id);
+    }
+
+    /// Timer C: the target rang too long. CANCEL it and try the next one.
+    fn ring_timer(&mut self, now: Instant, id: u64, attempt: u32) {
+        let ring_ms = self.settings.ring_timeout_ms;
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.phase != Phase::Routing || !c.leg.as_ref().is_some_and(|l| l.attempt == attempt) {
+            return;
+        }
+        let leg = c.leg.take().expect("checked above");
+        self.layer.send_request(now, leg.to, Reliability::Unreliable, cancel_for(&leg.invite));
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
+        }
+        c.last_failure = Some(trunkline_plugin_host::types::Response {
+            status: 408,
+            reason: "Request Timeout".into(),
+            headers: vec![],
+            contacts: vec![],
+        });
+        self.try_next(now, id);
+    }
+
+    /// RFC 3261 §13.3.1.4: the caller's 2xx is resent until its ACK comes;
+    /// after 64*T1 without one, the call is ended with BYE on both sides.
+    fn ok_retransmit(&mut self, now: Instant, id: u64, interval_ms: u64) {
+        let timers = Timers::default();
+        let Some(c) = self.calls.get(&id) else { return };
+        let (Some(ok), false) = (c.a_ok.clone(), c.a_acked) else { return };
+        if c.answered.is_some_and(|a| now.saturating_duration_since(a) >= timers.timeout()) {
+            tracing::warn!(call_id = %c.call.call_id, "no ACK for the 200 OK in {} s: hanging up", timers.timeout().as_secs());
+            return self.hang_up_both(now, id);
+        }
+        self.layer.send_stateless(c.a_from, &ok);
+        let next = interval_ms.min(timers.t2.as_millis() as u64);
+        self.timers.push(Reverse((now + Duration::from_millis(next), id, Timer::OkRetransmit(next * 2))));
+    }
+
+    /// The caller's ACK for our 2xx (no transaction: matched by Call-ID).
+    fn on_ack(&mut self, m: Message) {
+        if m.method() != Some("ACK") {
+            return; // a request without an RFC 3261 branch: not served
+        }
+        let call_id = m.header("Call-ID").unwrap_or_default();
+        if let Some(c) = self.by_a_call_id.get(call_id).and_then(|id| self.calls.get_mut(id)) {
+            c.a_acked = true;
+        }
+    }
+
+    /// End an answered call from our side: BYE to both parties.
+    fn hang_up_both(&mut self, now: Instant, id: u64) {
+        let local = self.local;
+        let (b1, b2) = (self.ids.next(), self.ids.next());
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let mut byes = Vec::new();
+        if let Some(d) = c.b_dialog.as_mut() {
+            let to = uri_addr(&d.remote_target).or(c.leg.as_ref().map(|l| l.to));
+            byes.push((to, d.request("BYE", &build::via(local), &b1)));
+        }
+        if let Some(d) = c.a_dialog.as_mut() {
+            let to = uri_addr(&d.remote_target).or(Some(c.a_from));
+            byes.push((to, d.request("BYE", &build::via(local), &b2)));
+        }
+        for (to, bye) in byes {
+            if let Some(to) = to {
+                self.layer.send_request(now, to, Reliability::Unreliable, bye);
+            }
+        }
+        self.end_answered(now, id, HangupBy::Router);
     }
 
     fn on_client_event(&mut self, now: Instant, key: TransactionKey, event: ClientEvent) {
@@ -384,7 +471,11 @@ impl Engine {
     fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
+        let ring = Duration::from_millis(self.settings.ring_timeout_ms);
         if let Some(leg) = c.leg.as_mut() {
+            if !leg.responded {
+                self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));
+            }
             leg.responded = true;
         }
         if status > 100 && c.phase == Phase::Routing {
@@ -516,7 +607,10 @@ impl Engine {
         let b_dialog = Dialog::as_uac(&leg.invite, &ok);
         let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
         let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, local, Some(&ok));
-        self.layer.send_response(now, &c.a_tx.clone(), resp);
+        self.layer.send_response(now, &c.a_tx.clone(), resp.clone());
+        c.a_ok = Some(resp);
+        let t1 = Timers::default().t1;
+        self.timers.push(Reverse((now + t1, id, Timer::OkRetransmit(2 * t1.as_millis() as u64))));
         let ack_to = b_dialog.as_ref().ok().and_then(|d| uri_addr(&d.remote_target)).unwrap_or(leg.to);
         match (&b_dialog, &a_dialog) {
             (Ok(b), Ok(_)) => {

@@ -121,3 +121,102 @@ fn max_forwards_zero_gets_483_and_unknown_numbers_404() {
     assert_eq!(firsts, ["SIP/2.0 404 Not Found"]);
     assert_eq!(e.calls(), 0);
 }
+
+fn ringing_for(invite: &Message) -> Vec<u8> {
+    let mut r = trunkline_sip_core::transaction::response_to(invite, 180, "Ringing");
+    for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=b");
+    }
+    r.to_bytes()
+}
+
+/// Start a call and return the INVITE sent to the first target (5081).
+fn start_call(e: &mut Engine, t0: Instant) -> Message {
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite());
+    let out = sent(e);
+    assert_eq!(out[1].0, addr("127.0.0.1:5081"));
+    out[1].2.clone()
+}
+
+#[test]
+fn a_target_that_rings_too_long_is_cancelled_and_the_next_one_tried() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0 + Duration::from_millis(100), addr("127.0.0.1:5081"), &ringing_for(&b1));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 180 Ringing"], "ringing is relayed to the caller");
+    // Drive the clock (stale wake-ups of finished timers are harmless) until something is sent.
+    let (at, out) = loop {
+        let at = e.poll_timeout().expect("the ring timer is armed");
+        e.handle_timeout(at);
+        let out = sent(&mut e);
+        if !out.is_empty() {
+            break (at, out);
+        }
+    };
+    assert_eq!(at, t0 + Duration::from_millis(100 + 181_000), "Timer C, 181 s after the first provisional");
+    let got: Vec<(SocketAddr, &str)> = out.iter().map(|o| (o.0, o.1.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (addr("127.0.0.1:5081"), "CANCEL sip:+14155550100@127.0.0.1:5081 SIP/2.0"),
+            (addr("127.0.0.1:5082"), "INVITE sip:+14155550100@127.0.0.1:5082 SIP/2.0"),
+        ]
+    );
+    assert_eq!(out[0].2.header("Via"), b1.header("Via"), "CANCEL carries the INVITE's branch");
+}
+
+#[test]
+fn the_callers_200_is_resent_until_acked_and_the_call_ended_without_ack() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 200 OK", "ACK sip:pbx@127.0.0.1:5082 SIP/2.0"]);
+    let mut resent = Vec::new();
+    let mut byes = Vec::new();
+    while let Some(at) = e.poll_timeout() {
+        if at > t0 + Duration::from_secs(40) {
+            break;
+        }
+        e.handle_timeout(at);
+        for (to, first, _) in sent(&mut e) {
+            if first.starts_with("SIP/2.0 200") {
+                resent.push((at - t0).as_millis());
+            } else if first.starts_with("BYE") && !byes.contains(&to) {
+                byes.push(to); // BYEs are retransmitted over UDP until answered
+            }
+        }
+    }
+    // T1 doubling, capped at T2, for 64*T1 = 32 s.
+    assert_eq!(resent, [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+    assert_eq!(byes, [addr("127.0.0.1:5082"), addr("127.0.0.1:5070")], "BYE to the callee and the caller");
+    assert_eq!(e.calls(), 0);
+    let report = e.poll_report().unwrap();
+    assert!(report.outcome.contains("hung up by the router"), "{}", report.outcome);
+}
+
+#[test]
+fn the_callers_ack_stops_the_200_retransmissions() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    sent(&mut e);
+    let ack = String::from_utf8(invite())
+        .unwrap()
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("1 INVITE", "1 ACK")
+        .replace("z9hG4bK-a1", "z9hG4bK-ack1");
+    e.handle_datagram(t0 + Duration::from_millis(100), addr("127.0.0.1:5070"), ack.as_bytes());
+    while let Some(at) = e.poll_timeout() {
+        if at > t0 + Duration::from_secs(40) {
+            break;
+        }
+        e.handle_timeout(at);
+        assert!(sent(&mut e).iter().all(|o| !o.1.starts_with("SIP/2.0 200")), "no retransmission after the ACK");
+    }
+    assert_eq!(e.calls(), 1, "the call goes on");
+}
