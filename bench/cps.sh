@@ -1,0 +1,83 @@
+#!/bin/bash
+# Calls per second, side by side with the Kamailio peer kit, in one invocation.
+# usage: bench/cps.sh RATE CALLS [native|lua]
+#
+# 1. trunkline (release build, the four first-party plugins on every call)
+#    on udp 127.0.0.1:46060, a SIPp UAS (../shared/bench/uas-answer.xml) on
+#    46080, SIPp's built-in UAC on 46070 sending CALLS calls of 200 ms at
+#    RATE calls/s to +14155550100. Prints one line in the kit's format.
+# 2. the Kamailio kit (../shared/bench/kamailio/cps.sh MODE RATE CALLS).
+# 3. the ratio of CPU per successful call, trunkline / Kamailio, and whether
+#    each had zero failed calls.
+# PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone).
+# Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
+# what it started. Ports 45060-45080 and 46060-46080 must be free.
+set -u
+rate=${1:?rate} calls=${2:?calls} mode=${3:-native}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+kit=$(cd "$root/../shared/bench" && pwd)
+cd "$root"
+plugins=(e164-guard diversion-guard customer-routing dr-twiml-fallback)
+cargo build --quiet --release -p trunkline-router || exit 1
+cargo build --quiet --target wasm32-wasip2 --profile plugin --target-dir target/wasm $(printf -- '-p %s ' "${plugins[@]}") || exit 1
+
+dir=$(mktemp -d /tmp/tlcps.XXXXXX)
+pids=()
+finish() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; sleep 1; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$dir"; }
+trap finish EXIT
+mkdir "$dir/plugins"
+for p in "${plugins[@]}"; do cp "target/wasm/wasm32-wasip2/plugin/${p//-/_}.wasm" "$dir/plugins/$p.wasm"; done
+chain='[{ name = "e164-guard" }, { name = "diversion-guard", config = { origination_domain = "trunkline.test" } }, { name = "customer-routing" }, { name = "dr-twiml-fallback" }]'
+[ "${PLUGINS:-1}" = 0 ] && chain='[]'
+cat >"$dir/trunkline.toml" <<TOML
+[sip]
+listen = ["udp://127.0.0.1:46060"]
+domains = ["trunkline.test"]
+[plugins]
+dir = "plugins"
+watch = false
+max_live_instances = 4000
+[[trunk]]
+name = "bench"
+numbers = ["+14155550100"]
+plugins = $chain
+[[trunk.origination]]
+uri = "sip:127.0.0.1:46080"
+TOML
+"$root/target/release/trunkline" run --config "$dir/trunkline.toml" >"$dir/tl.out" 2>"$dir/tl.err" &
+tl=$!; pids+=($tl)
+for _ in $(seq 100); do grep -q listening "$dir/tl.out" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$dir/tl.out" || { echo "trunkline did not start: $(tail -3 "$dir/tl.err")"; exit 1; }
+sipp -sf "$kit/uas-answer.xml" -i 127.0.0.1 -p 46080 -nostdin -timeout $((calls / rate + 60))s >"$dir/uas.out" 2>&1 &
+pids+=($!)
+sleep 0.3
+cpu() { awk '{print $14+$15}' /proc/$tl/stat 2>/dev/null || echo 0; }
+c0=$(cpu); t0=$(date +%s.%N)
+sipp -sn uac 127.0.0.1:46060 -s +14155550100 -i 127.0.0.1 -p 46070 -r "$rate" -m "$calls" -d 200 -nostdin \
+     -timeout $((calls / rate + 30))s -trace_stat -stf "$dir/uac.csv" -fd 1 >"$dir/uac.out" 2>&1
+c1=$(cpu); t1=$(date +%s.%N)
+hz=$(getconf CLK_TCK)
+hdr=$(head -1 "$dir/uac.csv"); last=$(tail -1 "$dir/uac.csv")
+col() { echo "$hdr" | tr ';' '\n' | grep -n -x "$1" | cut -d: -f1; }
+succ=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
+fail=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
+retr=$(echo "$last" | cut -d';' -f"$(col Retransmissions\(C\))")
+cpu_s=$(echo "scale=2; ($c1 - $c0) / $hz" | bc)
+pct=$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)
+echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
+plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)
+[ "$plugin_failures" = 0 ] || echo "note: $plugin_failures plugin failure log lines (see deadlines in docs/plugin-runtime.md)"
+finish; pids=(); trap - EXIT
+
+kam=$(bash "$kit/kamailio/cps.sh" "$mode" "$rate" "$calls")
+echo "$kam"
+field() { echo "$2" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
+k_succ=$(field successful "$kam"); k_fail=$(field failed "$kam"); k_cpu=$(field cpu_s "$kam")
+if [ -n "$k_succ" ] && [ "${k_succ:-0}" -gt 0 ] && [ "${succ:-0}" -gt 0 ] && [ "$(echo "$k_cpu > 0" | bc)" = 1 ]; then
+  ratio=$(echo "scale=2; ($cpu_s * $k_succ) / ($k_cpu * $succ)" | bc)
+  tl_ms=$(echo "scale=3; 1000 * $cpu_s / $succ" | bc); k_ms=$(echo "scale=3; 1000 * $k_cpu / $k_succ" | bc)
+  echo "cpu_per_call trunkline=${tl_ms}ms kamailio-$mode=${k_ms}ms ratio=$ratio zero_failed: trunkline=$([ "$fail" = 0 ] && echo yes || echo no) kamailio=$([ "$k_fail" = 0 ] && echo yes || echo no)"
+else
+  echo "ratio: not computable (a run had no successful call or no measurable CPU)"
+fi
