@@ -36,13 +36,18 @@ impl Drop for Router {
 
 impl Router {
     fn start(trunk: &str) -> Router {
+        Router::start_with(trunk, "")
+    }
+
+    /// Start with extra `[plugins]` keys (e.g. `audit_log = "audit.jsonl"`).
+    fn start_with(trunk: &str, plugins_extra: &str) -> Router {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         trunkline_tests::install_first_party(&plugins);
         let cfg = format!(
             "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
-             [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{trunk}"
+             [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{plugins_extra}\n{trunk}"
         );
         std::fs::write(dir.path().join("trunkline.toml"), cfg).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_trunkline"))
@@ -309,6 +314,35 @@ fn rfc4475_torture_messages_do_not_stop_the_router() {
     std::thread::sleep(Duration::from_millis(300));
     let uac = sipp(&["-sn", "uac", &to, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"]).status().unwrap();
     let reports = router.outcomes(2);
+    let _ = uas.wait();
+    assert!(uac.success(), "{reports}");
+}
+
+#[test]
+fn sighup_reloads_changed_plugins_and_calls_go_on() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "audit_log = \"audit.jsonl\"");
+    let dir = router._dir.path().to_owned();
+    // A new (valid) version of dr-twiml-fallback, copied in while the router runs (watch = false).
+    trunkline_tests::install(trunkline_tests::wasm::TP_DEFAULTS, &dir.join("plugins"), "dr-twiml-fallback");
+    let hup = Command::new("kill").args(["-HUP", &router.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let audit = dir.join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let reloaded = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"action\":\"reload\"")) {
+            break line.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no reload audited after SIGHUP:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(reloaded.contains("\"plugin\":\"dr-twiml-fallback\"") && reloaded.contains("\"source\":\"signal\""), "{reloaded}");
+    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"]).status().unwrap();
+    let reports = router.outcomes(1);
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");
 }
