@@ -47,6 +47,14 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default, rename = "trunk")]
     trunks: Vec<RawTrunk>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// `IP:PORT` of the admin HTTP listener; loopback only (it has no authentication yet).
+    listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +231,8 @@ pub struct Settings {
     pub ring_timeout_ms: u64,
     pub plugins: PluginSettings,
     pub trunks: Vec<Trunk>,
+    /// Admin HTTP listener (plugin list, reload, release), if configured.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Most origination URIs a trunk may have.
@@ -458,7 +468,21 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             origination,
         });
     }
-    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), ring_timeout_ms: *ring.get_ref(), plugins, trunks })
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => {
+            let addr: SocketAddr = a
+                .listen
+                .get_ref()
+                .parse()
+                .map_err(|_| cx.err(a.listen.span(), "admin.listen", format!("`{}` is not IP:PORT", a.listen.get_ref())))?;
+            if !addr.ip().is_loopback() {
+                return Err(cx.err(a.listen.span(), "admin.listen", "must be a loopback address (the admin API has no authentication yet)"));
+            }
+            Some(addr)
+        }
+    };
+    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), ring_timeout_ms: *ring.get_ref(), plugins, trunks, admin })
 }
 
 impl Settings {

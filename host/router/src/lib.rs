@@ -5,6 +5,7 @@
 //! core in `trunkline-sip-core`, tokio drivers here) plugs into the same
 //! routing steps.
 
+pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod plugin_cmd;

@@ -1,6 +1,7 @@
 //! `trunkline run`: the tokio driver around the sans-IO [`Engine`]. It only
 //! moves datagrams and deadlines; every SIP decision is in the engine.
-//! Also here: plugin hot reload on file change (watcher) and on SIGHUP.
+//! Also here: plugin hot reload on file change (watcher), on SIGHUP, and
+//! through the admin listener.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         None
     };
     spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone())?;
+    if let Some(addr) = settings.admin {
+        let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
+        tokio::spawn(crate::admin::serve(listener, runtime.clone(), settings.plugins.dir.clone()));
+    }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut engine = Engine::new(settings.clone(), runtime, local, seed);

@@ -346,3 +346,32 @@ fn sighup_reloads_changed_plugins_and_calls_go_on() {
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");
 }
+
+fn http(port: u16, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_admin_api_lists_reloads_and_releases_plugins() {
+    let uas_port = free_udp_port();
+    let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "audit_log = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:0\"");
+    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    let port: u16 = line.strip_prefix("admin on http://127.0.0.1:").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let list = http(port, "GET", "/plugins");
+    assert!(list.starts_with("HTTP/1.1 200 OK") && list.contains("\"name\":\"dr-twiml-fallback\"") && list.contains("\"quarantined\":false"), "{list}");
+    let dir = router._dir.path().to_owned();
+    trunkline_tests::install(trunkline_tests::wasm::TP_DEFAULTS, &dir.join("plugins"), "dr-twiml-fallback");
+    let reload = http(port, "POST", "/plugins/reload");
+    assert!(reload.starts_with("HTTP/1.1 200 OK") && reload.contains("dr-twiml-fallback.wasm"), "{reload}");
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"action\":\"reload\"") && l.contains("\"source\":\"admin\"")), "{audit}");
+    assert!(http(port, "POST", "/plugins/e164-guard/release").starts_with("HTTP/1.1 200 OK"));
+    assert!(http(port, "POST", "/plugins/nope/release").starts_with("HTTP/1.1 404"));
+    assert!(http(port, "GET", "/elsewhere").starts_with("HTTP/1.1 404"));
+}
