@@ -149,3 +149,25 @@ mod serde_json_like {
         Entry { action: field(line, "action"), outcome: field(line, "outcome"), detail: field(line, "detail") }
     }
 }
+
+#[test]
+fn compiled_plugins_are_cached_by_content_hash() {
+    let cache = tempfile::tempdir().unwrap();
+    let opts = || RuntimeOptions { cache_dir: Some(cache.path().to_owned()), ..RuntimeOptions::default() };
+    let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts());
+    let sha = f.rt.plugin("versioned").unwrap().info.sha256.clone();
+    let cached: Vec<String> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&sha) && cached[0].ends_with(".cwasm"), "{cached:?}");
+    // A second runtime loads the same version from the cache and it runs.
+    let g = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts());
+    assert_eq!(g.rt.plugin("versioned").unwrap().info.sha256, sha);
+    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    g.rt.start_call(&ch, "AC0001", "cached").on_invite(&mut c, &mut r);
+    assert_eq!(version_var(&c).as_deref(), Some("a"));
+    // An unusable cache file is ignored, not fatal: the plugin compiles again.
+    std::fs::write(cache.path().join(&cached[0]), b"corrupt").unwrap();
+    let h = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts());
+    assert_eq!(h.rt.plugin("versioned").unwrap().info.sha256, sha);
+}

@@ -27,13 +27,21 @@ impl ArtifactCache {
     pub(crate) fn compile(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<Component, String> {
         let path = self.path(engine, sha256);
         if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-            // SAFETY: the file was written by `Engine::precompile_component` of an
-            // engine with the same compatibility hash, into the operator's cache
-            // directory, which must be as trusted as the binary itself.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(engine, p) } {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("ignoring unusable cached plugin {}: {e}", p.display()),
+            // Read into memory rather than mmap the file: a cache file rewritten
+            // in place under a mapping would crash the host (SIGBUS).
+            match std::fs::read(p) {
+                Ok(artifact) => {
+                    // SAFETY: the file was written by `Engine::precompile_component`
+                    // of an engine with the same compatibility hash (its name says
+                    // so, and wasmtime checks the header), into the operator's
+                    // cache directory, which must be as trusted as the binary.
+                    #[allow(unsafe_code)]
+                    match unsafe { Component::deserialize(engine, &artifact) } {
+                        Ok(c) => return Ok(c),
+                        Err(e) => tracing::warn!("ignoring unusable cached plugin {}: {e}", p.display()),
+                    }
+                }
+                Err(e) => tracing::warn!("cannot read cached plugin {}: {e}", p.display()),
             }
         }
         let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
