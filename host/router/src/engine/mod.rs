@@ -143,7 +143,7 @@ impl Engine {
                 LayerEvent::Client { key, event } => self.on_client_event(now, key, event),
                 LayerEvent::Server { key, event } => tracing::debug!(?key, ?event, "server transaction ended"),
                 LayerEvent::Malformed { from, error } => tracing::warn!(%from, "malformed SIP message: {error}"),
-                LayerEvent::StrayResponse { from, .. } => tracing::debug!(%from, "stray response ignored"),
+                LayerEvent::StrayResponse { from, message } => self.on_stray_response(now, from, message),
             }
         }
     }
@@ -410,6 +410,25 @@ impl Engine {
         self.layer.send_stateless(c.a_from, &ok);
         let next = interval_ms.min(timers.t2.as_millis() as u64);
         self.timers.push(Reverse((now + Duration::from_millis(next), id, Timer::OkRetransmit(next * 2))));
+    }
+
+    /// A response no transaction wants. A 2xx to an INVITE is either a
+    /// retransmission for a call's answered leg (ACK it again) or an answer
+    /// from a target we abandoned after silence (ACK it and hang up).
+    fn on_stray_response(&mut self, now: Instant, from: SocketAddr, m: Message) {
+        let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+        if !to_invite || !(200..300).contains(&status_of(&m)) {
+            tracing::debug!(%from, "stray response ignored");
+            return;
+        }
+        let call_id = m.header("Call-ID").unwrap_or_default();
+        let answered_leg = self.by_b_call_id.get(call_id).and_then(|id| self.calls.get(id).map(|c| (*id, c))).filter(|(_, c)| {
+            c.phase == Phase::Answered && c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id)
+        });
+        match answered_leg {
+            Some((id, _)) => self.answered(now, id, m),
+            None => self.hang_up_stray(now, m),
+        }
     }
 
     /// The caller's ACK for our 2xx (no transaction: matched by Call-ID).

@@ -220,3 +220,33 @@ fn the_callers_ack_stops_the_200_retransmissions() {
     }
     assert_eq!(e.calls(), 1, "the call goes on");
 }
+
+#[test]
+fn a_late_200_from_a_target_abandoned_after_silence_is_acked_and_hung_up() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    // Silence: failover to 5082 at 4 s (the attempt on 5081 is abandoned).
+    loop {
+        let at = e.poll_timeout().unwrap();
+        e.handle_timeout(at);
+        if sent(&mut e).iter().any(|o| o.0 == addr("127.0.0.1:5082")) {
+            break;
+        }
+    }
+    let mut late = trunkline_sip_core::transaction::response_to(&b1, 200, "OK");
+    for h in late.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=late");
+    }
+    late.headers.push(trunkline_sip_core::Header { name: "Contact".into(), value: "<sip:pbx1@127.0.0.1:5081>".into() });
+    e.handle_datagram(t0 + Duration::from_secs(5), addr("127.0.0.1:5081"), &late.to_bytes());
+    let got: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
+    assert_eq!(
+        got,
+        [
+            (addr("127.0.0.1:5081"), "ACK sip:pbx1@127.0.0.1:5081 SIP/2.0".to_string()),
+            (addr("127.0.0.1:5081"), "BYE sip:pbx1@127.0.0.1:5081 SIP/2.0".to_string()),
+        ]
+    );
+    assert_eq!(e.calls(), 1, "the call goes on with the next target");
+}
