@@ -89,6 +89,10 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn plugin_name(path: &Path) -> Result<String, LoadError> {
     let ok = path.extension().is_some_and(|e| e == "wasm");
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
@@ -130,16 +134,17 @@ impl Runtime {
     pub fn check_file(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
         let name = plugin_name(path)?;
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        self.prepare(&name, path, &bytes)
+        self.prepare(&name, path, &bytes, &sha256_hex(&bytes))
     }
 
-    fn prepare(&self, name: &str, path: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        let sha256: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    /// Compile, check against the world and trial-instantiate `bytes`, whose
+    /// SHA-256 (hex) is `sha256`.
+    fn prepare(&self, name: &str, path: &Path, bytes: &[u8], sha256: &str) -> Result<Arc<Plugin>, LoadError> {
         let engine = &self.inner.engine;
         let component = self
             .inner
             .cache
-            .compile(engine, bytes, &sha256)
+            .compile(engine, bytes, sha256)
             .map_err(|reason| LoadError::Compile { plugin: name.into(), reason })?;
         let world = |e: wasmtime::Error| LoadError::World { plugin: name.into(), reason: format!("{e:#}") };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(world)?;
@@ -148,7 +153,7 @@ impl Runtime {
         let info = PluginInfo {
             name: name.into(),
             version: sha256[..12].into(),
-            sha256: sha256.clone(),
+            sha256: sha256.to_owned(),
             path: path.display().to_string(),
             size_bytes: bytes.len() as u64,
             imports: ty.imports(engine).map(|(n, _)| n.to_owned()).collect(),
@@ -205,13 +210,11 @@ impl Runtime {
                 return Err(e);
             }
         };
-        if let Some(p) = &previous {
-            let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-            if p.info.sha256 == sha {
-                return Ok(p.clone());
-            }
+        let sha256 = sha256_hex(&bytes);
+        if let Some(p) = previous.as_ref().filter(|p| p.info.sha256 == sha256) {
+            return Ok(p.clone());
         }
-        match self.prepare(&name, path, &bytes) {
+        match self.prepare(&name, path, &bytes, &sha256) {
             Ok(plugin) => {
                 self.inner.plugins.rcu(|map| {
                     let mut map = HashMap::clone(map);
@@ -225,8 +228,7 @@ impl Runtime {
                 Ok(plugin)
             }
             Err(err) => {
-                let version = Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect();
-                self.audit_refusal(&name, Some(version), previous.as_deref(), source, &err);
+                self.audit_refusal(&name, Some(sha256[..12].to_owned()), previous.as_deref(), source, &err);
                 Err(err)
             }
         }
