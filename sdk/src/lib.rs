@@ -34,7 +34,6 @@
 #![deny(missing_docs)]
 
 mod decisions;
-mod e164;
 mod messages;
 mod policy;
 
@@ -51,7 +50,8 @@ pub mod numbers;
 pub mod testing;
 
 pub use decisions::Decision;
-pub use e164::E164;
+#[doc(inline)]
+pub use trunkline_sip_core::E164;
 #[doc(inline)]
 pub use trunkline_sip_core::NameAddr;
 pub use policy::Policy;

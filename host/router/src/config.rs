@@ -265,10 +265,6 @@ fn hex_id(prefix: &str, seed: &str) -> String {
     format!("{prefix}{hex}")
 }
 
-fn is_e164(n: &str) -> bool {
-    n.strip_prefix('+').is_some_and(|d| (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
-}
-
 fn is_plugin_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
@@ -403,7 +399,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
                     number
                 }
             };
-            if !is_e164(number) {
+            if trunkline_sip_core::E164::parse(number).is_none() {
                 return Err(cx.err(n.span(), format!("{tk}.numbers[{ni}]"), format!("`{number}` is not E.164 (+ and 7..15 digits)")));
             }
             if let Some(other) = owners.insert(number.clone(), name.clone()) {

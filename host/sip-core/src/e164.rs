@@ -6,7 +6,7 @@ use std::fmt;
 /// and 7 to 15 digits in all.
 ///
 /// ```no_run
-/// use trunkline_sdk::E164;
+/// use trunkline_sip_core::E164;
 /// let n = E164::parse("+18005550100").unwrap();
 /// assert!(n.is_toll_free());
 /// assert!(E164::parse("4155550100").is_none()); // no leading +

@@ -11,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod dialog;
+mod e164;
 pub mod header;
 pub mod message;
 mod name_addr;
 pub mod transaction;
 
 pub use message::{Header, Message, ParseError, StartLine};
+pub use e164::E164;
 pub use name_addr::NameAddr;
