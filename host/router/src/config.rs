@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 use trunkline_plugin_host::services::AccountNumbers;
+use crate::streams::StreamLimits;
 use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
 
 /// A configuration error at a place in the file.
@@ -48,6 +50,25 @@ struct RawConfig {
     #[serde(default, rename = "trunk")]
     trunks: Vec<RawTrunk>,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    disaster_recovery: RawDisasterRecovery,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDisasterRecovery {
+    /// Where TwiML `<Dial><Number>` goes (until the termination path exists).
+    pstn_gateway: Option<Spanned<String>>,
+    /// Deadline of one TwiML fetch.
+    fetch_timeout_ms: Spanned<u64>,
+    /// Most documents one call may fetch (the first plus `<Redirect>`s).
+    max_fetches: Spanned<u32>,
+}
+
+impl Default for RawDisasterRecovery {
+    fn default() -> Self {
+        RawDisasterRecovery { pstn_gateway: None, fetch_timeout_ms: Spanned::new(0..0, 5000), max_fetches: Spanned::new(0..0, 5) }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +90,20 @@ struct RawSip {
     /// Give up on a target that rings (provisional response) without answering.
     #[serde(default = "default_ring_ms")]
     ring_timeout_ms: Spanned<u64>,
+    /// Close a TCP connection without traffic for this long.
+    #[serde(default = "default_idle_ms")]
+    tcp_idle_timeout_ms: Spanned<u64>,
+    /// Most TCP connections open at once (both directions).
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<u32>,
+}
+
+fn default_idle_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 300_000)
+}
+
+fn default_max_connections() -> Spanned<u32> {
+    Spanned::new(0..0, 4096)
 }
 
 fn default_failover_ms() -> Spanned<u64> {
@@ -229,10 +264,23 @@ pub struct Settings {
     pub domains: Vec<String>,
     pub failover_timeout_ms: u64,
     pub ring_timeout_ms: u64,
+    /// TCP connection limits.
+    pub streams: StreamLimits,
     pub plugins: PluginSettings,
     pub trunks: Vec<Trunk>,
     /// Admin HTTP listener (plugin list, reload, release), if configured.
     pub admin: Option<SocketAddr>,
+    /// How disaster-recovery TwiML is fetched and executed.
+    pub disaster_recovery: DisasterRecovery,
+}
+
+/// `[disaster_recovery]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DisasterRecovery {
+    /// `sip:` URI of the gateway `<Dial><Number>` goes through.
+    pub pstn_gateway: Option<String>,
+    pub fetch_timeout: Duration,
+    pub max_fetches: u32,
 }
 
 /// Most origination URIs a trunk may have.
@@ -267,6 +315,14 @@ fn hex_id(prefix: &str, seed: &str) -> String {
 
 fn is_plugin_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn listen_of(t: trunkline_sip_core::Transport) -> ListenTransport {
+    match t {
+        trunkline_sip_core::Transport::Udp => ListenTransport::Udp,
+        trunkline_sip_core::Transport::Tcp => ListenTransport::Tcp,
+        trunkline_sip_core::Transport::Tls => ListenTransport::Tls,
+    }
 }
 
 /// Read and validate `path`. Relative paths inside are relative to its folder.
@@ -307,6 +363,9 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         };
         let addr: SocketAddr =
             addr.parse().map_err(|_| cx.err(l.span(), &key, format!("`{addr}` is not IP:PORT")))?;
+        if listen.iter().any(|x: &Listen| x.transport == transport) {
+            return Err(cx.err(l.span(), &key, format!("a second {scheme}:// listener: one per transport is supported")));
+        }
         listen.push(Listen { transport, addr });
     }
     if listen.is_empty() {
@@ -324,6 +383,21 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if !(1_000..=3_600_000).contains(ring.get_ref()) {
         return Err(cx.err(ring.span(), "sip.ring_timeout_ms", "must be 1000..=3600000"));
     }
+
+    let idle = raw.sip.tcp_idle_timeout_ms;
+    if !(1_000..=86_400_000).contains(idle.get_ref()) {
+        return Err(cx.err(idle.span(), "sip.tcp_idle_timeout_ms", "must be 1000..=86400000"));
+    }
+    let max_conns = raw.sip.max_connections;
+    if *max_conns.get_ref() == 0 {
+        return Err(cx.err(max_conns.span(), "sip.max_connections", "must be at least 1"));
+    }
+    let streams = StreamLimits {
+        idle: Duration::from_millis(*idle.get_ref()),
+        max_connections: *max_conns.get_ref() as usize,
+        connect_timeout: Duration::from_millis(*failover.get_ref()),
+    };
+    let has_listener = |t: ListenTransport| listen.iter().any(|l| l.transport == t);
 
     let p = raw.plugins;
     let check_timeout = |v: &Spanned<u64>, key: &str| {
@@ -408,8 +482,8 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             numbers.push(number.clone());
         }
         if let Some(u) = &t.disaster_recovery_url {
-            if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
-                return Err(cx.err(u.span(), format!("{tk}.disaster_recovery_url"), "must be an http:// or https:// URL"));
+            if let Err(e) = crate::twiml::fetch::HttpUrl::parse(u.get_ref()) {
+                return Err(cx.err(u.span(), format!("{tk}.disaster_recovery_url"), e));
             }
         }
         let mut entries = Vec::new();
@@ -448,6 +522,19 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || uri.contains([' ', '<', '>']) || uri.len() < 5 {
                 return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}` is not a sip: or sips: URI")));
             }
+            match trunkline_sip_core::Transport::of_uri(uri) {
+                None => return Err(cx.err(o.uri.span(), format!("{key}.uri"), "unknown transport (udp, tcp or tls)")),
+                Some(trunkline_sip_core::Transport::Tls) => {
+                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "TLS targets (sips: or ;transport=tls) are not supported yet"));
+                }
+                Some(trunkline_sip_core::Transport::Tcp) if !has_listener(ListenTransport::Tcp) => {
+                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a ;transport=tcp target needs a tcp:// listener in sip.listen"));
+                }
+                Some(trunkline_sip_core::Transport::Udp) if !has_listener(ListenTransport::Udp) => {
+                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a UDP target needs a udp:// listener in sip.listen"));
+                }
+                Some(_) => {}
+            }
             if *o.weight.get_ref() == 0 {
                 return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
             }
@@ -478,7 +565,36 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             Some(addr)
         }
     };
-    Ok(Settings { listen, domains, failover_timeout_ms: *failover.get_ref(), ring_timeout_ms: *ring.get_ref(), plugins, trunks, admin })
+    let d = raw.disaster_recovery;
+    if let Some(g) = &d.pstn_gateway {
+        let ok = g.get_ref().to_ascii_lowercase().starts_with("sip:")
+            && matches!(trunkline_sip_core::Transport::of_uri(g.get_ref()), Some(t) if t != trunkline_sip_core::Transport::Tls && has_listener(listen_of(t)));
+        if !ok {
+            return Err(cx.err(g.span(), "disaster_recovery.pstn_gateway", "must be a sip: URI over a transport with a listener (udp or tcp)"));
+        }
+    }
+    if !(100..=60_000).contains(d.fetch_timeout_ms.get_ref()) {
+        return Err(cx.err(d.fetch_timeout_ms.span(), "disaster_recovery.fetch_timeout_ms", "must be 100..=60000"));
+    }
+    if !(1..=20).contains(d.max_fetches.get_ref()) {
+        return Err(cx.err(d.max_fetches.span(), "disaster_recovery.max_fetches", "must be 1..=20"));
+    }
+    let disaster_recovery = DisasterRecovery {
+        pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
+        fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
+        max_fetches: *d.max_fetches.get_ref(),
+    };
+    Ok(Settings {
+        listen,
+        domains,
+        failover_timeout_ms: *failover.get_ref(),
+        ring_timeout_ms: *ring.get_ref(),
+        streams,
+        plugins,
+        trunks,
+        admin,
+        disaster_recovery,
+    })
 }
 
 impl Settings {

@@ -13,3 +13,5 @@ pub mod routing;
 pub mod serve;
 pub mod simulate;
 pub mod sipcall;
+pub mod streams;
+pub mod twiml;

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use trunkline_sip_core::{Peer, Transport};
 use trunkline_plugin_host::{LoadSource, Runtime};
 
 use crate::config::{ListenTransport, Settings};
-use crate::engine::Engine;
+use crate::engine::{Engine, FetchRequest, Locals};
+use crate::streams::{StreamEvent, Streams};
 
 /// Options of `trunkline run`.
 pub struct RunOptions {
@@ -22,17 +25,28 @@ pub struct RunOptions {
 /// Serve until SIGINT/SIGTERM.
 pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let udp = settings
-        .listen
-        .iter()
-        .find(|l| l.transport == ListenTransport::Udp)
-        .context("sip.listen has no udp:// listener (TCP and TLS listeners are not served yet)")?;
-    for l in settings.listen.iter().filter(|l| l.transport != ListenTransport::Udp) {
-        tracing::warn!("listener {:?} {} is not served yet (UDP only in this version)", l.transport, l.addr);
+    if let Some(l) = settings.listen.iter().find(|l| l.transport == ListenTransport::Tls) {
+        anyhow::bail!("sip.listen: tls://{} cannot be served: TLS is not implemented yet (it comes with the termination path)", l.addr);
     }
-    let socket = UdpSocket::bind(udp.addr).await.with_context(|| format!("binding udp://{}", udp.addr))?;
-    let local = socket.local_addr()?;
-    println!("listening on udp://{local}");
+    let listener = |t: ListenTransport| settings.listen.iter().find(|l| l.transport == t).map(|l| l.addr);
+    let udp = match listener(ListenTransport::Udp) {
+        Some(addr) => Some(UdpSocket::bind(addr).await.with_context(|| format!("binding udp://{addr}"))?),
+        None => None,
+    };
+    let tcp = match listener(ListenTransport::Tcp) {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding tcp://{addr}"))?),
+        None => None,
+    };
+    let locals = Locals {
+        udp: udp.as_ref().map(UdpSocket::local_addr).transpose()?,
+        tcp: tcp.as_ref().map(TcpListener::local_addr).transpose()?,
+        tls: None,
+    };
+    for (scheme, addr) in [("udp", locals.udp), ("tcp", locals.tcp)] {
+        if let Some(addr) = addr {
+            println!("listening on {scheme}://{addr}");
+        }
+    }
 
     let _watcher = if settings.plugins.watch {
         Some(trunkline_plugin_host::watch::watch_dir(runtime.clone(), &settings.plugins.dir).context("watching the plugins folder")?)
@@ -46,32 +60,70 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-    let mut engine = Engine::new(settings.clone(), runtime, local, seed);
+    let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let mut streams = Streams::new(events_tx, settings.streams);
+    let (fetched_tx, mut fetched) = mpsc::channel(256);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     loop {
-        flush(&socket, &mut engine, opts.print_calls).await;
+        flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
+        while let Some(f) = engine.poll_fetch() {
+            spawn_fetch(f, fetched_tx.clone());
+        }
         let deadline = engine.poll_timeout();
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = recv(udp.as_ref(), &mut buf) => match r {
                 Ok((n, from)) => engine.handle_datagram(Instant::now(), from, &buf[..n]),
                 // ICMP errors surface here on some systems; they concern one peer only.
                 Err(e) => tracing::debug!("udp receive: {e}"),
             },
+            r = accept(tcp.as_ref()) => match r {
+                Ok((stream, from)) => streams.accepted(stream, Peer::tcp(from)),
+                Err(e) => tracing::warn!("tcp accept: {e}"),
+            },
+            Some(ev) = events.recv() => match ev {
+                StreamEvent::Message { from, bytes } => engine.handle_message(Instant::now(), from, &bytes),
+                StreamEvent::Failed(peer) => engine.handle_transport_error(Instant::now(), peer),
+                StreamEvent::Closed { peer, id } => streams.closed(peer, id),
+            },
+            Some((token, result)) = fetched.recv() => engine.handle_fetched(Instant::now(), token, result),
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
             _ = &mut shutdown => {
                 tracing::info!("shutting down with {} call(s) in progress", engine.calls());
-                flush(&socket, &mut engine, opts.print_calls).await;
+                flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
                 return Ok(());
             }
         }
     }
 }
 
-async fn flush(socket: &UdpSocket, engine: &mut Engine, print: bool) {
-    while let Some(t) = engine.poll_transmit() {
-        if let Err(e) = socket.send_to(&t.bytes, t.to).await {
-            tracing::warn!(to = %t.to, "udp send failed: {e}");
+/// Send what the engine has queued; a stream message that cannot even be
+/// attempted fails its transactions at once.
+async fn flush(udp: Option<&UdpSocket>, streams: &mut Streams, engine: &mut Engine, print: bool) {
+    loop {
+        let mut failed = Vec::new();
+        while let Some(t) = engine.poll_transmit() {
+            match (t.to.transport, udp) {
+                (Transport::Udp, Some(socket)) => {
+                    if let Err(e) = socket.send_to(&t.bytes, t.to.addr).await {
+                        tracing::warn!(to = %t.to, "udp send failed: {e}");
+                    }
+                }
+                (Transport::Udp, None) => failed.push(t.to),
+                (_, _) => {
+                    if !streams.send(t.to, t.bytes) {
+                        failed.push(t.to);
+                    }
+                }
+            }
+        }
+        if failed.is_empty() {
+            break;
+        }
+        for peer in failed {
+            tracing::info!(%peer, "cannot send (no listener for this transport, or sip.max_connections reached)");
+            engine.handle_transport_error(Instant::now(), peer);
         }
     }
     while let Some(r) = engine.poll_report() {
@@ -79,6 +131,28 @@ async fn flush(socket: &UdpSocket, engine: &mut Engine, print: bool) {
             println!("{r}");
         }
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
+    }
+}
+
+/// Fetch a disaster-recovery TwiML document off the engine's loop.
+fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)>) {
+    tokio::spawn(async move {
+        let result = crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout).await.map_err(|e| e.to_string());
+        let _ = done.send((f.token, result)).await;
+    });
+}
+
+async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,7 +16,9 @@ pub mod header;
 pub mod message;
 mod name_addr;
 pub mod transaction;
+pub mod transport;
 
 pub use message::{Header, Message, ParseError, StartLine};
 pub use e164::E164;
 pub use name_addr::NameAddr;
+pub use transport::{Peer, Transport};

@@ -7,6 +7,7 @@ use trunkline_plugin_host::types::Request;
 use trunkline_sip_core::header::MAGIC_COOKIE;
 use trunkline_sip_core::message::{Header, Message, StartLine};
 use trunkline_sip_core::transaction::response_to;
+use trunkline_sip_core::{Peer, Transport};
 
 /// Headers the B2BUA owns on each leg; never copied from one leg to the other.
 const LEG_LOCAL: [&str; 11] = [
@@ -44,13 +45,54 @@ impl Ids {
     }
 }
 
-/// Our Via value (without branch) and Contact for a listener.
-pub(crate) fn via(local: SocketAddr) -> String {
-    format!("SIP/2.0/UDP {local}")
+/// Our listening addresses, one per transport served. Via and Contact of a
+/// message name the listener of the transport it travels on, so that the
+/// peer's responses and in-dialog requests come back to us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Locals {
+    /// The `udp://` listener.
+    pub udp: Option<SocketAddr>,
+    /// The `tcp://` listener.
+    pub tcp: Option<SocketAddr>,
+    /// The `tls://` listener.
+    pub tls: Option<SocketAddr>,
 }
 
-pub(crate) fn contact(local: SocketAddr) -> String {
-    format!("<sip:trunkline@{local};transport=udp>")
+impl Locals {
+    /// Only a UDP listener (tests, simulations).
+    pub fn udp(addr: SocketAddr) -> Self {
+        Locals { udp: Some(addr), ..Self::default() }
+    }
+
+    /// The listener of `t`, or any other if `t` has none.
+    pub fn addr(&self, t: Transport) -> SocketAddr {
+        let own = match t {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls,
+        };
+        own.or(self.udp).or(self.tcp).or(self.tls).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    /// Whether we can send over `t` (a stream transport needs a listener
+    /// for the peer's requests to reach us).
+    pub fn serves(&self, t: Transport) -> bool {
+        match t {
+            Transport::Udp => self.udp.is_some(),
+            Transport::Tcp => self.tcp.is_some(),
+            Transport::Tls => self.tls.is_some(),
+        }
+    }
+}
+
+/// Our Via value (without branch) for a message sent over `t`.
+pub(crate) fn via(locals: &Locals, t: Transport) -> String {
+    format!("SIP/2.0/{} {}", t.via_token(), locals.addr(t))
+}
+
+/// Our Contact for a dialog over `t`.
+pub(crate) fn contact(locals: &Locals, t: Transport) -> String {
+    format!("<sip:trunkline@{};transport={}>", locals.addr(t), t.uri_param())
 }
 
 fn h(name: &str, value: impl Into<String>) -> Header {
@@ -66,7 +108,8 @@ pub(crate) struct OutgoingInvite<'a> {
     pub(crate) from: &'a str,
     pub(crate) to: &'a str,
     pub(crate) max_forwards: u32,
-    pub(crate) local: SocketAddr,
+    pub(crate) locals: &'a Locals,
+    pub(crate) transport: Transport,
     pub(crate) call_id: &'a str,
     pub(crate) from_tag: &'a str,
     pub(crate) branch: &'a str,
@@ -92,13 +135,13 @@ pub(crate) fn without_tag(value: &str) -> String {
 impl OutgoingInvite<'_> {
     pub(crate) fn build(&self) -> Message {
         let mut headers = vec![
-            h("Via", format!("{};branch={MAGIC_COOKIE}{}", via(self.local), self.branch)),
+            h("Via", format!("{};branch={MAGIC_COOKIE}{}", via(self.locals, self.transport), self.branch)),
             h("Max-Forwards", self.max_forwards.to_string()),
             h("From", format!("{};tag={}", without_tag(self.from), self.from_tag)),
             h("To", without_tag(self.to)),
             h("Call-ID", self.call_id),
             h("CSeq", "1 INVITE"),
-            h("Contact", contact(self.local)),
+            h("Contact", contact(self.locals, self.transport)),
         ];
         for x in &self.request.headers {
             if !LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
@@ -115,7 +158,7 @@ impl OutgoingInvite<'_> {
 
 /// A response to the caller's INVITE, relaying `status`, and the body and
 /// Content-Type of the callee's response if any.
-pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag: &str, local: SocketAddr, from_peer: Option<&Message>) -> Message {
+pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag: &str, contact_as: (&Locals, Transport), from_peer: Option<&Message>) -> Message {
     let mut r = response_to(invite, status, reason);
     if status > 100 {
         for x in r.headers.iter_mut().filter(|x| x.name.eq_ignore_ascii_case("To")) {
@@ -125,7 +168,7 @@ pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag
         }
     }
     if (101..300).contains(&status) {
-        r.headers.push(h("Contact", contact(local)));
+        r.headers.push(h("Contact", contact(contact_as.0, contact_as.1)));
     }
     if let Some(p) = from_peer {
         if !p.body.is_empty() {
@@ -138,8 +181,17 @@ pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag
     r
 }
 
+/// Where to send a request for `uri`: its transport (`sips:` or
+/// `;transport=`, else UDP) and address. `None` unless the host is an IP
+/// literal (no DNS yet) and the transport is known.
+pub(crate) fn uri_peer(uri: &str) -> Option<Peer> {
+    let transport = Transport::of_uri(uri)?;
+    let addr = uri_addr(uri, transport.default_port())?;
+    Some(Peer { transport, addr })
+}
+
 /// The socket address of a `sip:` URI whose host is an IP literal.
-pub(crate) fn uri_addr(uri: &str) -> Option<SocketAddr> {
+fn uri_addr(uri: &str, default_port: u16) -> Option<SocketAddr> {
     let p = trunkline_sip_core::NameAddr::parse(uri)?;
     let ip: std::net::IpAddr = p.host.parse().ok()?;
     let after = uri.split_once('@').map(|(_, h)| h).unwrap_or_else(|| uri.split_once(':').map(|(_, h)| h).unwrap_or(""));
@@ -149,7 +201,7 @@ pub(crate) fn uri_addr(uri: &str) -> Option<SocketAddr> {
     } else {
         hostport.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
     };
-    Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+    Some(SocketAddr::new(ip, port.unwrap_or(default_port)))
 }
 
 #[cfg(test)]
@@ -160,9 +212,12 @@ mod tests {
     fn tags_and_addresses() {
         assert_eq!(without_tag("\"A\" <sip:a@b>;tag=1;x=2"), "\"A\" <sip:a@b>;x=2");
         assert_eq!(without_tag("sip:a@b;tag=1"), "sip:a@b");
-        assert_eq!(uri_addr("sip:+1@127.0.0.1:5080;transport=udp"), Some("127.0.0.1:5080".parse().unwrap()));
-        assert_eq!(uri_addr("sip:127.0.0.1"), Some("127.0.0.1:5060".parse().unwrap()));
-        assert_eq!(uri_addr("sip:pbx.example:5080"), None, "names need DNS (not yet)");
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(uri_peer("sip:+1@127.0.0.1:5080;transport=udp"), Some(Peer::udp(a("127.0.0.1:5080"))));
+        assert_eq!(uri_peer("sip:127.0.0.1"), Some(Peer::udp(a("127.0.0.1:5060"))));
+        assert_eq!(uri_peer("sip:127.0.0.1;transport=tcp"), Some(Peer::tcp(a("127.0.0.1:5060"))));
+        assert_eq!(uri_peer("sips:[::1]"), Some(Peer { transport: Transport::Tls, addr: a("[::1]:5061") }));
+        assert_eq!(uri_peer("sip:pbx.example:5080"), None, "names need DNS (not yet)");
         let mut ids = Ids::new(7);
         assert_ne!(ids.next(), ids.next());
     }

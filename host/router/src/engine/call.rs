@@ -1,7 +1,6 @@
 //! One call's state in the B2BUA: the caller's leg, the attempt in
 //! progress, what routing has left, and what happened (for call insight).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use trunkline_plugin_host::types::{Call, Request, Response, Target};
@@ -9,6 +8,9 @@ use trunkline_plugin_host::CallSession;
 use trunkline_sip_core::dialog::Dialog;
 use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::TransactionKey;
+use trunkline_sip_core::Peer;
+
+use super::build::uri_peer;
 
 /// Where a call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +24,7 @@ pub(crate) struct Leg {
     pub(crate) attempt: u32,
     pub(crate) tx: TransactionKey,
     pub(crate) invite: Message,
-    pub(crate) to: SocketAddr,
+    pub(crate) to: Peer,
     pub(crate) uri: String,
     /// Any response received (stops the failover timer).
     pub(crate) responded: bool,
@@ -32,7 +34,8 @@ pub(crate) struct Leg {
 pub(crate) struct CallState {
     pub(crate) a_invite: Message,
     pub(crate) a_tx: TransactionKey,
-    pub(crate) a_from: SocketAddr,
+    /// Where the caller's INVITE came from (for TCP: its connection).
+    pub(crate) a_from: Peer,
     pub(crate) a_tag: String,
     pub(crate) call: Call,
     pub(crate) request: Request,
@@ -57,6 +60,28 @@ pub(crate) struct CallState {
     pub(crate) started: Instant,
     pub(crate) first_ring: Option<Instant>,
     pub(crate) answered: Option<Instant>,
+    /// Disaster-recovery TwiML being executed.
+    pub(crate) twiml: Option<super::twiml::TwimlRun>,
+}
+
+impl CallState {
+    /// Where in-dialog requests to the caller go: back over its connection
+    /// on a stream transport, else to its Contact (its source if unusable).
+    pub(crate) fn a_peer(&self) -> Peer {
+        if self.a_from.transport != trunkline_sip_core::Transport::Udp {
+            return self.a_from;
+        }
+        self.a_dialog.as_ref().and_then(|d| uri_peer(&d.remote_target)).unwrap_or(self.a_from)
+    }
+
+    /// Where in-dialog requests to the answering target go (same rule).
+    pub(crate) fn b_peer(&self) -> Option<Peer> {
+        let leg = self.leg.as_ref()?;
+        if leg.to.transport != trunkline_sip_core::Transport::Udp {
+            return Some(leg.to);
+        }
+        Some(self.b_dialog.as_ref().and_then(|d| uri_peer(&d.remote_target)).unwrap_or(leg.to))
+    }
 }
 
 /// What the router reports about a finished call.

@@ -15,6 +15,7 @@
 
 mod build;
 mod call;
+mod twiml;
 #[cfg(test)]
 mod tests;
 
@@ -28,13 +29,16 @@ use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
 use trunkline_plugin_host::types::{Direction, Fallback, HangupBy, Header, Outcome, RedirectDecision, Summary, Target, Transport};
 use trunkline_plugin_host::Runtime;
 use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::{Peer, Transport as SipTransport};
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::{
-    response_to, status_of, ClientEvent, Layer, LayerEvent, Reliability, Timers, TransactionKey, Transmit,
+    response_to, status_of, ClientEvent, Layer, LayerEvent, Timers, TransactionKey, Transmit,
 };
 
 pub use call::CallReport;
-use build::{relay_response, uri_addr, Ids, OutgoingInvite};
+pub use twiml::FetchRequest;
+pub use build::Locals;
+use build::{relay_response, uri_peer, Ids, OutgoingInvite};
 use call::{CallState, Leg, Phase};
 
 use crate::config::Settings;
@@ -53,6 +57,8 @@ enum Timer {
     Ring(u32),
     /// Resend the caller's 2xx until its ACK; the next interval in ms.
     OkRetransmit(u64),
+    /// A TwiML `<Pause>` of step N is over.
+    TwimlPause(u64),
 }
 
 /// The engine. See the module docs.
@@ -60,7 +66,7 @@ pub struct Engine {
     layer: Layer,
     settings: Arc<Settings>,
     runtime: Runtime,
-    local: SocketAddr,
+    locals: Locals,
     ids: Ids,
     calls: HashMap<u64, CallState>,
     next_call: u64,
@@ -70,16 +76,18 @@ pub struct Engine {
     /// Engine timers: (deadline, call, which).
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     reports: VecDeque<CallReport>,
+    /// TwiML documents the driver must fetch.
+    fetches: VecDeque<FetchRequest>,
 }
 
 impl Engine {
-    /// An engine answering on `local` (used in Via and Contact).
-    pub fn new(settings: Arc<Settings>, runtime: Runtime, local: SocketAddr, seed: u64) -> Self {
+    /// An engine answering on `locals` (named in Via and Contact).
+    pub fn new(settings: Arc<Settings>, runtime: Runtime, locals: Locals, seed: u64) -> Self {
         Engine {
             layer: Layer::new(Timers::default()),
             settings,
             runtime,
-            local,
+            locals,
             ids: Ids::new(seed),
             calls: HashMap::new(),
             next_call: 0,
@@ -88,6 +96,7 @@ impl Engine {
             by_b_tx: HashMap::new(),
             timers: BinaryHeap::new(),
             reports: VecDeque::new(),
+            fetches: VecDeque::new(),
         }
     }
 
@@ -96,9 +105,21 @@ impl Engine {
         self.calls.len()
     }
 
-    /// A datagram arrived.
+    /// A UDP datagram arrived.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.layer.handle_message(now, from, Reliability::Unreliable, bytes);
+        self.handle_message(now, Peer::udp(from), bytes);
+    }
+
+    /// A whole message arrived from `from` (a datagram or a stream frame).
+    pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        self.layer.handle_message(now, from, bytes);
+        self.process(now);
+    }
+
+    /// `peer` cannot be reached (connection refused, reset or timed out):
+    /// its transactions fail now (a target leg fails over at once).
+    pub fn handle_transport_error(&mut self, now: Instant, peer: Peer) {
+        self.layer.handle_transport_error(peer);
         self.process(now);
     }
 
@@ -114,6 +135,7 @@ impl Engine {
                 Timer::Failover(attempt) => self.failover_timer(now, id, attempt),
                 Timer::Ring(attempt) => self.ring_timer(now, id, attempt),
                 Timer::OkRetransmit(interval) => self.ok_retransmit(now, id, interval),
+                Timer::TwimlPause(step) => self.twiml_pause_over(now, id, step),
             }
         }
         self.process(now);
@@ -158,7 +180,7 @@ impl Engine {
         self.layer.send_response(now, key, r);
     }
 
-    fn on_request(&mut self, now: Instant, key: TransactionKey, from: SocketAddr, m: Message) {
+    fn on_request(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {
         let method = m.method().unwrap_or_default().to_owned();
         let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
         match method.as_str() {
@@ -185,7 +207,7 @@ impl Engine {
         }
     }
 
-    fn new_call(&mut self, now: Instant, key: TransactionKey, from: SocketAddr, m: Message) {
+    fn new_call(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {
         let max_forwards = match m.header("Max-Forwards").map(str::parse::<u32>) {
             None => 70,
             Some(Ok(0)) => return self.respond(now, &key, &m, 483, "Too Many Hops"),
@@ -208,8 +230,8 @@ impl Engine {
             account_id: &trunk.account,
             trunk_id: &trunk.id,
             trunk_name: &trunk.name,
-            source_address: from.to_string(),
-            transport: Transport::Udp,
+            source_address: from.addr.to_string(),
+            transport: plugin_transport(from.transport),
         };
         let (mut call, mut request) = match call_from_invite(&m, &origin) {
             Ok(v) => v,
@@ -220,12 +242,12 @@ impl Engine {
         match session.on_invite(&mut call, &mut request) {
             InviteOutcome::Continue => {}
             InviteOutcome::Reject(r) => {
-                let resp = relay_response(&m, r.code, &r.reason, &a_tag, self.local, None);
+                let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
                 self.layer.send_response(now, &key, resp);
                 return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
             }
             InviteOutcome::Redirect(contacts) => {
-                let mut resp = relay_response(&m, 302, "Moved Temporarily", &a_tag, self.local, None);
+                let mut resp = relay_response(&m, 302, "Moved Temporarily", &a_tag, (&self.locals, from.transport), None);
                 resp.headers.retain(|h| !h.name.eq_ignore_ascii_case("Contact"));
                 for c in &contacts {
                     resp.headers.push(SipHeader { name: "Contact".into(), value: format!("<{c}>") });
@@ -241,7 +263,7 @@ impl Engine {
                 routing::order(&sel.targets, || ids.rand01())
             }
             Err(r) => {
-                let resp = relay_response(&m, r.code, &r.reason, &a_tag, self.local, None);
+                let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
                 self.layer.send_response(now, &key, resp);
                 return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
             }
@@ -278,6 +300,7 @@ impl Engine {
                 started: now,
                 first_ring: None,
                 answered: None,
+                twiml: None,
             },
         );
         self.try_next(now, id);
@@ -330,10 +353,14 @@ impl Engine {
                 }
                 Err(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             }
-            let Some(addr) = uri_addr(&uri) else {
-                c.route.push(format!("{uri}: host is not an IP address (DNS not supported yet)"));
+            let Some(peer) = uri_peer(&uri) else {
+                c.route.push(format!("{uri}: skipped (host is not an IP address: DNS is not supported yet; or unknown transport)"));
                 continue;
             };
+            if !self.locals.serves(peer.transport) {
+                c.route.push(format!("{uri}: skipped (no {} listener configured)", peer.transport));
+                continue;
+            }
             c.attempts += 1;
             let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
             let invite = OutgoingInvite {
@@ -342,17 +369,18 @@ impl Engine {
                 from: c.a_invite.header("From").unwrap_or_default(),
                 to: c.a_invite.header("To").unwrap_or_default(),
                 max_forwards: c.max_forwards,
-                local: self.local,
+                locals: &self.locals,
+                transport: peer.transport,
                 call_id: &call_id,
                 from_tag: &from_tag,
                 branch: &branch,
             }
             .build();
-            let Some(tx) = self.layer.send_request(now, addr, Reliability::Unreliable, invite.clone()) else { return };
+            let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
             let attempt = c.attempts;
             c.route.push(format!("INVITE {uri}"));
             c.b_call_ids.push(call_id.clone());
-            c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: addr, uri, responded: false });
+            c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: peer, uri, responded: false });
             self.by_b_tx.insert(tx, (id, attempt));
             self.by_b_call_id.insert(call_id, id);
             let wait = Duration::from_millis(self.settings.failover_timeout_ms);
@@ -378,13 +406,13 @@ impl Engine {
 
     /// Timer C: the target rang too long. CANCEL it and try the next one.
     fn ring_timer(&mut self, now: Instant, id: u64, attempt: u32) {
-        let ring_ms = self.settings.ring_timeout_ms;
         let Some(c) = self.calls.get_mut(&id) else { return };
+        let ring_ms = c.twiml.as_ref().and_then(|t| t.dial_timeout).map(|d| d.as_millis() as u64).unwrap_or(self.settings.ring_timeout_ms);
         if c.phase != Phase::Routing || !c.leg.as_ref().is_some_and(|l| l.attempt == attempt) {
             return;
         }
         let leg = c.leg.take().expect("checked above");
-        self.layer.send_request(now, leg.to, Reliability::Unreliable, cancel_for(&leg.invite));
+        self.layer.send_request(now, leg.to, cancel_for(&leg.invite));
         if let Some(last) = c.route.last_mut() {
             last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
         }
@@ -407,7 +435,9 @@ impl Engine {
             tracing::warn!(call_id = %c.call.call_id, "no ACK for the 200 OK in {} s: hanging up", timers.timeout().as_secs());
             return self.hang_up_both(now, id);
         }
-        self.layer.send_stateless(c.a_from, &ok);
+        if c.a_from.transport == SipTransport::Udp {
+            self.layer.send_stateless(c.a_from, &ok); // streams deliver it once
+        }
         let next = interval_ms.min(timers.t2.as_millis() as u64);
         self.timers.push(Reverse((now + Duration::from_millis(next), id, Timer::OkRetransmit(next * 2))));
     }
@@ -415,7 +445,7 @@ impl Engine {
     /// A response no transaction wants. A 2xx to an INVITE is either a
     /// retransmission for a call's answered leg (ACK it again) or an answer
     /// from a target we abandoned after silence (ACK it and hang up).
-    fn on_stray_response(&mut self, now: Instant, from: SocketAddr, m: Message) {
+    fn on_stray_response(&mut self, now: Instant, from: Peer, m: Message) {
         let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
         if !to_invite || !(200..300).contains(&status_of(&m)) {
             tracing::debug!(%from, "stray response ignored");
@@ -427,7 +457,7 @@ impl Engine {
         });
         match answered_leg {
             Some((id, _)) => self.answered(now, id, m),
-            None => self.hang_up_stray(now, m),
+            None => self.hang_up_stray(now, Some(from), m),
         }
     }
 
@@ -444,22 +474,18 @@ impl Engine {
 
     /// End an answered call from our side: BYE to both parties.
     fn hang_up_both(&mut self, now: Instant, id: u64) {
-        let local = self.local;
         let (b1, b2) = (self.ids.next(), self.ids.next());
         let Some(c) = self.calls.get_mut(&id) else { return };
+        let (a_peer, b_peer) = (c.a_peer(), c.b_peer());
         let mut byes = Vec::new();
-        if let Some(d) = c.b_dialog.as_mut() {
-            let to = uri_addr(&d.remote_target).or(c.leg.as_ref().map(|l| l.to));
-            byes.push((to, d.request("BYE", &build::via(local), &b1)));
+        if let (Some(d), Some(to)) = (c.b_dialog.as_mut(), b_peer) {
+            byes.push((to, d.request("BYE", &build::via(&self.locals, to.transport), &b1)));
         }
         if let Some(d) = c.a_dialog.as_mut() {
-            let to = uri_addr(&d.remote_target).or(Some(c.a_from));
-            byes.push((to, d.request("BYE", &build::via(local), &b2)));
+            byes.push((a_peer, d.request("BYE", &build::via(&self.locals, a_peer.transport), &b2)));
         }
         for (to, bye) in byes {
-            if let Some(to) = to {
-                self.layer.send_request(now, to, Reliability::Unreliable, bye);
-            }
+            self.layer.send_request(now, to, bye);
         }
         self.end_answered(now, id, HangupBy::Router);
     }
@@ -474,7 +500,7 @@ impl Engine {
             if let ClientEvent::Final(m) = &event {
                 let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
                 if to_invite && (200..300).contains(&status_of(m)) {
-                    self.hang_up_stray(now, m.clone());
+                    self.hang_up_stray(now, None, m.clone());
                 }
             }
             return;
@@ -490,7 +516,7 @@ impl Engine {
     fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
-        let ring = Duration::from_millis(self.settings.ring_timeout_ms);
+        let ring = c.twiml.as_ref().and_then(|t| t.dial_timeout).unwrap_or(Duration::from_millis(self.settings.ring_timeout_ms));
         if let Some(leg) = c.leg.as_mut() {
             if !leg.responded {
                 self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));
@@ -501,7 +527,7 @@ impl Engine {
             c.first_ring.get_or_insert(now);
             let (a_tx, a_tag) = (c.a_tx.clone(), c.a_tag.clone());
             let reason_phrase = reason_of(&m);
-            let resp = relay_response(&c.a_invite, status, &reason_phrase, &a_tag, self.local, Some(&m));
+            let resp = relay_response(&c.a_invite, status, &reason_phrase, &a_tag, (&self.locals, c.a_from.transport), Some(&m));
             if let Some(last) = c.route.last_mut() {
                 if !last.contains(&format!(" {status}")) {
                     last.push_str(&format!(" -> {status} {reason_phrase}"));
@@ -544,11 +570,11 @@ impl Engine {
                 Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
                     c.redirects += 1;
                     let template = Target {
-                        uri: u,
                         priority: 0,
                         weight: 1,
                         enabled: true,
-                        transport: Transport::Udp,
+                        transport: plugin_transport(SipTransport::of_uri(&u).unwrap_or(SipTransport::Udp)),
+                        uri: u,
                         health: trunkline_plugin_host::types::Health::Unknown,
                         group: None,
                     };
@@ -578,46 +604,53 @@ impl Engine {
             headers: vec![],
             contacts: vec![],
         }));
-        if routing::fails_over(status) {
+        // Inside a TwiML <Dial>, any failure moves on to the next target.
+        if routing::fails_over(status) || c.twiml.is_some() {
             self.try_next(now, id);
         } else {
             self.finish(now, id, status, reason_phrase, Outcome::Failed);
         }
     }
 
+    /// Every target failed: go on with the TwiML in progress, or ask the
+    /// plugins (`on-failure`) and the trunk for a disaster-recovery plan.
     fn all_failed(&mut self, now: Instant, id: u64) {
         let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.twiml.is_some() {
+            return self.run_twiml(now, id);
+        }
         let last = c.last_failure.clone();
         let fallback = c.session.on_failure(&c.call, last.as_ref());
         let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
         let (code, why) = last.map(|l| (l.status, l.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
         match fallback {
             Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
-            Fallback::TwimlUrl(u) => {
-                c.route.push(format!("disaster recovery: TwiML from {u} (fetching TwiML is not implemented yet)"));
-                self.finish(now, id, code, &why, Outcome::Failed)
-            }
-            Fallback::TwimlDocument(_) => {
-                c.route.push("disaster recovery: inline TwiML (executing TwiML is not implemented yet)".into());
-                self.finish(now, id, code, &why, Outcome::Failed)
-            }
-            Fallback::Default => {
-                if let Some(u) = dr {
-                    c.route.push(format!("disaster recovery: TwiML from {u} (fetching TwiML is not implemented yet)"));
+            Fallback::TwimlUrl(u) => self.start_twiml_fetch(now, id, &u),
+            Fallback::TwimlDocument(doc) => match crate::twiml::parse(&doc) {
+                Ok(verbs) => {
+                    c.route.push(format!("disaster recovery: inline TwiML from a plugin: {} verb(s)", verbs.len()));
+                    c.twiml = Some(twiml::TwimlRun { verbs: verbs.into(), ..Default::default() });
+                    self.run_twiml(now, id)
                 }
-                self.finish(now, id, code, &why, Outcome::Failed)
-            }
+                Err(e) => {
+                    tracing::warn!(call_id = %c.call.call_id, "disaster recovery: bad inline TwiML from a plugin: {e}");
+                    c.route.push(format!("disaster recovery: bad inline TwiML: {e}"));
+                    self.finish(now, id, 503, "Service Unavailable", Outcome::Failed)
+                }
+            },
+            Fallback::Default => match dr {
+                Some(u) => self.start_twiml_fetch(now, id, &u),
+                None => self.finish(now, id, code, &why, Outcome::Failed),
+            },
         }
     }
 
     fn answered(&mut self, now: Instant, id: u64, ok: Message) {
-        let local = self.local;
         let Some(c) = self.calls.get_mut(&id) else { return };
         if c.phase == Phase::Answered {
             // A retransmitted 2xx: our ACK was lost; send it again.
-            if let Some(d) = &c.b_dialog {
-                let ack = d.ack(1, &build::via(local), &self.ids.next());
-                let to = uri_addr(&d.remote_target).unwrap_or(c.leg.as_ref().map(|l| l.to).unwrap_or(c.a_from));
+            if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
+                let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
                 self.layer.send_stateless(to, &ack);
             }
             return;
@@ -625,21 +658,22 @@ impl Engine {
         let Some(leg) = c.leg.as_ref() else { return };
         let b_dialog = Dialog::as_uac(&leg.invite, &ok);
         let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
-        let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, local, Some(&ok));
+        let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, (&self.locals, c.a_from.transport), Some(&ok));
         self.layer.send_response(now, &c.a_tx.clone(), resp.clone());
         c.a_ok = Some(resp);
-        let t1 = Timers::default().t1;
-        self.timers.push(Reverse((now + t1, id, Timer::OkRetransmit(2 * t1.as_millis() as u64))));
-        let ack_to = b_dialog.as_ref().ok().and_then(|d| uri_addr(&d.remote_target)).unwrap_or(leg.to);
-        match (&b_dialog, &a_dialog) {
-            (Ok(b), Ok(_)) => {
-                let ack = b.ack(1, &build::via(local), &self.ids.next());
-                self.layer.send_stateless(ack_to, &ack);
-            }
-            (Err(e), _) | (_, Err(e)) => tracing::warn!(call_id = %c.call.call_id, "answered call without a usable dialog: {e}"),
+        if c.a_from.transport == SipTransport::Udp {
+            let t1 = Timers::default().t1;
+            self.timers.push(Reverse((now + t1, id, Timer::OkRetransmit(2 * t1.as_millis() as u64))));
+        }
+        if let (Err(e), _) | (_, Err(e)) = (&b_dialog, &a_dialog) {
+            tracing::warn!(call_id = %c.call.call_id, "answered call without a usable dialog: {e}");
         }
         c.b_dialog = b_dialog.ok();
         c.a_dialog = a_dialog.ok();
+        if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
+            let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
+            self.layer.send_stateless(to, &ack);
+        }
         c.phase = Phase::Answered;
         c.answered = Some(now);
         c.session.end_routing_phase();
@@ -653,16 +687,13 @@ impl Engine {
             _ => return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
         };
         self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
-        let local = self.local;
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
+        let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) };
         let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
-        if let Some(d) = other {
-            let bye = d.request("BYE", &build::via(local), &branch);
-            let fallback_addr = if from_caller { c.leg.as_ref().map(|l| l.to) } else { Some(c.a_from) };
-            if let Some(to) = uri_addr(&d.remote_target).or(fallback_addr) {
-                self.layer.send_request(now, to, Reliability::Unreliable, bye);
-            }
+        if let (Some(d), Some(to)) = (other, to) {
+            let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
+            self.layer.send_request(now, to, bye);
         }
         let by = if from_caller { HangupBy::Caller } else { HangupBy::Callee };
         self.end_answered(now, id, by);
@@ -681,7 +712,7 @@ impl Engine {
         if let Some(leg) = c.leg.take() {
             if leg.responded {
                 let cancel = cancel_for(&leg.invite);
-                self.layer.send_request(now, leg.to, Reliability::Unreliable, cancel);
+                self.layer.send_request(now, leg.to, cancel);
             } else {
                 self.layer.abandon(&leg.tx);
             }
@@ -696,7 +727,7 @@ impl Engine {
     fn finish(&mut self, now: Instant, id: u64, code: u16, reason_phrase: &str, outcome: Outcome) {
         let Some(c) = self.calls.get(&id) else { return };
         if c.phase == Phase::Routing {
-            let resp = relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, self.local, None);
+            let resp = relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, (&self.locals, c.a_from.transport), None);
             let a_tx = c.a_tx.clone();
             self.layer.send_response(now, &a_tx, resp);
         }
@@ -744,15 +775,30 @@ impl Engine {
     /// ACK and BYE a 2xx to an INVITE we no longer want (a target we
     /// failed over from, or a call already over). The response carries all
     /// the dialog needs: From, Call-ID, CSeq, To tag and Contact.
-    fn hang_up_stray(&mut self, now: Instant, ok: Message) {
+    fn hang_up_stray(&mut self, now: Instant, from: Option<Peer>, ok: Message) {
         let Ok(mut d) = Dialog::as_uac(&ok, &ok) else { return };
-        let Some(to) = uri_addr(&d.remote_target) else { return };
-        let via = build::via(self.local);
+        let to = match from {
+            Some(p) if p.transport != SipTransport::Udp => p,
+            _ => match uri_peer(&d.remote_target).or(from) {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let via = build::via(&self.locals, to.transport);
         let ack = d.ack(1, &via, &self.ids.next());
         self.layer.send_stateless(to, &ack);
         let bye = d.request("BYE", &via, &self.ids.next());
-        self.layer.send_request(now, to, Reliability::Unreliable, bye);
+        self.layer.send_request(now, to, bye);
         tracing::info!(call_id = ok.header("Call-ID").unwrap_or_default(), "late 2xx from an abandoned target: ACKed and hung up");
+    }
+}
+
+/// The plugin API's name for a transport.
+fn plugin_transport(t: SipTransport) -> Transport {
+    match t {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
     }
 }
 

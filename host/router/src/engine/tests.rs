@@ -32,7 +32,7 @@ fn addr(s: &str) -> SocketAddr {
 fn engine() -> Engine {
     let settings = config::parse(std::path::Path::new("test.toml"), CONFIG).unwrap();
     let rt = Runtime::new(RuntimeOptions::default()).unwrap();
-    Engine::new(Arc::new(settings), rt, addr("127.0.0.1:5060"), 42)
+    Engine::new(Arc::new(settings), rt, super::Locals::udp(addr("127.0.0.1:5060")), 42)
 }
 
 fn invite() -> Vec<u8> {
@@ -55,7 +55,7 @@ fn sent(e: &mut Engine) -> Vec<(SocketAddr, String, Message)> {
         .map(|t| {
             let m = Message::parse(&t.bytes).unwrap();
             let first = String::from_utf8_lossy(&t.bytes).lines().next().unwrap_or("").to_owned();
-            (t.to, first, m)
+            (t.to.addr, first, m)
         })
         .collect()
 }

@@ -12,7 +12,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{
@@ -20,12 +19,13 @@ use super::{
     TransactionKey,
 };
 use crate::message::{Header, Message, ParseError, StartLine};
+use crate::transport::Peer;
 
 /// Bytes to send to a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// Destination.
-    pub to: SocketAddr,
+    /// Destination (for a stream transport, the connection to use).
+    pub to: Peer,
     /// A whole SIP message.
     pub bytes: Vec<u8>,
 }
@@ -40,7 +40,7 @@ pub enum LayerEvent {
         /// Server transaction, if any.
         key: Option<TransactionKey>,
         /// Where it came from.
-        from: SocketAddr,
+        from: Peer,
         /// The request.
         message: Message,
     },
@@ -62,14 +62,14 @@ pub enum LayerEvent {
     /// request with enough headers to answer; logged once by the user.
     Malformed {
         /// Where it came from.
-        from: SocketAddr,
+        from: Peer,
         /// Why it is not SIP.
         error: ParseError,
     },
     /// A response that matches no transaction (a stray or late one).
     StrayResponse {
         /// Where it came from.
-        from: SocketAddr,
+        from: Peer,
         /// The response.
         message: Message,
     },
@@ -84,7 +84,7 @@ enum Tx {
 
 struct Entry {
     tx: Tx,
-    peer: SocketAddr,
+    peer: Peer,
     /// The deadline a wake-up is queued for (to avoid queueing it again).
     armed: Option<Instant>,
 }
@@ -142,8 +142,10 @@ impl Layer {
         self.entries.is_empty()
     }
 
-    /// Bytes arrived from `from` over a transport of `reliability`.
-    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, reliability: Reliability, bytes: &[u8]) {
+    /// One whole message arrived from `from` (a datagram, or a frame cut
+    /// out of a stream by [`Framer`](crate::transport::Framer)).
+    pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        let reliability = from.transport.reliability();
         let message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(error) => {
@@ -164,7 +166,7 @@ impl Layer {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, from: SocketAddr, reliability: Reliability, message: Message, key: Option<TransactionKey>) {
+    fn dispatch(&mut self, now: Instant, from: Peer, reliability: Reliability, message: Message, key: Option<TransactionKey>) {
         match (&message.start, key) {
             (StartLine::Response { .. }, Some(key)) => match self.entries.get_mut(&key) {
                 Some(Entry { tx: Tx::ClientInv(t), .. }) => t.handle_response(now, message),
@@ -210,8 +212,9 @@ impl Layer {
     }
 
     /// Start a client transaction sending `request` to `to`.
-    pub fn send_request(&mut self, now: Instant, to: SocketAddr, reliability: Reliability, request: Message) -> Option<TransactionKey> {
+    pub fn send_request(&mut self, now: Instant, to: Peer, request: Message) -> Option<TransactionKey> {
         let key = TransactionKey::of(&request)?;
+        let reliability = to.transport.reliability();
         let tx = if request.method() == Some("INVITE") {
             Tx::ClientInv(ClientInvite::new(request, reliability, self.timers, now))
         } else {
@@ -241,8 +244,26 @@ impl Layer {
 
     /// Send a message outside any transaction (ACK for a 2xx, 2xx
     /// retransmissions by the dialog layer).
-    pub fn send_stateless(&mut self, to: SocketAddr, message: &Message) {
+    pub fn send_stateless(&mut self, to: Peer, message: &Message) {
         self.transmits.push_back(Transmit { to, bytes: message.to_bytes() });
+    }
+
+    /// The driver could not reach `peer` (a refused or broken connection):
+    /// every transaction exchanging messages with it fails at once instead
+    /// of waiting for its timeout (RFC 3261 §17.1.4, §17.2.4).
+    pub fn handle_transport_error(&mut self, peer: Peer) {
+        let keys: Vec<TransactionKey> = self.entries.iter().filter(|(_, e)| e.peer == peer).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            if let Some(e) = self.entries.get_mut(&key) {
+                match &mut e.tx {
+                    Tx::ClientInv(t) => t.handle_transport_error(),
+                    Tx::Client(t) => t.handle_transport_error(),
+                    Tx::ServerInv(t) => t.handle_transport_error(),
+                    Tx::Server(t) => t.handle_transport_error(),
+                }
+            }
+            self.pump(&key);
+        }
     }
 
     /// Run every timer due at `now`.
@@ -354,8 +375,8 @@ mod tests {
     use super::*;
     use crate::transaction::test_support::{request, response};
 
-    fn peer() -> SocketAddr {
-        "127.0.0.1:5070".parse().unwrap()
+    fn peer() -> Peer {
+        Peer::udp("127.0.0.1:5070".parse().unwrap())
     }
 
     fn sent(layer: &mut Layer) -> Vec<String> {
@@ -369,10 +390,10 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
         let inv = request("INVITE");
-        l.handle_message(t0, peer(), Reliability::Unreliable, &inv.to_bytes());
+        l.handle_message(t0, peer(), &inv.to_bytes());
         let Some(LayerEvent::Request { key: Some(key), .. }) = l.poll_event() else { panic!("new request expected") };
         l.send_response(t0, &key, response(&inv, 100));
-        l.handle_message(t0, peer(), Reliability::Unreliable, &inv.to_bytes());
+        l.handle_message(t0, peer(), &inv.to_bytes());
         assert_eq!(l.poll_event(), None, "the retransmission is not a new request");
         assert_eq!(sent(&mut l), ["SIP/2.0 100 X", "SIP/2.0 100 X"]);
         l.send_response(t0, &key, response(&inv, 486));
@@ -381,7 +402,7 @@ mod tests {
         let mut ack = request("ACK");
         ack.headers.retain(|h| h.name != "CSeq");
         ack.headers.push(Header { name: "CSeq".into(), value: "1 ACK".into() });
-        l.handle_message(t0, peer(), Reliability::Unreliable, &ack.to_bytes());
+        l.handle_message(t0, peer(), &ack.to_bytes());
         assert_eq!(l.poll_event(), None);
         while let Some(at) = l.poll_timeout() {
             l.handle_timeout(at);
@@ -394,8 +415,8 @@ mod tests {
     fn client_invite_times_out_through_the_layer_clock() {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
-        let to: SocketAddr = "127.0.0.1:5080".parse().unwrap();
-        let key = l.send_request(t0, to, Reliability::Unreliable, request("INVITE")).unwrap();
+        let to = Peer::udp("127.0.0.1:5080".parse().unwrap());
+        let key = l.send_request(t0, to, request("INVITE")).unwrap();
         let mut n = 0;
         while let Some(at) = l.poll_timeout() {
             l.handle_timeout(at);
@@ -412,13 +433,14 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
         let inv = request("INVITE");
-        let key = l.send_request(t0, peer(), Reliability::Reliable, inv.clone()).unwrap();
+        let tcp = Peer::tcp("127.0.0.1:5070".parse().unwrap());
+        let key = l.send_request(t0, tcp, inv.clone()).unwrap();
         sent(&mut l);
-        l.handle_message(t0, peer(), Reliability::Reliable, &response(&inv, 180).to_bytes());
+        l.handle_message(t0, tcp, &response(&inv, 180).to_bytes());
         assert!(matches!(l.poll_event(), Some(LayerEvent::Client { key: k, event: ClientEvent::Provisional(_) }) if k == key));
         let mut other = response(&request("BYE"), 200);
         other.headers[0].value = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-unknown".into();
-        l.handle_message(t0, peer(), Reliability::Reliable, &other.to_bytes());
+        l.handle_message(t0, tcp, &other.to_bytes());
         assert!(matches!(l.poll_event(), Some(LayerEvent::StrayResponse { .. })));
     }
 
@@ -427,16 +449,16 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
         let bad = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 99\r\n\r\nshort";
-        l.handle_message(t0, peer(), Reliability::Unreliable, bad);
+        l.handle_message(t0, peer(), bad);
         let reply = sent(&mut l);
         assert_eq!(reply.len(), 1);
         assert!(reply[0].starts_with("SIP/2.0 400 Bad Request (body shorter than Content-Length"), "{reply:?}");
         assert!(matches!(l.poll_event(), Some(LayerEvent::Malformed { .. })));
         let v7 = String::from_utf8_lossy(bad).replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
-        l.handle_message(t0, peer(), Reliability::Unreliable, v7.as_bytes());
+        l.handle_message(t0, peer(), v7.as_bytes());
         assert!(sent(&mut l)[0].starts_with("SIP/2.0 505 Version Not Supported"));
         l.poll_event();
-        l.handle_message(t0, peer(), Reliability::Unreliable, b"garbage\r\n\r\n");
+        l.handle_message(t0, peer(), b"garbage\r\n\r\n");
         assert!(sent(&mut l).is_empty(), "nothing to answer to");
     }
 }

@@ -1,0 +1,198 @@
+//! Stream transports (TCP; TLS slots in here) for the tokio driver: one
+//! connection per peer address, reused in both directions, framed by the
+//! sans-IO [`Framer`], closed after an idle timeout.
+//!
+//! Each connection is one task that reads frames and writes what the engine
+//! sends it; it reports frames, failures and its end on one channel the
+//! driver's loop reads. The table of connections lives in that loop only.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use trunkline_sip_core::transport::{Frame, Framer};
+use trunkline_sip_core::{Peer, Transport};
+
+/// What connection tasks tell the driver.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A whole SIP message from `from`.
+    Message { from: Peer, bytes: Vec<u8> },
+    /// `peer` could not be reached or written to.
+    Failed(Peer),
+    /// Connection `id` to `peer` is gone.
+    Closed { peer: Peer, id: u64 },
+}
+
+/// Limits of stream connections.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    /// Close a connection without traffic for this long.
+    pub idle: Duration,
+    /// Most connections open at once; more are refused.
+    pub max_connections: usize,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// The driver's table of stream connections.
+pub struct Streams {
+    conns: HashMap<Peer, Conn>,
+    next_id: u64,
+    events: mpsc::Sender<StreamEvent>,
+    limits: StreamLimits,
+}
+
+impl Streams {
+    /// An empty table; connection tasks report on `events`.
+    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits) -> Self {
+        Streams { conns: HashMap::new(), next_id: 0, events, limits }
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Send `bytes` to `to`, over its connection or a new one. False if
+    /// the message cannot be sent at all (too many connections, or a
+    /// transport this build cannot dial); the caller reports the failure.
+    pub fn send(&mut self, to: Peer, bytes: Vec<u8>) -> bool {
+        let bytes = match self.conns.get(&to) {
+            Some(c) => match c.tx.send(bytes) {
+                Ok(()) => return true,
+                Err(e) => e.0, // the task ended; its Closed event is on the way
+            },
+            None => bytes,
+        };
+        if to.transport != Transport::Tcp || self.conns.len() >= self.limits.max_connections {
+            return false;
+        }
+        let (id, rx) = self.register(to);
+        let _ = self.conns[&to].tx.send(bytes);
+        let (events, limits) = (self.events.clone(), self.limits);
+        tokio::spawn(async move {
+            let connected = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(to.addr)).await;
+            match connected {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    run(stream, to, rx, &events, limits.idle).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(peer = %to, "cannot connect: {e}");
+                    let _ = events.send(StreamEvent::Failed(to)).await;
+                }
+                Err(_) => {
+                    tracing::info!(peer = %to, "cannot connect: timed out");
+                    let _ = events.send(StreamEvent::Failed(to)).await;
+                }
+            }
+            let _ = events.send(StreamEvent::Closed { peer: to, id }).await;
+        });
+        true
+    }
+
+    /// A peer connected to one of our listeners. Refused (closed) beyond
+    /// `max_connections`.
+    pub fn accepted(&mut self, stream: TcpStream, peer: Peer) {
+        if self.conns.len() >= self.limits.max_connections {
+            tracing::warn!(%peer, "connection refused: {} connections open (sip.max_connections)", self.conns.len());
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let (id, rx) = self.register(peer);
+        let (events, idle) = (self.events.clone(), self.limits.idle);
+        tokio::spawn(async move {
+            run(stream, peer, rx, &events, idle).await;
+            let _ = events.send(StreamEvent::Closed { peer, id }).await;
+        });
+    }
+
+    /// Connection `id` to `peer` ended: forget it (unless a newer one
+    /// to the same peer replaced it meanwhile).
+    pub fn closed(&mut self, peer: Peer, id: u64) {
+        if self.conns.get(&peer).is_some_and(|c| c.id == id) {
+            self.conns.remove(&peer);
+        }
+    }
+
+    fn register(&mut self, peer: Peer) -> (u64, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.next_id += 1;
+        let id = self.next_id;
+        self.conns.insert(peer, Conn { id, tx });
+        (id, rx)
+    }
+}
+
+/// Serve one connection until it fails, its peer closes it, or it idles.
+async fn run<S>(stream: S, peer: Peer, mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>, events: &mpsc::Sender<StreamEvent>, idle: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut framer = Framer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut deadline = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!(%peer, "connection read: {e}");
+                        return;
+                    }
+                };
+                deadline = Instant::now() + idle;
+                framer.push(&buf[..n]);
+                while let Some(frame) = framer.next_frame() {
+                    match frame {
+                        Frame::Message(bytes) => {
+                            if events.send(StreamEvent::Message { from: peer, bytes }).await.is_err() {
+                                return;
+                            }
+                        }
+                        // RFC 5626 §3.5.1: answer a CRLFCRLF ping with a CRLF pong.
+                        Frame::Ping => {
+                            if writer.write_all(b"\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                        Frame::Broken(why) => {
+                            tracing::warn!(%peer, "closing connection: {why}");
+                            return;
+                        }
+                    }
+                }
+            }
+            msg = outgoing.recv() => {
+                let Some(bytes) = msg else { return };
+                deadline = Instant::now() + idle;
+                if let Err(e) = writer.write_all(&bytes).await {
+                    tracing::info!(%peer, "connection write: {e}");
+                    let _ = events.send(StreamEvent::Failed(peer)).await;
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(%peer, "closing idle connection");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Fetching TwiML: an HTTP/1.1 POST of the call's parameters
+//! (form-encoded, as the reference platform sends them) with a deadline.
+//!
+//! A deliberately small client: `http://` only (an `https://` URL is refused
+//! at config load until the router has TLS), one request per connection,
+//! no redirects followed, bodies up to 64 KiB.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::MAX_DOCUMENT_BYTES;
+
+/// A parsed `http://host[:port]/path` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parse an absolute `http://` URL.
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err("https:// URLs are not supported yet (the router has no TLS client yet); use http://".into());
+        }
+        let Some(rest) = lower.starts_with("http://").then(|| &url[7..]) else {
+            return Err(format!("`{url}` is not an http:// URL"));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err("credentials in the URL are not allowed (they would end up in logs)".into());
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                (h, p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || path.contains([' ', '\r', '\n']) {
+            return Err(format!("`{url}` is not a valid URL"));
+        }
+        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+        Ok(HttpUrl { host: host.to_owned(), port, path })
+    }
+
+    /// `target` relative to this URL (a `<Redirect>` may give a path).
+    pub fn join(&self, target: &str) -> Result<HttpUrl, String> {
+        if target.contains("://") {
+            return HttpUrl::parse(target);
+        }
+        let path = if target.starts_with('/') {
+            target.to_owned()
+        } else {
+            let dir = self.path.split('?').next().unwrap_or("/").rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            format!("{dir}/{target}")
+        };
+        HttpUrl::parse(&format!("http://{}:{}{}", self.host_for_url(), self.port, path))
+    }
+
+    fn host_for_url(&self) -> String {
+        if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() }
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}{}", self.host_for_url(), self.port, self.path)
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no answer within {0} ms")]
+    Timeout(u128),
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("malformed HTTP response: {0}")]
+    Malformed(&'static str),
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// POST `params` to `url`; the body of a 2xx answer within `timeout`.
+pub async fn post_form(url: &HttpUrl, params: &[(String, String)], timeout: Duration) -> Result<String, FetchError> {
+    tokio::time::timeout(timeout, post(url, params)).await.map_err(|_| FetchError::Timeout(timeout.as_millis()))?
+}
+
+async fn post(url: &HttpUrl, params: &[(String, String)]) -> Result<String, FetchError> {
+    let body: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+    let body = body.join("&");
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: trunkline\r\nAccept: application/xml, text/xml\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        url.path,
+        url.host_for_url(),
+        url.port,
+        body.len()
+    );
+    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if raw.len() > MAX_DOCUMENT_BYTES + 16 * 1024 {
+            return Err(FetchError::Malformed("response larger than 64 KiB"));
+        }
+        if let Some(done) = complete_body(&raw)? {
+            return done;
+        }
+    }
+    match complete_body(&raw)? {
+        Some(done) => done,
+        None => body_until_close(&raw),
+    }
+}
+
+/// The response if all of it has arrived (by Content-Length or chunked).
+fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, FetchError> {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { return Ok(None) };
+    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
+    let status = status_of(head)?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).filter_map(|l| l.split_once(':')).find(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    };
+    let body = &raw[head_end..];
+    let complete = if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(body)?
+    } else if let Some(len) = header("Content-Length") {
+        let len: usize = len.parse().map_err(|_| FetchError::Malformed("bad Content-Length"))?;
+        (body.len() >= len).then(|| body[..len].to_vec())
+    } else {
+        None // read until the server closes
+    };
+    Ok(complete.map(|b| finish(status, &b)))
+}
+
+fn body_until_close(raw: &[u8]) -> Result<String, FetchError> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).ok_or(FetchError::Malformed("no header end"))?;
+    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
+    finish(status_of(head)?, &raw[head_end..])
+}
+
+fn status_of(head: &str) -> Result<u16, FetchError> {
+    let line = head.split("\r\n").next().unwrap_or("");
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next().and_then(|s| s.parse::<u16>().ok())) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => Ok(code),
+        _ => Err(FetchError::Malformed("bad status line")),
+    }
+}
+
+fn finish(status: u16, body: &[u8]) -> Result<String, FetchError> {
+    if !(200..300).contains(&status) {
+        return Err(FetchError::Status(status));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| FetchError::Malformed("body is not UTF-8"))
+}
+
+/// A chunked body, once its last chunk has arrived.
+fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
+        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| FetchError::Malformed("bad chunk size"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| FetchError::Malformed("bad chunk size"))?;
+        let start = line_end + 2;
+        if size == 0 {
+            return Ok(Some(out));
+        }
+        if body.len() < start + size + 2 {
+            return Ok(None);
+        }
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = HttpUrl::parse("http://127.0.0.1:8080/dr/twiml?x=1").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8080, "/dr/twiml?x=1"));
+        assert_eq!(HttpUrl::parse("http://example.com").unwrap().to_string(), "http://example.com:80/");
+        assert_eq!(u.join("/other").unwrap().to_string(), "http://127.0.0.1:8080/other");
+        assert_eq!(u.join("next.xml").unwrap().to_string(), "http://127.0.0.1:8080/dr/next.xml");
+        assert_eq!(u.join("http://10.0.0.1/x").unwrap().to_string(), "http://10.0.0.1:80/x");
+        assert!(HttpUrl::parse("https://example.com/").unwrap_err().contains("not supported yet"));
+        assert!(HttpUrl::parse("ftp://example.com/").is_err());
+        assert!(HttpUrl::parse("http://user:pw@example.com/").unwrap_err().contains("credentials"));
+        assert_eq!(HttpUrl::parse("http://[::1]:81/a").unwrap().to_string(), "http://[::1]:81/a");
+    }
+
+    #[test]
+    fn responses() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(complete_body(ok).unwrap().unwrap().unwrap(), "hello");
+        assert!(complete_body(&ok[..ok.len() - 1]).unwrap().is_none(), "waits for the whole body");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(complete_body(chunked).unwrap().unwrap().unwrap(), "abcde");
+        let err = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(complete_body(err).unwrap().unwrap(), Err(FetchError::Status(500))));
+        assert!(complete_body(b"garbage\r\n\r\n").is_err());
+        assert_eq!(form_encode("+1 415&x=ü"), "%2B1+415%26x%3D%C3%BC");
+    }
+}
