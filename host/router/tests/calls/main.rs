@@ -22,7 +22,10 @@ fn fixture(rel: &str) -> PathBuf {
 /// A running router; killed when dropped. Its stdout lines arrive on `lines`.
 struct Router {
     child: Child,
+    /// UDP listener port.
     port: u16,
+    /// TCP listener port, if one was configured.
+    tcp_port: u16,
     lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -34,6 +37,19 @@ impl Drop for Router {
     }
 }
 
+/// What to put in a test router's configuration.
+#[derive(Default)]
+struct Setup<'a> {
+    /// `sip.listen` entries; UDP only when empty.
+    listen: &'a [&'a str],
+    /// Extra `[sip]` keys (replacing `failover_timeout_ms = 300` if given).
+    sip: &'a str,
+    /// Extra `[plugins]` keys.
+    plugins: &'a str,
+    /// `[[trunk]]` tables and other sections.
+    rest: &'a str,
+}
+
 impl Router {
     fn start(trunk: &str) -> Router {
         Router::start_with(trunk, "")
@@ -41,13 +57,20 @@ impl Router {
 
     /// Start with extra `[plugins]` keys (e.g. `audit_log = "audit.jsonl"`).
     fn start_with(trunk: &str, plugins_extra: &str) -> Router {
+        Router::launch(Setup { plugins: plugins_extra, rest: trunk, ..Setup::default() })
+    }
+
+    fn launch(setup: Setup<'_>) -> Router {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         trunkline_tests::install_first_party(&plugins);
+        let listen: Vec<String> = if setup.listen.is_empty() { vec!["udp://127.0.0.1:0".into()] } else { setup.listen.iter().map(|l| l.to_string()).collect() };
+        let sip = if setup.sip.is_empty() { "failover_timeout_ms = 300" } else { setup.sip };
         let cfg = format!(
-            "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
-             [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{plugins_extra}\n{trunk}"
+            "[sip]\nlisten = {listen:?}\ndomains = [\"trunkline.test\"]\n{sip}\n\
+             [plugins]\ndir = \"plugins\"\nwatch = false\nhook_timeout_ms = 1000\n{}\n{}",
+            setup.plugins, setup.rest
         );
         std::fs::write(dir.path().join("trunkline.toml"), cfg).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_trunkline"))
@@ -64,9 +87,17 @@ impl Router {
                 let _ = tx.send(l);
             }
         });
-        let first = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
-        let port = first.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected first line {first}"));
-        Router { child, port, lines, _dir: dir }
+        let (mut port, mut tcp_port) = (0, 0);
+        for _ in &listen {
+            let line = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
+            let p: u16 = line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected line {line}"));
+            if line.starts_with("listening on tcp://") {
+                tcp_port = p;
+            } else {
+                port = p;
+            }
+        }
+        Router { child, port, tcp_port, lines, _dir: dir }
     }
 
     /// Collect call reports until `n` outcomes were printed.
@@ -375,3 +406,6 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
     assert!(http(port, "POST", "/plugins/nope/release").starts_with("HTTP/1.1 404"));
     assert!(http(port, "GET", "/elsewhere").starts_with("HTTP/1.1 404"));
 }
+
+mod disaster_recovery;
+mod tcp;

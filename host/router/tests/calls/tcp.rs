@@ -1,0 +1,117 @@
+//! Calls over TCP (SIPp `-t t1`): both legs TCP, and UDP in / TCP out.
+
+use super::*;
+
+pub(super) fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A trunk whose origination URIs are given in full, with priorities.
+pub(super) fn trunk_uris(uris: &[(String, u16)]) -> String {
+    let mut t = "[[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\n\
+                 plugins = [{ name = \"diversion-guard\", config = { origination_domain = \"trunkline.test\" } }, { name = \"customer-routing\" }]\n"
+        .to_owned();
+    for (uri, prio) in uris {
+        t.push_str(&format!("[[trunk.origination]]\nuri = \"{uri}\"\npriority = {prio}\n"));
+    }
+    t
+}
+
+fn tcp_router(uris: &[(String, u16)], sip: &str) -> Router {
+    Router::launch(Setup { listen: &["udp://127.0.0.1:0", "tcp://127.0.0.1:0"], sip, rest: &trunk_uris(uris), ..Setup::default() })
+}
+
+#[test]
+fn calls_over_tcp_are_relayed_and_the_caller_hangs_up() {
+    let pbx = free_tcp_port();
+    let router = tcp_router(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)], "");
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = dir.path().join("uas.msg");
+    // The caller hangs up.
+    let mut uas = sipp(&["-sn", "uas", "-t", "t1", "-p", &pbx.to_string(), "-m", "2", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.tcp_port);
+    let uac = sipp(&["-sn", "uac", "-t", "t1", &target, "-s", "+14155550100", "-p", &free_tcp_port().to_string(), "-m", "2", "-r", "2", "-d", "200"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(2);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success() && uas_ok.success(), "both calls completed over TCP\n{reports}");
+    assert_eq!(reports.matches("hung up by the caller").count(), 2, "{reports}");
+    let seen = std::fs::read_to_string(&msgs).unwrap();
+    assert!(seen.contains("Via: SIP/2.0/TCP 127.0.0.1:"), "our Via names TCP:\n{seen}");
+    assert!(seen.contains(";transport=tcp>"), "our Contact names TCP:\n{seen}");
+}
+
+#[test]
+fn the_callee_hangs_up_over_tcp() {
+    let pbx = free_tcp_port();
+    let router = tcp_router(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)], "");
+    let mut uas = sipp(&["-sf", fixture("uas-hangs-up.xml").to_str().unwrap(), "-t", "t1", "-p", &pbx.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.tcp_port);
+    let uac = sipp(&[
+        "-sf",
+        fixture("uac-callee-hangs-up.xml").to_str().unwrap(),
+        "-t",
+        "t1",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &free_tcp_port().to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+    ])
+    .status()
+    .unwrap();
+    let reports = router.outcomes(2);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success(), "the carrier received the BYE over its TCP connection\n{reports}");
+    assert!(uas_ok.success(), "the PBX got 200 for its BYE");
+    assert_eq!(reports.matches("hung up by the callee").count(), 2, "{reports}");
+}
+
+#[test]
+fn cancel_over_tcp_reaches_the_pbx_and_the_caller_gets_487() {
+    let pbx = free_tcp_port();
+    let router = tcp_router(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)], "");
+    let mut uas = sipp(&["-sf", fixture("uas-ring-until-cancel.xml").to_str().unwrap(), "-t", "t1", "-p", &pbx.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.tcp_port);
+    let uac = sipp(&["-sf", fixture("uac-cancel.xml").to_str().unwrap(), "-t", "t1", &target, "-s", "+14155550100", "-p", &free_tcp_port().to_string(), "-m", "1"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(1);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success(), "the carrier got 200 (CANCEL) and 487 (INVITE)\n{reports}");
+    assert!(uas_ok.success(), "the PBX got the CANCEL and the ACK of its 487");
+    assert!(reports.contains("-> 180 Ringing -> cancelled") && reports.contains("outcome: cancelled"), "{reports}");
+}
+
+#[test]
+fn udp_in_tcp_out_and_a_refused_connection_fails_over_at_once() {
+    // Priority 5 is a TCP port nobody listens on: the connection is refused
+    // and the call fails over at once (the 10 s silence timer never fires).
+    let (refused, pbx, uac_port) = (free_tcp_port(), free_tcp_port(), free_udp_port());
+    let router = tcp_router(
+        &[(format!("sip:127.0.0.1:{refused};transport=tcp"), 5), (format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)],
+        "failover_timeout_ms = 10000",
+    );
+    let mut uas = sipp(&["-sn", "uas", "-t", "t1", "-p", &pbx.to_string(), "-m", "2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"])
+        .status()
+        .unwrap();
+    let reports = router.outcomes(2);
+    let uas_ok = uas.wait().unwrap();
+    assert!(uac.success() && uas_ok.success(), "UDP caller, TCP PBX: both calls answered\n{reports}");
+    assert_eq!(reports.matches(&format!("127.0.0.1:{refused};transport=tcp -> 503 Service Unavailable")).count(), 2, "{reports}");
+    assert!(!reports.contains("no response in"), "the refused connection did not wait for the silence timer\n{reports}");
+    assert_eq!(reports.matches(&format!("127.0.0.1:{pbx};transport=tcp -> 180 Ringing -> 200 OK")).count(), 2, "{reports}");
+}
