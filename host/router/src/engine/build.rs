@@ -10,7 +10,7 @@ use trunkline_sip_core::transaction::response_to;
 use trunkline_sip_core::{Peer, Transport};
 
 /// Headers the B2BUA owns on each leg; never copied from one leg to the other.
-const LEG_LOCAL: [&str; 11] = [
+pub(crate) const LEG_LOCAL: [&str; 11] = [
     "Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length",
     "Proxy-Authorization",
 ];
@@ -144,9 +144,19 @@ impl OutgoingInvite<'_> {
             h("Contact", contact(self.locals, self.transport)),
         ];
         for x in &self.request.headers {
-            if !LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
-                headers.push(h(&x.name, x.value.clone()));
+            if LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
+                continue;
             }
+            // We do not relay PRACK for reliable provisionals (RFC 3262): do
+            // not let the target think the caller supports them.
+            if x.name.eq_ignore_ascii_case("Supported") || x.name.eq_ignore_ascii_case("k") {
+                let kept: Vec<&str> = x.value.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel")).collect();
+                if !kept.is_empty() {
+                    headers.push(h("Supported", kept.join(", ")));
+                }
+                continue;
+            }
+            headers.push(h(&x.name, x.value.clone()));
         }
         Message {
             start: StartLine::Request { method: "INVITE".into(), uri: self.uri.to_owned() },

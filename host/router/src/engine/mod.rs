@@ -15,6 +15,7 @@
 
 mod build;
 mod call;
+mod in_dialog;
 mod twiml;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,9 @@ use call::{CallState, Leg, Phase};
 use crate::config::Settings;
 use crate::routing;
 use crate::sipcall::{call_from_invite, party, response_from, CallOrigin};
+
+/// Methods we answer or relay (the Allow header of OPTIONS and 405/501).
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, SUBSCRIBE, PRACK";
 
 /// Most redirects one call follows.
 const MAX_REDIRECTS: u32 = 3;
@@ -78,6 +82,8 @@ pub struct Engine {
     reports: VecDeque<CallReport>,
     /// TwiML documents the driver must fetch.
     fetches: VecDeque<FetchRequest>,
+    /// In-dialog requests relayed to the other leg, by client transaction.
+    relays: HashMap<TransactionKey, in_dialog::Relay>,
 }
 
 impl Engine {
@@ -97,6 +103,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             reports: VecDeque::new(),
             fetches: VecDeque::new(),
+            relays: HashMap::new(),
         }
     }
 
@@ -183,25 +190,31 @@ impl Engine {
     fn on_request(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {
         let method = m.method().unwrap_or_default().to_owned();
         let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
-        match method.as_str() {
-            "INVITE" if self.by_a_call_id.contains_key(&call_id) || self.by_b_call_id.contains_key(&call_id) => {
-                self.respond(now, &key, &m, 501, "re-INVITE relay not supported yet");
-            }
-            "INVITE" => self.new_call(now, key, from, m),
-            "BYE" => self.on_bye(now, key, m),
-            "CANCEL" => self.on_cancel(now, key, m),
-            "OPTIONS" => {
+        let known = match (self.by_a_call_id.get(&call_id), self.by_b_call_id.get(&call_id)) {
+            (Some(&id), _) => Some((id, in_dialog::Side::Caller)),
+            (None, Some(&id)) => Some((id, in_dialog::Side::Callee)),
+            _ => None,
+        };
+        let to_tagged = m.header("To").is_some_and(|t| t.contains(";tag="));
+        match (method.as_str(), known) {
+            ("BYE", _) => self.on_bye(now, key, m),
+            ("CANCEL", _) => self.on_cancel(now, key, m),
+            // RFC 3261 §8.2.2.2: a new request with a call's Call-ID but no
+            // To tag reached us twice (a loop or a fork): 482.
+            ("INVITE", Some(_)) if !to_tagged => self.respond(now, &key, &m, 482, "Loop Detected"),
+            (_, Some((id, side))) if to_tagged => self.on_in_dialog_request(now, key, from, m, id, side),
+            ("INVITE", _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
+            ("INVITE", _) => self.new_call(now, key, from, m),
+            ("OPTIONS", _) => {
                 let mut r = response_to(&m, 200, "OK");
-                r.headers.push(SipHeader { name: "Allow".into(), value: "INVITE, ACK, CANCEL, BYE, OPTIONS".into() });
+                r.headers.push(SipHeader { name: "Allow".into(), value: ALLOW.into() });
                 r.headers.push(SipHeader { name: "Accept".into(), value: "application/sdp".into() });
                 self.layer.send_response(now, &key, r);
             }
-            _ if self.by_a_call_id.contains_key(&call_id) || self.by_b_call_id.contains_key(&call_id) => {
-                self.respond(now, &key, &m, 501, "Not Implemented");
-            }
+            (_, _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
             _ => {
                 let mut r = response_to(&m, 405, "Method Not Allowed");
-                r.headers.push(SipHeader { name: "Allow".into(), value: "INVITE, ACK, CANCEL, BYE, OPTIONS".into() });
+                r.headers.push(SipHeader { name: "Allow".into(), value: ALLOW.into() });
                 self.layer.send_response(now, &key, r);
             }
         }
@@ -214,6 +227,13 @@ impl Engine {
             Some(Ok(n)) => n.min(255),
             Some(Err(_)) => return self.respond(now, &key, &m, 400, "Bad Request (Max-Forwards)"),
         };
+        // RFC 3261 §8.2.2.3: we support no extension a caller could require.
+        if let Some(required) = m.header("Require") {
+            let mut r = response_to(&m, 420, "Bad Extension");
+            r.headers.push(SipHeader { name: "Unsupported".into(), value: required.to_owned() });
+            self.layer.send_response(now, &key, r);
+            return;
+        }
         let user = match &m.start {
             StartLine::Request { uri, .. } => party(uri).and_then(|p| p.user),
             StartLine::Response { .. } => None,
@@ -467,8 +487,17 @@ impl Engine {
             return; // a request without an RFC 3261 branch: not served
         }
         let call_id = m.header("Call-ID").unwrap_or_default();
-        if let Some(c) = self.by_a_call_id.get(call_id).and_then(|id| self.calls.get_mut(id)) {
-            c.a_acked = true;
+        let seq = m.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
+        if let Some(&id) = self.by_a_call_id.get(call_id) {
+            let Some(c) = self.calls.get_mut(&id) else { return };
+            let initial = c.a_invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
+            if seq == initial {
+                c.a_acked = true;
+                return;
+            }
+            self.forward_reinvite_ack(&m, id);
+        } else if let Some(&id) = self.by_b_call_id.get(call_id) {
+            self.forward_reinvite_ack(&m, id);
         }
     }
 
@@ -491,6 +520,10 @@ impl Engine {
     }
 
     fn on_client_event(&mut self, now: Instant, key: TransactionKey, event: ClientEvent) {
+        if self.relays.contains_key(&key) {
+            self.on_relay_event(now, &key, event);
+            return;
+        }
         let leg = self.by_b_tx.get(&key).copied();
         let current = leg.is_some_and(|(id, attempt)| {
             self.calls.get(&id).and_then(|c| c.leg.as_ref()).is_some_and(|l| l.attempt == attempt)
@@ -753,6 +786,7 @@ impl Engine {
     }
 
     fn close(&mut self, now: Instant, id: u64, outcome: Outcome, status: u16, by: HangupBy, what: String) {
+        self.end_relays(now, id);
         let Some(c) = self.calls.remove(&id) else { return };
         self.by_a_call_id.remove(&c.call.call_id);
         for b in &c.b_call_ids {

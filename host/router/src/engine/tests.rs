@@ -30,7 +30,11 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn engine() -> Engine {
-    let settings = config::parse(std::path::Path::new("test.toml"), CONFIG).unwrap();
+    engine_with(CONFIG)
+}
+
+fn engine_with(config: &str) -> Engine {
+    let settings = config::parse(std::path::Path::new("test.toml"), config).unwrap();
     let rt = Runtime::new(RuntimeOptions::default()).unwrap();
     Engine::new(Arc::new(settings), rt, super::Locals::udp(addr("127.0.0.1:5060")), 42)
 }
@@ -249,4 +253,85 @@ fn a_late_200_from_a_target_abandoned_after_silence_is_acked_and_hung_up() {
         ]
     );
     assert_eq!(e.calls(), 1, "the call goes on with the next target");
+}
+
+/// The caller's in-dialog request `method` with CSeq `seq`, To tag `tag`.
+fn caller_request(method: &str, seq: u32, tag: &str, branch: &str) -> Vec<u8> {
+    String::from_utf8(invite())
+        .unwrap()
+        .replace("INVITE sip:", &format!("{method} sip:"))
+        .replace("1 INVITE", &format!("{seq} {method}"))
+        .replace("z9hG4bK-a1", branch)
+        .replace("<sip:+14155550100@trunkline.test>", &format!("<sip:+14155550100@trunkline.test>;tag={tag}"))
+        .into_bytes()
+}
+
+#[test]
+fn a_reinvite_is_relayed_with_its_ack_and_glare_or_old_cseq_are_refused() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    let ok = sent(&mut e).into_iter().find(|o| o.1 == "SIP/2.0 200 OK").unwrap().2;
+    let tag = ok.header("To").unwrap().split(";tag=").nth(1).unwrap().to_owned();
+    let caller = addr("127.0.0.1:5070");
+
+    e.handle_datagram(t0, caller, &caller_request("INVITE", 2, &tag, "z9hG4bK-re2"));
+    let out = sent(&mut e);
+    let relayed = out.iter().find(|o| o.1.starts_with("INVITE ")).expect("re-INVITE relayed");
+    assert_eq!((relayed.0, relayed.1.as_str()), (addr("127.0.0.1:5082"), "INVITE sip:pbx@127.0.0.1:5082 SIP/2.0"), "to the callee's Contact");
+    assert_eq!(relayed.2.header("CSeq"), Some("2 INVITE"), "the callee dialog's next CSeq");
+    let re_b = relayed.2.clone();
+
+    // Glare: a second re-INVITE while the first is pending.
+    e.handle_datagram(t0, caller, &caller_request("INVITE", 3, &tag, "z9hG4bK-re3"));
+    assert_eq!(sent(&mut e).into_iter().map(|o| o.1).collect::<Vec<_>>(), ["SIP/2.0 491 Request Pending"]);
+    // An INFO with a CSeq already used.
+    e.handle_datagram(t0, caller, &caller_request("INFO", 3, &tag, "z9hG4bK-info3"));
+    assert_eq!(sent(&mut e).into_iter().map(|o| o.1).collect::<Vec<_>>(), ["SIP/2.0 500 Server Internal Error (CSeq out of order)"]);
+
+    // The callee answers; the caller gets the 200 and its ACK reaches the callee.
+    let mut ok2 = trunkline_sip_core::transaction::response_to(&re_b, 200, "OK");
+    ok2.body = b"v=0\r\n".to_vec();
+    ok2.headers.push(trunkline_sip_core::Header { name: "Content-Type".into(), value: "application/sdp".into() });
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &ok2.to_bytes());
+    let out = sent(&mut e);
+    assert_eq!((out[0].0, out[0].1.as_str(), out[0].2.header("CSeq")), (caller, "SIP/2.0 200 OK", Some("2 INVITE")));
+    assert_eq!(out[0].2.body, b"v=0\r\n", "the SDP answer is relayed");
+    e.handle_datagram(t0, caller, &caller_request("ACK", 2, &tag, "z9hG4bK-ack2"));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, out[0].1.as_str(), out[0].2.header("CSeq")), (addr("127.0.0.1:5082"), "ACK sip:pbx@127.0.0.1:5082 SIP/2.0", Some("2 ACK")));
+    assert_eq!(e.calls(), 1);
+}
+
+#[test]
+fn twiml_pause_waits_on_the_clock_then_dial_calls_the_dr_target() {
+    let config = CONFIG.replace("numbers = [\"+14155550100\"]", "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"");
+    let t0 = Instant::now();
+    let mut e = engine_with(&config);
+    let b1 = start_call(&mut e, t0);
+    let busy = trunkline_sip_core::transaction::response_to(&b1, 503, "Service Unavailable");
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &busy.to_bytes());
+    let b2 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes());
+    sent(&mut e);
+    let fetch = e.poll_fetch().expect("all targets failed: TwiML is fetched");
+    assert_eq!(fetch.url.to_string(), "http://127.0.0.1:9/dr");
+    assert!(fetch.params.iter().any(|(k, v)| k == "To" && v == "+14155550100"));
+    let doc = "<Response><Pause length=\"3\"/><Dial><Sip>sip:127.0.0.1:5090</Sip></Dial></Response>";
+    e.handle_fetched(t0, fetch.token, Ok(doc.into()));
+    assert!(sent(&mut e).iter().all(|o| !o.1.starts_with("INVITE")), "paused");
+    let mut dialed_at = None;
+    while let Some(at) = e.poll_timeout() {
+        if at > t0 + Duration::from_secs(10) {
+            break;
+        }
+        e.handle_timeout(at);
+        if sent(&mut e).iter().any(|o| o.1 == "INVITE sip:+14155550100@127.0.0.1:5090 SIP/2.0") {
+            dialed_at = Some(at);
+            break;
+        }
+    }
+    assert_eq!(dialed_at, Some(t0 + Duration::from_secs(3)), "the Dial starts when the 3 s pause is over");
 }

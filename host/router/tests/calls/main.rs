@@ -408,4 +408,5 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
 }
 
 mod disaster_recovery;
+mod in_dialog;
 mod tcp;
