@@ -20,7 +20,18 @@ fn runtime_with(plugins: &[(&str, &str)]) -> (tempfile::TempDir, Runtime) {
     for (w, n) in plugins {
         install(w, dir.path(), n);
     }
-    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+    let mut opts = RuntimeOptions::default();
+    // Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
+    if let Some(v) = std::env::var("TL_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
+        opts.engine.keep_resident_bytes = v;
+    }
+    if std::env::var_os("TL_NO_PAGEMAP").is_some() {
+        opts.engine.pagemap_scan = false;
+    }
+    if std::env::var_os("TL_NO_COW").is_some() {
+        opts.engine.memory_init_cow = false;
+    }
+    let rt = Runtime::new(opts).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();
     }
@@ -63,7 +74,7 @@ fn bench(c: &mut Criterion) {
 
     // Warm-up and percentile passes.
     for plugin in ["e164-guard", "defaults"] {
-        let mut f = one(plugin);
+        let f = one(plugin);
         for _ in 0..2_000 {
             f();
         }
@@ -75,6 +86,24 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         percentiles(&format!("on-invite, fresh instance, {plugin}"), samples);
+    }
+    // The same without headers: how much of a hook call is lowering them.
+    {
+        let ch = chain(vec![entry("defaults", "", Limits::default())]);
+        let (mut c0, mut r0) = (call0.clone(), req0.clone());
+        c0.headers.clear();
+        r0.headers.clear();
+        let samples = (0..20_000)
+            .map(|_| {
+                let (mut c, mut r) = (c0.clone(), r0.clone());
+                let t = Instant::now();
+                let mut s = rt.start_call(&ch, "AC0001", "bench");
+                std::hint::black_box(s.on_invite(&mut c, &mut r));
+                drop(s);
+                t.elapsed()
+            })
+            .collect();
+        percentiles("on-invite, fresh instance, defaults, no headers", samples);
     }
     // The whole first-party chain on one call: 4 instances, 4 hooks.
     {
