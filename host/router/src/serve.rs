@@ -61,6 +61,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
+    engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut streams = Streams::new(events_tx, settings.streams);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
@@ -96,6 +97,17 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             }
         }
     }
+}
+
+/// 32 random bytes that sign digest nonces (new at each start: nonces of a
+/// previous run are re-challenged).
+fn server_secret() -> anyhow::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .context("reading /dev/urandom for the digest nonce secret")?;
+    Ok(secret)
 }
 
 /// Send what the engine has queued; a stream message that cannot even be

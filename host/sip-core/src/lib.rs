@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dialog;
+pub mod digest;
 mod e164;
 pub mod header;
 pub mod message;

@@ -15,6 +15,7 @@
 
 mod build;
 mod call;
+mod termination;
 mod in_dialog;
 mod twiml;
 #[cfg(test)]
@@ -48,6 +49,9 @@ use crate::sipcall::{call_from_invite, party, response_from, CallOrigin};
 
 /// Methods we answer or relay (the Allow header of OPTIONS and 405/501).
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, SUBSCRIBE, PRACK";
+
+/// Digest nonces whose counts are remembered (older ones are re-challenged).
+const MAX_NONCES: usize = 10_000;
 
 /// Most redirects one call follows.
 const MAX_REDIRECTS: u32 = 3;
@@ -84,6 +88,13 @@ pub struct Engine {
     fetches: VecDeque<FetchRequest>,
     /// In-dialog requests relayed to the other leg, by client transaction.
     relays: HashMap<TransactionKey, in_dialog::Relay>,
+    /// Mints and checks digest nonces (termination authentication).
+    nonces: trunkline_sip_core::digest::NonceKey,
+    /// Nonce counts seen, against replays.
+    replays: trunkline_sip_core::digest::ReplayGuard,
+    /// The engine's clock origin, the first instant it was given (nonce
+    /// timestamps count from it).
+    started: Option<Instant>,
 }
 
 impl Engine {
@@ -104,7 +115,16 @@ impl Engine {
             reports: VecDeque::new(),
             fetches: VecDeque::new(),
             relays: HashMap::new(),
+            nonces: trunkline_sip_core::digest::NonceKey::new(&seed.to_le_bytes()),
+            replays: trunkline_sip_core::digest::ReplayGuard::new(MAX_NONCES),
+            started: None,
         }
+    }
+
+    /// Sign digest nonces with `secret` (random bytes from the driver;
+    /// without it nonces are keyed by the seed, which suits tests only).
+    pub fn set_auth_secret(&mut self, secret: &[u8]) {
+        self.nonces = trunkline_sip_core::digest::NonceKey::new(secret);
     }
 
     /// Calls in progress.
@@ -234,19 +254,34 @@ impl Engine {
             self.layer.send_response(now, &key, r);
             return;
         }
-        let user = match &m.start {
-            StartLine::Request { uri, .. } => party(uri).and_then(|p| p.user),
+        let ruri = match &m.start {
+            StartLine::Request { uri, .. } => party(uri),
             StartLine::Response { .. } => None,
         };
         let settings = self.settings.clone();
-        let Some(trunk_idx) = user.as_deref().and_then(|u| settings.trunks.iter().position(|t| t.numbers.iter().any(|n| n == u))) else {
+        // A trunk's termination domain in the Request-URI: the customer
+        // calls out (termination); else a number we own: a call in (origination).
+        let route = match ruri.as_ref().and_then(|p| settings.trunk_for_domain(&p.host)) {
+            Some(t) => {
+                if !self.admit_termination(now, &key, from, &m, t) {
+                    return;
+                }
+                let carrier = settings.trunks[t].termination.as_ref().map(|x| x.carrier).unwrap_or(0);
+                Some((t, Direction::Termination, termination::carrier_targets(&settings.carriers[carrier])))
+            }
+            None => ruri
+                .and_then(|p| p.user)
+                .and_then(|u| settings.trunks.iter().position(|t| t.numbers.iter().any(|n| *n == u)))
+                .map(|t| (t, Direction::Origination, routing::candidates(&settings.trunks[t].origination))),
+        };
+        let Some((trunk_idx, direction, candidates)) = route else {
             return self.respond(now, &key, &m, 404, "Not Found");
         };
         // Plugins are about to run: tell the caller we are on it.
         self.respond(now, &key, &m, 100, "Trying");
         let trunk = &settings.trunks[trunk_idx];
         let origin = CallOrigin {
-            direction: Direction::Origination,
+            direction,
             account_id: &trunk.account,
             trunk_id: &trunk.id,
             trunk_name: &trunk.name,
@@ -276,7 +311,7 @@ impl Engine {
                 return self.report_unrouted(session, &call, trunk_idx, 302, &format!("redirected to {}", contacts.join(", ")));
             }
         }
-        let queue = match session.select_uri(&call, routing::candidates(&trunk.origination)) {
+        let queue = match session.select_uri(&call, candidates) {
             Ok(sel) if sel.ordered => sel.targets,
             Ok(sel) => {
                 let ids = &mut self.ids;

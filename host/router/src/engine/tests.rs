@@ -335,3 +335,77 @@ fn twiml_pause_waits_on_the_clock_then_dial_calls_the_dr_target() {
     }
     assert_eq!(dialed_at, Some(t0 + Duration::from_secs(3)), "the Dial starts when the 3 s pause is over");
 }
+
+/// A terminating INVITE from the customer, optionally with credentials.
+fn terminating_invite(call_id: &str, branch: &str, auth: Option<&str>) -> Vec<u8> {
+    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
+    format!(
+        "INVITE sip:+12125550123@acme.trunkline.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14155550100@acme.trunkline.test>;tag=c\r\n\
+         To: <sip:+12125550123@acme.trunkline.test>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         {auth}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn digest_sha256_is_accepted_and_a_replayed_nonce_count_is_rechallenged_stale() {
+    use trunkline_sip_core::digest::{Algorithm, DigestResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("acme.password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let config = format!(
+        "{CONFIG}[trunk.termination]\ndomain = \"acme.trunkline.test\"\ncarrier = \"pstn\"\n\
+         credentials = [{{ username = \"acme\", password_file = \"{}\" }}]\n\
+         [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:5090\"]\n",
+        pw.display()
+    );
+    let t0 = Instant::now();
+    let mut e = engine_with(&config);
+    let customer = addr("127.0.0.1:5070");
+    e.handle_datagram(t0, customer, &terminating_invite("t1", "t1", None));
+    let out = sent(&mut e);
+    assert_eq!(out.iter().map(|o| o.1.as_str()).collect::<Vec<_>>(), ["SIP/2.0 407 Proxy Authentication Required"]);
+    let challenges: Vec<&str> = out[0].2.headers.iter().filter(|h| h.name == "Proxy-Authenticate").map(|h| h.value.as_str()).collect();
+    assert_eq!(challenges.len(), 2);
+    assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"), "{challenges:?}");
+    let nonce = challenges[0].split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    let credential = |nc: u32| {
+        let mut d = DigestResponse {
+            username: "acme".into(),
+            realm: "acme.trunkline.test".into(),
+            nonce: nonce.clone(),
+            uri: "sip:+12125550123@acme.trunkline.test".into(),
+            response: String::new(),
+            algorithm: Algorithm::Sha256,
+            cnonce: "c0ffee".into(),
+            nc,
+            nc_text: format!("{nc:08x}"),
+        };
+        d.response = d.expected("s3cret", "INVITE");
+        format!(
+            "Digest username=\"acme\", realm=\"acme.trunkline.test\", nonce=\"{nonce}\", uri=\"{}\", algorithm=SHA-256, qop=auth, nc={}, cnonce=\"c0ffee\", response=\"{}\"",
+            d.uri, d.nc_text, d.response
+        )
+    };
+    e.handle_datagram(t0, customer, &terminating_invite("t2", "t2", Some(&credential(1))));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 100 Trying", "INVITE sip:+12125550123@127.0.0.1:5090 SIP/2.0"], "SHA-256 credentials admit the call");
+
+    // The same credentials again (same nonce count): a replay, re-challenged as stale.
+    e.handle_datagram(t0, customer, &terminating_invite("t3", "t3", Some(&credential(1))));
+    let out = sent(&mut e);
+    assert_eq!(out[0].1, "SIP/2.0 407 Proxy Authentication Required");
+    assert!(out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"), "{:?}", out[0].2.header("Proxy-Authenticate"));
+    // The next count is fine; an expired nonce is stale.
+    e.handle_datagram(t0, customer, &terminating_invite("t4", "t4", Some(&credential(2))));
+    assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying");
+    e.handle_datagram(t0 + Duration::from_secs(400), customer, &terminating_invite("t5", "t5", Some(&credential(3))));
+    let out = sent(&mut e);
+    assert!(out[0].1 == "SIP/2.0 407 Proxy Authentication Required" && out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"));
+}

@@ -61,6 +61,12 @@ impl Router {
     }
 
     fn launch(setup: Setup<'_>) -> Router {
+        Router::launch_env(setup, None)
+    }
+
+    /// Launch with one extra environment variable (a password the
+    /// configuration names with `password_env`).
+    fn launch_env(setup: Setup<'_>, env: Option<(&str, &str)>) -> Router {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
@@ -73,7 +79,11 @@ impl Router {
             setup.plugins, setup.rest
         );
         std::fs::write(dir.path().join("trunkline.toml"), cfg).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trunkline"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trunkline"));
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["run", "--print-calls", "--config"])
             .arg(dir.path().join("trunkline.toml"))
             .stdout(Stdio::piped())
@@ -410,3 +420,4 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
 mod disaster_recovery;
 mod in_dialog;
 mod tcp;
+mod termination;

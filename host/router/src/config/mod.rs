@@ -14,6 +14,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 use trunkline_plugin_host::services::AccountNumbers;
+mod termination;
+
+pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
+
 use crate::streams::StreamLimits;
 use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
 
@@ -49,6 +53,8 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default, rename = "trunk")]
     trunks: Vec<RawTrunk>,
+    #[serde(default, rename = "carrier")]
+    carriers: Vec<termination::RawCarrier>,
     admin: Option<RawAdmin>,
     #[serde(default)]
     disaster_recovery: RawDisasterRecovery,
@@ -163,6 +169,7 @@ struct RawTrunk {
     plugins: Vec<RawPluginRef>,
     #[serde(default)]
     origination: Vec<RawOrigination>,
+    termination: Option<termination::RawTermination>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +251,8 @@ pub struct Trunk {
     pub disaster_recovery_url: Option<String>,
     pub chain: Chain,
     pub origination: Vec<Origination>,
+    /// Calls from the customer to the PSTN, if this trunk terminates.
+    pub termination: Option<Termination>,
 }
 
 /// Plugin runtime settings.
@@ -272,6 +281,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// How disaster-recovery TwiML is fetched and executed.
     pub disaster_recovery: DisasterRecovery,
+    /// `[[carrier]]`: where terminating calls go.
+    pub carriers: Vec<Carrier>,
 }
 
 /// `[disaster_recovery]`.
@@ -288,7 +299,7 @@ pub const MAX_ORIGINATION_URIS: usize = 10;
 /// Largest memory limit a plugin may be given, in MiB.
 pub const MAX_PLUGIN_MEMORY_MB: u32 = 256;
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
 }
@@ -437,6 +448,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         defaults: defaults.clone(),
     };
 
+    let carriers = termination::carriers(cx, &raw.carriers)?;
     let mut trunks = Vec::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     for (ti, t) in raw.trunks.into_iter().enumerate() {
@@ -540,6 +552,16 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             }
             origination.push(Origination { uri: uri.clone(), priority: o.priority, weight: *o.weight.get_ref(), enabled: o.enabled });
         }
+        let termination = match &t.termination {
+            Some(raw) => {
+                let term = termination::termination(cx, &tk, raw, &carriers, base)?;
+                if let Some(other) = trunks.iter().find(|x: &&Trunk| x.termination.as_ref().is_some_and(|o| o.domain == term.domain)) {
+                    return Err(cx.err(raw_domain_span(raw), format!("{tk}.termination.domain"), format!("already the termination domain of trunk `{}`", other.name)));
+                }
+                Some(term)
+            }
+            None => None,
+        };
         trunks.push(Trunk {
             name,
             id,
@@ -549,6 +571,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
             chain: Chain { entries },
             origination,
+            termination,
         });
     }
     let admin = match raw.admin {
@@ -594,6 +617,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         trunks,
         admin,
         disaster_recovery,
+        carriers,
     })
 }
 
@@ -606,12 +630,24 @@ impl Settings {
             for n in &t.numbers {
                 acct.owned.insert(n.clone(), t.labels.get(n).cloned());
             }
+            if let Some(term) = &t.termination {
+                acct.verified.extend(term.caller_ids.iter().cloned());
+            }
         }
         d
+    }
+
+    /// The trunk whose termination domain is `host` (case-insensitive).
+    pub fn trunk_for_domain(&self, host: &str) -> Option<usize> {
+        self.trunks.iter().position(|t| t.termination.as_ref().is_some_and(|x| x.domain.eq_ignore_ascii_case(host)))
     }
 
     /// The trunk that owns `number`.
     pub fn trunk_for_number(&self, number: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.numbers.iter().any(|n| n == number))
     }
+}
+
+fn raw_domain_span(raw: &termination::RawTermination) -> Range<usize> {
+    raw.domain_span()
 }

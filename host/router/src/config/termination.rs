@@ -1,0 +1,296 @@
+//! `[[carrier]]` and `[trunk.termination]`: where terminating calls go and
+//! who may place them. Validated at load: at least one authentication
+//! scheme per trunk, passwords read from the environment or a file (never
+//! from the configuration itself), gateway host names resolved to IPs.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use trunkline_sip_core::digest::Algorithm;
+
+use super::{ConfigError, Ctx};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCarrier {
+    name: Spanned<String>,
+    gateways: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTermination {
+    domain: Spanned<String>,
+    carrier: Spanned<String>,
+    #[serde(default)]
+    acl: Vec<Spanned<String>>,
+    #[serde(default)]
+    credentials: Vec<Spanned<RawCredential>>,
+    #[serde(default)]
+    caller_ids: Vec<Spanned<String>>,
+    /// Digest algorithms offered, most preferred first.
+    digest_algorithms: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    username: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+/// A carrier ("PSTN side"): its gateways, each expanded to one target URI
+/// per IP address its host resolved to, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Carrier {
+    pub name: String,
+    /// `(gateway as configured, target URIs with IP hosts)`.
+    pub gateways: Vec<(String, Vec<String>)>,
+}
+
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parse `IP[/PREFIX]`.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let net: IpAddr = ip.trim().parse().map_err(|_| format!("`{s}` is not an IP address or CIDR block"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses match IPv4 blocks).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A password, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself (for computing digests only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// One username/password a trunk accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A trunk's termination settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Termination {
+    /// Matched (case-insensitively) against the Request-URI host; also the digest realm.
+    pub domain: String,
+    /// Index into `Settings::carriers`.
+    pub carrier: usize,
+    /// Source addresses allowed (empty: any, digest then required).
+    pub acl: Vec<Cidr>,
+    /// Digest credentials (empty: none required, the ACL then required).
+    pub credentials: Vec<Credential>,
+    /// Caller IDs verified for this account besides its own numbers.
+    pub caller_ids: Vec<String>,
+    /// Digest algorithms offered in 407 challenges, most preferred first
+    /// (default SHA-256 then MD5; `["MD5"]` for clients that only read the
+    /// first challenge and cannot do SHA-256).
+    pub digest_algorithms: Vec<Algorithm>,
+}
+
+impl RawTermination {
+    pub(super) fn domain_span(&self) -> std::ops::Range<usize> {
+        self.domain.span()
+    }
+}
+
+/// Validate `[[carrier]]` tables, resolving gateway hosts.
+pub(super) fn carriers(cx: &Ctx<'_>, raw: &[RawCarrier]) -> Result<Vec<Carrier>, ConfigError> {
+    let mut out: Vec<Carrier> = Vec::new();
+    for (ci, c) in raw.iter().enumerate() {
+        let key = format!("carrier[{ci}]");
+        let name = c.name.get_ref().clone();
+        if name.is_empty() || out.iter().any(|o| o.name == name) {
+            return Err(cx.err(c.name.span(), format!("{key}.name"), format!("`{name}` is empty or defined twice")));
+        }
+        if c.gateways.is_empty() {
+            return Err(cx.err(c.name.span(), format!("{key}.gateways"), "at least one gateway is required"));
+        }
+        let mut gateways = Vec::new();
+        for (gi, g) in c.gateways.iter().enumerate() {
+            let uris = resolve_gateway(g.get_ref()).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
+            gateways.push((g.get_ref().clone(), uris));
+        }
+        out.push(Carrier { name, gateways });
+    }
+    Ok(out)
+}
+
+/// `sip:host[:port][;params]` to one URI per address of `host`.
+fn resolve_gateway(uri: &str) -> Result<Vec<String>, String> {
+    let rest = uri.strip_prefix("sip:").ok_or_else(|| format!("`{uri}` is not a sip: URI (TLS gateways are not supported yet)"))?;
+    if rest.contains('@') {
+        return Err(format!("`{uri}`: a gateway URI has no user part (the dialed number goes there)"));
+    }
+    let (hostport, params) = match rest.find([';', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let transport = trunkline_sip_core::Transport::of_uri(uri).ok_or_else(|| format!("`{uri}`: unknown transport"))?;
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !hostport.ends_with(']') => (h, p.parse::<u16>().map_err(|_| format!("`{uri}`: bad port"))?),
+        _ => (hostport, transport.default_port()),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() {
+        return Err(format!("`{uri}` has no host"));
+    }
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (bare, port).to_socket_addrs().map_err(|e| format!("`{host}` does not resolve: {e}"))?.collect(),
+    };
+    let mut uris: Vec<String> = addrs.into_iter().map(|a| format!("sip:{a}{params}")).collect();
+    uris.dedup();
+    if uris.is_empty() {
+        return Err(format!("`{host}` resolved to no address"));
+    }
+    Ok(uris)
+}
+
+/// Validate one trunk's `[trunk.termination]`.
+pub(super) fn termination(cx: &Ctx<'_>, tk: &str, raw: &RawTermination, carriers: &[Carrier], base: &Path) -> Result<Termination, ConfigError> {
+    let key = format!("{tk}.termination");
+    let domain = raw.domain.get_ref().to_ascii_lowercase();
+    if domain.is_empty() || domain.contains([' ', ':', '@', ';']) {
+        return Err(cx.err(raw.domain.span(), format!("{key}.domain"), format!("`{domain}` is not a domain name")));
+    }
+    let carrier = carriers
+        .iter()
+        .position(|c| &c.name == raw.carrier.get_ref())
+        .ok_or_else(|| cx.err(raw.carrier.span(), format!("{key}.carrier"), format!("no [[carrier]] named `{}`", raw.carrier.get_ref())))?;
+    let mut acl = Vec::new();
+    for (i, a) in raw.acl.iter().enumerate() {
+        acl.push(Cidr::parse(a.get_ref()).map_err(|e| cx.err(a.span(), format!("{key}.acl[{i}]"), e))?);
+    }
+    let mut credentials = Vec::new();
+    for (i, c) in raw.credentials.iter().enumerate() {
+        let ck = format!("{key}.credentials[{i}]");
+        let r = c.get_ref();
+        if r.username.is_empty() || r.username.contains(['"', '\\', '\r', '\n']) {
+            return Err(cx.err(c.span(), format!("{ck}.username"), "must be non-empty, without quotes or line breaks"));
+        }
+        let password = match (&r.password_env, &r.password_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| cx.err(c.span(), format!("{ck}.password_env"), format!("environment variable {var} is not set")))?,
+            (None, Some(file)) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| cx.err(c.span(), format!("{ck}.password_file"), format!("cannot read {}: {e}", path.display())))?;
+                text.trim_end_matches(['\r', '\n']).to_owned()
+            }
+            _ => return Err(cx.err(c.span(), &ck, "give exactly one of password_env or password_file (passwords are never written in the configuration)")),
+        };
+        if password.is_empty() {
+            return Err(cx.err(c.span(), &ck, "the password is empty"));
+        }
+        credentials.push(Credential { username: r.username.clone(), password: Secret(password) });
+    }
+    if acl.is_empty() && credentials.is_empty() {
+        return Err(cx.err(raw.domain.span(), &key, "at least one authentication scheme is required: acl and/or credentials"));
+    }
+    let mut caller_ids = Vec::new();
+    for (i, n) in raw.caller_ids.iter().enumerate() {
+        match trunkline_sip_core::E164::parse(n.get_ref()) {
+            Some(e) => caller_ids.push(e.to_string()),
+            None => return Err(cx.err(n.span(), format!("{key}.caller_ids[{i}]"), format!("`{}` is not E.164", n.get_ref()))),
+        }
+    }
+    let digest_algorithms = match &raw.digest_algorithms {
+        None => vec![Algorithm::Sha256, Algorithm::Md5],
+        Some(list) => {
+            let mut algs = Vec::new();
+            for a in list.get_ref() {
+                let alg = match a.to_ascii_uppercase().as_str() {
+                    "MD5" => Algorithm::Md5,
+                    "SHA-256" => Algorithm::Sha256,
+                    _ => return Err(cx.err(list.span(), format!("{key}.digest_algorithms"), format!("`{a}`: MD5 or SHA-256"))),
+                };
+                if !algs.contains(&alg) {
+                    algs.push(alg);
+                }
+            }
+            if algs.is_empty() {
+                return Err(cx.err(list.span(), format!("{key}.digest_algorithms"), "name at least one algorithm"));
+            }
+            algs
+        }
+    };
+    Ok(Termination { domain, carrier, acl, credentials, caller_ids, digest_algorithms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()), "IPv4-mapped");
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()) && !v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("nope").is_err());
+    }
+
+    #[test]
+    fn gateways_resolve_to_ip_uris() {
+        assert_eq!(resolve_gateway("sip:127.0.0.1:5090").unwrap(), ["sip:127.0.0.1:5090"]);
+        assert_eq!(resolve_gateway("sip:127.0.0.1;transport=tcp").unwrap(), ["sip:127.0.0.1:5060;transport=tcp"]);
+        assert!(resolve_gateway("sip:localhost:5090").unwrap().contains(&"sip:127.0.0.1:5090".to_string()));
+        assert!(resolve_gateway("sips:gw.example").is_err());
+        assert!(resolve_gateway("sip:+1@gw.example").is_err());
+        assert!(format!("{:?}", Secret("hunter2".into())) == "Secret(..)");
+    }
+}

@@ -1,0 +1,173 @@
+//! Termination: the customer's PBX (SIPp UAC) calls out through the trunk's
+//! termination domain to the carrier's gateways (SIPp UASes): ACL, digest
+//! authentication (MD5, SIPp's only algorithm), number rules, Diversion
+//! checks by diversion-guard, gateway failover.
+
+use super::*;
+
+const DOMAIN: &str = "acme-prod.trunkline.test";
+const OWNED: &str = "+14155550100";
+const VERIFIED: &str = "+14155550199";
+
+/// Lines that hang up an answered call (inserted when a 200 is expected).
+const HANGUP: &str = r#"  <pause milliseconds="100"/>
+  <send retrans="500">
+    <![CDATA[
+
+      BYE sip:[service]@DOMAIN SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:CALLER@DOMAIN>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+"#;
+
+/// The customer's scenario: `uac-term.xml` or (with `auth`) `uac-term-auth.xml`.
+fn customer(dir: &Path, auth: bool, caller: &str, expect: u16, extra: &str) -> PathBuf {
+    let name = if auth { "uac-term-auth.xml" } else { "uac-term.xml" };
+    let hangup = if expect == 200 { HANGUP } else { "" };
+    let text = std::fs::read_to_string(fixture(name))
+        .unwrap()
+        .replace("  <!-- HANGUP -->\n", hangup)
+        .replace("DOMAIN", DOMAIN)
+        .replace("CALLER", caller)
+        .replace("EXPECT", &expect.to_string())
+        .replace("EXTRA", if extra.is_empty() { "X-Test: none" } else { extra });
+    let p = dir.join(format!("customer-{expect}-{}.xml", std::process::id()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A terminating trunk towards `gateways`, with `auth` lines
+/// (`acl = [...]`, `credentials = [...]`).
+fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
+    let gws: Vec<String> = gateways.iter().map(|p| format!("\"sip:127.0.0.1:{p}\"")).collect();
+    let rest = format!(
+        "[[carrier]]\nname = \"pstn\"\ngateways = [{}]\n\
+         [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"{OWNED}\"]\n\
+         plugins = [{{ name = \"diversion-guard\", config = {{ domains = [\"trunkline.test\", \"{DOMAIN}\"] }} }}]\n\
+         [trunk.termination]\ndomain = \"{DOMAIN}\"\ncarrier = \"pstn\"\ncaller_ids = [\"{VERIFIED}\"]\n\
+         digest_algorithms = [\"MD5\"]\n{auth}\n",
+        gws.join(", ")
+    );
+    Router::launch_env(Setup { rest: &rest, ..Setup::default() }, password.map(|p| ("ACME_SIP_PASSWORD", p)))
+}
+
+fn run_customer(router: &Router, scenario: &Path, dialed: &str, extra_args: &[&str]) -> bool {
+    let target = format!("127.0.0.1:{}", router.port);
+    let port = free_udp_port().to_string();
+    let mut args = vec!["-sf", scenario.to_str().unwrap(), &target, "-s", dialed, "-p", &port, "-m", "1"];
+    args.extend(extra_args);
+    sipp(&args).status().unwrap().success()
+}
+
+#[test]
+fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_403() {
+    let gw = free_udp_port();
+    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]", Some("s3cret-pw"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = customer(dir.path(), true, VERIFIED, 200, "");
+    let answered = run_customer(&router, &ok, "+12125550123", &["-au", "acme", "-ap", "s3cret-pw"]);
+    let reports = router.outcomes(1);
+    let carrier_ok = carrier.wait().unwrap();
+    assert!(answered && carrier_ok.success(), "407, then the authenticated INVITE was answered by the carrier\n{reports}");
+    assert!(reports.contains(&format!("INVITE sip:+12125550123@127.0.0.1:{gw} -> 180 Ringing -> 200 OK")), "{reports}");
+
+    let wrong = customer(dir.path(), true, VERIFIED, 403, "");
+    assert!(run_customer(&router, &wrong, "+12125550123", &["-au", "acme", "-ap", "not-the-password"]), "a wrong password gets 403 after the challenge");
+    let unknown = customer(dir.path(), true, VERIFIED, 403, "");
+    assert!(run_customer(&router, &unknown, "+12125550123", &["-au", "mallory", "-ap", "s3cret-pw"]), "an unknown user gets 403");
+}
+
+#[test]
+fn the_acl_refuses_other_sources_before_any_plugin_or_carrier() {
+    let gw = free_udp_port();
+    let router = term_router(&[gw], "acl = [\"10.0.0.0/8\", \"2001:db8::/32\"]", None);
+    let dir = tempfile::tempdir().unwrap();
+    let refused = customer(dir.path(), false, VERIFIED, 403, "");
+    assert!(run_customer(&router, &refused, "+12125550123", &[]), "127.0.0.1 is outside the ACL: 403");
+    // Nothing reached a carrier or a plugin: no call was reported.
+    assert!(router.lines.recv_timeout(Duration::from_millis(500)).is_err(), "no call report for a refused request");
+}
+
+#[test]
+fn number_rules_non_e164_destination_400_and_foreign_caller_id_403() {
+    let gw = free_udp_port();
+    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]", None);
+    let dir = tempfile::tempdir().unwrap();
+    let to_local = customer(dir.path(), false, VERIFIED, 400, "");
+    assert!(run_customer(&router, &to_local, "5551234", &[]), "non-E.164 destination: 400");
+    let foreign = customer(dir.path(), false, "+12125550123", 403, "");
+    assert!(run_customer(&router, &foreign, "+12125550111", &[]), "a caller ID the account does not own: 403");
+    // A verified caller ID in P-Asserted-Identity counts when From is anonymous.
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pai = customer(dir.path(), false, "anonymous", 200, &format!("P-Asserted-Identity: <sip:{OWNED}@{DOMAIN}>"));
+    assert!(run_customer(&router, &pai, "+12125550111", &[]), "anonymous From with an owned PAI is accepted");
+    let reports = router.outcomes(1);
+    assert!(carrier.wait().unwrap().success(), "{reports}");
+}
+
+#[test]
+fn a_silent_gateway_fails_over_to_the_next_and_a_486_is_final() {
+    let (silent, gw2, busy) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let router = term_router(&[silent, gw2], "acl = [\"127.0.0.0/8\"]", None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw2.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = customer(dir.path(), false, VERIFIED, 200, "");
+    assert!(run_customer(&router, &ok, "+12125550123", &[]));
+    let reports = router.outcomes(1);
+    assert!(carrier.wait().unwrap().success(), "{reports}");
+    assert!(reports.contains(&format!("127.0.0.1:{silent} -> no response in 300 ms")), "{reports}");
+    assert!(reports.contains(&format!("127.0.0.1:{gw2} -> 180 Ringing -> 200 OK")), "{reports}");
+    drop(router);
+
+    let router = term_router(&[busy, gw2], "acl = [\"127.0.0.0/8\"]", None);
+    let busy_uas = from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
+    let mut b = sipp(&["-sf", busy_uas.to_str().unwrap(), "-p", &busy.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let expect_busy = customer(dir.path(), false, VERIFIED, 486, "");
+    assert!(run_customer(&router, &expect_busy, "+12125550123", &[]), "the carrier's 486 reaches the customer");
+    let reports = router.outcomes(1);
+    let _ = b.wait();
+    assert!(!reports.contains(&format!("127.0.0.1:{gw2}")), "486 is not failed over\n{reports}");
+}
+
+#[test]
+fn diversion_guard_checks_diversion_on_the_termination_path() {
+    let gw = free_udp_port();
+    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]", None);
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = dir.path().join("carrier.msg");
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "3", "-trace_msg", "-message_file", msgs.to_str().unwrap()]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cases = [
+        ("+12125550101", format!("Diversion: <sip:+19995550000@{DOMAIN}>;reason=unconditional")),
+        ("+12125550102", format!("Diversion: <sip:{OWNED}@{DOMAIN}>;reason=unconditional")),
+        ("+12125550103", "Diversion: <sip:+19995550000@other.example>;reason=unconditional".to_owned()),
+    ];
+    for (dialed, diversion) in &cases {
+        let s = customer(dir.path(), false, VERIFIED, 200, diversion);
+        assert!(run_customer(&router, &s, dialed, &[]), "{dialed}");
+    }
+    let reports = router.outcomes(3);
+    assert!(carrier.wait().unwrap().success(), "{reports}");
+    let seen = std::fs::read_to_string(&msgs).unwrap();
+    let invite_for = |dialed: &str| {
+        let start = seen.find(&format!("INVITE sip:{dialed}@")).unwrap_or_else(|| panic!("no INVITE for {dialed}:\n{seen}"));
+        let end = seen[start..].find("\n\n").map(|e| start + e).unwrap_or(seen.len());
+        seen[start..end].to_owned()
+    };
+    assert!(!invite_for("+12125550101").contains("Diversion:"), "our domain with a foreign number: removed");
+    assert!(invite_for("+12125550102").contains(&format!("Diversion: <sip:{OWNED}@{DOMAIN}>")), "an owned number: kept");
+    assert!(invite_for("+12125550103").contains("Diversion: <sip:+19995550000@other.example>"), "another domain: forwarded");
+}
