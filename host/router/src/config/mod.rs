@@ -18,6 +18,7 @@ mod termination;
 
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
+use crate::engine::Rate;
 use crate::streams::StreamLimits;
 use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
 
@@ -58,6 +59,38 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     disaster_recovery: RawDisasterRecovery,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `[limits]`: per-source flood protection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    /// One out-of-dialog OPTIONS per this many ms per source...
+    options_interval_ms: Spanned<u64>,
+    /// ...after a burst of this many.
+    options_burst: Spanned<u32>,
+    /// New INVITEs per second per source...
+    invites_per_second: Spanned<u32>,
+    /// ...after a burst of this many.
+    invite_burst: Spanned<u32>,
+    /// Buckets in each limiter's table (memory is fixed: sources share
+    /// buckets beyond this).
+    source_slots: Spanned<u32>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let z = |v| Spanned::new(0..0, v);
+        RawLimits {
+            options_interval_ms: Spanned::new(0..0, 10_000),
+            options_burst: z(3),
+            invites_per_second: z(2000),
+            invite_burst: z(4000),
+            source_slots: z(16_384),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +316,16 @@ pub struct Settings {
     pub disaster_recovery: DisasterRecovery,
     /// `[[carrier]]`: where terminating calls go.
     pub carriers: Vec<Carrier>,
+    /// `[limits]`: per-source flood protection.
+    pub limits: FloodLimits,
+}
+
+/// Per-source rate limits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloodLimits {
+    pub options: Rate,
+    pub invites: Rate,
+    pub source_slots: usize,
 }
 
 /// `[disaster_recovery]`.
@@ -602,6 +645,23 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if !(1..=20).contains(d.max_fetches.get_ref()) {
         return Err(cx.err(d.max_fetches.span(), "disaster_recovery.max_fetches", "must be 1..=20"));
     }
+    let l = raw.limits;
+    for (v, key) in [(&l.options_burst, "limits.options_burst"), (&l.invites_per_second, "limits.invites_per_second"), (&l.invite_burst, "limits.invite_burst")] {
+        if *v.get_ref() == 0 {
+            return Err(cx.err(v.span(), key, "must be at least 1"));
+        }
+    }
+    if !(100..=3_600_000).contains(l.options_interval_ms.get_ref()) {
+        return Err(cx.err(l.options_interval_ms.span(), "limits.options_interval_ms", "must be 100..=3600000"));
+    }
+    if !(1..=1 << 22).contains(l.source_slots.get_ref()) {
+        return Err(cx.err(l.source_slots.span(), "limits.source_slots", "must be 1..=4194304"));
+    }
+    let limits = FloodLimits {
+        options: Rate { per_second: 1000.0 / *l.options_interval_ms.get_ref() as f64, burst: f64::from(*l.options_burst.get_ref()) },
+        invites: Rate { per_second: f64::from(*l.invites_per_second.get_ref()), burst: f64::from(*l.invite_burst.get_ref()) },
+        source_slots: *l.source_slots.get_ref() as usize,
+    };
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
@@ -618,6 +678,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         admin,
         disaster_recovery,
         carriers,
+        limits,
     })
 }
 

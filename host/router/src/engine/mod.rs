@@ -15,6 +15,7 @@
 
 mod build;
 mod call;
+mod flood;
 mod termination;
 mod in_dialog;
 mod twiml;
@@ -38,6 +39,7 @@ use trunkline_sip_core::transaction::{
 };
 
 pub use call::CallReport;
+pub use flood::Rate;
 pub use twiml::FetchRequest;
 pub use build::Locals;
 use build::{relay_response, uri_peer, Ids, OutgoingInvite};
@@ -92,6 +94,9 @@ pub struct Engine {
     nonces: trunkline_sip_core::digest::NonceKey,
     /// Nonce counts seen, against replays.
     replays: trunkline_sip_core::digest::ReplayGuard,
+    /// Per-source limits on out-of-dialog OPTIONS and new INVITEs.
+    options_limit: flood::SourceLimiter,
+    invite_limit: flood::SourceLimiter,
     /// The engine's clock origin, the first instant it was given (nonce
     /// timestamps count from it).
     started: Option<Instant>,
@@ -100,6 +105,7 @@ pub struct Engine {
 impl Engine {
     /// An engine answering on `locals` (named in Via and Contact).
     pub fn new(settings: Arc<Settings>, runtime: Runtime, locals: Locals, seed: u64) -> Self {
+        let limits = settings.limits;
         Engine {
             layer: Layer::new(Timers::default()),
             settings,
@@ -118,6 +124,8 @@ impl Engine {
             nonces: trunkline_sip_core::digest::NonceKey::new(&seed.to_le_bytes()),
             replays: trunkline_sip_core::digest::ReplayGuard::new(MAX_NONCES),
             started: None,
+            options_limit: flood::SourceLimiter::new(limits.options, limits.source_slots),
+            invite_limit: flood::SourceLimiter::new(limits.invites, limits.source_slots),
         }
     }
 
@@ -216,6 +224,11 @@ impl Engine {
             _ => None,
         };
         let to_tagged = m.header("To").is_some_and(|t| t.contains(";tag="));
+        let options_verdict = if method == "OPTIONS" && known.is_none() && !to_tagged {
+            self.options_limit.check(now, from.addr.ip())
+        } else {
+            flood::Verdict::Allow
+        };
         match (method.as_str(), known) {
             ("BYE", _) => self.on_bye(now, key, m),
             ("CANCEL", _) => self.on_cancel(now, key, m),
@@ -224,11 +237,31 @@ impl Engine {
             ("INVITE", Some(_)) if !to_tagged => self.respond(now, &key, &m, 482, "Loop Detected"),
             (_, Some((id, side))) if to_tagged => self.on_in_dialog_request(now, key, from, m, id, side),
             ("INVITE", _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
-            ("INVITE", _) => self.new_call(now, key, from, m),
+            ("INVITE", _) => match self.invite_limit.check(now, from.addr.ip()) {
+                flood::Verdict::Allow => self.new_call(now, key, from, m),
+                flood::Verdict::Refuse { first } => {
+                    if first {
+                        tracing::warn!(%from, "INVITE rate limit exceeded (limits.invites_per_second): answering 503 until it slows down");
+                    }
+                    let retry = self.invite_limit.retry_after_secs();
+                    self.refuse_flood(now, &key, &m, retry);
+                }
+            },
+            ("OPTIONS", _) if options_verdict != flood::Verdict::Allow => {
+                // Answered once per window, then dropped: a flood gets no amplification.
+                if options_verdict == (flood::Verdict::Refuse { first: true }) {
+                    tracing::warn!(%from, "OPTIONS rate limit exceeded (limits.options_interval_ms): 503, then dropped this window");
+                    let retry = self.options_limit.retry_after_secs();
+                    self.refuse_flood(now, &key, &m, retry);
+                } else {
+                    self.layer.abandon(&key);
+                }
+            }
             ("OPTIONS", _) => {
                 let mut r = response_to(&m, 200, "OK");
                 r.headers.push(SipHeader { name: "Allow".into(), value: ALLOW.into() });
                 r.headers.push(SipHeader { name: "Accept".into(), value: "application/sdp".into() });
+                r.headers.push(SipHeader { name: "Supported".into(), value: String::new() });
                 self.layer.send_response(now, &key, r);
             }
             (_, _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
@@ -238,6 +271,12 @@ impl Engine {
                 self.layer.send_response(now, &key, r);
             }
         }
+    }
+
+    fn refuse_flood(&mut self, now: Instant, key: &TransactionKey, m: &Message, retry_after: u64) {
+        let mut r = response_to(m, 503, "Service Unavailable (rate limited)");
+        r.headers.push(SipHeader { name: "Retry-After".into(), value: retry_after.to_string() });
+        self.layer.send_response(now, key, r);
     }
 
     fn new_call(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {

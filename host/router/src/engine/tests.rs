@@ -409,3 +409,19 @@ fn digest_sha256_is_accepted_and_a_replayed_nonce_count_is_rechallenged_stale() 
     let out = sent(&mut e);
     assert!(out[0].1 == "SIP/2.0 407 Proxy Authentication Required" && out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"));
 }
+
+#[test]
+fn new_invites_over_the_per_source_rate_get_503_with_retry_after() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&format!("[limits]\ninvites_per_second = 1\ninvite_burst = 1\n{CONFIG}"));
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite());
+    assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying");
+    let second = String::from_utf8(invite()).unwrap().replace("engine-test", "engine-test-2").replace("z9hG4bK-a1", "z9hG4bK-a2");
+    e.handle_datagram(t0, addr("127.0.0.1:5071"), second.as_bytes());
+    let out = sent(&mut e);
+    assert_eq!(out[0].1, "SIP/2.0 503 Service Unavailable (rate limited)", "same IP, another port: same bucket");
+    assert_eq!(out[0].2.header("Retry-After"), Some("1"));
+    let third = second.replace("engine-test-2", "engine-test-3").replace("z9hG4bK-a2", "z9hG4bK-a3");
+    e.handle_datagram(t0 + Duration::from_secs(1), addr("127.0.0.1:5071"), third.as_bytes());
+    assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying", "a token is back after a second");
+}

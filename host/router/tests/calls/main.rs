@@ -421,3 +421,41 @@ mod disaster_recovery;
 mod in_dialog;
 mod tcp;
 mod termination;
+
+#[test]
+fn options_are_answered_and_an_options_flood_is_limited() {
+    let router = Router::start(&trunk(&[(free_udp_port(), 10)], ""));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let to = format!("127.0.0.1:{}", router.port);
+    let local = sock.local_addr().unwrap();
+    for i in 0..10 {
+        let options = format!(
+            "OPTIONS sip:trunkline.test SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ka{i}\r\nMax-Forwards: 70\r\n\
+             From: <sip:pbx@example.com>;tag=ka\r\nTo: <sip:trunkline.test>\r\nCall-ID: keepalive-{i}\r\nCSeq: {i} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(options.as_bytes(), &to).unwrap();
+    }
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let firsts: Vec<&str> = replies.iter().map(|r| r.lines().next().unwrap_or("")).collect();
+    assert_eq!(firsts, ["SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 503 Service Unavailable (rate limited)"], "a burst of 3, one 503, then silence");
+    for h in ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS", "Accept: application/sdp", "Supported:"] {
+        assert!(replies[0].contains(h), "{h} missing:\n{}", replies[0]);
+    }
+    assert!(replies[3].contains("Retry-After: 10"), "{}", replies[3]);
+    // Another source is not affected.
+    let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let o = format!(
+        "OPTIONS sip:trunkline.test SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-other\r\nMax-Forwards: 70\r\n\
+         From: <sip:pbx2@example.com>;tag=o\r\nTo: <sip:trunkline.test>\r\nCall-ID: other\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        other.local_addr().unwrap()
+    );
+    other.send_to(o.as_bytes(), &to).unwrap();
+    let (n, _) = other.recv_from(&mut buf).expect("the other source is answered");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+}
