@@ -16,7 +16,7 @@ fn closed(code: u16) -> Limits {
 /// Run on-invite through `[plugin, e164-guard]` and return the outcome and trace.
 fn invite_through(plugin: (&str, &str), limits: Limits) -> (InviteOutcome, Vec<String>) {
     let f = fixture(&[plugin, (wasm::E164_GUARD, "e164-guard")]);
-    let ch = chain(vec![entry(plugin.1, "", limits), entry("e164-guard", "", Limits::default())]);
+    let ch = chain(vec![entry(plugin.1, "", limits), entry("e164-guard", "", trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Termination, "+14155550199", "2125550123");
     let mut s = f.rt.start_call(&ch, "AC0001", "fail-1");
     let out = s.on_invite(&mut c, &mut r);
@@ -55,7 +55,7 @@ fn allocating_1_gib_hits_the_memory_limit() {
 #[test]
 fn garbage_decisions_are_refused_and_never_reach_the_message() {
     let f = fixture(&[(wasm::TP_GARBAGE, "garbage")]);
-    let ch = chain(vec![entry("garbage", "", Limits::default())]);
+    let ch = chain(vec![entry("garbage", "", trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let r0 = r.clone();
     let mut s = f.rt.start_call(&ch, "AC0001", "garbage-1");
@@ -102,7 +102,7 @@ fn a_plugin_that_keeps_failing_is_quarantined_then_released() {
 #[test]
 fn the_sandbox_has_no_env_files_args_or_network() {
     let f = fixture(&[(wasm::TP_SANDBOX, "sandbox")]);
-    let ch = chain(vec![entry("sandbox", "", Limits::default())]);
+    let ch = chain(vec![entry("sandbox", "", trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "sandbox-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);

@@ -4,7 +4,7 @@
 use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
 use trunkline_plugin_host::types::{Direction, Fallback, Header, RedirectDecision, Response, Summary, Target};
 use trunkline_plugin_host::types::{HangupBy, Health, Outcome, Transport};
-use trunkline_plugin_host::{Limits, RuntimeOptions};
+use trunkline_plugin_host::RuntimeOptions;
 use trunkline_tests::{call, chain, entry, wasm};
 
 use crate::{directory, fixture, fixture_with};
@@ -49,7 +49,7 @@ fn first_party_plugins_load_and_declare_the_policy_world() {
 #[test]
 fn e164_guard_component_rejects_as_the_reference_says() {
     let f = fixture(&[(wasm::E164_GUARD, "e164-guard")]);
-    let ch = chain(vec![entry("e164-guard", "", Limits::default())]);
+    let ch = chain(vec![entry("e164-guard", "", trunkline_tests::steady())]);
     let cases = [
         ("+14155550199", "+12125550123", InviteOutcome::Continue),
         ("+14155550199", "2125550123", InviteOutcome::Reject(reject(400, "To is not an E.164 number"))),
@@ -71,7 +71,7 @@ fn reject(code: u16, reason: &str) -> trunkline_plugin_host::types::Reject {
 fn diversion_guard_component_checks_and_adds_diversion() {
     let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::DIVERSION_GUARD, "diversion-guard")], opts);
-    let ch = chain(vec![entry("diversion-guard", "", Limits::default())]);
+    let ch = chain(vec![entry("diversion-guard", "", trunkline_tests::steady())]);
 
     // Termination: ours+foreign removed, ours+owned kept, other domain kept.
     let (mut c, mut r) = call(Direction::Termination, "+14155550199", "+12125550123");
@@ -104,7 +104,7 @@ fn customer_routing_component_orders_the_group() {
         prefix = "+1415"
         group = "sales"
     "#;
-    let ch = chain(vec![entry("customer-routing", cfg, Limits::default())]);
+    let ch = chain(vec![entry("customer-routing", cfg, trunkline_tests::steady())]);
     let (c, _) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "cr-1");
     let sel = s.select_uri(&c, vec![target("sip:127.0.0.1:5080", 10)]).unwrap();
@@ -122,7 +122,7 @@ fn customer_routing_component_orders_the_group() {
 #[test]
 fn dr_twiml_fallback_component_returns_the_dr_url() {
     let f = fixture(&[(wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback")]);
-    let ch = chain(vec![entry("dr-twiml-fallback", r#"url = "http://127.0.0.1:18080/dr""#, Limits::default())]);
+    let ch = chain(vec![entry("dr-twiml-fallback", r#"url = "http://127.0.0.1:18080/dr""#, trunkline_tests::steady())]);
     let (c, _) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "dr-1");
     assert_eq!(s.on_failure(&c, None), Fallback::TwimlUrl("http://127.0.0.1:18080/dr".into()));
@@ -131,7 +131,7 @@ fn dr_twiml_fallback_component_returns_the_dr_url() {
 #[test]
 fn chain_runs_in_order_and_edits_accumulate() {
     let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
-    let ch = chain(["one", "two", "three"].iter().map(|n| entry("recorder", &format!("name = \"{n}\""), Limits::default())).collect());
+    let ch = chain(["one", "two", "three"].iter().map(|n| entry("recorder", &format!("name = \"{n}\""), trunkline_tests::steady())).collect());
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "chain-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
@@ -146,9 +146,9 @@ fn chain_runs_in_order_and_edits_accumulate() {
 fn a_reject_stops_the_chain() {
     let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
     let ch = chain(vec![
-        entry("recorder", "name = \"one\"", Limits::default()),
-        entry("recorder", "name = \"two\"\nreject_code = 486", Limits::default()),
-        entry("recorder", "name = \"three\"", Limits::default()),
+        entry("recorder", "name = \"one\"", trunkline_tests::steady()),
+        entry("recorder", "name = \"two\"\nreject_code = 486", trunkline_tests::steady()),
+        entry("recorder", "name = \"three\"", trunkline_tests::steady()),
     ]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "chain-2");
@@ -159,7 +159,7 @@ fn a_reject_stops_the_chain() {
 #[test]
 fn defaults_change_nothing() {
     let f = fixture(&[(wasm::TP_DEFAULTS, "defaults")]);
-    let ch = chain(vec![entry("defaults", "", Limits::default())]);
+    let ch = chain(vec![entry("defaults", "", trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let (c0, r0) = (c.clone(), r.clone());
     let mut s = f.rt.start_call(&ch, "AC0001", "defaults-1");
@@ -183,7 +183,7 @@ fn every_hook_decision_is_applied() {
     let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_RECORDER, "recorder")], opts);
     let cfg = "name = \"rec\"\nreverse = true\nfollow = \"sip:+14155550100@pbx2.example\"\ntwiml_url = \"http://127.0.0.1:18080/dr\"";
-    let ch = chain(vec![entry("recorder", cfg, Limits::default())]);
+    let ch = chain(vec![entry("recorder", cfg, trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "hooks-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
@@ -204,7 +204,7 @@ fn every_hook_decision_is_applied() {
 #[test]
 fn instances_are_per_call_and_kv_is_per_account() {
     let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
-    let ch = chain(vec![entry("recorder", "name = \"r\"", Limits::default())]);
+    let ch = chain(vec![entry("recorder", "name = \"r\"", trunkline_tests::steady())]);
     for (n, account) in [(1, "AC0001"), (2, "AC0001"), (1, "AC0002"), (3, "AC0001")] {
         let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
         let mut s = f.rt.start_call(&ch, account, "iso");

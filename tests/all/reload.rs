@@ -20,7 +20,7 @@ fn version_var(c: &trunkline_plugin_host::types::Call) -> Option<String> {
 #[test]
 fn in_flight_calls_keep_their_version() {
     let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
-    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+    let ch = chain(vec![entry("versioned", "", trunkline_tests::steady())]);
     let (mut c1, mut r1) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut in_flight = f.rt.start_call(&ch, "AC0001", "old");
     let new_path = install(wasm::TP_VERSION_B, f.dir.path(), "versioned");
@@ -36,11 +36,8 @@ fn in_flight_calls_keep_their_version() {
 fn file_watch_reload_under_concurrent_calls_loses_nothing() {
     let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
     let _watch = trunkline_plugin_host::watch::watch_dir(f.rt.clone(), f.dir.path()).unwrap();
-    // Deadlines are wall-clock (epochs): compiling the new version on these
-    // 2 cores while workers hammer calls can stall a hook past 10 ms. This
-    // test is about reload, not deadlines, so it gives hooks a generous one.
-    let generous = Limits { hook_timeout_ms: 2_000, ..Limits::default() };
-    let ch = Arc::new(chain(vec![entry("versioned", "", generous)]));
+    // Compiling the new version while workers hammer calls: not about deadlines.
+    let ch = Arc::new(chain(vec![entry("versioned", "", trunkline_tests::steady())]));
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, saw_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..4)
@@ -102,7 +99,7 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     let opts = RuntimeOptions { audit_path: Some(audit_path.clone()), ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts);
     let good = f.rt.plugin("versioned").unwrap().info.version.clone();
-    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+    let ch = chain(vec![entry("versioned", "", trunkline_tests::steady())]);
 
     // Not Wasm at all.
     let path = f.dir.path().join("versioned.wasm");
@@ -142,7 +139,7 @@ fn compiled_plugins_are_cached_by_content_hash() {
     // A second runtime loads the same version from the cache and it runs.
     let g = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts());
     assert_eq!(g.rt.plugin("versioned").unwrap().info.sha256, sha);
-    let ch = chain(vec![entry("versioned", "", Limits::default())]);
+    let ch = chain(vec![entry("versioned", "", trunkline_tests::steady())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     g.rt.start_call(&ch, "AC0001", "cached").on_invite(&mut c, &mut r);
     assert_eq!(version_var(&c).as_deref(), Some("a"));

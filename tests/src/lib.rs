@@ -39,6 +39,13 @@ pub fn runtime_with(opts: RuntimeOptions) -> Runtime {
     Runtime::new(opts).expect("building the plugin runtime")
 }
 
+/// The default limits with a 2 s CPU deadline, for tests that are not about
+/// deadlines: these 2 shared cores, busy compiling plugins for parallel
+/// tests, can stall a hook past the production 10 ms (epochs are wall-clock).
+pub fn steady() -> Limits {
+    Limits { hook_timeout_ms: 2_000, ..Limits::default() }
+}
+
 /// A chain entry for `plugin` with `config` (TOML text) and `limits`.
 pub fn entry(plugin: &str, config: &str, limits: Limits) -> ChainEntry {
     ChainEntry {

@@ -14,4 +14,5 @@ pub mod serve;
 pub mod simulate;
 pub mod sipcall;
 pub mod streams;
+pub mod tls;
 pub mod twiml;

@@ -14,7 +14,8 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 
 use crate::config::{ListenTransport, Settings};
 use crate::engine::{Engine, FetchRequest, Locals};
-use crate::streams::{StreamEvent, Streams};
+use crate::streams::{StreamEvent, Streams, TlsContext};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Options of `trunkline run`.
 pub struct RunOptions {
@@ -25,9 +26,6 @@ pub struct RunOptions {
 /// Serve until SIGINT/SIGTERM.
 pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    if let Some(l) = settings.listen.iter().find(|l| l.transport == ListenTransport::Tls) {
-        anyhow::bail!("sip.listen: tls://{} cannot be served: TLS is not implemented yet (it comes with the termination path)", l.addr);
-    }
     let listener = |t: ListenTransport| settings.listen.iter().find(|l| l.transport == t).map(|l| l.addr);
     let udp = match listener(ListenTransport::Udp) {
         Some(addr) => Some(UdpSocket::bind(addr).await.with_context(|| format!("binding udp://{addr}"))?),
@@ -37,12 +35,22 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding tcp://{addr}"))?),
         None => None,
     };
+    let tls_listener = match listener(ListenTransport::Tls) {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding tls://{addr}"))?),
+        None => None,
+    };
+    let acceptor = match &tls_listener {
+        Some(_) => Some(TlsAcceptor::from(crate::tls::server_config(&settings.tls).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let connector = TlsConnector::from(crate::tls::client_config(&settings.tls).map_err(anyhow::Error::msg)?);
+    let tls = Some(TlsContext { acceptor, connector });
     let locals = Locals {
         udp: udp.as_ref().map(UdpSocket::local_addr).transpose()?,
         tcp: tcp.as_ref().map(TcpListener::local_addr).transpose()?,
-        tls: None,
+        tls: tls_listener.as_ref().map(TcpListener::local_addr).transpose()?,
     };
-    for (scheme, addr) in [("udp", locals.udp), ("tcp", locals.tcp)] {
+    for (scheme, addr) in [("udp", locals.udp), ("tcp", locals.tcp), ("tls", locals.tls)] {
         if let Some(addr) = addr {
             println!("listening on {scheme}://{addr}");
         }
@@ -63,7 +71,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
-    let mut streams = Streams::new(events_tx, settings.streams);
+    let mut streams = Streams::new(events_tx, settings.streams, tls);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
@@ -82,6 +90,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             r = accept(tcp.as_ref()) => match r {
                 Ok((stream, from)) => streams.accepted(stream, Peer::tcp(from)),
                 Err(e) => tracing::warn!("tcp accept: {e}"),
+            },
+            r = accept(tls_listener.as_ref()) => match r {
+                Ok((stream, from)) => streams.accepted(stream, Peer { transport: Transport::Tls, addr: from }),
+                Err(e) => tracing::warn!("tls accept: {e}"),
             },
             Some(ev) = events.recv() => match ev {
                 StreamEvent::Message { from, bytes } => engine.handle_message(Instant::now(), from, &bytes),

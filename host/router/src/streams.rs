@@ -1,4 +1,4 @@
-//! Stream transports (TCP; TLS slots in here) for the tokio driver: one
+//! Stream transports (TCP and TLS) for the tokio driver: one
 //! connection per peer address, reused in both directions, framed by the
 //! sans-IO [`Framer`], closed after an idle timeout.
 //!
@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use trunkline_sip_core::transport::{Frame, Framer};
 use trunkline_sip_core::{Peer, Transport};
 
@@ -43,18 +45,30 @@ struct Conn {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
+/// TLS for stream connections: accepting on `tls://` listeners and
+/// connecting to `;transport=tls` targets.
+#[derive(Clone)]
+pub struct TlsContext {
+    pub acceptor: Option<TlsAcceptor>,
+    pub connector: TlsConnector,
+}
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The driver's table of stream connections.
 pub struct Streams {
     conns: HashMap<Peer, Conn>,
     next_id: u64,
     events: mpsc::Sender<StreamEvent>,
     limits: StreamLimits,
+    tls: Option<TlsContext>,
 }
 
 impl Streams {
     /// An empty table; connection tasks report on `events`.
-    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits) -> Self {
-        Streams { conns: HashMap::new(), next_id: 0, events, limits }
+    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits, tls: Option<TlsContext>) -> Self {
+        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls }
     }
 
     /// Open connections.
@@ -78,7 +92,12 @@ impl Streams {
             },
             None => bytes,
         };
-        if to.transport != Transport::Tcp || self.conns.len() >= self.limits.max_connections {
+        let connector = match (to.transport, &self.tls) {
+            (Transport::Tcp, _) => None,
+            (Transport::Tls, Some(tls)) => Some(tls.connector.clone()),
+            _ => return false,
+        };
+        if self.conns.len() >= self.limits.max_connections {
             return false;
         }
         let (id, rx) = self.register(to);
@@ -89,7 +108,24 @@ impl Streams {
             match connected {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    run(stream, to, rx, &events, limits.idle).await;
+                    match connector {
+                        None => run(stream, to, rx, &events, limits.idle).await,
+                        Some(c) => {
+                            // Targets are IP addresses (no DNS yet): their certificate must name the IP.
+                            let name = ServerName::IpAddress(to.addr.ip().into());
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, c.connect(name, stream)).await {
+                                Ok(Ok(tls)) => run(tls, to, rx, &events, limits.idle).await,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(peer = %to, "TLS handshake failed: {e}");
+                                    let _ = events.send(StreamEvent::Failed(to)).await;
+                                }
+                                Err(_) => {
+                                    tracing::warn!(peer = %to, "TLS handshake timed out");
+                                    let _ = events.send(StreamEvent::Failed(to)).await;
+                                }
+                            }
+                        }
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::info!(peer = %to, "cannot connect: {e}");
@@ -112,11 +148,24 @@ impl Streams {
             tracing::warn!(%peer, "connection refused: {} connections open (sip.max_connections)", self.conns.len());
             return;
         }
+        let acceptor = match (peer.transport, &self.tls) {
+            (Transport::Tls, Some(TlsContext { acceptor: Some(a), .. })) => Some(a.clone()),
+            (Transport::Tls, _) => return,
+            _ => None,
+        };
         let _ = stream.set_nodelay(true);
         let (id, rx) = self.register(peer);
         let (events, idle) = (self.events.clone(), self.limits.idle);
         tokio::spawn(async move {
-            run(stream, peer, rx, &events, idle).await;
+            match acceptor {
+                None => run(stream, peer, rx, &events, idle).await,
+                Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
+                    Ok(Ok(tls)) => run(tls, peer, rx, &events, idle).await,
+                    // Old protocol versions, bad certificates, port scans: one line each.
+                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake refused: {e}"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                },
+            }
             let _ = events.send(StreamEvent::Closed { peer, id }).await;
         });
     }

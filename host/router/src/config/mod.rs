@@ -20,6 +20,7 @@ pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
 use crate::engine::Rate;
 use crate::streams::StreamLimits;
+use crate::tls::TlsFiles;
 use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
 
 /// A configuration error at a place in the file.
@@ -135,6 +136,16 @@ struct RawSip {
     /// Most TCP connections open at once (both directions).
     #[serde(default = "default_max_connections")]
     max_connections: Spanned<u32>,
+    /// Certificate, key and CA bundle for TLS.
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
 }
 
 fn default_idle_ms() -> Spanned<u64> {
@@ -198,6 +209,8 @@ struct RawTrunk {
     #[serde(default)]
     numbers: Vec<Spanned<RawNumber>>,
     disaster_recovery_url: Option<Spanned<String>>,
+    /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
+    allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]
     plugins: Vec<RawPluginRef>,
     #[serde(default)]
@@ -308,6 +321,8 @@ pub struct Settings {
     pub ring_timeout_ms: u64,
     /// TCP connection limits.
     pub streams: StreamLimits,
+    /// Certificate, key and CA bundle for TLS.
+    pub tls: TlsFiles,
     pub plugins: PluginSettings,
     pub trunks: Vec<Trunk>,
     /// Admin HTTP listener (plugin list, reload, release), if configured.
@@ -452,6 +467,21 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         connect_timeout: Duration::from_millis(*failover.get_ref()),
     };
     let has_listener = |t: ListenTransport| listen.iter().any(|l| l.transport == t);
+    let tls = match &raw.sip.tls {
+        Some(t) => {
+            let r = t.get_ref();
+            TlsFiles { cert: r.cert.as_ref().map(|p| base.join(p)), key: r.key.as_ref().map(|p| base.join(p)), ca: r.ca.as_ref().map(|p| base.join(p)) }
+        }
+        None => TlsFiles { cert: None, key: None, ca: None },
+    };
+    let tls_listen_span = raw.sip.listen.iter().find(|l| l.get_ref().starts_with("tls://")).map(|l| l.span());
+    let tls_span = raw.sip.tls.as_ref().map(|t| t.span()).or(tls_listen_span).unwrap_or(0..0);
+    if has_listener(ListenTransport::Tls) {
+        crate::tls::server_config(&tls).map_err(|e| cx.err(tls_span.clone(), "sip.tls", e))?;
+    }
+    if tls.ca.is_some() {
+        crate::tls::client_config(&tls).map_err(|e| cx.err(tls_span.clone(), "sip.tls.ca", e))?;
+    }
 
     let p = raw.plugins;
     let check_timeout = |v: &Spanned<u64>, key: &str| {
@@ -541,6 +571,13 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
                 return Err(cx.err(u.span(), format!("{tk}.disaster_recovery_url"), e));
             }
         }
+        if let Some(d) = t.allow_deprecated_tls.as_ref().filter(|d| *d.get_ref()) {
+            return Err(cx.err(
+                d.span(),
+                format!("{tk}.allow_deprecated_tls"),
+                "this router's TLS (rustls) offers TLS 1.2 and 1.3 only and cannot accept older versions; remove the key (refusing to start rather than pretend)",
+            ));
+        }
         let mut entries = Vec::new();
         for (pi, r) in t.plugins.into_iter().enumerate() {
             let key = format!("{tk}.plugins[{pi}]");
@@ -579,8 +616,8 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             }
             match trunkline_sip_core::Transport::of_uri(uri) {
                 None => return Err(cx.err(o.uri.span(), format!("{key}.uri"), "unknown transport (udp, tcp or tls)")),
-                Some(trunkline_sip_core::Transport::Tls) => {
-                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "TLS targets (sips: or ;transport=tls) are not supported yet"));
+                Some(trunkline_sip_core::Transport::Tls) if !has_listener(ListenTransport::Tls) => {
+                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a TLS target (sips: or ;transport=tls) needs a tls:// listener in sip.listen"));
                 }
                 Some(trunkline_sip_core::Transport::Tcp) if !has_listener(ListenTransport::Tcp) => {
                     return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a ;transport=tcp target needs a tcp:// listener in sip.listen"));
@@ -673,6 +710,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         failover_timeout_ms: *failover.get_ref(),
         ring_timeout_ms: *ring.get_ref(),
         streams,
+        tls,
         plugins,
         trunks,
         admin,

@@ -26,6 +26,8 @@ struct Router {
     port: u16,
     /// TCP listener port, if one was configured.
     tcp_port: u16,
+    /// TLS listener port, if one was configured.
+    tls_port: u16,
     lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -97,17 +99,19 @@ impl Router {
                 let _ = tx.send(l);
             }
         });
-        let (mut port, mut tcp_port) = (0, 0);
+        let (mut port, mut tcp_port, mut tls_port) = (0, 0, 0);
         for _ in &listen {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
             let p: u16 = line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected line {line}"));
             if line.starts_with("listening on tcp://") {
                 tcp_port = p;
+            } else if line.starts_with("listening on tls://") {
+                tls_port = p;
             } else {
                 port = p;
             }
         }
-        Router { child, port, tcp_port, lines, _dir: dir }
+        Router { child, port, tcp_port, tls_port, lines, _dir: dir }
     }
 
     /// Collect call reports until `n` outcomes were printed.
@@ -421,6 +425,7 @@ mod disaster_recovery;
 mod in_dialog;
 mod tcp;
 mod termination;
+mod tls;
 
 #[test]
 fn options_are_answered_and_an_options_flood_is_limited() {

@@ -1,0 +1,189 @@
+//! SIP over TLS (rustls), with certificates generated here (rcgen): a TLS
+//! caller (a Rust client: the packaged SIPp has no TLS), a TLS PBX (a small
+//! Rust UAS) whose certificate the router verifies, and old TLS refused
+//! (`openssl s_client`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::*;
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_der: CertificateDer<'static>,
+    leaf_der: CertificateDer<'static>,
+    leaf_key: PrivateKeyDer<'static>,
+}
+
+fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), leaf_key.serialize_pem()).unwrap();
+    Pki {
+        ca_der: ca.der().clone(),
+        leaf_der: leaf.der().clone(),
+        leaf_key: PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        dir,
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_router(pki: &Pki, uris: &[(String, u16)]) -> Router {
+    let d = pki.dir.path().display();
+    let sip = format!("failover_timeout_ms = 300\ntls = {{ cert = \"{d}/server.pem\", key = \"{d}/server.key\", ca = \"{d}/ca.pem\" }}");
+    Router::launch(Setup {
+        listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"],
+        sip: &sip,
+        rest: &super::tcp::trunk_uris(uris),
+        ..Setup::default()
+    })
+}
+
+/// Read one SIP message from a stream (framed by Content-Length).
+fn read_sip(s: &mut impl Read) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-message: {}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+fn header<'a>(m: &'a str, name: &str) -> &'a str {
+    m.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap_or_else(|| panic!("no {name} in\n{m}"))
+}
+
+#[test]
+fn a_tls_caller_is_routed_and_tls_below_1_2_is_refused() {
+    let pki = pki();
+    let pbx = free_udp_port();
+    let router = tls_router(&pki, &[(format!("sip:127.0.0.1:{pbx}"), 10)]);
+    let mut uas = sipp(&["-sn", "uas", "-p", &pbx.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", router.tls_port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let headers = |method: &str, cseq: u32, to_tag: &str, branch: &str| {
+        format!(
+            "{method} sip:+14155550100@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:+12125550123@carrier.example>;tag=tlsc\r\nTo: <sip:+14155550100@trunkline.test>{to_tag}\r\nCall-ID: tls-call-1\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:carrier@{local};transport=tls>\r\nContent-Length: 0\r\n\r\n",
+            router.tls_port
+        )
+    };
+    tls.write_all(headers("INVITE", 1, "", "inv").as_bytes()).unwrap();
+    let ok = loop {
+        let m = read_sip(&mut tls);
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+        assert!(m.starts_with("SIP/2.0 1"), "{m}");
+    };
+    assert!(header(&ok, "Contact").contains(";transport=tls"), "our Contact names TLS:\n{ok}");
+    let tag = header(&ok, "To").split(";tag=").nth(1).unwrap().to_owned();
+    tls.write_all(headers("ACK", 1, &format!(";tag={tag}"), "ack").replace("CSeq: 1 ACK", "CSeq: 1 ACK").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    tls.write_all(headers("BYE", 2, &format!(";tag={tag}"), "bye").as_bytes()).unwrap();
+    let bye_ok = read_sip(&mut tls);
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    let reports = router.outcomes(1);
+    assert!(uas.wait().unwrap().success(), "{reports}");
+    assert!(reports.contains("hung up by the caller"), "{reports}");
+
+    // TLS 1.1 is refused; TLS 1.2 and 1.3 are served.
+    let s_client = |version: &str| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", router.tls_port), version, "-cipher", "DEFAULT@SECLEVEL=0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    // (s_client may exit 0 even when the handshake failed: read what it says.)
+    let (_, out11) = s_client("-tls1_1");
+    assert!(out11.contains("Cipher is (NONE)") && out11.contains("no peer certificate available"), "TLS 1.1 must fail:\n{out11}");
+    let (_, out12) = s_client("-tls1_2");
+    assert!(out12.contains("New, TLSv1.2") && !out12.contains("Cipher is (NONE)"), "TLS 1.2 is served:\n{out12}");
+}
+
+/// A PBX over TLS: answers one INVITE with 200, takes the ACK, answers the BYE.
+fn tls_pbx(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(Arc::new(config)).unwrap(), tcp);
+        let invite = read_sip(&mut tls);
+        let copy = |m: &str, names: &[&str]| -> String {
+            m.lines().filter(|l| names.iter().any(|n| l.starts_with(&format!("{n}: ")))).map(|l| format!("{l}\r\n")).collect()
+        };
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}To: {};tag=pbx\r\nContact: <sip:pbx@127.0.0.1:{port};transport=tls>\r\nContent-Length: 0\r\n\r\n",
+            copy(&invite, &["Via", "From", "Call-ID", "CSeq"]),
+            header(&invite, "To")
+        );
+        tls.write_all(ok.as_bytes()).unwrap();
+        let ack = read_sip(&mut tls);
+        let bye = read_sip(&mut tls);
+        let bye_ok = format!("SIP/2.0 200 OK\r\n{}Content-Length: 0\r\n\r\n", copy(&bye, &["Via", "From", "To", "Call-ID", "CSeq"]));
+        tls.write_all(bye_ok.as_bytes()).unwrap();
+        vec![invite, ack, bye]
+    });
+    (port, handle)
+}
+
+#[test]
+fn origination_over_tls_verifies_the_pbx_certificate() {
+    let pki = pki();
+    // An impostor with a self-signed certificate the router does not trust.
+    let rogue_key = rcgen::KeyPair::generate().unwrap();
+    let rogue = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&rogue_key).unwrap();
+    let (impostor, _rogue_thread) = tls_pbx(rogue.der().clone(), PrivateKeyDer::try_from(rogue_key.serialize_der()).unwrap());
+    let (pbx, pbx_thread) = tls_pbx(pki.leaf_der.clone(), pki.leaf_key.clone_key());
+    let router = tls_router(
+        &pki,
+        &[(format!("sip:127.0.0.1:{impostor};transport=tls"), 5), (format!("sip:127.0.0.1:{pbx};transport=tls"), 10)],
+    );
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &free_udp_port().to_string(), "-m", "1", "-d", "200"]).status().unwrap();
+    let reports = router.outcomes(1);
+    assert!(uac.success(), "{reports}");
+    assert!(reports.contains(&format!("127.0.0.1:{impostor};transport=tls -> 503 Service Unavailable")), "untrusted certificate: failed over\n{reports}");
+    assert!(reports.contains(&format!("127.0.0.1:{pbx};transport=tls -> 200 OK")), "{reports}");
+    let seen = pbx_thread.join().unwrap();
+    assert!(seen[0].starts_with("INVITE sip:+14155550100@127.0.0.1:") && seen[0].contains("Via: SIP/2.0/TLS "), "{}", seen[0]);
+    assert!(seen[1].starts_with("ACK ") && seen[2].starts_with("BYE "), "{seen:?}");
+}
