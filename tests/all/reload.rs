@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use trunkline_plugin_host::chain::InviteOutcome;
 use trunkline_plugin_host::types::Direction;
-use trunkline_plugin_host::{Limits, LoadError, LoadSource, RuntimeOptions};
+use trunkline_plugin_host::{LoadError, LoadSource, RuntimeOptions};
 use trunkline_tests::{call, chain, entry, install, wasm};
 
 use crate::{fixture, fixture_with};
