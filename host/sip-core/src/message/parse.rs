@@ -95,8 +95,11 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // Folded continuation of the previous header (RFC 3261 §7.3.1).
+            // An empty first line folds to nothing: no leading space.
             let prev = headers.last_mut().ok_or_else(|| ParseError::HeaderLine(truncate(line)))?;
-            prev.value.push(' ');
+            if !prev.value.is_empty() {
+                prev.value.push(' ');
+            }
             prev.value.push_str(line.trim());
             continue;
         }
@@ -150,6 +153,9 @@ mod tests {
         assert_eq!(m.header("via"), Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1"));
         assert_eq!(m.header("v"), m.header("Via"));
         assert_eq!(m.header("Subject"), Some("folded continues here"));
+        // Found by fuzzing (RFC 4475 esc01): a value that starts on the next line.
+        let late = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nContact:\r\n <sip:c@d>\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(late.header("Contact"), Some("<sip:c@d>"));
         assert_eq!(m.body, b"v=0\n");
         let again = Message::parse(&m.to_bytes()).unwrap();
         assert_eq!(again, m);
