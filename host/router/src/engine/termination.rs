@@ -143,7 +143,7 @@ fn number_rules(m: &Message, trunk: &Trunk, term: &Termination) -> Result<(), St
     let Some(caller) = caller else {
         return Err("caller ID: no E.164 number in From, Remote-Party-ID or P-Asserted-Identity".into());
     };
-    let owned = trunk.numbers.iter().any(|n| *n == caller) || term.caller_ids.iter().any(|n| *n == caller);
+    let owned = trunk.numbers.contains(&caller) || term.caller_ids.contains(&caller);
     if !owned {
         return Err(format!("caller ID {caller} is not a number of this account or a verified caller ID"));
     }

@@ -107,7 +107,7 @@ fn a_tls_caller_is_routed_and_tls_below_1_2_is_refused() {
     };
     assert!(header(&ok, "Contact").contains(";transport=tls"), "our Contact names TLS:\n{ok}");
     let tag = header(&ok, "To").split(";tag=").nth(1).unwrap().to_owned();
-    tls.write_all(headers("ACK", 1, &format!(";tag={tag}"), "ack").replace("CSeq: 1 ACK", "CSeq: 1 ACK").as_bytes()).unwrap();
+    tls.write_all(headers("ACK", 1, &format!(";tag={tag}"), "ack").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     tls.write_all(headers("BYE", 2, &format!(";tag={tag}"), "bye").as_bytes()).unwrap();
     let bye_ok = read_sip(&mut tls);

@@ -1,0 +1,306 @@
+//! One call's attempts: sending the INVITE to the next target, the
+//! failover and ring timers, what targets answer (1xx, 2xx, 3xx through
+//! `on-redirect`, failures), and what happens when none is left.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::chain::DialOutcome;
+use trunkline_plugin_host::types::{Fallback, Header, Outcome, RedirectDecision, Target};
+use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::message::Message;
+use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, TransactionKey};
+use trunkline_sip_core::Transport as SipTransport;
+
+use super::build::{self, relay_response, uri_peer, OutgoingInvite};
+use super::call::{Leg, Phase};
+use super::{cancel_for, plugin_transport, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
+use crate::routing;
+use crate::sipcall::{party, response_from};
+
+impl Engine {
+    /// Send the INVITE to the next target, or fall back when none is left.
+    pub(super) fn try_next(&mut self, now: Instant, id: u64) {
+        loop {
+            let Some(c) = self.calls.get_mut(&id) else { return };
+            if c.queue.is_empty() {
+                return self.all_failed(now, id);
+            }
+            let target = c.queue.remove(0);
+            let (uri, x_headers) = routing::request_uri(&target.uri, &c.dialed);
+            let mut outgoing = c.request.clone();
+            outgoing.uri = uri.clone();
+            outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
+            match c.session.pre_dial(&c.call, &mut outgoing, &target) {
+                Ok(DialOutcome::Send) => {}
+                Ok(DialOutcome::Skip) => {
+                    c.route.push(format!("{uri}: skipped by a plugin"));
+                    continue;
+                }
+                Err(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            }
+            let Some(peer) = uri_peer(&uri) else {
+                c.route.push(format!("{uri}: skipped (host is not an IP address: DNS is not supported yet; or unknown transport)"));
+                continue;
+            };
+            if !self.locals.serves(peer.transport) {
+                c.route.push(format!("{uri}: skipped (no {} listener configured)", peer.transport));
+                continue;
+            }
+            c.attempts += 1;
+            let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
+            let invite = OutgoingInvite {
+                uri: &uri,
+                request: &outgoing,
+                from: c.a_invite.header("From").unwrap_or_default(),
+                to: c.a_invite.header("To").unwrap_or_default(),
+                max_forwards: c.max_forwards,
+                locals: &self.locals,
+                transport: peer.transport,
+                call_id: &call_id,
+                from_tag: &from_tag,
+                branch: &branch,
+            }
+            .build();
+            let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
+            let attempt = c.attempts;
+            c.route.push(format!("INVITE {uri}"));
+            c.b_call_ids.push(call_id.clone());
+            c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: peer, uri, responded: false });
+            self.by_b_tx.insert(tx, (id, attempt));
+            self.by_b_call_id.insert(call_id, id);
+            let wait = Duration::from_millis(self.settings.failover_timeout_ms);
+            self.timers.push(Reverse((now + wait, id, Timer::Failover(attempt))));
+            return;
+        }
+    }
+
+    pub(super) fn failover_timer(&mut self, now: Instant, id: u64, attempt: u32) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(leg) = c.leg.as_ref().filter(|l| l.attempt == attempt && !l.responded) else { return };
+        if c.phase != Phase::Routing {
+            return;
+        }
+        let tx = leg.tx.clone();
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> no response in {} ms", self.settings.failover_timeout_ms));
+        }
+        c.leg = None;
+        self.layer.abandon(&tx);
+        self.try_next(now, id);
+    }
+
+    /// Timer C: the target rang too long. CANCEL it and try the next one.
+    pub(super) fn ring_timer(&mut self, now: Instant, id: u64, attempt: u32) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let ring_ms = c.twiml.as_ref().and_then(|t| t.dial_timeout).map(|d| d.as_millis() as u64).unwrap_or(self.settings.ring_timeout_ms);
+        if c.phase != Phase::Routing || c.leg.as_ref().is_none_or(|l| l.attempt != attempt) {
+            return;
+        }
+        let leg = c.leg.take().expect("checked above");
+        self.layer.send_request(now, leg.to, cancel_for(&leg.invite));
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
+        }
+        c.last_failure = Some(trunkline_plugin_host::types::Response {
+            status: 408,
+            reason: "Request Timeout".into(),
+            headers: vec![],
+            contacts: vec![],
+        });
+        self.try_next(now, id);
+    }
+
+    pub(super) fn on_client_event(&mut self, now: Instant, key: TransactionKey, event: ClientEvent) {
+        if self.relays.contains_key(&key) {
+            self.on_relay_event(now, &key, event);
+            return;
+        }
+        let leg = self.by_b_tx.get(&key).copied();
+        let current = leg.is_some_and(|(id, attempt)| {
+            self.calls.get(&id).and_then(|c| c.leg.as_ref()).is_some_and(|l| l.attempt == attempt)
+        });
+        let Some((id, _)) = leg.filter(|_| current) else {
+            // A late answer from a target we already gave up on: end it politely.
+            if let ClientEvent::Final(m) = &event {
+                let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+                if to_invite && (200..300).contains(&status_of(m)) {
+                    self.hang_up_stray(now, None, m.clone());
+                }
+            }
+            return;
+        };
+        match event {
+            ClientEvent::Provisional(m) => self.on_provisional(now, id, m),
+            ClientEvent::Final(m) => self.on_final(now, id, m),
+            ClientEvent::Timeout => self.leg_failed(now, id, 408, "Request Timeout", None),
+            ClientEvent::TransportError => self.leg_failed(now, id, 503, "Service Unavailable", None),
+        }
+    }
+
+    pub(super) fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let status = status_of(&m);
+        let ring = c.twiml.as_ref().and_then(|t| t.dial_timeout).unwrap_or(Duration::from_millis(self.settings.ring_timeout_ms));
+        if let Some(leg) = c.leg.as_mut() {
+            if !leg.responded {
+                self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));
+            }
+            leg.responded = true;
+        }
+        if status > 100 && c.phase == Phase::Routing {
+            c.first_ring.get_or_insert(now);
+            let (a_tx, a_tag) = (c.a_tx.clone(), c.a_tag.clone());
+            let reason_phrase = reason_of(&m);
+            let resp = relay_response(&c.a_invite, status, &reason_phrase, &a_tag, (&self.locals, c.a_from.transport), Some(&m));
+            if let Some(last) = c.route.last_mut() {
+                if !last.contains(&format!(" {status}")) {
+                    last.push_str(&format!(" -> {status} {reason_phrase}"));
+                }
+            }
+            self.layer.send_response(now, &a_tx, resp);
+        }
+    }
+
+    pub(super) fn on_final(&mut self, now: Instant, id: u64, m: Message) {
+        let status = status_of(&m);
+        let reason_phrase = reason_of(&m);
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if (200..300).contains(&status) && c.phase == Phase::Answered {
+            return self.answered(now, id, m); // a retransmission: ACK again
+        }
+        if let Some(last) = c.route.last_mut() {
+            last.push_str(&format!(" -> {status} {reason_phrase}"));
+        }
+        if (200..300).contains(&status) {
+            return self.answered(now, id, m);
+        }
+        if let Some(leg) = c.leg.as_mut() {
+            leg.responded = true;
+        }
+        if (300..400).contains(&status) {
+            let response = response_from(&m);
+            let decision = match &response {
+                Some(r) => c.session.on_redirect(&c.call, r),
+                None => RedirectDecision::NextTarget,
+            };
+            let follow = match decision {
+                RedirectDecision::Default => response.as_ref().and_then(|r| r.contacts.first().cloned()),
+                RedirectDecision::Follow(u) => Some(u),
+                RedirectDecision::NextTarget => None,
+                RedirectDecision::Reject(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            };
+            let ours = |u: &str| party(u).is_some_and(|p| self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)));
+            match follow {
+                Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
+                    c.redirects += 1;
+                    let template = Target {
+                        priority: 0,
+                        weight: 1,
+                        enabled: true,
+                        transport: plugin_transport(SipTransport::of_uri(&u).unwrap_or(SipTransport::Udp)),
+                        uri: u,
+                        health: trunkline_plugin_host::types::Health::Unknown,
+                        group: None,
+                    };
+                    c.queue.insert(0, template);
+                }
+                Some(u) => c.route.push(format!("redirect to {u} refused (our own domain or too many redirects)")),
+                None => {}
+            }
+            c.last_failure = response;
+            c.leg = None;
+            return self.try_next(now, id);
+        }
+        self.leg_failed(now, id, status, &reason_phrase, Some(m));
+    }
+
+    pub(super) fn leg_failed(&mut self, now: Instant, id: u64, status: u16, reason_phrase: &str, m: Option<Message>) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if m.is_none() {
+            if let Some(last) = c.route.last_mut() {
+                last.push_str(&format!(" -> {status} {reason_phrase}"));
+            }
+        }
+        c.leg = None;
+        c.last_failure = m.as_ref().and_then(response_from).or(Some(trunkline_plugin_host::types::Response {
+            status,
+            reason: reason_phrase.into(),
+            headers: vec![],
+            contacts: vec![],
+        }));
+        // Inside a TwiML <Dial>, any failure moves on to the next target.
+        if routing::fails_over(status) || c.twiml.is_some() {
+            self.try_next(now, id);
+        } else {
+            self.finish(now, id, status, reason_phrase, Outcome::Failed);
+        }
+    }
+
+    /// Every target failed: go on with the TwiML in progress, or ask the
+    /// plugins (`on-failure`) and the trunk for a disaster-recovery plan.
+    pub(super) fn all_failed(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.twiml.is_some() {
+            return self.run_twiml(now, id);
+        }
+        let last = c.last_failure.clone();
+        let fallback = c.session.on_failure(&c.call, last.as_ref());
+        let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
+        let (code, why) = last.map(|l| (l.status, l.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
+        match fallback {
+            Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
+            Fallback::TwimlUrl(u) => self.start_twiml_fetch(now, id, &u),
+            Fallback::TwimlDocument(doc) => match crate::twiml::parse(&doc) {
+                Ok(verbs) => {
+                    c.route.push(format!("disaster recovery: inline TwiML from a plugin: {} verb(s)", verbs.len()));
+                    c.twiml = Some(twiml::TwimlRun { verbs: verbs.into(), ..Default::default() });
+                    self.run_twiml(now, id)
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = %c.call.call_id, "disaster recovery: bad inline TwiML from a plugin: {e}");
+                    c.route.push(format!("disaster recovery: bad inline TwiML: {e}"));
+                    self.finish(now, id, 503, "Service Unavailable", Outcome::Failed)
+                }
+            },
+            Fallback::Default => match dr {
+                Some(u) => self.start_twiml_fetch(now, id, &u),
+                None => self.finish(now, id, code, &why, Outcome::Failed),
+            },
+        }
+    }
+
+    pub(super) fn answered(&mut self, now: Instant, id: u64, ok: Message) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.phase == Phase::Answered {
+            // A retransmitted 2xx: our ACK was lost; send it again.
+            if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
+                let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
+                self.layer.send_stateless(to, &ack);
+            }
+            return;
+        }
+        let Some(leg) = c.leg.as_ref() else { return };
+        let b_dialog = Dialog::as_uac(&leg.invite, &ok);
+        let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
+        let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, (&self.locals, c.a_from.transport), Some(&ok));
+        self.layer.send_response(now, &c.a_tx.clone(), resp.clone());
+        c.a_ok = Some(resp);
+        if c.a_from.transport == SipTransport::Udp {
+            let t1 = Timers::default().t1;
+            self.timers.push(Reverse((now + t1, id, Timer::OkRetransmit(2 * t1.as_millis() as u64))));
+        }
+        if let (Err(e), _) | (_, Err(e)) = (&b_dialog, &a_dialog) {
+            tracing::warn!(call_id = %c.call.call_id, "answered call without a usable dialog: {e}");
+        }
+        c.b_dialog = b_dialog.ok();
+        c.a_dialog = a_dialog.ok();
+        if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
+            let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
+            self.layer.send_stateless(to, &ack);
+        }
+        c.phase = Phase::Answered;
+        c.answered = Some(now);
+        c.session.end_routing_phase();
+    }
+}

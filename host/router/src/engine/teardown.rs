@@ -1,0 +1,206 @@
+//! The end of calls: the caller's 2xx resent until its ACK, BYE from
+//! either side, CANCEL before answer, stray and late 2xx responses, and
+//! closing a call (final response, `on-call-end`, report).
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::types::{HangupBy, Outcome, Summary};
+use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::message::Message;
+use trunkline_sip_core::transaction::{response_to, status_of, Timers, TransactionKey};
+use trunkline_sip_core::{Peer, Transport as SipTransport};
+
+use super::build::{self, relay_response, uri_peer};
+use super::call::Phase;
+use super::{cancel_for, Engine, Timer};
+
+impl Engine {
+    /// RFC 3261 §13.3.1.4: the caller's 2xx is resent until its ACK comes;
+    /// after 64*T1 without one, the call is ended with BYE on both sides.
+    pub(super) fn ok_retransmit(&mut self, now: Instant, id: u64, interval_ms: u64) {
+        let timers = Timers::default();
+        let Some(c) = self.calls.get(&id) else { return };
+        let (Some(ok), false) = (c.a_ok.clone(), c.a_acked) else { return };
+        if c.answered.is_some_and(|a| now.saturating_duration_since(a) >= timers.timeout()) {
+            tracing::warn!(call_id = %c.call.call_id, "no ACK for the 200 OK in {} s: hanging up", timers.timeout().as_secs());
+            return self.hang_up_both(now, id);
+        }
+        if c.a_from.transport == SipTransport::Udp {
+            self.layer.send_stateless(c.a_from, &ok); // streams deliver it once
+        }
+        let next = interval_ms.min(timers.t2.as_millis() as u64);
+        self.timers.push(Reverse((now + Duration::from_millis(next), id, Timer::OkRetransmit(next * 2))));
+    }
+
+    /// A response no transaction wants. A 2xx to an INVITE is either a
+    /// retransmission for a call's answered leg (ACK it again) or an answer
+    /// from a target we abandoned after silence (ACK it and hang up).
+    pub(super) fn on_stray_response(&mut self, now: Instant, from: Peer, m: Message) {
+        let to_invite = m.header("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+        if !to_invite || !(200..300).contains(&status_of(&m)) {
+            tracing::debug!(%from, "stray response ignored");
+            return;
+        }
+        let call_id = m.header("Call-ID").unwrap_or_default();
+        let answered_leg = self.by_b_call_id.get(call_id).and_then(|id| self.calls.get(id).map(|c| (*id, c))).filter(|(_, c)| {
+            c.phase == Phase::Answered && c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id)
+        });
+        match answered_leg {
+            Some((id, _)) => self.answered(now, id, m),
+            None => self.hang_up_stray(now, Some(from), m),
+        }
+    }
+
+    /// The caller's ACK for our 2xx (no transaction: matched by Call-ID).
+    pub(super) fn on_ack(&mut self, m: Message) {
+        if m.method() != Some("ACK") {
+            return; // a request without an RFC 3261 branch: not served
+        }
+        let call_id = m.header("Call-ID").unwrap_or_default();
+        let seq = m.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
+        if let Some(&id) = self.by_a_call_id.get(call_id) {
+            let Some(c) = self.calls.get_mut(&id) else { return };
+            let initial = c.a_invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
+            if seq == initial {
+                c.a_acked = true;
+                return;
+            }
+            self.forward_reinvite_ack(&m, id);
+        } else if let Some(&id) = self.by_b_call_id.get(call_id) {
+            self.forward_reinvite_ack(&m, id);
+        }
+    }
+
+    /// End an answered call from our side: BYE to both parties.
+    pub(super) fn hang_up_both(&mut self, now: Instant, id: u64) {
+        let (b1, b2) = (self.ids.next(), self.ids.next());
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let (a_peer, b_peer) = (c.a_peer(), c.b_peer());
+        let mut byes = Vec::new();
+        if let (Some(d), Some(to)) = (c.b_dialog.as_mut(), b_peer) {
+            byes.push((to, d.request("BYE", &build::via(&self.locals, to.transport), &b1)));
+        }
+        if let Some(d) = c.a_dialog.as_mut() {
+            byes.push((a_peer, d.request("BYE", &build::via(&self.locals, a_peer.transport), &b2)));
+        }
+        for (to, bye) in byes {
+            self.layer.send_request(now, to, bye);
+        }
+        self.end_answered(now, id, HangupBy::Router);
+    }
+
+    pub(super) fn on_bye(&mut self, now: Instant, key: TransactionKey, m: Message) {
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let (id, from_caller) = match (self.by_a_call_id.get(&call_id), self.by_b_call_id.get(&call_id)) {
+            (Some(&id), _) => (id, true),
+            (None, Some(&id)) => (id, false),
+            _ => return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
+        };
+        self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) };
+        let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
+        if let (Some(d), Some(to)) = (other, to) {
+            let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
+            self.layer.send_request(now, to, bye);
+        }
+        let by = if from_caller { HangupBy::Caller } else { HangupBy::Callee };
+        self.end_answered(now, id, by);
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, key: TransactionKey, m: Message) {
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let Some(&id) = self.by_a_call_id.get(&call_id) else {
+            return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist");
+        };
+        self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.phase != Phase::Routing {
+            return;
+        }
+        if let Some(leg) = c.leg.take() {
+            if leg.responded {
+                let cancel = cancel_for(&leg.invite);
+                self.layer.send_request(now, leg.to, cancel);
+            } else {
+                self.layer.abandon(&leg.tx);
+            }
+            if let Some(last) = c.route.last_mut() {
+                last.push_str(" -> cancelled");
+            }
+        }
+        self.finish(now, id, 487, "Request Terminated", Outcome::Cancelled);
+    }
+
+    /// Send the caller the final response, tell the plugins, report, forget.
+    pub(super) fn finish(&mut self, now: Instant, id: u64, code: u16, reason_phrase: &str, outcome: Outcome) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if c.phase == Phase::Routing {
+            let resp = relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, (&self.locals, c.a_from.transport), None);
+            let a_tx = c.a_tx.clone();
+            self.layer.send_response(now, &a_tx, resp);
+        }
+        let what = match outcome {
+            Outcome::Rejected => format!("rejected {code} {reason_phrase}"),
+            Outcome::Cancelled => "cancelled (487 to the caller)".into(),
+            _ => format!("failed {code} {reason_phrase}"),
+        };
+        self.close(now, id, outcome, code, HangupBy::None, what);
+    }
+
+    pub(super) fn end_answered(&mut self, now: Instant, id: u64, by: HangupBy) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let target = c.leg.as_ref().map(|l| l.uri.clone()).unwrap_or_default();
+        let talk = c.answered.map(|a| now.saturating_duration_since(a)).unwrap_or_default();
+        let who = match by {
+            HangupBy::Caller => "caller",
+            HangupBy::Callee => "callee",
+            _ => "router",
+        };
+        let what = format!("answered by {target}, {} ms, hung up by the {who}", talk.as_millis());
+        self.close(now, id, Outcome::Answered, 200, by, what);
+    }
+
+    pub(super) fn close(&mut self, now: Instant, id: u64, outcome: Outcome, status: u16, by: HangupBy, what: String) {
+        self.end_relays(now, id);
+        let Some(c) = self.calls.remove(&id) else { return };
+        self.by_a_call_id.remove(&c.call.call_id);
+        for b in &c.b_call_ids {
+            self.by_b_call_id.remove(b);
+        }
+        self.by_b_tx.retain(|_, (cid, _)| *cid != id);
+        let summary = Summary {
+            outcome,
+            status,
+            target_uri: c.leg.as_ref().map(|l| l.uri.clone()),
+            pdd_ms: c.first_ring.or(c.answered).map(|t| t.saturating_duration_since(c.started).as_millis() as u32),
+            duration_ms: c.answered.map(|a| now.saturating_duration_since(a).as_millis() as u64).unwrap_or(0),
+            hangup_by: by,
+            attempts: c.attempts,
+        };
+        let trace = c.session.on_call_end(&c.call, &summary);
+        self.report(&c.call, c.trunk, c.route, &trace, what);
+    }
+
+    /// ACK and BYE a 2xx to an INVITE we no longer want (a target we
+    /// failed over from, or a call already over). The response carries all
+    /// the dialog needs: From, Call-ID, CSeq, To tag and Contact.
+    pub(super) fn hang_up_stray(&mut self, now: Instant, from: Option<Peer>, ok: Message) {
+        let Ok(mut d) = Dialog::as_uac(&ok, &ok) else { return };
+        let to = match from {
+            Some(p) if p.transport != SipTransport::Udp => p,
+            _ => match uri_peer(&d.remote_target).or(from) {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let via = build::via(&self.locals, to.transport);
+        let ack = d.ack(1, &via, &self.ids.next());
+        self.layer.send_stateless(to, &ack);
+        let bye = d.request("BYE", &via, &self.ids.next());
+        self.layer.send_request(now, to, bye);
+        tracing::info!(call_id = ok.header("Call-ID").unwrap_or_default(), "late 2xx from an abandoned target: ACKed and hung up");
+    }
+}
