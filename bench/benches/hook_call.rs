@@ -87,44 +87,34 @@ fn bench(c: &mut Criterion) {
             .collect();
         percentiles(&format!("on-invite, fresh instance, {plugin}"), samples);
     }
-    // The same without headers: how much of a hook call is lowering them.
-    {
-        let ch = chain(vec![entry("defaults", "", Limits::default())]);
-        let (mut c0, mut r0) = (call0.clone(), req0.clone());
-        c0.headers.clear();
-        r0.headers.clear();
-        let samples = (0..20_000)
+    // One on-invite through `ch` per sample, with a fresh session each time.
+    let sessions = |label: &str, ch: &trunkline_plugin_host::Chain, c0: &trunkline_plugin_host::types::Call, r0: &trunkline_plugin_host::types::Request, n: usize| {
+        let samples = (0..n)
             .map(|_| {
                 let (mut c, mut r) = (c0.clone(), r0.clone());
                 let t = Instant::now();
-                let mut s = rt.start_call(&ch, "AC0001", "bench");
+                let mut s = rt.start_call(ch, "AC0001", "bench");
                 std::hint::black_box(s.on_invite(&mut c, &mut r));
                 drop(s);
                 t.elapsed()
             })
             .collect();
-        percentiles("on-invite, fresh instance, defaults, no headers", samples);
-    }
+        percentiles(label, samples);
+    };
+    // The same without headers: how much of a hook call is lowering them.
+    let (mut bare_call, mut bare_req) = (call0.clone(), req0.clone());
+    bare_call.headers.clear();
+    bare_req.headers.clear();
+    let defaults = chain(vec![entry("defaults", "", Limits::default())]);
+    sessions("on-invite, fresh instance, defaults, no headers", &defaults, &bare_call, &bare_req, 20_000);
     // The whole first-party chain on one call: 4 instances, 4 hooks.
-    {
-        let ch = chain(
-            ["e164-guard", "diversion-guard", "customer-routing", "dr-twiml-fallback"]
-                .iter()
-                .map(|p| entry(p, "", Limits::default()))
-                .collect(),
-        );
-        let samples = (0..10_000)
-            .map(|_| {
-                let (mut c, mut r) = (call0.clone(), req0.clone());
-                let t = Instant::now();
-                let mut s = rt.start_call(&ch, "AC0001", "bench");
-                std::hint::black_box(s.on_invite(&mut c, &mut r));
-                drop(s);
-                t.elapsed()
-            })
-            .collect();
-        percentiles("on-invite, 4-plugin first-party chain (4 fresh instances)", samples);
-    }
+    let first_party = chain(
+        ["e164-guard", "diversion-guard", "customer-routing", "dr-twiml-fallback"]
+            .iter()
+            .map(|p| entry(p, "", Limits::default()))
+            .collect(),
+    );
+    sessions("on-invite, 4-plugin first-party chain (4 fresh instances)", &first_party, &call0, &req0, 10_000);
 
     let mut g = c.benchmark_group("hook_call");
     g.bench_function("on_invite/fresh_instance/e164-guard", |b| b.iter(one("e164-guard")));

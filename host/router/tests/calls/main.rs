@@ -231,38 +231,80 @@ fn from_template(name: &str, dir: &Path, replace: &[(&str, String)]) -> PathBuf 
     p
 }
 
+/// The transport both SIPp parties and the router's target use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Udp,
+    Tcp,
+}
+
+impl Wire {
+    fn free_port(self) -> u16 {
+        match self {
+            Wire::Udp => free_udp_port(),
+            Wire::Tcp => tcp::free_tcp_port(),
+        }
+    }
+
+    fn sipp_args(self) -> &'static [&'static str] {
+        match self {
+            Wire::Udp => &[],
+            Wire::Tcp => &["-t", "t1"],
+        }
+    }
+}
+
+/// A SIPp PBX running `uas` on a target of the router, and a SIPp carrier
+/// running `uac` for `calls` calls; the carrier's and the PBX's success and
+/// the router's reports.
+fn two_parties(wire: Wire, uas: &str, uac: &str, calls: usize) -> (bool, bool, String) {
+    let pbx = wire.free_port();
+    let router = match wire {
+        Wire::Udp => Router::start(&trunk(&[(pbx, 10)], "")),
+        Wire::Tcp => Router::launch(Setup {
+            listen: &["udp://127.0.0.1:0", "tcp://127.0.0.1:0"],
+            rest: &tcp::trunk_uris(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)]),
+            ..Setup::default()
+        }),
+    };
+    let n = calls.to_string();
+    let (pbx_port, uac_port) = (pbx.to_string(), wire.free_port().to_string());
+    let (uas_file, uac_file) = (fixture(uas), fixture(uac));
+    let mut uas_args = vec!["-sf", uas_file.to_str().unwrap(), "-p", &pbx_port, "-m", &n];
+    uas_args.extend(wire.sipp_args());
+    let mut pbx_sipp = sipp(&uas_args).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", if wire == Wire::Tcp { router.tcp_port } else { router.port });
+    let mut uac_args = vec!["-sf", uac_file.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port, "-m", &n, "-r", &n];
+    uac_args.extend(wire.sipp_args());
+    let uac_ok = sipp(&uac_args).status().unwrap().success();
+    let reports = router.outcomes(calls);
+    let uas_ok = pbx_sipp.wait().unwrap().success();
+    (uac_ok, uas_ok, reports)
+}
+
+fn callee_hangs_up(wire: Wire) {
+    let (uac, uas, reports) = two_parties(wire, "uas-hangs-up.xml", "uac-callee-hangs-up.xml", 2);
+    assert!(uac, "the carrier received the BYE and answered it\n{reports}");
+    assert!(uas, "the PBX got 200 for its BYE");
+    assert_eq!(reports.matches("hung up by the callee").count(), 2, "{reports}");
+}
+
+fn cancel_before_answer(wire: Wire) {
+    let (uac, uas, reports) = two_parties(wire, "uas-ring-until-cancel.xml", "uac-cancel.xml", 1);
+    assert!(uac, "the carrier got 200 (CANCEL) and 487 (INVITE)\n{reports}");
+    assert!(uas, "the PBX got the CANCEL and the ACK of its 487");
+    assert!(reports.contains("-> 180 Ringing -> cancelled") && reports.contains("outcome: cancelled"), "{reports}");
+}
+
 #[test]
 fn the_callee_hangs_up_and_the_caller_gets_the_bye() {
-    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
-    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
-    let mut uas = sipp(&["-sf", fixture("uas-hangs-up.xml").to_str().unwrap(), "-p", &uas_port.to_string(), "-m", "2"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", fixture("uac-callee-hangs-up.xml").to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2"])
-        .status()
-        .unwrap();
-    let reports = router.outcomes(2);
-    let uas_ok = uas.wait().unwrap();
-    assert!(uac.success(), "the carrier received the BYE and answered it\n{reports}");
-    assert!(uas_ok.success(), "the PBX got 200 for its BYE");
-    assert_eq!(reports.matches("hung up by the callee").count(), 2, "{reports}");
+    callee_hangs_up(Wire::Udp);
 }
 
 #[test]
 fn cancel_before_answer_reaches_the_pbx_and_the_caller_gets_487() {
-    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
-    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
-    let mut uas = sipp(&["-sf", fixture("uas-ring-until-cancel.xml").to_str().unwrap(), "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", fixture("uac-cancel.xml").to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"])
-        .status()
-        .unwrap();
-    let reports = router.outcomes(1);
-    let uas_ok = uas.wait().unwrap();
-    assert!(uac.success(), "the carrier got 200 (CANCEL) and 487 (INVITE)\n{reports}");
-    assert!(uas_ok.success(), "the PBX got the CANCEL and the ACK of its 487");
-    assert!(reports.contains("-> 180 Ringing -> cancelled") && reports.contains("outcome: cancelled"), "{reports}");
+    cancel_before_answer(Wire::Udp);
 }
 
 #[test]

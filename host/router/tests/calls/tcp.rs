@@ -47,50 +47,12 @@ fn calls_over_tcp_are_relayed_and_the_caller_hangs_up() {
 
 #[test]
 fn the_callee_hangs_up_over_tcp() {
-    let pbx = free_tcp_port();
-    let router = tcp_router(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)], "");
-    let mut uas = sipp(&["-sf", fixture("uas-hangs-up.xml").to_str().unwrap(), "-t", "t1", "-p", &pbx.to_string(), "-m", "2"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.tcp_port);
-    let uac = sipp(&[
-        "-sf",
-        fixture("uac-callee-hangs-up.xml").to_str().unwrap(),
-        "-t",
-        "t1",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &free_tcp_port().to_string(),
-        "-m",
-        "2",
-        "-r",
-        "2",
-    ])
-    .status()
-    .unwrap();
-    let reports = router.outcomes(2);
-    let uas_ok = uas.wait().unwrap();
-    assert!(uac.success(), "the carrier received the BYE over its TCP connection\n{reports}");
-    assert!(uas_ok.success(), "the PBX got 200 for its BYE");
-    assert_eq!(reports.matches("hung up by the callee").count(), 2, "{reports}");
+    super::callee_hangs_up(super::Wire::Tcp);
 }
 
 #[test]
 fn cancel_over_tcp_reaches_the_pbx_and_the_caller_gets_487() {
-    let pbx = free_tcp_port();
-    let router = tcp_router(&[(format!("sip:127.0.0.1:{pbx};transport=tcp"), 10)], "");
-    let mut uas = sipp(&["-sf", fixture("uas-ring-until-cancel.xml").to_str().unwrap(), "-t", "t1", "-p", &pbx.to_string(), "-m", "1"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.tcp_port);
-    let uac = sipp(&["-sf", fixture("uac-cancel.xml").to_str().unwrap(), "-t", "t1", &target, "-s", "+14155550100", "-p", &free_tcp_port().to_string(), "-m", "1"])
-        .status()
-        .unwrap();
-    let reports = router.outcomes(1);
-    let uas_ok = uas.wait().unwrap();
-    assert!(uac.success(), "the carrier got 200 (CANCEL) and 487 (INVITE)\n{reports}");
-    assert!(uas_ok.success(), "the PBX got the CANCEL and the ACK of its 487");
-    assert!(reports.contains("-> 180 Ringing -> cancelled") && reports.contains("outcome: cancelled"), "{reports}");
+    super::cancel_before_answer(super::Wire::Tcp);
 }
 
 #[test]
