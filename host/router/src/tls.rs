@@ -1,6 +1,6 @@
 //! TLS for SIP (`tls://` listeners and `;transport=tls` / `sips:` targets)
 //! with rustls: TLS 1.2 and 1.3 only, server certificates of targets
-//! verified against the Mozilla roots or a configured CA bundle.
+//! verified against the system's roots or a configured CA bundle.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     /// PEM private key of `cert`.
     pub key: Option<PathBuf>,
-    /// PEM CA bundle trusted for targets' certificates (else the Mozilla roots).
+    /// PEM CA bundle trusted for targets' certificates (else the system's roots).
     pub ca: Option<PathBuf>,
 }
 
@@ -68,7 +68,14 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
                 roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {
+            // The system's roots (/etc/ssl/certs and the like).
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!("no system root certificates found: TLS targets will fail verification unless sip.tls.ca is set");
+            }
+        }
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)

@@ -425,3 +425,23 @@ fn new_invites_over_the_per_source_rate_get_503_with_retry_after() {
     e.handle_datagram(t0 + Duration::from_secs(1), addr("127.0.0.1:5071"), third.as_bytes());
     assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying", "a token is back after a second");
 }
+
+#[test]
+fn twiml_dial_number_goes_through_the_trunks_termination_carrier() {
+    let config = format!(
+        "{}[trunk.termination]\ndomain = \"t.trunkline.test\"\ncarrier = \"pstn\"\nacl = [\"10.0.0.0/8\"]\n\
+         [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:5090\", \"sip:127.0.0.1:5091\"]\n",
+        CONFIG.replace("numbers = [\"+14155550100\"]", "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"")
+    );
+    let t0 = Instant::now();
+    let mut e = engine_with(&config);
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &trunkline_sip_core::transaction::response_to(&b1, 503, "Service Unavailable").to_bytes());
+    let b2 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes());
+    sent(&mut e);
+    let fetch = e.poll_fetch().unwrap();
+    e.handle_fetched(t0, fetch.token, Ok("<Response><Dial><Number>+14155550111</Number></Dial></Response>".into()));
+    let invites: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().filter(|o| o.1.starts_with("INVITE")).map(|o| (o.0, o.1)).collect();
+    assert_eq!(invites, [(addr("127.0.0.1:5090"), "INVITE sip:+14155550111@127.0.0.1:5090 SIP/2.0".to_string())], "the carrier's first gateway");
+}

@@ -114,8 +114,14 @@ impl Engine {
     /// fetch) or ends the call.
     pub(super) fn run_twiml(&mut self, now: Instant, id: u64) {
         loop {
-            let gateway = self.settings.disaster_recovery.pstn_gateway.clone();
             let Some(c) = self.calls.get_mut(&id) else { return };
+            // <Number> goes out through the trunk's termination carrier if it
+            // has one, else through the configured PSTN gateway.
+            let settings = &self.settings;
+            let number_gateways: Vec<String> = match settings.trunks[c.trunk].termination.as_ref() {
+                Some(t) => settings.carriers[t.carrier].gateways.iter().flat_map(|(_, uris)| uris.iter().cloned()).collect(),
+                None => settings.disaster_recovery.pstn_gateway.iter().cloned().collect(),
+            };
             let Some(run) = c.twiml.as_mut() else { return };
             run.step += 1;
             run.dial_timeout = None;
@@ -129,17 +135,19 @@ impl Engine {
                 Verb::Dial(d) => {
                     let mut queue = Vec::new();
                     for t in d.targets {
-                        let uri = match t {
-                            DialTarget::Sip(u) => u,
-                            DialTarget::Number(n) => match gateway.as_deref().and_then(|g| number_uri(g, &n)) {
-                                Some(u) => u,
-                                None => {
-                                    c.route.push(format!("TwiML <Dial><Number>{n}: skipped (no disaster_recovery.pstn_gateway configured)"));
-                                    continue;
+                        let uris = match t {
+                            DialTarget::Sip(u) => vec![u],
+                            DialTarget::Number(n) => {
+                                let uris: Vec<String> = number_gateways.iter().filter_map(|g| number_uri(g, &n)).collect();
+                                if uris.is_empty() {
+                                    c.route.push(format!(
+                                        "TwiML <Dial><Number>{n}: skipped (not E.164, or neither a termination carrier nor disaster_recovery.pstn_gateway)"
+                                    ));
                                 }
-                            },
+                                uris
+                            }
                         };
-                        queue.push(Target {
+                        queue.extend(uris.into_iter().map(|uri| Target {
                             transport: plugin_transport(trunkline_sip_core::Transport::of_uri(&uri).unwrap_or(trunkline_sip_core::Transport::Udp)),
                             uri,
                             priority: 0,
@@ -147,7 +155,7 @@ impl Engine {
                             enabled: true,
                             health: Health::Unknown,
                             group: None,
-                        });
+                        }));
                     }
                     if queue.is_empty() {
                         continue;

@@ -56,14 +56,20 @@ fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
          digest_algorithms = [\"MD5\"]\n{auth}\n",
         gws.join(", ")
     );
-    Router::launch_env(Setup { rest: &rest, ..Setup::default() }, password.map(|p| ("ACME_SIP_PASSWORD", p)))
+    let setup = Setup { listen: &["udp://127.0.0.1:0", "tcp://127.0.0.1:0"], rest: &rest, ..Setup::default() };
+    Router::launch_env(setup, password.map(|p| ("ACME_SIP_PASSWORD", p)))
 }
 
 fn run_customer(router: &Router, scenario: &Path, dialed: &str, extra_args: &[&str]) -> bool {
-    let target = format!("127.0.0.1:{}", router.port);
-    let port = free_udp_port().to_string();
+    run_customer_over(Wire::Udp, router, scenario, dialed, extra_args)
+}
+
+fn run_customer_over(wire: Wire, router: &Router, scenario: &Path, dialed: &str, extra_args: &[&str]) -> bool {
+    let target = format!("127.0.0.1:{}", if wire == Wire::Tcp { router.tcp_port } else { router.port });
+    let port = wire.free_port().to_string();
     let mut args = vec!["-sf", scenario.to_str().unwrap(), &target, "-s", dialed, "-p", &port, "-m", "1"];
     args.extend(extra_args);
+    args.extend(wire.sipp_args());
     sipp(&args).status().unwrap().success()
 }
 
@@ -85,6 +91,22 @@ fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_
     assert!(run_customer(&router, &wrong, "+12125550123", &["-au", "acme", "-ap", "not-the-password"]), "a wrong password gets 403 after the challenge");
     let unknown = customer(dir.path(), true, VERIFIED, 403, "");
     assert!(run_customer(&router, &unknown, "+12125550123", &["-au", "mallory", "-ap", "s3cret-pw"]), "an unknown user gets 403");
+}
+
+#[test]
+fn over_tcp_the_challenge_and_the_call_work_the_same() {
+    let gw = free_udp_port();
+    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]", Some("tcp-pw"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = customer(dir.path(), true, VERIFIED, 200, "");
+    assert!(run_customer_over(Wire::Tcp, &router, &ok, "+12125550123", &["-au", "acme", "-ap", "tcp-pw"]), "407 then 200 over TCP");
+    let reports = router.outcomes(1);
+    assert!(carrier.wait().unwrap().success(), "{reports}");
+    assert!(reports.contains("hung up by the caller"), "{reports}");
+    let unauthenticated = customer(dir.path(), false, VERIFIED, 407, "");
+    assert!(run_customer_over(Wire::Tcp, &router, &unauthenticated, "+12125550123", &[]), "no credentials: 407 (the ACL alone is not enough when both are configured)");
 }
 
 #[test]

@@ -68,6 +68,19 @@ fn read_sip(s: &mut impl Read) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
+/// A TLS connection to the router trusting the test CA, and its local address.
+fn tls_client(pki: &Pki, port: u16) -> (rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::net::SocketAddr) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    (rustls::StreamOwned::new(conn, tcp), local)
+}
+
 fn header<'a>(m: &'a str, name: &str) -> &'a str {
     m.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap_or_else(|| panic!("no {name} in\n{m}"))
 }
@@ -80,15 +93,7 @@ fn a_tls_caller_is_routed_and_tls_below_1_2_is_refused() {
     let mut uas = sipp(&["-sn", "uas", "-p", &pbx.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
-    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", router.tls_port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let local = tcp.local_addr().unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let (mut tls, local) = tls_client(&pki, router.tls_port);
     let headers = |method: &str, cseq: u32, to_tag: &str, branch: &str| {
         format!(
             "{method} sip:+14155550100@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\n\
@@ -186,4 +191,81 @@ fn origination_over_tls_verifies_the_pbx_certificate() {
     let seen = pbx_thread.join().unwrap();
     assert!(seen[0].starts_with("INVITE sip:+14155550100@127.0.0.1:") && seen[0].contains("Via: SIP/2.0/TLS "), "{}", seen[0]);
     assert!(seen[1].starts_with("ACK ") && seen[2].starts_with("BYE "), "{seen:?}");
+}
+
+#[test]
+fn termination_over_tls_with_a_sha256_digest() {
+    use trunkline_sip_core::digest::{Algorithm, DigestResponse};
+    let pki = pki();
+    let gw = free_udp_port();
+    let d = pki.dir.path().display();
+    let sip = format!("tls = {{ cert = \"{d}/server.pem\", key = \"{d}/server.key\" }}");
+    let rest = format!(
+        "[[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:{gw}\"]\n\
+         [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\n\
+         [trunk.termination]\ndomain = \"acme-prod.trunkline.test\"\ncarrier = \"pstn\"\n\
+         credentials = [{{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }}]\n"
+    );
+    let setup = Setup { listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"], sip: &sip, rest: &rest, ..Setup::default() };
+    let router = Router::launch_env(setup, Some(("ACME_SIP_PASSWORD", "tls-s3cret")));
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (mut tls, local) = tls_client(&pki, router.tls_port);
+    let uri = "sip:+12125550123@acme-prod.trunkline.test";
+    let request = |method: &str, cseq: u32, to_tag: &str, branch: &str, auth: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:+14155550100@acme-prod.trunkline.test>;tag=pbx\r\nTo: <{uri}>{to_tag}\r\nCall-ID: tls-term-1\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:pbx@{local};transport=tls>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    tls.write_all(request("INVITE", 1, "", "t1", "").as_bytes()).unwrap();
+    let challenge = read_sip(&mut tls);
+    assert!(challenge.starts_with("SIP/2.0 407 Proxy Authentication Required"), "{challenge}");
+    let first = header(&challenge, "Proxy-Authenticate");
+    assert!(first.contains("algorithm=SHA-256"), "SHA-256 offered first: {first}");
+    let nonce = first.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let tag407 = header(&challenge, "To").split(";tag=").nth(1).unwrap().to_owned();
+    tls.write_all(request("ACK", 1, &format!(";tag={tag407}"), "t1", "").as_bytes()).unwrap();
+
+    let mut d = DigestResponse {
+        username: "acme".into(),
+        realm: "acme-prod.trunkline.test".into(),
+        nonce: nonce.clone(),
+        uri: uri.into(),
+        response: String::new(),
+        algorithm: Algorithm::Sha256,
+        cnonce: "0a4f113b".into(),
+        nc: 1,
+        nc_text: "00000001".into(),
+    };
+    d.response = d.expected("tls-s3cret", "INVITE");
+    let auth = format!(
+        "Proxy-Authorization: Digest username=\"acme\", realm=\"acme-prod.trunkline.test\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{}\"\r\n",
+        d.response
+    );
+    tls.write_all(request("INVITE", 2, "", "t2", &auth).as_bytes()).unwrap();
+    let ok = loop {
+        let m = read_sip(&mut tls);
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+        assert!(m.starts_with("SIP/2.0 1"), "{m}");
+    };
+    let tag = header(&ok, "To").split(";tag=").nth(1).unwrap().to_owned();
+    tls.write_all(request("ACK", 2, &format!(";tag={tag}"), "t3", "").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    tls.write_all(request("BYE", 3, &format!(";tag={tag}"), "t4", "").as_bytes()).unwrap();
+    assert!(read_sip(&mut tls).starts_with("SIP/2.0 200"));
+    let reports = router.outcomes(1);
+    assert!(carrier.wait().unwrap().success(), "{reports}");
+    assert!(reports.contains(&format!("INVITE sip:+12125550123@127.0.0.1:{gw} -> 180 Ringing -> 200 OK")), "{reports}");
+
+    // The same credentials replayed on a new call: challenged again, stale=true.
+    let replay = request("INVITE", 1, "", "t5", &auth).replace("tls-term-1", "tls-term-2");
+    tls.write_all(replay.as_bytes()).unwrap();
+    let again = read_sip(&mut tls);
+    assert!(again.starts_with("SIP/2.0 407") && header(&again, "Proxy-Authenticate").ends_with("stale=true"), "{again}");
 }
