@@ -226,16 +226,20 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
                 (Outcome::Rejected, r.code, None)
             }
             Fallback::TwimlUrl(u) => {
-                route.push(format!("disaster recovery: fetch TwiML from {u}"));
+                route.push(format!("disaster recovery: TwiML from {u} (simulate does not fetch it; `trunkline run` fetches and executes it)"));
                 (Outcome::Failed, last.map(|l| l.status).unwrap_or(503), None)
             }
             Fallback::TwimlDocument(d) => {
-                route.push(format!("disaster recovery: inline TwiML {}", d.replace('\n', " ")));
+                let verbs = match crate::twiml::parse(&d) {
+                    Ok(v) => format!("{v:?}"),
+                    Err(e) => format!("not executable: {e}"),
+                };
+                route.push(format!("disaster recovery: inline TwiML {verbs} (executed by `trunkline run`, not by simulate)"));
                 (Outcome::Failed, last.map(|l| l.status).unwrap_or(503), None)
             }
             Fallback::Default => {
                 if let Some(u) = &trunk.disaster_recovery_url {
-                    route.push(format!("disaster recovery: fetch TwiML from {u}"));
+                    route.push(format!("disaster recovery: TwiML from {u} (simulate does not fetch it; `trunkline run` fetches and executes it)"));
                 }
                 (Outcome::Failed, last.map(|l| l.status).unwrap_or(480), None)
             }
