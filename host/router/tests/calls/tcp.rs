@@ -77,3 +77,21 @@ fn udp_in_tcp_out_and_a_refused_connection_fails_over_at_once() {
     assert!(!reports.contains("no response in"), "the refused connection did not wait for the silence timer\n{reports}");
     assert_eq!(reports.matches(&format!("127.0.0.1:{pbx};transport=tcp -> 180 Ringing -> 200 OK")).count(), 2, "{reports}");
 }
+
+#[test]
+fn an_idle_tcp_connection_is_closed_and_keepalives_are_answered() {
+    use std::io::{Read, Write};
+    let router = tcp_router(&[(format!("sip:127.0.0.1:{};transport=tcp", free_tcp_port()), 10)], "failover_timeout_ms = 300\ntcp_idle_timeout_ms = 1000");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", router.tcp_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // RFC 5626 keep-alive: a CRLFCRLF ping gets a CRLF pong.
+    conn.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    conn.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    // Then silence: the router closes the connection (read returns 0) well
+    // within the 30 s read timeout.
+    let mut rest = [0u8; 16];
+    let n = conn.read(&mut rest).expect("the router closes the idle connection");
+    assert_eq!(n, 0, "closed, not written to");
+}
