@@ -127,6 +127,18 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     for t in &settings.trunks {
         let chain: Vec<&str> = t.chain.entries.iter().map(|e| e.plugin.as_str()).collect();
         println!("  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}", t.name, t.id, t.numbers, t.origination.len(), chain);
+        if let Some(term) = &t.termination {
+            let carrier = &settings.carriers[term.carrier];
+            let addresses: usize = carrier.gateways.iter().map(|(_, uris)| uris.len()).sum();
+            let auth: Vec<&str> = [(!term.acl.is_empty()).then_some("acl"), (!term.credentials.is_empty()).then_some("digest")].into_iter().flatten().collect();
+            println!(
+                "    termination {} -> carrier {} ({} gateway address(es)), auth: {}",
+                term.domain,
+                carrier.name,
+                addresses,
+                auth.join(" + ")
+            );
+        }
     }
     Ok(())
 }
