@@ -39,12 +39,15 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding tls://{addr}"))?),
         None => None,
     };
-    let acceptor = match &tls_listener {
-        Some(_) => Some(TlsAcceptor::from(crate::tls::server_config(&settings.tls).map_err(anyhow::Error::msg)?)),
+    // TLS targets need a tls:// listener (for their in-dialog requests), so
+    // without one there is nothing to accept or dial: no certificates read.
+    let tls = match &tls_listener {
+        Some(_) => Some(TlsContext {
+            acceptor: TlsAcceptor::from(crate::tls::server_config(&settings.tls).map_err(anyhow::Error::msg)?),
+            connector: TlsConnector::from(crate::tls::client_config(&settings.tls).map_err(anyhow::Error::msg)?),
+        }),
         None => None,
     };
-    let connector = TlsConnector::from(crate::tls::client_config(&settings.tls).map_err(anyhow::Error::msg)?);
-    let tls = Some(TlsContext { acceptor, connector });
     let locals = Locals {
         udp: udp.as_ref().map(UdpSocket::local_addr).transpose()?,
         tcp: tcp.as_ref().map(TcpListener::local_addr).transpose()?,

@@ -45,11 +45,11 @@ struct Conn {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
-/// TLS for stream connections: accepting on `tls://` listeners and
+/// TLS for stream connections (only with a `tls://` listener): accepting on it and
 /// connecting to `;transport=tls` targets.
 #[derive(Clone)]
 pub struct TlsContext {
-    pub acceptor: Option<TlsAcceptor>,
+    pub acceptor: TlsAcceptor,
     pub connector: TlsConnector,
 }
 
@@ -104,36 +104,24 @@ impl Streams {
         let _ = self.conns[&to].tx.send(bytes);
         let (events, limits) = (self.events.clone(), self.limits);
         tokio::spawn(async move {
-            let connected = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(to.addr)).await;
-            match connected {
-                Ok(Ok(stream)) => {
+            match within(limits.connect_timeout, TcpStream::connect(to.addr)).await {
+                Err(why) => {
+                    tracing::info!(peer = %to, "cannot connect: {why}");
+                    let _ = events.send(StreamEvent::Failed(to)).await;
+                }
+                Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     match connector {
                         None => run(stream, to, rx, &events, limits.idle).await,
-                        Some(c) => {
-                            // Targets are IP addresses (no DNS yet): their certificate must name the IP.
-                            let name = ServerName::IpAddress(to.addr.ip().into());
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, c.connect(name, stream)).await {
-                                Ok(Ok(tls)) => run(tls, to, rx, &events, limits.idle).await,
-                                Ok(Err(e)) => {
-                                    tracing::warn!(peer = %to, "TLS handshake failed: {e}");
-                                    let _ = events.send(StreamEvent::Failed(to)).await;
-                                }
-                                Err(_) => {
-                                    tracing::warn!(peer = %to, "TLS handshake timed out");
-                                    let _ = events.send(StreamEvent::Failed(to)).await;
-                                }
+                        // Targets are IP addresses (no DNS yet): their certificate must name the IP.
+                        Some(c) => match within(HANDSHAKE_TIMEOUT, c.connect(ServerName::IpAddress(to.addr.ip().into()), stream)).await {
+                            Ok(tls) => run(tls, to, rx, &events, limits.idle).await,
+                            Err(why) => {
+                                tracing::warn!(peer = %to, "TLS handshake failed: {why}");
+                                let _ = events.send(StreamEvent::Failed(to)).await;
                             }
-                        }
+                        },
                     }
-                }
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %to, "cannot connect: {e}");
-                    let _ = events.send(StreamEvent::Failed(to)).await;
-                }
-                Err(_) => {
-                    tracing::info!(peer = %to, "cannot connect: timed out");
-                    let _ = events.send(StreamEvent::Failed(to)).await;
                 }
             }
             let _ = events.send(StreamEvent::Closed { peer: to, id }).await;
@@ -149,7 +137,7 @@ impl Streams {
             return;
         }
         let acceptor = match (peer.transport, &self.tls) {
-            (Transport::Tls, Some(TlsContext { acceptor: Some(a), .. })) => Some(a.clone()),
+            (Transport::Tls, Some(tls)) => Some(tls.acceptor.clone()),
             (Transport::Tls, _) => return,
             _ => None,
         };
@@ -159,11 +147,10 @@ impl Streams {
         tokio::spawn(async move {
             match acceptor {
                 None => run(stream, peer, rx, &events, idle).await,
-                Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                    Ok(Ok(tls)) => run(tls, peer, rx, &events, idle).await,
+                Some(a) => match within(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
+                    Ok(tls) => run(tls, peer, rx, &events, idle).await,
                     // Old protocol versions, bad certificates, port scans: one line each.
-                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake refused: {e}"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    Err(why) => tracing::info!(%peer, "TLS handshake refused: {why}"),
                 },
             }
             let _ = events.send(StreamEvent::Closed { peer, id }).await;
@@ -184,6 +171,14 @@ impl Streams {
         let id = self.next_id;
         self.conns.insert(peer, Conn { id, tx });
         (id, rx)
+    }
+}
+
+/// `fut` within `limit`: its error, or the timeout, as text.
+async fn within<T, E: std::fmt::Display>(limit: Duration, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
     }
 }
 
