@@ -2,6 +2,7 @@
 //! which order, and when to fail over. Pure functions; randomness is passed in.
 
 use trunkline_plugin_host::types::{Health, Target, Transport};
+use trunkline_sip_core::Transport as SipTransport;
 
 use crate::config::Origination;
 
@@ -30,16 +31,25 @@ pub fn candidates(origination: &[Origination]) -> Vec<Target> {
         .collect()
 }
 
-/// `;transport=` of a URI; `sips:` means TLS; default UDP.
+/// The transport a URI asks for (`sips:` or `;transport=`), as plugins see
+/// it; UDP when it names none (or one we do not know).
 pub fn transport_of(uri: &str) -> Transport {
-    let lower = uri.to_ascii_lowercase();
-    if lower.starts_with("sips:") || lower.contains(";transport=tls") {
-        Transport::Tls
-    } else if lower.contains(";transport=tcp") {
-        Transport::Tcp
-    } else {
-        Transport::Udp
+    plugin_transport(SipTransport::of_uri(uri).unwrap_or(SipTransport::Udp))
+}
+
+/// The plugin API's name for a transport.
+pub fn plugin_transport(t: SipTransport) -> Transport {
+    match t {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
     }
+}
+
+/// A target with nothing but a URI and a priority: weight 1, enabled,
+/// health unknown (redirects, TwiML `<Dial>` nouns, carrier gateways).
+pub fn target(uri: String, priority: u16) -> Target {
+    Target { transport: transport_of(&uri), uri, priority, weight: 1, enabled: true, health: Health::Unknown, group: None }
 }
 
 /// The reference order: enabled targets by ascending priority; within one

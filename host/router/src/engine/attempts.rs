@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use trunkline_plugin_host::chain::DialOutcome;
-use trunkline_plugin_host::types::{Fallback, Header, Outcome, RedirectDecision, Target};
+use trunkline_plugin_host::types::{Fallback, Header, Outcome, RedirectDecision};
 use trunkline_sip_core::dialog::Dialog;
 use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, TransactionKey};
@@ -14,7 +14,7 @@ use trunkline_sip_core::Transport as SipTransport;
 
 use super::build::{self, relay_response, uri_peer, OutgoingInvite};
 use super::call::{Leg, Phase};
-use super::{cancel_for, plugin_transport, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
+use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
 
@@ -194,16 +194,7 @@ impl Engine {
             match follow {
                 Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
                     c.redirects += 1;
-                    let template = Target {
-                        priority: 0,
-                        weight: 1,
-                        enabled: true,
-                        transport: plugin_transport(SipTransport::of_uri(&u).unwrap_or(SipTransport::Udp)),
-                        uri: u,
-                        health: trunkline_plugin_host::types::Health::Unknown,
-                        group: None,
-                    };
-                    c.queue.insert(0, template);
+                    c.queue.insert(0, routing::target(u, 0));
                 }
                 Some(u) => c.route.push(format!("redirect to {u} refused (our own domain or too many redirects)")),
                 None => {}

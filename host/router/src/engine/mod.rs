@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use trunkline_plugin_host::chain::InviteOutcome;
-use trunkline_plugin_host::types::{Direction, HangupBy, Outcome, Summary, Transport};
+use trunkline_plugin_host::types::{Direction, HangupBy, Outcome, Summary};
 use trunkline_plugin_host::Runtime;
-use trunkline_sip_core::{Peer, Transport as SipTransport};
+use trunkline_sip_core::Peer;
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::{
     response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit,
@@ -329,7 +329,7 @@ impl Engine {
             trunk_id: &trunk.id,
             trunk_name: &trunk.name,
             source_address: from.addr.to_string(),
-            transport: plugin_transport(from.transport),
+            transport: routing::plugin_transport(from.transport),
         };
         let (mut call, mut request) = match call_from_invite(&m, &origin) {
             Ok(v) => v,
@@ -429,15 +429,6 @@ impl Engine {
             hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
             outcome,
         });
-    }
-}
-
-/// The plugin API's name for a transport.
-fn plugin_transport(t: SipTransport) -> Transport {
-    match t {
-        SipTransport::Udp => Transport::Udp,
-        SipTransport::Tcp => Transport::Tcp,
-        SipTransport::Tls => Transport::Tls,
     }
 }
 

@@ -5,14 +5,15 @@
 
 use std::time::Instant;
 
-use trunkline_plugin_host::types::{Health, Target};
+use trunkline_plugin_host::types::Target;
 use trunkline_sip_core::digest::{self, DigestResponse, NonceState};
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::TransactionKey;
 use trunkline_sip_core::{Peer, E164};
 
 use super::build::relay_response;
-use super::{plugin_transport, Engine};
+use super::Engine;
+use crate::routing;
 use crate::config::{Carrier, Termination, Trunk};
 use crate::sipcall::party;
 
@@ -158,14 +159,6 @@ pub(super) fn carrier_targets(carrier: &Carrier) -> Vec<Target> {
         .iter()
         .flat_map(|(_, uris)| uris.iter())
         .enumerate()
-        .map(|(i, uri)| Target {
-            uri: uri.clone(),
-            priority: i as u16,
-            weight: 1,
-            enabled: true,
-            transport: plugin_transport(trunkline_sip_core::Transport::of_uri(uri).unwrap_or(trunkline_sip_core::Transport::Udp)),
-            health: Health::Unknown,
-            group: None,
-        })
+        .map(|(i, uri)| routing::target(uri.clone(), i as u16))
         .collect()
 }

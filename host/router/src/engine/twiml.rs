@@ -12,9 +12,10 @@ use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use trunkline_plugin_host::types::{Health, Outcome, Target};
+use trunkline_plugin_host::types::Outcome;
 
-use super::{plugin_transport, Engine, Timer};
+use super::{Engine, Timer};
+use crate::routing;
 use crate::twiml::fetch::HttpUrl;
 use crate::twiml::{self, DialTarget, Verb};
 
@@ -147,15 +148,7 @@ impl Engine {
                                 uris
                             }
                         };
-                        queue.extend(uris.into_iter().map(|uri| Target {
-                            transport: plugin_transport(trunkline_sip_core::Transport::of_uri(&uri).unwrap_or(trunkline_sip_core::Transport::Udp)),
-                            uri,
-                            priority: 0,
-                            weight: 1,
-                            enabled: true,
-                            health: Health::Unknown,
-                            group: None,
-                        }));
+                        queue.extend(uris.into_iter().map(|uri| routing::target(uri, 0)));
                     }
                     if queue.is_empty() {
                         continue;
