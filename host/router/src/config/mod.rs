@@ -636,7 +636,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             Some(raw) => {
                 let term = termination::termination(cx, &tk, raw, &carriers, base)?;
                 if let Some(other) = trunks.iter().find(|x: &&Trunk| x.termination.as_ref().is_some_and(|o| o.domain == term.domain)) {
-                    return Err(cx.err(raw_domain_span(raw), format!("{tk}.termination.domain"), format!("already the termination domain of trunk `{}`", other.name)));
+                    return Err(cx.err(raw.domain_span(), format!("{tk}.termination.domain"), format!("already the termination domain of trunk `{}`", other.name)));
                 }
                 Some(term)
             }
@@ -745,8 +745,4 @@ impl Settings {
     pub fn trunk_for_number(&self, number: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.numbers.iter().any(|n| n == number))
     }
-}
-
-fn raw_domain_span(raw: &termination::RawTermination) -> Range<usize> {
-    raw.domain_span()
 }

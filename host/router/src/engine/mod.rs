@@ -210,13 +210,20 @@ impl Engine {
     }
 
     fn respond(&mut self, now: Instant, key: &TransactionKey, request: &Message, code: u16, reason_phrase: &str) {
+        let r = self.tagged_response(request, code, reason_phrase);
+        self.layer.send_response(now, key, r);
+    }
+
+    /// Our response to `request`, with a To tag unless it is a 100 or the
+    /// request had one.
+    fn tagged_response(&mut self, request: &Message, code: u16, reason_phrase: &str) -> Message {
         let mut r = response_to(request, code, reason_phrase);
         if code > 100 {
             for h in r.headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("To") && !h.value.contains(";tag=")) {
                 h.value = format!("{};tag={}", h.value, self.ids.next());
             }
         }
-        self.layer.send_response(now, key, r);
+        r
     }
 
     fn on_request(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {

@@ -11,7 +11,6 @@ use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::TransactionKey;
 use trunkline_sip_core::{Peer, E164};
 
-use super::build::relay_response;
 use super::Engine;
 use crate::routing;
 use crate::config::{Carrier, Termination, Trunk};
@@ -39,19 +38,19 @@ impl Engine {
         let call_id = m.header("Call-ID").unwrap_or_default();
         if !term.acl.is_empty() && !term.acl.iter().any(|c| c.contains(from.addr.ip())) {
             tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: source address not in the trunk's ACL");
-            self.reject(now, key, m, from, 403, "Forbidden (source address not allowed)");
+            self.respond(now, key, m, 403, "Forbidden (source address not allowed)");
             return false;
         }
         if !term.credentials.is_empty() {
             match self.check_digest(now, m, term) {
                 Auth::Ok => {}
                 Auth::Challenge { stale } => {
-                    self.challenge(now, key, m, from, term, stale);
+                    self.challenge(now, key, m, term, stale);
                     return false;
                 }
                 Auth::Forbidden(why) => {
                     tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: {why}");
-                    self.reject(now, key, m, from, 403, &format!("Forbidden ({why})"));
+                    self.respond(now, key, m, 403, &format!("Forbidden ({why})"));
                     return false;
                 }
             }
@@ -60,23 +59,16 @@ impl Engine {
             let code = if why.starts_with("caller ID") { 403 } else { 400 };
             let reason = if code == 403 { format!("Forbidden ({why})") } else { format!("Bad Request ({why})") };
             tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: {why}");
-            self.reject(now, key, m, from, code, &reason);
+            self.respond(now, key, m, code, &reason);
             return false;
         }
         true
     }
 
-    fn reject(&mut self, now: Instant, key: &TransactionKey, m: &Message, from: Peer, code: u16, reason: &str) {
-        let tag = self.ids.next();
-        let r = relay_response(m, code, reason, &tag, (&self.locals, from.transport), None);
-        self.layer.send_response(now, key, r);
-    }
-
-    fn challenge(&mut self, now: Instant, key: &TransactionKey, m: &Message, from: Peer, term: &Termination, stale: bool) {
+    fn challenge(&mut self, now: Instant, key: &TransactionKey, m: &Message, term: &Termination, stale: bool) {
         let secs = self.clock_secs(now);
         let nonce = self.nonces.mint(&term.domain, secs);
-        let tag = self.ids.next();
-        let mut r = relay_response(m, 407, "Proxy Authentication Required", &tag, (&self.locals, from.transport), None);
+        let mut r = self.tagged_response(m, 407, "Proxy Authentication Required");
         // RFC 7616 §3.7: the preferred algorithm first.
         for &alg in &term.digest_algorithms {
             r.headers.push(SipHeader { name: "Proxy-Authenticate".into(), value: digest::challenge(&term.domain, &nonce, alg, stale) });

@@ -108,7 +108,6 @@ impl Engine {
         ];
         c.route.push(format!("disaster recovery: POST {url}"));
         self.fetches.push_back(FetchRequest { token: id, url, params, timeout });
-        let _ = now;
     }
 
     /// Execute the call's next verbs until one waits (a Dial, a Pause, a
