@@ -50,7 +50,8 @@ pub(crate) struct Relay {
 /// Methods relayed inside a dialog (BYE, ACK and CANCEL have their own paths).
 const RELAYED: [&str; 8] = ["INVITE", "UPDATE", "INFO", "OPTIONS", "MESSAGE", "NOTIFY", "SUBSCRIBE", "PRACK"];
 
-fn seq_of(m: &Message) -> u32 {
+/// The CSeq number of a message (0 if it has none).
+pub(super) fn seq_of(m: &Message) -> u32 {
     m.header("CSeq").and_then(CSeq::parse).map(|c| c.seq).unwrap_or(0)
 }
 
@@ -111,8 +112,8 @@ impl Engine {
         if !in_order {
             return self.respond(now, &key, &m, 500, "Server Internal Error (CSeq out of order)");
         }
-        let pending_invite = self.relays.values().any(|r| r.call == id && r.request.method() == Some("INVITE") && r.ack.is_none() && !r.answered);
-        if method == "INVITE" && pending_invite {
+        let pending_invite = |r: &Relay| r.call == id && r.request.method() == Some("INVITE") && r.ack.is_none() && !r.answered;
+        if method == "INVITE" && self.relays.values().any(pending_invite) {
             return self.respond(now, &key, &m, 491, "Request Pending");
         }
         let max_forwards = match m.header("Max-Forwards").map(str::parse::<u32>) {
@@ -152,9 +153,9 @@ impl Engine {
         self.relays.insert(tx, Relay { call: id, server_tx: key, from: side, request: m, requester: from, sent_seq, answered: false, ack: None });
     }
 
-    /// A response (or failure) for a relayed request. False if `key` is not a relay.
-    pub(super) fn on_relay_event(&mut self, now: Instant, key: &TransactionKey, event: ClientEvent) -> bool {
-        let Some(relay) = self.relays.get_mut(key) else { return false };
+    /// A response (or failure) for the relayed request `key`.
+    pub(super) fn on_relay_event(&mut self, now: Instant, key: &TransactionKey, event: ClientEvent) {
+        let Some(relay) = self.relays.get_mut(key) else { return };
         let (status, response) = match event {
             ClientEvent::Provisional(r) => (status_of(&r), Some(r)),
             ClientEvent::Final(r) => (status_of(&r), Some(r)),
@@ -162,7 +163,7 @@ impl Engine {
             ClientEvent::TransportError => (503, None),
         };
         if status == 100 {
-            return true;
+            return;
         }
         let is_invite = relay.request.method() == Some("INVITE");
         if relay.answered {
@@ -177,7 +178,7 @@ impl Engine {
                     self.layer.send_stateless(relay.requester, &out);
                 }
             }
-            return true;
+            return;
         }
         let out = match &response {
             Some(r) => self.relayed_response(key, r, status),
@@ -205,17 +206,12 @@ impl Engine {
         if status >= 200 && !(is_invite && (200..300).contains(&status)) {
             self.relays.remove(key); // done; a 2xx to INVITE waits for the ACK
         }
-        true
     }
 
     /// The requester's response, built from the answerer's.
     fn relayed_response(&self, key: &TransactionKey, r: &Message, status: u16) -> Message {
         let relay = &self.relays[key];
-        let reason = match &r.start {
-            trunkline_sip_core::StartLine::Response { reason, .. } => reason.clone(),
-            _ => String::new(),
-        };
-        let mut out = response_to(&relay.request, status, &reason);
+        let mut out = response_to(&relay.request, status, &super::reason_of(r));
         let refresh = matches!(relay.request.method(), Some("INVITE" | "UPDATE" | "SUBSCRIBE"));
         if refresh && (101..300).contains(&status) {
             out.headers.push(SipHeader { name: "Contact".into(), value: build::contact(&self.locals, relay.requester.transport) });

@@ -13,6 +13,7 @@ use trunkline_sip_core::{Peer, Transport as SipTransport};
 
 use super::build::{self, relay_response, uri_peer};
 use super::call::Phase;
+use super::in_dialog::seq_of;
 use super::{cancel_for, Engine, Timer};
 
 impl Engine {
@@ -58,11 +59,9 @@ impl Engine {
             return; // a request without an RFC 3261 branch: not served
         }
         let call_id = m.header("Call-ID").unwrap_or_default();
-        let seq = m.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
         if let Some(&id) = self.by_a_call_id.get(call_id) {
             let Some(c) = self.calls.get_mut(&id) else { return };
-            let initial = c.a_invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map(|c| c.seq);
-            if seq == initial {
+            if seq_of(&m) == seq_of(&c.a_invite) {
                 c.a_acked = true;
                 return;
             }
