@@ -9,7 +9,8 @@
 # 2. the Kamailio kit (../shared/bench/kamailio/cps.sh MODE RATE CALLS).
 # 3. the ratio of CPU per successful call, trunkline / Kamailio, and whether
 #    each had zero failed calls.
-# PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone).
+# PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone);
+# PREWARM=N sets [plugins] prewarm (instances prepared ahead; 0: none).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46080 must be free.
 set -u
@@ -38,6 +39,7 @@ domains = ["trunkline.test"]
 dir = "plugins"
 watch = false
 max_live_instances = 4000
+prewarm = ${PREWARM:-8}
 [[trunk]]
 name = "bench"
 numbers = ["+14155550100"]

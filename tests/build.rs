@@ -25,7 +25,7 @@ fn main() {
     let root = here.parent().unwrap().to_path_buf();
     let first_party = crates_in(&root.join("plugins"));
     let test_plugins = crates_in(&here.join("test-plugins"));
-    for dir in ["wit", "sdk/src", "sdk/Cargo.toml", "Cargo.toml", "plugins", "tests/test-plugins"] {
+    for dir in ["wit", "sdk/src", "sdk/macros", "sdk/Cargo.toml", "Cargo.toml", "plugins", "tests/test-plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     for c in &first_party {

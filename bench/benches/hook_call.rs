@@ -87,6 +87,22 @@ fn bench(c: &mut Criterion) {
             .collect();
         percentiles(&format!("on-invite, fresh instance, {plugin}"), samples);
     }
+    // The call path when the warmer keeps up: wait (unmeasured) until an
+    // instance prepared ahead is ready, then time the hook call.
+    for plugin in ["e164-guard", "defaults"] {
+        let f = one(plugin);
+        let samples = (0..20_000)
+            .map(|_| {
+                while rt.ready_instances(plugin, &Limits::default()) == 0 {
+                    std::thread::yield_now();
+                }
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        percentiles(&format!("on-invite, instance prepared ahead, {plugin}"), samples);
+    }
     // One on-invite through `ch` per sample, with a fresh session each time.
     let sessions = |label: &str, ch: &trunkline_plugin_host::Chain, c0: &trunkline_plugin_host::types::Call, r0: &trunkline_plugin_host::types::Request, n: usize| {
         let samples = (0..n)

@@ -2,16 +2,17 @@
 //!
 //! Write Trunkline policy plugins in plain Rust. A plugin is a type that
 //! implements [`Policy`] (every hook has a default: "continue, change
-//! nothing") and is exported with [`export_policy!`]. Build it for
-//! `wasm32-wasip2` and drop the `.wasm` file into the router's plugins
-//! directory.
+//! nothing"), exported by putting [`#[policy]`](macro@policy) on the impl.
+//! Build it for `wasm32-wasip2` and drop the `.wasm` file into the router's
+//! plugins directory.
 //!
 //! ```no_run
-//! use trunkline_sdk::{export_policy, Call, Decision, InviteDecision, Policy, Request};
+//! use trunkline_sdk::{policy, Call, Decision, InviteDecision, Policy, Request};
 //!
 //! #[derive(Default)]
 //! struct BlockAnonymous;
 //!
+//! #[policy]
 //! impl Policy for BlockAnonymous {
 //!     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
 //!         if call.from.user.is_none() {
@@ -20,8 +21,6 @@
 //!         Decision::proceed()
 //!     }
 //! }
-//!
-//! export_policy!(BlockAnonymous);
 //! ```
 //!
 //! The same code compiles for the host target, where the host capabilities
@@ -58,13 +57,54 @@ pub use policy::Policy;
 
 #[doc(inline)]
 pub use wit::exports::trunkline::policy::hooks::{
-    DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,
+    DialDecision, Fallback, HookSet, InviteDecision, RedirectDecision, Selection,
 };
+
+/// Export a [`Policy`] impl as the plugin's hooks.
+///
+/// Put it on the `impl Policy for YourType` block. The plugin then tells the
+/// host which hooks that block defines, and the host calls only those: a
+/// hook left to its default costs a call nothing, not even an instance.
+/// The type must implement [`Default`]; a value is created for each hook
+/// call (instances are per call, so keep state in call variables or
+/// [`kv`], not in the struct).
+///
+/// ```no_run
+/// use trunkline_sdk::{policy, Call, Decision, Policy, Request, InviteDecision};
+/// #[derive(Default)]
+/// struct Noop;
+/// #[policy]
+/// impl Policy for Noop {
+///     fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
+///         Decision::proceed()
+///     }
+/// }
+/// ```
+pub use trunkline_sdk_macros::policy;
 #[doc(inline)]
 pub use wit::trunkline::policy::types::{
     Call, Direction, HangupBy, Header, HeaderEdit, Health, InviteEdits, Outcome, Party, Reject,
     Request, Response, Summary, Target, Transport, Variable,
 };
+
+/// Every hook (what [`export_policy!`] declares).
+#[doc(hidden)]
+pub fn __all_hooks() -> HookSet {
+    HookSet::ON_INVITE
+        | HookSet::SELECT_URI
+        | HookSet::ON_REDIRECT
+        | HookSet::PRE_DIAL
+        | HookSet::ON_FAILURE
+        | HookSet::ON_CALL_END
+}
+
+/// Run once per instance by `init`, before any hook and off the call path:
+/// the start-up a first hook call would otherwise pay (the allocator's first
+/// use grows the heap).
+#[doc(hidden)]
+pub fn __start_up() {
+    std::hint::black_box(Vec::<u8>::with_capacity(256));
+}
 
 /// Generated bindings for `wit/`. Plugin authors never need this module.
 #[doc(hidden)]
@@ -81,11 +121,12 @@ pub mod wit {
     });
 }
 
-/// Export a [`Policy`] implementation as the plugin's hooks.
+/// Export a [`Policy`] implementation as the plugin's hooks, all of them.
 ///
-/// The type must implement [`Policy`] and [`Default`]; a value is created for
-/// each hook call (instances are per call, so keep state in call variables or
-/// [`kv`], not in the struct).
+/// Prefer [`#[policy]`](macro@policy) on the impl, which exports only the
+/// hooks the impl defines. This macro is for a type whose impl is written
+/// elsewhere (e.g. by another macro): the host then calls every hook, and
+/// the ones not overridden return their default.
 ///
 /// ```no_run
 /// #[derive(Default)]
@@ -96,11 +137,18 @@ pub mod wit {
 #[macro_export]
 macro_rules! export_policy {
     ($ty:ty) => {
+        $crate::export_policy!(@hooks $ty, $crate::__all_hooks());
+    };
+    (@hooks $ty:ty, $hooks:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::wit::exports::trunkline::policy::hooks as __hooks;
             struct __TrunklineExport;
             impl __hooks::Guest for __TrunklineExport {
+                fn init() -> __hooks::HookSet {
+                    $crate::__start_up();
+                    $hooks
+                }
                 fn on_invite(call: $crate::Call, request: $crate::Request) -> __hooks::InviteDecision {
                     $crate::Policy::on_invite(&<$ty as Default>::default(), &call, &request)
                 }

@@ -213,3 +213,73 @@ fn instances_are_per_call_and_kv_is_per_account() {
         assert_eq!(var(&c, "invites-r"), Some(n.to_string().as_str()), "kv counts per account ({account})");
     }
 }
+
+#[test]
+fn hooks_a_plugin_does_not_define_are_not_called_and_cost_no_instance() {
+    let f = fixture(&[(wasm::TP_VERSION_A, "versioned"), (wasm::TP_DEFAULTS, "defaults")]);
+    // `#[policy]` on an impl that defines only on_invite; `export_policy!` declares every hook.
+    assert_eq!(f.rt.plugin("versioned").unwrap().hook_names(), ["on-invite"]);
+    assert_eq!(f.rt.plugin("defaults").unwrap().hook_names().len(), 6);
+
+    let limits = trunkline_tests::steady();
+    let ch = chain(vec![entry("versioned", "", limits.clone())]);
+    let (c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "skip-1");
+    let cands = vec![target("sip:a.example", 10)];
+    assert_eq!(s.select_uri(&c, cands.clone()).unwrap().targets, cands);
+    assert_eq!(s.pre_dial(&c, &mut r, &cands[0]), Ok(DialOutcome::Send));
+    assert_eq!(s.on_failure(&c, None), Fallback::Default);
+    let trace = s.on_call_end(&c, &summary());
+    assert!(trace.is_empty(), "no hook of the plugin ran: {trace:?}");
+    assert_eq!(f.rt.ready_instances("versioned", &limits), 0, "no instance was asked for, so none was prepared");
+
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "skip-2");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    assert_eq!(var(&c, "version"), Some("a"), "the hook it defines still runs");
+}
+
+/// Wait (bounded; not a timing assertion) until `plugin` has an instance prepared ahead.
+fn until_ready(rt: &trunkline_plugin_host::Runtime, plugin: &str, limits: &trunkline_plugin_host::Limits) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rt.ready_instances(plugin, limits) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no instance of {plugin} was ever prepared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn instances_prepared_ahead_serve_one_call_each_with_that_calls_scope() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let limits = trunkline_tests::steady();
+    let first = chain(vec![entry("recorder", "name = \"first\"", limits.clone())]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    f.rt.start_call(&first, "AC0009", "warm-0").on_invite(&mut c, &mut r);
+    for (i, (account, name, n)) in [("AC0001", "a", 1), ("AC0002", "b", 1), ("AC0001", "c", 2), ("AC0001", "d", 3)].iter().enumerate() {
+        // An instance is ready, so the call takes it (a take never instantiates when one is ready).
+        until_ready(&f.rt, "recorder", &limits);
+        let ch = chain(vec![entry("recorder", &format!("name = \"{name}\""), limits.clone())]);
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        let mut s = f.rt.start_call(&ch, account, &format!("warm-{i}"));
+        assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+        assert_eq!(var(&c, "order"), Some(*name), "the call's own plugin config");
+        assert_eq!(var(&c, "instance-invites"), Some("1"), "a never-used instance: no guest memory from another call");
+        let count = n.to_string();
+        assert_eq!(var(&c, &format!("invites-{name}")), Some(count.as_str()), "kv is the call's account's ({account}), not the preparer's");
+    }
+}
+
+#[test]
+fn prewarm_zero_prepares_nothing() {
+    let opts = RuntimeOptions { prewarm: 0, ..RuntimeOptions::default() };
+    let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts);
+    let limits = trunkline_tests::steady();
+    let ch = chain(vec![entry("versioned", "", limits.clone())]);
+    for i in 0..3 {
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        assert_eq!(f.rt.start_call(&ch, "AC0001", &format!("cold-{i}")).on_invite(&mut c, &mut r), InviteOutcome::Continue);
+        assert_eq!(var(&c, "version"), Some("a"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(f.rt.ready_instances("versioned", &limits), 0);
+}

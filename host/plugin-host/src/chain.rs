@@ -19,6 +19,7 @@ use std::time::Instant;
 use wasmtime::Store;
 
 use crate::audit::AuditEntry;
+use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::Policy;
 use crate::error::HookFailure;
 use crate::limits::{FailureMode, Limits};
@@ -31,6 +32,7 @@ use crate::types::{
     Response, Selection, Summary, Target, Variable,
 };
 use crate::validate;
+use crate::warm::Live;
 
 /// One plugin of a chain, with the operator's config and limits for it.
 #[derive(Clone, Debug)]
@@ -78,11 +80,6 @@ pub struct Selected {
 pub enum DialOutcome {
     Send,
     Skip,
-}
-
-struct Live {
-    store: Store<HostState>,
-    policy: Policy,
 }
 
 struct Slot {
@@ -147,30 +144,46 @@ impl CallSession {
         });
     }
 
+    /// A never-used instance of plugin `i` for this call: prepared ahead of
+    /// time if one is ready, else created now.
     fn instantiate(&self, i: usize, plugin: &Arc<Plugin>) -> Result<Live, HookFailure> {
+        let inner = &self.runtime.inner;
         let entry = &self.slots[i].entry;
+        let mut live = match inner.warmer.take(plugin, &entry.limits) {
+            Some(live) => live,
+            None => crate::warm::prepare(&inner.engine, &inner.services, plugin, &entry.limits).map_err(|e| {
+                if e.error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                    HookFailure::HostBusy(e.error.to_string())
+                } else {
+                    classify(e.error, e.refused_memory, &entry.limits)
+                }
+            })?,
+        };
         let scope = self.runtime.scope(plugin, &self.account, &self.call_id, entry.config.clone());
-        let mut store = Store::new(&self.runtime.inner.engine, HostState::new(scope, &entry.limits));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(entry.limits.hook_timeout_ms.max(1));
-        store.epoch_deadline_trap();
-        match plugin.pre.instantiate(&mut store) {
-            Ok(policy) => Ok(Live { store, policy }),
-            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
-                Err(HookFailure::HostBusy(e.to_string()))
-            }
-            Err(e) => Err(classify(e, &store, &entry.limits)),
+        live.store.data_mut().assign(scope);
+        Ok(live)
+    }
+
+    /// Drop an instance off the call path.
+    fn retire(&mut self, i: usize) {
+        if let Some(live) = self.slots[i].live.take() {
+            self.runtime.inner.warmer.retire(live);
         }
     }
 
-    /// Call one hook of plugin `i` and validate its result.
+    /// Call one hook of plugin `i` and validate its result. `Ok(None)`: the
+    /// plugin does not implement the hook, so its default applies.
     fn run<R>(
         &mut self,
         i: usize,
+        hook: HookSet,
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
-    ) -> Result<R, HookFailure> {
+    ) -> Result<Option<R>, HookFailure> {
         let plugin = self.slots[i].plugin.clone().ok_or(HookFailure::NotLoaded)?;
+        if !plugin.hooks.contains(hook) {
+            return Ok(None);
+        }
         if !plugin.admits() {
             return Err(HookFailure::Quarantined);
         }
@@ -178,8 +191,9 @@ impl CallSession {
             let live = self.instantiate(i, &plugin)?;
             self.slots[i].live = Some(live);
         }
-        let limits = self.slots[i].entry.limits.clone();
-        let live = self.slots[i].live.as_mut().expect("instantiated above");
+        let slot = &mut self.slots[i];
+        let limits = &slot.entry.limits;
+        let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
         let result = f(&live.policy, &mut live.store);
         live.store.data_mut().flush_output();
@@ -187,14 +201,15 @@ impl CallSession {
             Ok(r) => match check(&r) {
                 Ok(()) => {
                     plugin.record_success();
-                    return Ok(r);
+                    return Ok(Some(r));
                 }
                 Err(why) => HookFailure::InvalidDecision(why),
             },
-            Err(e) => classify(e, &live.store, &limits),
+            Err(e) => classify(e, live.store.data().limiter.refused_memory, limits),
         };
+        let _ = limits;
         // A failed instance may be in any state: never call it again.
-        self.slots[i].live = None;
+        self.retire(i);
         Err(failure)
     }
 
@@ -244,6 +259,7 @@ impl CallSession {
             let t = Instant::now();
             let r = self.run(
                 i,
+                HookSet::ON_INVITE,
                 |p, s| p.trunkline_policy_hooks().call_on_invite(s, &*call, &*request),
                 |d| match d {
                     InviteDecision::Continue => Ok(()),
@@ -253,16 +269,17 @@ impl CallSession {
                 },
             );
             match r {
-                Ok(InviteDecision::Continue) => self.note(i, "on-invite", t, "continue".into()),
-                Ok(InviteDecision::Reject(r)) => {
+                Ok(None) => continue,
+                Ok(Some(InviteDecision::Continue)) => self.note(i, "on-invite", t, "continue".into()),
+                Ok(Some(InviteDecision::Reject(r))) => {
                     self.note(i, "on-invite", t, format!("reject {} {}", r.code, r.reason));
                     return InviteOutcome::Reject(r);
                 }
-                Ok(InviteDecision::Redirect(c)) => {
+                Ok(Some(InviteDecision::Redirect(c))) => {
                     self.note(i, "on-invite", t, format!("redirect {}", c.join(", ")));
                     return InviteOutcome::Redirect(c);
                 }
-                Ok(InviteDecision::Edit(e)) => {
+                Ok(Some(InviteDecision::Edit(e))) => {
                     let what = describe_invite_edits(&e);
                     apply_invite_edits(call, request, e);
                     self.note(i, "on-invite", t, format!("edit {what}"));
@@ -285,6 +302,7 @@ impl CallSession {
             let targets = &current.targets;
             let r = self.run(
                 i,
+                HookSet::SELECT_URI,
                 |p, s| p.trunkline_policy_hooks().call_select_uri(s, call, targets),
                 |d| match d {
                     Selection::Default => Ok(()),
@@ -292,12 +310,13 @@ impl CallSession {
                 },
             );
             match r {
-                Ok(Selection::Default) => self.note(i, "select-uri", t, "default".into()),
-                Ok(Selection::Candidates(list)) => {
+                Ok(None) => continue,
+                Ok(Some(Selection::Default)) => self.note(i, "select-uri", t, "default".into()),
+                Ok(Some(Selection::Candidates(list))) => {
                     self.note(i, "select-uri", t, format!("candidates {}", describe_targets(&list)));
                     current = Selected { targets: list, ordered: false };
                 }
-                Ok(Selection::Ordered(list)) => {
+                Ok(Some(Selection::Ordered(list))) => {
                     self.note(i, "select-uri", t, format!("ordered {}", describe_targets(&list)));
                     current = Selected { targets: list, ordered: true };
                 }
@@ -318,6 +337,7 @@ impl CallSession {
             let t = Instant::now();
             let r = self.run(
                 i,
+                HookSet::PRE_DIAL,
                 |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call, &*request, target),
                 |d| match d {
                     DialDecision::Edit(e) => validate::header_edits(e),
@@ -325,12 +345,13 @@ impl CallSession {
                 },
             );
             match r {
-                Ok(DialDecision::Continue) => self.note(i, "pre-dial", t, "continue".into()),
-                Ok(DialDecision::Skip) => {
+                Ok(None) => continue,
+                Ok(Some(DialDecision::Continue)) => self.note(i, "pre-dial", t, "continue".into()),
+                Ok(Some(DialDecision::Skip)) => {
                     self.note(i, "pre-dial", t, format!("skip {}", target.uri));
                     return Ok(DialOutcome::Skip);
                 }
-                Ok(DialDecision::Edit(e)) => {
+                Ok(Some(DialDecision::Edit(e))) => {
                     let what = describe_header_edits(&e);
                     apply_header_edits(&mut request.headers, &e);
                     self.note(i, "pre-dial", t, format!("edit {what}"));
@@ -351,6 +372,7 @@ impl CallSession {
             let t = Instant::now();
             let r = self.run(
                 i,
+                HookSet::ON_REDIRECT,
                 |p, s| p.trunkline_policy_hooks().call_on_redirect(s, call, response),
                 |d| match d {
                     RedirectDecision::Follow(u) => validate::uri("redirect target", u),
@@ -359,8 +381,9 @@ impl CallSession {
                 },
             );
             match r {
-                Ok(RedirectDecision::Default) => self.note(i, "on-redirect", t, "default".into()),
-                Ok(d) => {
+                Ok(None) => continue,
+                Ok(Some(RedirectDecision::Default)) => self.note(i, "on-redirect", t, "default".into()),
+                Ok(Some(d)) => {
                     self.note(i, "on-redirect", t, format!("{d:?}"));
                     return d;
                 }
@@ -381,6 +404,7 @@ impl CallSession {
             let t = Instant::now();
             let r = self.run(
                 i,
+                HookSet::ON_FAILURE,
                 |p, s| p.trunkline_policy_hooks().call_on_failure(s, call, last.as_ref()),
                 |d| match d {
                     Fallback::Reject(r) => validate::reject(r),
@@ -390,8 +414,9 @@ impl CallSession {
                 },
             );
             match r {
-                Ok(Fallback::Default) => self.note(i, "on-failure", t, "default".into()),
-                Ok(d) => {
+                Ok(None) => continue,
+                Ok(Some(Fallback::Default)) => self.note(i, "on-failure", t, "default".into()),
+                Ok(Some(d)) => {
                     let what = match &d {
                         Fallback::Reject(r) => format!("reject {} {}", r.code, r.reason),
                         Fallback::TwimlUrl(u) => format!("twiml-url {u}"),
@@ -415,8 +440,9 @@ impl CallSession {
     pub fn on_call_end(mut self, call: &Call, summary: &Summary) -> Vec<HookTrace> {
         for i in 0..self.slots.len() {
             let t = Instant::now();
-            match self.run(i, |p, s| p.trunkline_policy_hooks().call_on_call_end(s, call, summary), |_| Ok(())) {
-                Ok(()) => self.note(i, "on-call-end", t, "notified".into()),
+            match self.run(i, HookSet::ON_CALL_END, |p, s| p.trunkline_policy_hooks().call_on_call_end(s, call, summary), |_| Ok(())) {
+                Ok(None) => {}
+                Ok(Some(())) => self.note(i, "on-call-end", t, "notified".into()),
                 Err(f) => {
                     let _ = self.failed(i, "on-call-end", t, f);
                 }
@@ -428,14 +454,23 @@ impl CallSession {
     /// End the routing phase now (the call was answered or failed): drop the
     /// instances. Later hooks get fresh ones.
     pub fn end_routing_phase(&mut self) {
-        for s in &mut self.slots {
-            s.live = None;
+        for i in 0..self.slots.len() {
+            self.retire(i);
         }
     }
 }
 
-fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> HookFailure {
-    if store.data().limiter.refused_memory {
+impl Drop for CallSession {
+    /// Instances still held are dropped off the call path.
+    fn drop(&mut self) {
+        for i in 0..self.slots.len() {
+            self.retire(i);
+        }
+    }
+}
+
+fn classify(e: wasmtime::Error, refused_memory: bool, limits: &Limits) -> HookFailure {
+    if refused_memory {
         return HookFailure::OutOfMemory(limits.memory_bytes);
     }
     match e.downcast_ref::<wasmtime::Trap>() {

@@ -30,6 +30,7 @@ mod runtime;
 pub mod services;
 mod state;
 mod validate;
+mod warm;
 pub mod watch;
 
 pub use chain::{CallSession, Chain, ChainEntry, HookTrace};

@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::PolicyPre;
 use crate::state::HostState;
+use crate::warm::ReadyInstances;
 
 /// What is known of a plugin version, for `plugin check`, listings and audit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,11 @@ pub struct PluginInfo {
 pub struct Plugin {
     pub info: PluginInfo,
     pub(crate) pre: PolicyPre<HostState>,
+    /// The hooks the plugin implements (its `init` answer at load); the
+    /// others are not called.
+    pub(crate) hooks: HookSet,
+    /// Instances prepared ahead of time (see `warm`).
+    pub(crate) ready: ReadyInstances,
     consecutive_failures: AtomicU32,
     /// Unix ms until which the plugin is quarantined (0: not quarantined).
     quarantined_until_ms: AtomicU64,
@@ -36,6 +43,15 @@ pub struct Plugin {
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+const HOOK_NAMES: [(HookSet, &str); 6] = [
+    (HookSet::ON_INVITE, "on-invite"),
+    (HookSet::SELECT_URI, "select-uri"),
+    (HookSet::ON_REDIRECT, "on-redirect"),
+    (HookSet::PRE_DIAL, "pre-dial"),
+    (HookSet::ON_FAILURE, "on-failure"),
+    (HookSet::ON_CALL_END, "on-call-end"),
+];
 
 /// What [`Plugin::record_failure`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,7 +63,18 @@ pub(crate) enum FailureEffect {
 
 impl Plugin {
     pub(crate) fn new(info: PluginInfo, pre: PolicyPre<HostState>) -> Self {
-        Plugin { info, pre, consecutive_failures: AtomicU32::new(0), quarantined_until_ms: AtomicU64::new(0) }
+        Plugin {
+            info,
+            pre,
+            hooks: HookSet::all(),
+            ready: ReadyInstances::default(),
+            consecutive_failures: AtomicU32::new(0), quarantined_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Names of the hooks the plugin implements, in WIT order.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        HOOK_NAMES.iter().filter(|(f, _)| self.hooks.contains(*f)).map(|(_, n)| *n).collect()
     }
 
     /// Whether a call may use the plugin now. After the quarantine period

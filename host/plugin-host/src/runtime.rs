@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 
 use crate::audit::{AuditEntry, AuditLog};
+use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::PolicyPre;
 use crate::cache::ArtifactCache;
 use crate::chain::{CallSession, Chain};
@@ -20,6 +21,7 @@ use crate::limits::Limits;
 use crate::plugin::{Plugin, PluginInfo};
 use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig, StaticDirectory};
 use crate::state::{HostState, Scope, Services};
+use crate::warm::Warmer;
 
 /// What triggered a load, for the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +57,10 @@ pub struct RuntimeOptions {
     pub numbers: Arc<dyn NumberDirectory>,
     /// Limits of the trial instantiation that validates a new version.
     pub validation_limits: Limits,
+    /// Instances prepared ahead of time per plugin version and limits, so
+    /// that a call does not wait for instantiation (0: instantiate on the
+    /// call path).
+    pub prewarm: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -66,6 +72,7 @@ impl Default for RuntimeOptions {
             kv_max_keys: 10_000,
             numbers: Arc::new(StaticDirectory::default()),
             validation_limits: Limits::default(),
+            prewarm: 8,
         }
     }
 }
@@ -80,6 +87,7 @@ pub(crate) struct Inner {
     validation_limits: Limits,
     /// Serialises loads so two reloads of one plugin cannot interleave.
     load_lock: Mutex<()>,
+    pub(crate) warmer: Warmer,
     _ticker: EpochTicker,
 }
 
@@ -117,6 +125,7 @@ impl Runtime {
             numbers: opts.numbers,
         });
         let inner = Inner {
+            warmer: Warmer::start(engine.clone(), services.clone(), opts.prewarm),
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linker,
@@ -159,25 +168,23 @@ impl Runtime {
             imports: ty.imports(engine).map(|(n, _)| n.to_owned()).collect(),
             exports: ty.exports(engine).map(|(n, _)| n.to_owned()).collect(),
         };
-        let plugin = Arc::new(Plugin::new(info, pre));
-        self.trial_instantiate(&plugin)?;
-        Ok(plugin)
+        let mut plugin = Plugin::new(info, pre);
+        plugin.hooks = self.trial_instantiate(&plugin)?;
+        Ok(Arc::new(plugin))
     }
 
-    /// Instantiate once under the validation limits: a component whose start
-    /// code traps, loops or needs too much memory is refused here, not on a call.
-    fn trial_instantiate(&self, plugin: &Arc<Plugin>) -> Result<(), LoadError> {
-        let limits = &self.inner.validation_limits;
-        let scope = self.scope(plugin, "validation", "validation", Arc::new(PluginConfig::default()));
-        let mut store = Store::new(&self.inner.engine, HostState::new(scope, limits));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(limits.hook_timeout_ms.max(1) * 10);
-        store.epoch_deadline_trap();
-        plugin
-            .pre
-            .instantiate(&mut store)
-            .map(drop)
-            .map_err(|e| LoadError::Start { plugin: plugin.info.name.clone(), reason: format!("{e:#}") })
+    /// Instantiate once under the validation limits and run `init`: a
+    /// component whose start code traps, loops or needs too much memory is
+    /// refused here, not on a call. Returns the hooks it implements.
+    fn trial_instantiate(&self, plugin: &Plugin) -> Result<HookSet, LoadError> {
+        // A first instantiation may be slower than later ones: allow 10x.
+        let limits = Limits {
+            hook_timeout_ms: self.inner.validation_limits.hook_timeout_ms.saturating_mul(10),
+            ..self.inner.validation_limits.clone()
+        };
+        crate::warm::prepare(&self.inner.engine, &self.inner.services, plugin, &limits)
+            .map(|live| live.hooks)
+            .map_err(|e| LoadError::Start { plugin: plugin.info.name.clone(), reason: format!("{:#}", e.error) })
     }
 
     pub(crate) fn scope(&self, plugin: &Plugin, account: &str, call_id: &str, config: Arc<PluginConfig>) -> Scope {
@@ -189,6 +196,7 @@ impl Runtime {
             kv_namespace: KvStore::namespace(&plugin.info.name, account),
             config,
             services: self.inner.services.clone(),
+            assigned: true,
         }
     }
 
@@ -269,6 +277,12 @@ impl Runtime {
         let mut v: Vec<_> = self.inner.plugins.load().values().cloned().collect();
         v.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         v
+    }
+
+    /// Instances of plugin `name` prepared ahead of time for `limits` and
+    /// not yet taken by a call (monitoring, benchmarks, tests).
+    pub fn ready_instances(&self, name: &str, limits: &Limits) -> usize {
+        self.plugin(name).map_or(0, |p| p.ready.count(limits))
     }
 
     /// Lift plugin `name`'s quarantine (admin request). False if not loaded.

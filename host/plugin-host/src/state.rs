@@ -24,6 +24,25 @@ pub(crate) struct Scope {
     pub(crate) kv_namespace: Arc<str>,
     pub(crate) config: Arc<PluginConfig>,
     pub(crate) services: Arc<Services>,
+    /// False while the instance is being prepared for a call not yet known:
+    /// `kv` and `numbers` then answer as for no account and ignore writes.
+    pub(crate) assigned: bool,
+}
+
+impl Scope {
+    /// The scope of an instance prepared ahead of time, before any call.
+    pub(crate) fn unassigned(plugin: &crate::plugin::Plugin, services: Arc<Services>) -> Self {
+        Scope {
+            plugin: plugin.info.name.as_str().into(),
+            version: plugin.info.version.as_str().into(),
+            account: "".into(),
+            call_id: "".into(),
+            kv_namespace: "".into(),
+            config: Arc::new(PluginConfig::default()),
+            services,
+            assigned: false,
+        }
+    }
 }
 
 /// Most bytes of stdout/stderr kept per instance (the rest is dropped).
@@ -62,6 +81,12 @@ impl HostState {
             stdout_seen: 0,
             stderr_seen: 0,
         }
+    }
+
+    /// Give a prepared instance to the call of `scope`.
+    pub(crate) fn assign(&mut self, scope: Scope) {
+        self.scope = scope;
+        self.log_budget = LOG_BUDGET;
     }
 
     /// Write what the plugin printed to stdout/stderr into the log, once.

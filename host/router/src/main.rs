@@ -81,6 +81,12 @@ enum PluginCommand {
     },
 }
 
+/// mimalloc instead of glibc malloc: per-thread heaps make the engine's
+/// many small allocations, and frees of memory another thread allocated
+/// (plugin instances are prepared and dropped off the engine thread), cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TRUNKLINE_LOG").unwrap_or_else(|_| "warn".into()))

@@ -22,6 +22,7 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     println!("size:     {} bytes", p.info.size_bytes);
     println!("world:    trunkline:policy@0.1.0 (ok)");
     println!("exports:  {}", p.info.exports.join(", "));
+    println!("hooks:    {} (the others are not called)", p.hook_names().join(", "));
     println!("imports:");
     for i in &p.info.imports {
         println!("  {i}");
@@ -108,6 +109,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .collect()
     };
     println!("plugin {} version {}", loaded.info.name, loaded.info.version);
+    if !loaded.hook_names().contains(&args.hook.as_str()) {
+        println!("note: the plugin does not implement {}; the host does not call it, so its default applies", args.hook);
+    }
     match args.hook.as_str() {
         "on-invite" => {
             let out = s.on_invite(&mut call, &mut request);

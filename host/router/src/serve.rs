@@ -28,7 +28,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let settings = Arc::new(settings);
     let listener = |t: ListenTransport| settings.listen.iter().find(|l| l.transport == t).map(|l| l.addr);
     let udp = match listener(ListenTransport::Udp) {
-        Some(addr) => Some(UdpSocket::bind(addr).await.with_context(|| format!("binding udp://{addr}"))?),
+        Some(addr) => Some(bind_udp(addr).with_context(|| format!("binding udp://{addr}"))?),
         None => None,
     };
     let tcp = match listener(ListenTransport::Tcp) {
@@ -86,7 +86,20 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         let deadline = engine.poll_timeout();
         tokio::select! {
             r = recv(udp.as_ref(), &mut buf) => match r {
-                Ok((n, from)) => engine.handle_datagram(Instant::now(), from, &buf[..n]),
+                Ok((n, from)) => {
+                    engine.handle_datagram(Instant::now(), from, &buf[..n]);
+                    // Take what else is already queued before sending: one
+                    // pass of this loop per burst, not per datagram.
+                    if let Some(socket) = udp.as_ref() {
+                        for _ in 0..RECV_BATCH {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => engine.handle_datagram(Instant::now(), from, &buf[..n]),
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => tracing::debug!("udp receive: {e}"),
+                            }
+                        }
+                    }
+                }
                 // ICMP errors surface here on some systems; they concern one peer only.
                 Err(e) => tracing::debug!("udp receive: {e}"),
             },
@@ -112,6 +125,31 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             }
         }
     }
+}
+
+/// Datagrams taken from the UDP socket in one pass after the first.
+const RECV_BATCH: usize = 63;
+
+/// Socket buffers asked of the kernel for the UDP listener (it caps them at
+/// `net.core.rmem_max` / `wmem_max`). The default (~208 KiB) holds only a
+/// hundred or so datagrams, so a burst of calls overflows it and the peers
+/// must retransmit.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    for (what, r) in [
+        ("receive", socket.set_recv_buffer_size(UDP_BUFFER_BYTES)),
+        ("send", socket.set_send_buffer_size(UDP_BUFFER_BYTES)),
+    ] {
+        if let Err(e) = r {
+            tracing::warn!("udp {what} buffer of {UDP_BUFFER_BYTES} bytes refused: {e}");
+        }
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// 32 random bytes that sign digest nonces (new at each start: nonces of a

@@ -69,6 +69,7 @@ pub fn runtime_for(settings: &Settings) -> anyhow::Result<Runtime> {
             max_live_instances: settings.plugins.max_live_instances,
             ..Default::default()
         },
+        prewarm: settings.plugins.prewarm as usize,
         ..Default::default()
     };
     let rt = Runtime::new(opts).map_err(|e| anyhow::anyhow!("{e}"))?;

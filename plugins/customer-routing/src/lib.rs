@@ -3,7 +3,7 @@
 //! `select-uri`. See README.md for the config.
 
 use trunkline_sdk::schedule::Window;
-use trunkline_sdk::{clock, config, export_policy, log, metrics, Call, Policy, Selection, Target};
+use trunkline_sdk::{clock, config, policy, log, metrics, Call, Policy, Selection, Target};
 
 /// See the crate docs and README.md.
 #[derive(Default)]
@@ -46,6 +46,7 @@ fn group(name: &str) -> Vec<Target> {
         .collect()
 }
 
+#[policy]
 impl Policy for CustomerRouting {
     fn select_uri(&self, call: &Call, _candidates: &[Target]) -> Selection {
         let zone = config::text("zone").unwrap_or_else(|| "UTC".into());
@@ -81,7 +82,6 @@ impl Policy for CustomerRouting {
     }
 }
 
-export_policy!(CustomerRouting);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! Diversion header carrying the dialed number on origination. See README.md.
 
 use trunkline_sdk::{
-    config, export_policy, log, metrics, numbers, Call, Decision, DialDecision, Direction,
+    config, policy, log, metrics, numbers, Call, Decision, DialDecision, Direction,
     HeaderEdit, InviteDecision, InviteEdits, NameAddr, Policy, Request, Target,
 };
 
@@ -43,6 +43,7 @@ fn keep(value: &str, domains: &[String]) -> bool {
     }
 }
 
+#[policy]
 impl Policy for DiversionGuard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
         if !matches!(call.direction, Direction::Termination) {
@@ -86,7 +87,6 @@ impl Policy for DiversionGuard {
     }
 }
 
-export_policy!(DiversionGuard);
 
 #[cfg(test)]
 mod tests {

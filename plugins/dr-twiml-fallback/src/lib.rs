@@ -2,7 +2,7 @@
 //! account's disaster-recovery TwiML, chosen by time of day. See README.md.
 
 use trunkline_sdk::schedule::Window;
-use trunkline_sdk::{clock, config, export_policy, log, metrics, Call, Fallback, Policy, Response};
+use trunkline_sdk::{clock, config, policy, log, metrics, Call, Fallback, Policy, Response};
 
 /// See the crate docs and README.md.
 #[derive(Default)]
@@ -25,6 +25,7 @@ fn scheduled_document() -> Option<String> {
     })
 }
 
+#[policy]
 impl Policy for DrTwimlFallback {
     fn on_failure(&self, _call: &Call, _last: Option<&Response>) -> Fallback {
         if let Some(doc) = scheduled_document() {
@@ -39,7 +40,6 @@ impl Policy for DrTwimlFallback {
     }
 }
 
-export_policy!(DrTwimlFallback);
 
 #[cfg(test)]
 mod tests {

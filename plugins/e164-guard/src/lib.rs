@@ -2,7 +2,7 @@
 //! toll-free (termination calls by default; `directions` in the config). See README.md for the config.
 
 use trunkline_sdk::{
-    config, export_policy, metrics, Call, Decision, Direction, InviteDecision, NameAddr, Policy,
+    config, policy, metrics, Call, Decision, Direction, InviteDecision, NameAddr, Policy,
     Request, E164,
 };
 
@@ -23,6 +23,7 @@ fn caller_number(call: &Call) -> Option<String> {
         .find_map(|h| call.header(h).and_then(NameAddr::parse).and_then(|a| a.user.map(str::to_owned)))
 }
 
+#[policy]
 impl Policy for E164Guard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
         let direction = match call.direction {
@@ -56,7 +57,6 @@ impl Policy for E164Guard {
     }
 }
 
-export_policy!(E164Guard);
 
 #[cfg(test)]
 mod tests {

@@ -179,6 +179,7 @@ struct RawPlugins {
     quarantine_after: u32,
     quarantine_secs: u64,
     max_live_instances: Spanned<u32>,
+    prewarm: Spanned<u32>,
 }
 
 impl Default for RawPlugins {
@@ -196,6 +197,7 @@ impl Default for RawPlugins {
             quarantine_after: l.quarantine_after,
             quarantine_secs: l.quarantine_secs,
             max_live_instances: Spanned::new(0..0, 1000),
+            prewarm: Spanned::new(0..0, 8),
         }
     }
 }
@@ -309,6 +311,8 @@ pub struct PluginSettings {
     pub audit_log: Option<PathBuf>,
     pub watch: bool,
     pub max_live_instances: u32,
+    /// Instances prepared ahead per plugin version (0: on the call path).
+    pub prewarm: u32,
     pub defaults: Limits,
 }
 
@@ -503,6 +507,9 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if *p.max_live_instances.get_ref() == 0 {
         return Err(cx.err(p.max_live_instances.span(), "plugins.max_live_instances", "must be at least 1"));
     }
+    if *p.prewarm.get_ref() > 256 {
+        return Err(cx.err(p.prewarm.span(), "plugins.prewarm", "must be 0..=256"));
+    }
     let defaults = Limits {
         hook_timeout_ms: *p.hook_timeout_ms.get_ref(),
         memory_bytes: (*p.memory_mb.get_ref() as usize) << 20,
@@ -518,6 +525,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         audit_log: p.audit_log.map(|d| base.join(d)),
         watch: p.watch,
         max_live_instances: *p.max_live_instances.get_ref(),
+        prewarm: *p.prewarm.get_ref(),
         defaults: defaults.clone(),
     };
 

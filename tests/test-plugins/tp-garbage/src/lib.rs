@@ -4,6 +4,7 @@
 use trunkline_sdk::*;
 #[derive(Default)]
 struct Garbage;
+#[policy]
 impl Policy for Garbage {
     fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
         Decision::reject(99, "OK\r\nVia: SIP/2.0/UDP evil.example")
@@ -15,4 +16,3 @@ impl Policy for Garbage {
         DialDecision::edit(vec![HeaderEdit::set("Via", "SIP/2.0/UDP evil.example")])
     }
 }
-export_policy!(Garbage);

@@ -2,6 +2,7 @@
 use trunkline_sdk::*;
 #[derive(Default)]
 struct Loop;
+#[policy]
 impl Policy for Loop {
     fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
         let mut n = 0u64;
@@ -10,4 +11,3 @@ impl Policy for Loop {
         }
     }
 }
-export_policy!(Loop);

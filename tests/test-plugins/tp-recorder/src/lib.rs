@@ -16,6 +16,7 @@ struct Recorder;
 fn name() -> String {
     config::text("name").unwrap_or_else(|| "recorder".into())
 }
+#[policy]
 impl Policy for Recorder {
     fn on_invite(&self, call: &Call, _: &Request) -> InviteDecision {
         let me = name();
@@ -66,4 +67,3 @@ impl Policy for Recorder {
         let _ = kv::incr("ended", 1, None);
     }
 }
-export_policy!(Recorder);

@@ -5,6 +5,7 @@
 use trunkline_sdk::*;
 #[derive(Default)]
 struct Sandbox;
+#[policy]
 impl Policy for Sandbox {
     fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
         println!("tp-sandbox stdout line");
@@ -22,4 +23,3 @@ impl Policy for Sandbox {
         )
     }
 }
-export_policy!(Sandbox);

@@ -3,9 +3,9 @@
 use trunkline_sdk::*;
 #[derive(Default)]
 struct Versioned;
+#[policy]
 impl Policy for Versioned {
     fn on_invite(&self, _: &Call, _: &Request) -> InviteDecision {
         Decision::edit(InviteEdits::new().set_variable("version", "b"))
     }
 }
-export_policy!(Versioned);

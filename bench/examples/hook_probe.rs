@@ -1,0 +1,68 @@
+//! Where one hook call's time goes: runs `on-invite` of one plugin with an
+//! instance prepared ahead, many times, for a profiler (`perf record`).
+//!
+//! Run: `cargo run --release -p trunkline-bench --example hook_probe -- [PLUGIN] [CALLS]`
+
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::types::Direction;
+use trunkline_plugin_host::{Limits, LoadSource, Runtime, RuntimeOptions};
+use trunkline_tests::{call, chain, entry, install, wasm};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let plugin = args.next().unwrap_or_else(|| "defaults".into());
+    let calls: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    install(wasm::TP_DEFAULTS, dir.path(), "defaults");
+    install(wasm::E164_GUARD, dir.path(), "e164-guard");
+    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+    for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
+        r.unwrap();
+    }
+    let ch = chain(vec![entry(&plugin, "", Limits::default())]);
+    let twice = std::env::var_os("TWICE").is_some();
+    let (mut c0, mut r0) = call(Direction::Termination, "+14155550199", "+12125550123");
+    match args.next().as_deref() {
+        Some("bare") => {
+            c0.headers.clear();
+            r0.headers.clear();
+        }
+        Some("once") => r0.headers.clear(),
+        _ => {}
+    }
+    // The first call finds nothing ready and asks for a refill.
+    let (mut c, mut r) = (c0.clone(), r0.clone());
+    rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r);
+    let (mut start, mut hook, mut end) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..calls {
+        // Wait until instances are ready and the warmer is quiet.
+        loop {
+            let n = rt.ready_instances(&plugin, &Limits::default());
+            if n > 0 {
+                std::thread::sleep(Duration::from_micros(50));
+                if rt.ready_instances(&plugin, &Limits::default()) == n {
+                    break;
+                }
+            }
+            std::thread::yield_now();
+        }
+        let (mut c, mut r) = (c0.clone(), r0.clone());
+        let t0 = Instant::now();
+        let mut s = rt.start_call(&ch, "AC0001", "probe");
+        if twice {
+            let (mut c, mut r) = (c0.clone(), r0.clone());
+            std::hint::black_box(s.on_invite(&mut c, &mut r));
+        }
+        let t1 = Instant::now();
+        std::hint::black_box(s.on_invite(&mut c, &mut r));
+        let t2 = Instant::now();
+        drop(s);
+        let t3 = Instant::now();
+        start += t1 - t0;
+        hook += t2 - t1;
+        end += t3 - t2;
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+    println!("{plugin}: start_call {:.2} us, on-invite {:.2} us, drop {:.2} us (means of {calls})", per(start), per(hook), per(end));
+}

@@ -1,0 +1,254 @@
+//! Instances prepared ahead of time, and dropped, off the call path.
+//!
+//! Creating an instance (a store with its WASI context, instantiation from
+//! the pool, the guest's `init`) costs tens of microseconds, and dropping
+//! one several more. A call should pay neither, so a background thread
+//! keeps a few never-used instances ready per plugin version and limits,
+//! and drops the instances calls are done with.
+//!
+//! Isolation is unchanged: an instance is prepared with no call's data
+//! (empty config, no account, kv writes ignored), serves exactly one call,
+//! and is then dropped, never reused.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, Store};
+
+use crate::bindings::exports::trunkline::policy::hooks::HookSet;
+use crate::bindings::Policy;
+use crate::limits::Limits;
+use crate::plugin::Plugin;
+use crate::state::{HostState, Scope, Services};
+
+/// One instance of one plugin version, with its store.
+pub(crate) struct Live {
+    pub(crate) store: Store<HostState>,
+    pub(crate) policy: Policy,
+    /// What the guest's `init` answered.
+    pub(crate) hooks: HookSet,
+}
+
+/// Why [`prepare`] failed.
+pub(crate) struct PrepareError {
+    pub(crate) error: wasmtime::Error,
+    /// The limiter refused memory (the error is then out-of-memory).
+    pub(crate) refused_memory: bool,
+}
+
+/// Create an instance of `plugin` under `limits` and run its `init`, with
+/// no call assigned yet.
+pub(crate) fn prepare(engine: &Engine, services: &Arc<Services>, plugin: &Plugin, limits: &Limits) -> Result<Live, PrepareError> {
+    let scope = Scope::unassigned(plugin, services.clone());
+    let mut store = Store::new(engine, HostState::new(scope, limits));
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
+    store.epoch_deadline_trap();
+    let started = plugin
+        .pre
+        .instantiate(&mut store)
+        .and_then(|policy| policy.trunkline_policy_hooks().call_init(&mut store).map(|hooks| (policy, hooks)));
+    store.data_mut().flush_output();
+    match started {
+        Ok((policy, hooks)) => Ok(Live { store, policy, hooks }),
+        Err(error) => Err(PrepareError { error, refused_memory: store.data().limiter.refused_memory }),
+    }
+}
+
+/// Ready instances of one plugin version under one set of limits.
+struct ReadySet {
+    limits: Limits,
+    ready: Vec<Live>,
+    /// A refill is queued or running: do not queue another.
+    refilling: bool,
+}
+
+/// A plugin version's ready instances, one set per distinct limits.
+#[derive(Default)]
+pub(crate) struct ReadyInstances {
+    sets: Mutex<Vec<ReadySet>>,
+}
+
+impl ReadyInstances {
+    fn lock(&self) -> MutexGuard<'_, Vec<ReadySet>> {
+        self.sets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set<'a>(sets: &'a mut Vec<ReadySet>, limits: &Limits) -> &'a mut ReadySet {
+        match sets.iter().position(|s| s.limits == *limits) {
+            Some(i) => &mut sets[i],
+            None => {
+                sets.push(ReadySet { limits: limits.clone(), ready: Vec::new(), refilling: false });
+                sets.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    /// Instances ready under `limits`.
+    pub(crate) fn count(&self, limits: &Limits) -> usize {
+        self.lock().iter().find(|s| s.limits == *limits).map_or(0, |s| s.ready.len())
+    }
+}
+
+/// Hands out prepared instances and runs the background thread that makes
+/// and drops them.
+pub(crate) struct Warmer {
+    shared: Arc<Shared>,
+    /// Instances kept ready per plugin version and limits (0: none).
+    depth: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    work: Mutex<Work>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Work {
+    refill: Vec<(Weak<Plugin>, Limits)>,
+    retired: Vec<Live>,
+    /// The thread is waiting on `wake`.
+    idle: bool,
+    stop: bool,
+}
+
+/// Retired instances are dropped in batches of this many, or after
+/// [`RETIRE_AFTER`], whichever comes first.
+const RETIRE_BATCH: usize = 16;
+const RETIRE_AFTER: Duration = Duration::from_millis(20);
+/// Most instances waiting to be dropped; beyond this a call drops its own.
+const RETIRE_MAX: usize = 64;
+
+impl Warmer {
+    pub(crate) fn start(engine: Engine, services: Arc<Services>, depth: usize) -> Self {
+        let shared = Arc::new(Shared { work: Mutex::new(Work::default()), wake: Condvar::new() });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("plugin-warmer".into())
+            .spawn(move || worker.run(&engine, &services, depth))
+            .expect("spawning the plugin warmer thread");
+        Warmer { shared, depth, thread: Some(thread) }
+    }
+
+    fn work(&self) -> MutexGuard<'_, Work> {
+        self.shared.work.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A never-used instance of `plugin` under `limits`, if one is ready.
+    /// Asks for a refill when the set runs low.
+    pub(crate) fn take(&self, plugin: &Arc<Plugin>, limits: &Limits) -> Option<Live> {
+        if self.depth == 0 {
+            return None;
+        }
+        let (live, refill) = {
+            let mut sets = plugin.ready.lock();
+            let set = ReadyInstances::set(&mut sets, limits);
+            let live = set.ready.pop();
+            let refill = !set.refilling && set.ready.len() <= self.depth / 2;
+            set.refilling |= refill;
+            (live, refill)
+        };
+        if refill {
+            let mut w = self.work();
+            w.refill.push((Arc::downgrade(plugin), limits.clone()));
+            self.wake_if_idle(w);
+        }
+        live
+    }
+
+    /// Drop `live` on the background thread, or here if the thread is
+    /// behind: instances waiting to be dropped still hold pool slots.
+    pub(crate) fn retire(&self, live: Live) {
+        let mut w = self.work();
+        if w.retired.len() >= RETIRE_MAX {
+            drop(w);
+            drop(live);
+            return;
+        }
+        w.retired.push(live);
+        if w.retired.len() >= RETIRE_BATCH {
+            self.wake_if_idle(w);
+        }
+    }
+
+    fn wake_if_idle(&self, mut w: MutexGuard<'_, Work>) {
+        if w.idle {
+            w.idle = false;
+            drop(w);
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Warmer {
+    fn drop(&mut self) {
+        self.work().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self, engine: &Engine, services: &Arc<Services>, depth: usize) {
+        loop {
+            let (refill, retired) = {
+                let mut w = self.work.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if w.stop {
+                        return;
+                    }
+                    if !w.refill.is_empty() || w.retired.len() >= RETIRE_BATCH {
+                        break;
+                    }
+                    w.idle = true;
+                    if w.retired.is_empty() {
+                        w = self.wake.wait(w).unwrap_or_else(|p| p.into_inner());
+                    } else {
+                        let (g, timeout) = self.wake.wait_timeout(w, RETIRE_AFTER).unwrap_or_else(|p| p.into_inner());
+                        w = g;
+                        if timeout.timed_out() {
+                            w.idle = false;
+                            break;
+                        }
+                    }
+                    w.idle = false;
+                }
+                (std::mem::take(&mut w.refill), std::mem::take(&mut w.retired))
+            };
+            drop(retired);
+            for (plugin, limits) in refill {
+                if let Some(plugin) = plugin.upgrade() {
+                    fill(engine, services, &plugin, &limits, depth);
+                }
+            }
+        }
+    }
+}
+
+/// Prepare instances until `plugin`'s set for `limits` holds `depth`. A
+/// failure stops the refill; the next call then instantiates inline and
+/// meets (and reports) the failure itself.
+fn fill(engine: &Engine, services: &Arc<Services>, plugin: &Arc<Plugin>, limits: &Limits, depth: usize) {
+    loop {
+        {
+            let mut sets = plugin.ready.lock();
+            let set = ReadyInstances::set(&mut sets, limits);
+            if set.ready.len() >= depth {
+                set.refilling = false;
+                return;
+            }
+        }
+        match prepare(engine, services, plugin, limits) {
+            Ok(live) => ReadyInstances::set(&mut plugin.ready.lock(), limits).ready.push(live),
+            Err(e) => {
+                tracing::debug!(plugin = %plugin.info.name, version = %plugin.info.version, "preparing an instance failed: {:#}", e.error);
+                ReadyInstances::set(&mut plugin.ready.lock(), limits).refilling = false;
+                return;
+            }
+        }
+    }
+}
