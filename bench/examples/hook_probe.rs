@@ -16,7 +16,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     install(wasm::TP_DEFAULTS, dir.path(), "defaults");
     install(wasm::E164_GUARD, dir.path(), "e164-guard");
-    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+    let mut opts = RuntimeOptions::default();
+    opts.engine.eager_tables = std::env::var_os("TL_LAZY_TABLES").is_none();
+    let rt = Runtime::new(opts).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();
     }
@@ -39,6 +41,9 @@ fn main() {
         // Wait until instances are ready and the warmer is quiet.
         loop {
             let n = rt.ready_instances(&plugin, &Limits::default());
+            if n > 0 && std::env::var_os("QUIET").is_none() {
+                break;
+            }
             if n > 0 {
                 std::thread::sleep(Duration::from_micros(50));
                 if rt.ready_instances(&plugin, &Limits::default()) == n {

@@ -152,6 +152,15 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 fn run(path: &std::path::Path, print_calls: bool) -> anyhow::Result<()> {
     let settings = config::load(path)?;
     let rt = simulate::runtime_for(&settings)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(trunkline_router::serve::run(settings, rt, trunkline_router::serve::RunOptions { print_calls }))
+    // The engine's loop polls its own sockets on this thread: a datagram
+    // wakes one thread, not a tokio worker that then wakes the engine.
+    // TCP/TLS connections (handshakes, framing) run on a worker of their own.
+    let engine_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let connections = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("connections")
+        .enable_all()
+        .build()?;
+    let opts = trunkline_router::serve::RunOptions { print_calls, connections: Some(connections.handle().clone()) };
+    engine_rt.block_on(trunkline_router::serve::run(settings, rt, opts))
 }

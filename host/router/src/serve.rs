@@ -21,6 +21,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 pub struct RunOptions {
     /// Print each finished call's report on stdout (the quickstart does).
     pub print_calls: bool,
+    /// Runtime for TCP/TLS connection tasks; `None`: the calling one.
+    pub connections: Option<tokio::runtime::Handle>,
 }
 
 /// Serve until SIGINT/SIGTERM.
@@ -74,7 +76,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
-    let mut streams = Streams::new(events_tx, settings.streams, tls);
+    let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
+    let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());

@@ -63,12 +63,14 @@ pub struct Streams {
     events: mpsc::Sender<StreamEvent>,
     limits: StreamLimits,
     tls: Option<TlsContext>,
+    /// Where connection tasks run (TLS handshakes, framing): off the engine's thread.
+    tasks: tokio::runtime::Handle,
 }
 
 impl Streams {
-    /// An empty table; connection tasks report on `events`.
-    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits, tls: Option<TlsContext>) -> Self {
-        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls }
+    /// An empty table; connection tasks run on `tasks` and report on `events`.
+    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits, tls: Option<TlsContext>, tasks: tokio::runtime::Handle) -> Self {
+        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls, tasks }
     }
 
     /// Open connections.
@@ -103,7 +105,7 @@ impl Streams {
         let (id, rx) = self.register(to);
         let _ = self.conns[&to].tx.send(bytes);
         let (events, limits) = (self.events.clone(), self.limits);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match within(limits.connect_timeout, TcpStream::connect(to.addr)).await {
                 Err(why) => {
                     tracing::info!(peer = %to, "cannot connect: {why}");
@@ -142,9 +144,25 @@ impl Streams {
             _ => None,
         };
         let _ = stream.set_nodelay(true);
+        // Moved to the connection tasks' runtime: registered there, not with the engine's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, "accepted connection unusable: {e}");
+                return;
+            }
+        };
         let (id, rx) = self.register(peer);
         let (events, idle) = (self.events.clone(), self.limits.idle);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, "accepted connection unusable: {e}");
+                    let _ = events.send(StreamEvent::Closed { peer, id }).await;
+                    return;
+                }
+            };
             match acceptor {
                 None => run(stream, peer, rx, &events, idle).await,
                 Some(a) => match within(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
