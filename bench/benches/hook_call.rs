@@ -1,36 +1,48 @@
 //! One hook call through the full plugin runtime, as a call makes it: a
-//! fresh, isolated instance from the pool (new store, limits, deadline),
-//! a realistic 15-header INVITE, the `on-invite` hook of a real plugin,
-//! then the instance dropped.
+//! never-used, isolated instance (new store, limits, deadline), a realistic
+//! 15-header INVITE, the `on-invite` hook of a real plugin, then the
+//! instance dropped.
+//!
+//! Two ways to get the instance, both measured:
+//! - made on the call path (`prewarm = 0`): the call pays instantiation,
+//!   the guest's `init` and the drop;
+//! - prepared ahead (`prewarm = 8`, the default): a background thread made
+//!   it and drops it; the call pays the hook. Samples wait (unmeasured)
+//!   until an instance is ready, i.e. the rate is one the thread keeps up
+//!   with, as in the router below saturation.
 //!
 //! Besides criterion's report, prints the median and p99 of 20,000 single
 //! calls, which is what the target is written in.
 //!
 //! Run: `cargo bench -p trunkline-bench --bench hook_call`
+//! Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use trunkline_plugin_host::types::Direction;
-use trunkline_plugin_host::{Limits, LoadSource, Runtime, RuntimeOptions};
+use trunkline_plugin_host::types::{Call, Direction, Request};
+use trunkline_plugin_host::{Chain, Limits, LoadSource, Runtime, RuntimeOptions};
 use trunkline_tests::{call, chain, entry, install, wasm};
 
-fn runtime_with(plugins: &[(&str, &str)]) -> (tempfile::TempDir, Runtime) {
+const PLUGINS: [(&str, &str); 5] = [
+    (wasm::E164_GUARD, "e164-guard"),
+    (wasm::DIVERSION_GUARD, "diversion-guard"),
+    (wasm::CUSTOMER_ROUTING, "customer-routing"),
+    (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
+    (wasm::TP_DEFAULTS, "defaults"),
+];
+
+fn runtime(prewarm: usize) -> (tempfile::TempDir, Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    for (w, n) in plugins {
+    for (w, n) in PLUGINS {
         install(w, dir.path(), n);
     }
-    let mut opts = RuntimeOptions::default();
-    // Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
+    let mut opts = RuntimeOptions { prewarm, ..RuntimeOptions::default() };
     if let Some(v) = std::env::var("TL_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
         opts.engine.keep_resident_bytes = v;
     }
-    if std::env::var_os("TL_NO_PAGEMAP").is_some() {
-        opts.engine.pagemap_scan = false;
-    }
-    if std::env::var_os("TL_NO_COW").is_some() {
-        opts.engine.memory_init_cow = false;
-    }
+    opts.engine.pagemap_scan = std::env::var_os("TL_NO_PAGEMAP").is_none();
+    opts.engine.memory_init_cow = std::env::var_os("TL_NO_COW").is_none();
     let rt = Runtime::new(opts).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();
@@ -50,92 +62,78 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// One call's `on-invite` through `ch`: a fresh session, then dropped.
+fn one_call(rt: &Runtime, ch: &Chain, c0: &Call, r0: &Request) {
+    let (mut c, mut r) = (c0.clone(), r0.clone());
+    let mut s = rt.start_call(ch, "AC0001", "bench");
+    std::hint::black_box(s.on_invite(&mut c, &mut r));
+}
+
+/// Until every plugin of `ch` that defines `on-invite` has an instance
+/// ready (the first call of a chain finds none and asks for them).
+fn wait_ready(rt: &Runtime, ch: &Chain) {
+    for e in &ch.entries {
+        if !rt.plugin(&e.plugin).is_some_and(|p| p.hook_names().contains(&"on-invite")) {
+            continue;
+        }
+        while rt.ready_instances(&e.plugin, &e.limits) == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// `n` samples of one call through `ch`, each timed alone; `paced` waits
+/// (unmeasured) for prepared instances before each.
+fn samples(rt: &Runtime, ch: &Chain, c0: &Call, r0: &Request, n: usize, paced: bool) -> Vec<Duration> {
+    one_call(rt, ch, c0, r0);
+    (0..n)
+        .map(|_| {
+            if paced {
+                wait_ready(rt, ch);
+            }
+            let t = Instant::now();
+            one_call(rt, ch, c0, r0);
+            t.elapsed()
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
-    let (_dir, rt) = runtime_with(&[
-        (wasm::E164_GUARD, "e164-guard"),
-        (wasm::DIVERSION_GUARD, "diversion-guard"),
-        (wasm::CUSTOMER_ROUTING, "customer-routing"),
-        (wasm::DR_TWIML_FALLBACK, "dr-twiml-fallback"),
-        (wasm::TP_DEFAULTS, "defaults"),
-    ]);
     let (call0, req0) = call(Direction::Termination, "+14155550199", "+12125550123");
-
-    let one = |plugin: &str| {
-        let ch = chain(vec![entry(plugin, "", Limits::default())]);
-        let (call0, req0) = (call0.clone(), req0.clone());
-        let rt = rt.clone();
-        move || {
-            let (mut c, mut r) = (call0.clone(), req0.clone());
-            let mut s = rt.start_call(&ch, "AC0001", "bench");
-            let out = s.on_invite(&mut c, &mut r);
-            std::hint::black_box(out);
-        }
-    };
-
-    // Warm-up and percentile passes.
-    for plugin in ["e164-guard", "defaults"] {
-        let f = one(plugin);
-        for _ in 0..2_000 {
-            f();
-        }
-        let samples = (0..20_000)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect();
-        percentiles(&format!("on-invite, fresh instance, {plugin}"), samples);
-    }
-    // The call path when the warmer keeps up: wait (unmeasured) until an
-    // instance prepared ahead is ready, then time the hook call.
-    for plugin in ["e164-guard", "defaults"] {
-        let f = one(plugin);
-        let samples = (0..20_000)
-            .map(|_| {
-                while rt.ready_instances(plugin, &Limits::default()) == 0 {
-                    std::thread::yield_now();
-                }
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect();
-        percentiles(&format!("on-invite, instance prepared ahead, {plugin}"), samples);
-    }
-    // One on-invite through `ch` per sample, with a fresh session each time.
-    let sessions = |label: &str, ch: &trunkline_plugin_host::Chain, c0: &trunkline_plugin_host::types::Call, r0: &trunkline_plugin_host::types::Request, n: usize| {
-        let samples = (0..n)
-            .map(|_| {
-                let (mut c, mut r) = (c0.clone(), r0.clone());
-                let t = Instant::now();
-                let mut s = rt.start_call(ch, "AC0001", "bench");
-                std::hint::black_box(s.on_invite(&mut c, &mut r));
-                drop(s);
-                t.elapsed()
-            })
-            .collect();
-        percentiles(label, samples);
-    };
-    // The same without headers: how much of a hook call is lowering them.
     let (mut bare_call, mut bare_req) = (call0.clone(), req0.clone());
     bare_call.headers.clear();
     bare_req.headers.clear();
-    let defaults = chain(vec![entry("defaults", "", Limits::default())]);
-    sessions("on-invite, fresh instance, defaults, no headers", &defaults, &bare_call, &bare_req, 20_000);
-    // The whole first-party chain on one call: 4 instances, 4 hooks.
+    let single = |p: &str| chain(vec![entry(p, "", Limits::default())]);
     let first_party = chain(
         ["e164-guard", "diversion-guard", "customer-routing", "dr-twiml-fallback"]
             .iter()
             .map(|p| entry(p, "", Limits::default()))
             .collect(),
     );
-    sessions("on-invite, 4-plugin first-party chain (4 fresh instances)", &first_party, &call0, &req0, 10_000);
 
-    let mut g = c.benchmark_group("hook_call");
-    g.bench_function("on_invite/fresh_instance/e164-guard", |b| b.iter(one("e164-guard")));
-    g.bench_function("on_invite/fresh_instance/defaults", |b| b.iter(one("defaults")));
-    g.finish();
+    for (prewarm, how) in [(0, "instance made on the call path"), (8, "instance prepared ahead")] {
+        let (_dir, rt) = runtime(prewarm);
+        let paced = prewarm > 0;
+        for p in ["e164-guard", "defaults"] {
+            let ch = single(p);
+            for _ in 0..2_000 {
+                one_call(&rt, &ch, &call0, &req0);
+            }
+            percentiles(&format!("on-invite, {how}, {p}"), samples(&rt, &ch, &call0, &req0, 20_000, paced));
+        }
+        let ch = single("defaults");
+        percentiles(&format!("on-invite, {how}, defaults, no headers"), samples(&rt, &ch, &bare_call, &bare_req, 20_000, paced));
+        // The first-party chain on one call: e164-guard and diversion-guard
+        // define on-invite; the other two do not, so they get no instance.
+        percentiles(&format!("on-invite, {how}, 4-plugin first-party chain"), samples(&rt, &first_party, &call0, &req0, 10_000, paced));
+
+        let mut g = c.benchmark_group(format!("hook_call/prewarm_{prewarm}"));
+        g.bench_function("on_invite/e164-guard", |b| {
+            let ch = single("e164-guard");
+            b.iter(|| one_call(&rt, &ch, &call0, &req0))
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

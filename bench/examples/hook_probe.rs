@@ -1,7 +1,12 @@
 //! Where one hook call's time goes: runs `on-invite` of one plugin with an
 //! instance prepared ahead, many times, for a profiler (`perf record`).
 //!
-//! Run: `cargo run --release -p trunkline-bench --example hook_probe -- [PLUGIN] [CALLS]`
+//! Prints the mean time of `start_call`, the hook and the session's drop.
+//!
+//! Run: `cargo run --release -p trunkline-bench --example hook_probe -- [PLUGIN] [CALLS] [full|once|bare]`
+//! - `once`: headers only in `call`, not again in `request`; `bare`: no headers;
+//! - `TWICE=1`: time a second `on-invite` on the same instance (no first-call costs);
+//! - `QUIET=1`: before each call, also wait until the warmer thread is idle.
 
 use std::time::{Duration, Instant};
 
@@ -16,9 +21,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     install(wasm::TP_DEFAULTS, dir.path(), "defaults");
     install(wasm::E164_GUARD, dir.path(), "e164-guard");
-    let mut opts = RuntimeOptions::default();
-    opts.engine.eager_tables = std::env::var_os("TL_LAZY_TABLES").is_none();
-    let rt = Runtime::new(opts).unwrap();
+    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();
     }

@@ -31,9 +31,6 @@ pub struct EngineOptions {
     /// Reset kept-resident memory by scanning for the pages a call actually
     /// dirtied (Linux `PAGEMAP_SCAN`, kernel 6.7+; ignored elsewhere).
     pub pagemap_scan: bool,
-    /// Fill function tables when instantiating instead of on first use:
-    /// with instances prepared ahead, that work leaves the call path.
-    pub eager_tables: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,7 +47,6 @@ impl Default for EngineOptions {
             decommit_batch: 1,
             memory_init_cow: true,
             pagemap_scan: true,
-            eager_tables: true,
         }
     }
 }
@@ -77,7 +73,6 @@ pub(crate) fn build_engine(opts: &EngineOptions) -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .wasm_component_model(true)
         .memory_init_cow(opts.memory_init_cow)
-        .table_lazy_init(!opts.eager_tables)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
