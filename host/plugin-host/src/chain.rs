@@ -207,7 +207,6 @@ impl CallSession {
             },
             Err(e) => classify(e, live.store.data().limiter.refused_memory, limits),
         };
-        let _ = limits;
         // A failed instance may be in any state: never call it again.
         self.retire(i);
         Err(failure)
@@ -463,9 +462,7 @@ impl CallSession {
 impl Drop for CallSession {
     /// Instances still held are dropped off the call path.
     fn drop(&mut self) {
-        for i in 0..self.slots.len() {
-            self.retire(i);
-        }
+        self.end_routing_phase();
     }
 }
 

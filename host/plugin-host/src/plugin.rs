@@ -68,7 +68,8 @@ impl Plugin {
             pre,
             hooks: HookSet::all(),
             ready: ReadyInstances::default(),
-            consecutive_failures: AtomicU32::new(0), quarantined_until_ms: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            quarantined_until_ms: AtomicU64::new(0),
         }
     }
 
