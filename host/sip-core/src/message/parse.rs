@@ -95,12 +95,14 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // Folded continuation of the previous header (RFC 3261 §7.3.1).
-            // An empty first line folds to nothing: no leading space.
+            // An empty first line folds to nothing (no leading space), and
+            // a blank continuation adds nothing (no trailing space).
             let prev = headers.last_mut().ok_or_else(|| ParseError::HeaderLine(truncate(line)))?;
-            if !prev.value.is_empty() {
+            let more = line.trim();
+            if !more.is_empty() && !prev.value.is_empty() {
                 prev.value.push(' ');
             }
-            prev.value.push_str(line.trim());
+            prev.value.push_str(more);
             continue;
         }
         let (name, value) = line.split_once(':').ok_or_else(|| ParseError::HeaderLine(truncate(line)))?;
@@ -156,6 +158,11 @@ mod tests {
         // Found by fuzzing (RFC 4475 esc01): a value that starts on the next line.
         let late = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nContact:\r\n <sip:c@d>\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!(late.header("Contact"), Some("<sip:c@d>"));
+        // Found by fuzzing: a blank continuation line must not leave a
+        // trailing space, which printing and parsing again would lose.
+        let blank = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x =\r\n  \r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(blank.header("Via"), Some("x ="));
+        assert_eq!(Message::parse(&blank.to_bytes()).unwrap(), blank);
         assert_eq!(m.body, b"v=0\n");
         let again = Message::parse(&m.to_bytes()).unwrap();
         assert_eq!(again, m);
