@@ -17,6 +17,10 @@
 //! Run: `cargo bench -p trunkline-bench --bench hook_call`
 //! Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
 
+/// The allocator the router binary ships with (host/router/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};

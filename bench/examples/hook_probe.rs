@@ -6,7 +6,12 @@
 //! Run: `cargo run --release -p trunkline-bench --example hook_probe -- [PLUGIN] [CALLS] [full|once|bare]`
 //! - `once`: headers only in `call`, not again in `request`; `bare`: no headers;
 //! - `TWICE=1`: time a second `on-invite` on the same instance (no first-call costs);
-//! - `QUIET=1`: before each call, also wait until the warmer thread is idle.
+//! - `PACED=1`: before each call, spin until the warmer thread is idle;
+//! - `QUIET=1`: before each call, sleep 50 us (a call after idle).
+
+/// The allocator the router binary ships with (host/router/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +32,8 @@ fn main() {
     }
     let ch = chain(vec![entry(&plugin, "", Limits::default())]);
     let twice = std::env::var_os("TWICE").is_some();
+    let paced = std::env::var_os("PACED").is_some();
+    let quiet = std::env::var_os("QUIET").is_some();
     let (mut c0, mut r0) = call(Direction::Termination, "+14155550199", "+12125550123");
     match args.next().as_deref() {
         Some("bare") => {
@@ -40,11 +47,17 @@ fn main() {
     let (mut c, mut r) = (c0.clone(), r0.clone());
     rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r);
     let (mut start, mut hook, mut end) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut hooks = Vec::with_capacity(calls);
     for _ in 0..calls {
-        // Wait until instances are ready and the warmer is quiet.
+        // Wait until instances are ready (PACED: and the warmer has caught
+        // up; QUIET: and the thread slept 50 us, i.e. a call after idle).
         loop {
             let n = rt.ready_instances(&plugin, &Limits::default());
-            if n > 0 && std::env::var_os("QUIET").is_none() {
+            if n > 0 && paced && !rt.warmer_idle() {
+                std::hint::spin_loop();
+                continue;
+            }
+            if n > 0 && !quiet {
                 break;
             }
             if n > 0 {
@@ -69,8 +82,18 @@ fn main() {
         let t3 = Instant::now();
         start += t1 - t0;
         hook += t2 - t1;
+        hooks.push(t2 - t1);
         end += t3 - t2;
     }
     let per = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
-    println!("{plugin}: start_call {:.2} us, on-invite {:.2} us, drop {:.2} us (means of {calls})", per(start), per(hook), per(end));
+    hooks.sort();
+    let at = |q: f64| hooks[((calls as f64 * q) as usize).min(calls - 1)].as_secs_f64() * 1e6;
+    println!(
+        "{plugin}: start_call {:.2} us, on-invite {:.2} us (median {:.2}, p99 {:.2}), drop {:.2} us (means of {calls})",
+        per(start),
+        per(hook),
+        at(0.5),
+        at(0.99),
+        per(end)
+    );
 }

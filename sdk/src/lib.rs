@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod decisions;
+mod headers;
 mod messages;
 mod policy;
 
@@ -49,6 +50,8 @@ pub mod numbers;
 pub mod testing;
 
 pub use decisions::Decision;
+pub use headers::Headers;
+pub use messages::{Call, Request, Response};
 #[doc(inline)]
 pub use trunkline_sip_core::E164;
 #[doc(inline)]
@@ -83,8 +86,8 @@ pub use wit::exports::trunkline::policy::hooks::{
 pub use trunkline_sdk_macros::policy;
 #[doc(inline)]
 pub use wit::trunkline::policy::types::{
-    Call, Direction, HangupBy, Header, HeaderEdit, Health, InviteEdits, Outcome, Party, Reject,
-    Request, Response, Summary, Target, Transport, Variable,
+    Direction, HangupBy, Header, HeaderEdit, Health, InviteEdits, Outcome, Party, Reject, Summary,
+    Target, Transport, Variable,
 };
 
 /// Every hook (what [`export_policy!`] declares).
@@ -103,7 +106,32 @@ pub fn __all_hooks() -> HookSet {
 /// use grows the heap).
 #[doc(hidden)]
 pub fn __start_up() {
-    std::hint::black_box(Vec::<u8>::with_capacity(256));
+    touch_heap(64 << 10);
+    touch_stack();
+}
+
+/// Write one byte per 4 KiB page of a `bytes`-long heap block, then free
+/// it: the pages a hook's first allocations land on are then already
+/// faulted in, here in `init` instead of during the hook.
+fn touch_heap(bytes: usize) {
+    let mut block = Vec::<u8>::with_capacity(bytes);
+    let base = block.as_mut_ptr();
+    for offset in (0..bytes).step_by(4096) {
+        // SAFETY: `offset < bytes`, within the block's capacity.
+        unsafe { base.add(offset).write_volatile(0) };
+    }
+    drop(block);
+}
+
+/// The same for the top 32 KiB of the shadow stack in linear memory.
+#[inline(never)]
+fn touch_stack() {
+    let mut frame = [0u8; 32 << 10];
+    for offset in (0..frame.len()).step_by(4096) {
+        // SAFETY: in bounds of `frame`.
+        unsafe { core::ptr::write_volatile(frame.as_mut_ptr().add(offset), 0) };
+    }
+    std::hint::black_box(&frame);
 }
 
 /// Generated bindings for `wit/`. Plugin authors never need this module.
@@ -143,32 +171,39 @@ macro_rules! export_policy {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::wit::exports::trunkline::policy::hooks as __hooks;
+            use $crate::wit::trunkline::policy::types as __types;
             struct __TrunklineExport;
             impl __hooks::Guest for __TrunklineExport {
                 fn init() -> __hooks::HookSet {
                     $crate::__start_up();
                     $hooks
                 }
-                fn on_invite(call: $crate::Call, request: $crate::Request) -> __hooks::InviteDecision {
+                fn on_invite(call: __types::Call, request: __types::Request) -> __hooks::InviteDecision {
+                    let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));
                     $crate::Policy::on_invite(&<$ty as Default>::default(), &call, &request)
                 }
-                fn select_uri(call: $crate::Call, candidates: Vec<$crate::Target>) -> __hooks::Selection {
+                fn select_uri(call: __types::Call, candidates: Vec<$crate::Target>) -> __hooks::Selection {
+                    let call = $crate::Call::__from_host(call);
                     $crate::Policy::select_uri(&<$ty as Default>::default(), &call, &candidates)
                 }
-                fn on_redirect(call: $crate::Call, response: $crate::Response) -> __hooks::RedirectDecision {
+                fn on_redirect(call: __types::Call, response: __types::Response) -> __hooks::RedirectDecision {
+                    let (call, response) = ($crate::Call::__from_host(call), $crate::Response::__from_host(response));
                     $crate::Policy::on_redirect(&<$ty as Default>::default(), &call, &response)
                 }
                 fn pre_dial(
-                    call: $crate::Call,
-                    request: $crate::Request,
+                    call: __types::Call,
+                    request: __types::Request,
                     target: $crate::Target,
                 ) -> __hooks::DialDecision {
+                    let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));
                     $crate::Policy::pre_dial(&<$ty as Default>::default(), &call, &request, &target)
                 }
-                fn on_failure(call: $crate::Call, last: Option<$crate::Response>) -> __hooks::Fallback {
+                fn on_failure(call: __types::Call, last: Option<__types::Response>) -> __hooks::Fallback {
+                    let (call, last) = ($crate::Call::__from_host(call), last.map($crate::Response::__from_host));
                     $crate::Policy::on_failure(&<$ty as Default>::default(), &call, last.as_ref())
                 }
-                fn on_call_end(call: $crate::Call, summary: $crate::Summary) {
+                fn on_call_end(call: __types::Call, summary: $crate::Summary) {
+                    let call = $crate::Call::__from_host(call);
                     $crate::Policy::on_call_end(&<$ty as Default>::default(), &call, &summary)
                 }
             }

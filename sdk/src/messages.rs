@@ -1,13 +1,105 @@
-//! Accessors on calls, SIP messages and targets.
+//! The call and its SIP messages as a hook sees them, and accessors on
+//! them, on headers and on targets.
 
-use crate::{Call, Header, HeaderEdit, Party, Request, Response, Target, E164};
+use crate::wit::trunkline::policy::headers::Message;
+use crate::wit::trunkline::policy::types as wit;
+use crate::{Direction, Header, HeaderEdit, Headers, Party, Target, Transport, Variable, E164};
 
-fn find<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+/// The call a hook runs for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// SIP Call-ID of the inbound leg.
+    pub call_id: String,
+    /// Which way the call flows through the trunk.
+    pub direction: Direction,
+    /// Account that owns the trunk.
+    pub account_id: String,
+    /// Trunk id (`TK` + 32 hex).
+    pub trunk_id: String,
+    /// The trunk's friendly name.
+    pub trunk_name: String,
+    /// The caller (From).
+    pub from: Party,
+    /// The callee (To).
+    pub to: Party,
+    /// The request-URI of the INVITE (the number routed on).
+    pub request_uri: Party,
+    /// Address the inbound INVITE came from, `ip:port`.
+    pub source_address: String,
+    /// Transport the inbound INVITE came over.
+    pub transport: Transport,
+    /// Headers of the inbound INVITE, after edits of earlier plugins.
+    pub headers: Headers,
+    /// Call variables set so far.
+    pub variables: Vec<Variable>,
 }
 
-fn first<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+/// A SIP request: the inbound INVITE, or an outgoing one in `pre_dial`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// `INVITE`.
+    pub method: String,
+    /// The request-URI.
+    pub uri: String,
+    /// Its headers.
+    pub headers: Headers,
+    /// Its body (SDP), as text.
+    pub body: String,
+}
+
+/// A SIP response received from a target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Its headers.
+    pub headers: Headers,
+    /// URIs of the Contact headers, in order (for 3xx).
+    pub contacts: Vec<String>,
+}
+
+impl Call {
+    /// The call a hook was given; its headers stay in the host until read.
+    #[doc(hidden)]
+    pub fn __from_host(c: wit::Call) -> Self {
+        Call {
+            call_id: c.call_id,
+            direction: c.direction,
+            account_id: c.account_id,
+            trunk_id: c.trunk_id,
+            trunk_name: c.trunk_name,
+            from: c.from,
+            to: c.to,
+            request_uri: c.request_uri,
+            source_address: c.source_address,
+            transport: c.transport,
+            headers: Headers::__from_host(Message::Inbound),
+            variables: c.variables,
+        }
+    }
+}
+
+impl Request {
+    /// The request a hook is about; its headers stay in the host until read.
+    #[doc(hidden)]
+    pub fn __from_host(r: wit::Request) -> Self {
+        Request { method: r.method, uri: r.uri, headers: Headers::__from_host(Message::Current), body: r.body }
+    }
+}
+
+impl Response {
+    /// The response a hook is about; its headers stay in the host until read.
+    #[doc(hidden)]
+    pub fn __from_host(r: wit::Response) -> Self {
+        Response {
+            status: r.status,
+            reason: r.reason,
+            headers: Headers::__from_host(Message::Current),
+            contacts: r.contacts,
+        }
+    }
 }
 
 impl Header {
@@ -71,13 +163,13 @@ impl Call {
     /// let pai = call.header("P-Asserted-Identity");
     /// # }
     /// ```
-    pub fn header(&self, name: &str) -> Option<&str> {
-        first(&self.headers, name)
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.first(name)
     }
 
     /// Every inbound header called `name`, in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        find(&self.headers, name)
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        self.headers.named(name)
     }
 
     /// The value of a call variable set by an earlier hook.
@@ -98,13 +190,13 @@ impl Request {
     /// ```no_run
     /// # fn f(r: &trunkline_sdk::Request) { let _ = r.header("Diversion"); }
     /// ```
-    pub fn header(&self, name: &str) -> Option<&str> {
-        first(&self.headers, name)
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.first(name)
     }
 
     /// Every header called `name`, in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        find(&self.headers, name)
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        self.headers.named(name)
     }
 }
 
@@ -114,8 +206,8 @@ impl Response {
     /// ```no_run
     /// # fn f(r: &trunkline_sdk::Response) { let _ = r.header("Retry-After"); }
     /// ```
-    pub fn header(&self, name: &str) -> Option<&str> {
-        first(&self.headers, name)
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.first(name)
     }
 }
 

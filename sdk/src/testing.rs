@@ -31,7 +31,7 @@ use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc};
 use crate::clock::LocalTime;
 use crate::config::Value;
 use crate::log::Level;
-use crate::{kv, Call, Direction, Header, Party, Request, Transport, Variable};
+use crate::{kv, Call, Direction, Header, Headers, Party, Request, Transport, Variable};
 
 thread_local! {
     static STATE: RefCell<Option<FakeHost>> = const { RefCell::new(None) };
@@ -294,7 +294,7 @@ impl CallBuilder {
                 request_uri: party("+14155550100", domain),
                 source_address: "127.0.0.1:5070".into(),
                 transport: Transport::Udp,
-                headers: Vec::new(),
+                headers: Headers::new(),
                 variables: Vec::new(),
             },
         }

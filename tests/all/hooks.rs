@@ -2,7 +2,7 @@
 //! per-call isolation; the first-party plugins as real components.
 
 use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
-use trunkline_plugin_host::types::{Direction, Fallback, Header, RedirectDecision, Response, Summary, Target};
+use trunkline_plugin_host::types::{Direction, Fallback, Header, RedirectDecision, Response, ResponseRecord, Summary, Target};
 use trunkline_plugin_host::types::{HangupBy, Health, Outcome, Transport};
 use trunkline_plugin_host::RuntimeOptions;
 use trunkline_tests::{call, chain, entry, wasm};
@@ -170,7 +170,7 @@ fn defaults_change_nothing() {
     assert_eq!((sel.targets, sel.ordered), (cands, false));
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
     assert_eq!(r, r0);
-    let resp = Response { status: 302, reason: "Moved".into(), headers: vec![], contacts: vec!["sip:x@y.example".into()] };
+    let resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Default);
     assert_eq!(s.on_failure(&c, Some(&resp)), Fallback::Default);
     let trace = s.on_call_end(&c, &summary());
@@ -194,7 +194,7 @@ fn every_hook_decision_is_applied() {
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
     assert!(r.headers.iter().any(|h| h.name == "X-Dialed-By" && h.value == "rec"));
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:skip.example", 10)), Ok(DialOutcome::Skip));
-    let resp = Response { status: 302, reason: "Moved".into(), headers: vec![], contacts: vec!["sip:x@y.example".into()] };
+    let resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx2.example".into()));
     assert_eq!(s.on_failure(&c, None), Fallback::TwimlUrl("http://127.0.0.1:18080/dr".into()));
     s.on_call_end(&c, &summary());

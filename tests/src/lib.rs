@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use trunkline_plugin_host::types::{Call, Direction, Header, Party, Request, Transport};
+use trunkline_plugin_host::types::{Call, CallRecord, Direction, Header, HeaderList, Party, Request, RequestRecord, Transport};
 use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig, Runtime, RuntimeOptions};
 
 /// Compiled plugin paths, one constant per crate (`E164_GUARD`, `TP_LOOP`...).
@@ -88,7 +88,8 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         h("Content-Type", "application/sdp".into()),
         h("Content-Length", "0".into()),
     ];
-    let call = Call {
+    let headers: HeaderList = headers.into();
+    let record = CallRecord {
         call_id: "3848276298220188511@127.0.0.1".into(),
         direction,
         account_id: "AC0001".into(),
@@ -99,9 +100,8 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         request_uri: party(to, domain),
         source_address: "127.0.0.1:5070".into(),
         transport: Transport::Udp,
-        headers: headers.clone(),
         variables: vec![],
     };
-    let request = Request { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), headers, body: String::new() };
-    (call, request)
+    let request = RequestRecord { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), body: String::new() };
+    (Call { record, headers: headers.clone() }, Request { record: request, headers })
 }

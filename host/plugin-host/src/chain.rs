@@ -23,6 +23,7 @@ use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::Policy;
 use crate::error::HookFailure;
 use crate::limits::{FailureMode, Limits};
+use crate::message::{HeaderList, Messages};
 use crate::plugin::{FailureEffect, Plugin};
 use crate::runtime::Runtime;
 use crate::services::PluginConfig;
@@ -173,10 +174,13 @@ impl CallSession {
 
     /// Call one hook of plugin `i` and validate its result. `Ok(None)`: the
     /// plugin does not implement the hook, so its default applies.
+    /// `headers` (the inbound INVITE's, the current message's) are what the
+    /// plugin may read through the `headers` interface during this call.
     fn run<R>(
         &mut self,
         i: usize,
         hook: HookSet,
+        headers: (&HeaderList, Option<&HeaderList>),
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
     ) -> Result<Option<R>, HookFailure> {
@@ -195,8 +199,12 @@ impl CallSession {
         let limits = &slot.entry.limits;
         let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
+        live.store.data_mut().messages = Messages { inbound: Some(headers.0.clone()), current: headers.1.cloned() };
         let result = f(&live.policy, &mut live.store);
-        live.store.data_mut().flush_output();
+        let state = live.store.data_mut();
+        // Released now, so that the caller edits the headers in place.
+        state.messages = Messages::default();
+        state.flush_output();
         let failure = match result {
             Ok(r) => match check(&r) {
                 Ok(()) => {
@@ -259,7 +267,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_INVITE,
-                |p, s| p.trunkline_policy_hooks().call_on_invite(s, &*call, &*request),
+                (&call.headers, Some(&request.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_invite(s, &call.record, &request.record),
                 |d| match d {
                     InviteDecision::Continue => Ok(()),
                     InviteDecision::Reject(r) => validate::reject(r),
@@ -302,7 +311,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::SELECT_URI,
-                |p, s| p.trunkline_policy_hooks().call_select_uri(s, call, targets),
+                (&call.headers, None),
+                |p, s| p.trunkline_policy_hooks().call_select_uri(s, &call.record, targets),
                 |d| match d {
                     Selection::Default => Ok(()),
                     Selection::Candidates(t) | Selection::Ordered(t) => validate::targets(t),
@@ -337,7 +347,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::PRE_DIAL,
-                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call, &*request, target),
+                (&call.headers, Some(&request.headers)),
+                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, &call.record, &request.record, target),
                 |d| match d {
                     DialDecision::Edit(e) => validate::header_edits(e),
                     _ => Ok(()),
@@ -372,7 +383,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_REDIRECT,
-                |p, s| p.trunkline_policy_hooks().call_on_redirect(s, call, response),
+                (&call.headers, Some(&response.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_redirect(s, &call.record, &response.record),
                 |d| match d {
                     RedirectDecision::Follow(u) => validate::uri("redirect target", u),
                     RedirectDecision::Reject(r) => validate::reject(r),
@@ -398,13 +410,13 @@ impl CallSession {
 
     /// Run the `on-failure` chain: the first non-default decision wins.
     pub fn on_failure(&mut self, call: &Call, last: Option<&Response>) -> Fallback {
-        let last = last.cloned();
         for i in 0..self.slots.len() {
             let t = Instant::now();
             let r = self.run(
                 i,
                 HookSet::ON_FAILURE,
-                |p, s| p.trunkline_policy_hooks().call_on_failure(s, call, last.as_ref()),
+                (&call.headers, last.map(|r| &r.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_failure(s, &call.record, last.map(|r| &r.record)),
                 |d| match d {
                     Fallback::Reject(r) => validate::reject(r),
                     Fallback::TwimlUrl(u) => validate::twiml_url(u),
@@ -439,7 +451,8 @@ impl CallSession {
     pub fn on_call_end(mut self, call: &Call, summary: &Summary) -> Vec<HookTrace> {
         for i in 0..self.slots.len() {
             let t = Instant::now();
-            match self.run(i, HookSet::ON_CALL_END, |p, s| p.trunkline_policy_hooks().call_on_call_end(s, call, summary), |_| Ok(())) {
+            let hook = |p: &Policy, s: &mut Store<HostState>| p.trunkline_policy_hooks().call_on_call_end(s, &call.record, summary);
+            match self.run(i, HookSet::ON_CALL_END, (&call.headers, None), hook, |_| Ok(())) {
                 Ok(None) => {}
                 Ok(Some(())) => self.note(i, "on-call-end", t, "notified".into()),
                 Err(f) => {

@@ -25,6 +25,7 @@ pub mod error;
 mod host;
 pub mod limits;
 mod linker;
+mod message;
 mod plugin;
 mod runtime;
 pub mod services;
@@ -42,10 +43,15 @@ pub use runtime::{LoadSource, Runtime, RuntimeOptions};
 pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
 pub use state::Services;
 
-/// The WIT types, as the host sees them.
+/// The WIT types, as the host sees them. [`Call`](types::Call),
+/// [`Request`](types::Request) and [`Response`](types::Response) are the
+/// WIT records plus their headers, which plugins read on demand.
 pub mod types {
     pub use crate::bindings::exports::trunkline::policy::hooks::{
         DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,
     };
-    pub use crate::bindings::trunkline::policy::types::*;
+    pub use crate::bindings::trunkline::policy::types::{
+        Call as CallRecord, Request as RequestRecord, Response as ResponseRecord, *,
+    };
+    pub use crate::message::{Call, HeaderList, Request, Response};
 }

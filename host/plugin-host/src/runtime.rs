@@ -285,6 +285,13 @@ impl Runtime {
         self.plugin(name).map_or(0, |p| p.ready.count(limits))
     }
 
+    /// The background thread that prepares and drops instances has nothing
+    /// to do. Benchmarks wait for this to measure calls at a rate it keeps
+    /// up with.
+    pub fn warmer_idle(&self) -> bool {
+        self.inner.warmer.is_idle()
+    }
+
     /// Lift plugin `name`'s quarantine (admin request). False if not loaded.
     pub fn release(&self, name: &str) -> bool {
         let Some(p) = self.plugin(name) else { return false };

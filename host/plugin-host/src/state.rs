@@ -6,6 +6,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{Limiter, Limits};
+use crate::message::Messages;
 use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig};
 
 /// Services shared by every instance of every plugin.
@@ -58,6 +59,8 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) scope: Scope,
     pub(crate) log_budget: u32,
+    /// Headers the running hook may read (none between hooks).
+    pub(crate) messages: Messages,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     /// Bytes of each stream already written to the log.
@@ -76,6 +79,7 @@ impl HostState {
             limiter: Limiter::new(limits),
             scope,
             log_budget: LOG_BUDGET,
+            messages: Messages::default(),
             stdout,
             stderr,
             stdout_seen: 0,

@@ -173,6 +173,13 @@ impl Warmer {
         }
     }
 
+    /// The background thread is waiting with nothing queued that it would
+    /// act on now (fewer retired instances than a batch).
+    pub(crate) fn is_idle(&self) -> bool {
+        let w = self.work();
+        w.idle && w.refill.is_empty() && w.retired.len() < RETIRE_BATCH
+    }
+
     fn wake_if_idle(&self, mut w: MutexGuard<'_, Work>) {
         if w.idle {
             w.idle = false;

@@ -183,12 +183,11 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
                 .collect();
             let extra = if added.is_empty() { String::new() } else { format!(" [{}]", added.join("; ")) };
             route.push(format!("INVITE {uri}{extra} -> {st} {}", reason(st)));
-            let resp = Response {
+            let resp = Response::from(trunkline_plugin_host::types::ResponseRecord {
                 status: st,
                 reason: reason(st).into(),
-                headers: vec![],
                 contacts: contact.clone().into_iter().collect(),
-            };
+            });
             if (200..300).contains(&st) {
                 break 'call (Outcome::Answered, st, Some(uri));
             }

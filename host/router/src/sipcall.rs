@@ -1,6 +1,8 @@
 //! Turning a SIP message into the call and request records plugins see.
 
-use trunkline_plugin_host::types::{Call, Direction, Header, Party, Request, Response, Transport};
+use trunkline_plugin_host::types::{
+    Call, CallRecord, Direction, Header, HeaderList, Party, Request, RequestRecord, Response, ResponseRecord, Transport,
+};
 use trunkline_sip_core::{Message, NameAddr, StartLine};
 
 /// Why a message cannot become a call (answered 400 with this reason).
@@ -42,8 +44,8 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
     let to = m.header("To").and_then(party).ok_or(CallError::Header("To"))?;
     let call_id = m.header("Call-ID").ok_or(CallError::Header("Call-ID"))?.to_owned();
     let request_uri = party(uri).ok_or_else(|| CallError::RequestUri(uri.clone()))?;
-    let headers: Vec<Header> = m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect();
-    let call = Call {
+    let headers: HeaderList = m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect();
+    let record = CallRecord {
         call_id,
         direction: origin.direction,
         account_id: origin.account_id.into(),
@@ -54,29 +56,29 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
         request_uri,
         source_address: origin.source_address.clone(),
         transport: origin.transport,
-        headers: headers.clone(),
         variables: Vec::new(),
     };
-    let request = Request {
+    let request = RequestRecord {
         method: method.clone(),
         uri: uri.clone(),
-        headers,
         body: String::from_utf8_lossy(&m.body).into_owned(),
     };
-    Ok((call, request))
+    Ok((Call { record, headers: headers.clone() }, Request { record: request, headers }))
 }
 
 /// A response as plugins see it, with its Contact URIs.
 pub fn response_from(m: &Message) -> Option<Response> {
     let StartLine::Response { status, reason } = &m.start else { return None };
     Some(Response {
-        status: *status,
-        reason: reason.clone(),
         headers: m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect(),
-        contacts: m
+        record: ResponseRecord {
+            status: *status,
+            reason: reason.clone(),
+            contacts: m
             .headers_named("Contact")
             .flat_map(|v| v.split(','))
             .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
             .collect(),
+        },
     })
 }

@@ -49,12 +49,12 @@ impl Policy for DiversionGuard {
         if !matches!(call.direction, Direction::Termination) {
             return Decision::proceed();
         }
-        let all: Vec<&str> = call.headers_named("Diversion").collect();
+        let all = call.headers_named("Diversion");
         if all.is_empty() {
             return Decision::proceed();
         }
         let domains = our_domains(call);
-        let kept: Vec<&str> = all.iter().copied().filter(|v| keep(v, &domains)).collect();
+        let kept: Vec<&str> = all.iter().map(String::as_str).filter(|v| keep(v, &domains)).collect();
         if kept.len() == all.len() {
             return Decision::proceed();
         }
@@ -78,7 +78,8 @@ impl Policy for DiversionGuard {
         let domain = config::text("origination_domain").unwrap_or_else(|| call.request_uri.host.clone());
         let already = request
             .headers_named("Diversion")
-            .filter_map(NameAddr::parse)
+            .iter()
+            .filter_map(|v| NameAddr::parse(v))
             .any(|a| a.user == Some(dialed) && a.host.eq_ignore_ascii_case(&domain));
         if already {
             return DialDecision::Continue;

@@ -18,9 +18,10 @@ fn caller_number(call: &Call) -> Option<String> {
             return Some(user.clone());
         }
     }
-    ["Remote-Party-ID", "P-Asserted-Identity"]
-        .iter()
-        .find_map(|h| call.header(h).and_then(NameAddr::parse).and_then(|a| a.user.map(str::to_owned)))
+    ["Remote-Party-ID", "P-Asserted-Identity"].iter().find_map(|h| {
+        let value = call.header(h)?;
+        NameAddr::parse(&value)?.user.map(str::to_owned)
+    })
 }
 
 #[policy]

@@ -2,6 +2,7 @@
 
 mod clock;
 mod config;
+mod headers;
 mod kv;
 mod log;
 mod metrics;

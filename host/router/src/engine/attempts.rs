@@ -102,12 +102,10 @@ impl Engine {
         if let Some(last) = c.route.last_mut() {
             last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
         }
-        c.last_failure = Some(trunkline_plugin_host::types::Response {
-            status: 408,
-            reason: "Request Timeout".into(),
-            headers: vec![],
-            contacts: vec![],
-        });
+        c.last_failure = Some(
+            trunkline_plugin_host::types::ResponseRecord { status: 408, reason: "Request Timeout".into(), contacts: vec![] }
+                .into(),
+        );
         self.try_next(now, id);
     }
 
@@ -214,12 +212,9 @@ impl Engine {
             }
         }
         c.leg = None;
-        c.last_failure = m.as_ref().and_then(response_from).or(Some(trunkline_plugin_host::types::Response {
-            status,
-            reason: reason_phrase.into(),
-            headers: vec![],
-            contacts: vec![],
-        }));
+        c.last_failure = m.as_ref().and_then(response_from).or(Some(
+            trunkline_plugin_host::types::ResponseRecord { status, reason: reason_phrase.into(), contacts: vec![] }.into(),
+        ));
         // Inside a TwiML <Dial>, any failure moves on to the next target.
         if routing::fails_over(status) || c.twiml.is_some() {
             self.try_next(now, id);
@@ -238,7 +233,7 @@ impl Engine {
         let last = c.last_failure.clone();
         let fallback = c.session.on_failure(&c.call, last.as_ref());
         let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
-        let (code, why) = last.map(|l| (l.status, l.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
+        let (code, why) = last.map(|l| (l.record.status, l.record.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
         match fallback {
             Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             Fallback::TwimlUrl(u) => self.start_twiml_fetch(now, id, &u),
