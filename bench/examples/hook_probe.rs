@@ -7,6 +7,7 @@
 //! - `once`: headers only in `call`, not again in `request`; `bare`: no headers;
 //! - `TWICE=1`: time a second `on-invite` on the same instance (no first-call costs);
 //! - `PACED=1`: before each call, spin until the warmer thread is idle;
+//! - `PREWARM=N`: instances kept ready (default 8);
 //! - `QUIET=1`: before each call, sleep 50 us (a call after idle).
 
 /// The allocator the router binary ships with (host/router/src/main.rs).
@@ -26,7 +27,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     install(wasm::TP_DEFAULTS, dir.path(), "defaults");
     install(wasm::E164_GUARD, dir.path(), "e164-guard");
-    let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+    let prewarm = std::env::var("PREWARM").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let rt = Runtime::new(RuntimeOptions { prewarm, ..RuntimeOptions::default() }).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();
     }

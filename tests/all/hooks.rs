@@ -178,6 +178,34 @@ fn defaults_change_nothing() {
     assert_eq!(hooks, ["on-invite", "select-uri", "pre-dial", "on-redirect", "on-failure", "on-call-end"]);
 }
 
+/// Headers travel on demand (`headers` interface), not with the hook's
+/// arguments: each read sees the right message, with earlier plugins'
+/// edits, and compact names find their full-name headers.
+#[test]
+fn plugins_read_the_headers_of_the_hooks_message_on_demand() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let a = entry("recorder", "name = \"a\"", trunkline_tests::steady());
+    let b = entry("recorder", "name = \"b\"\nfollow_header = \"X-Next\"", trunkline_tests::steady());
+    let ch = chain(vec![a, b]);
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let from = r.headers.first("From").expect("the fixture has a From").to_owned();
+    let mut s = f.rt.start_call(&ch, "AC0001", "headers-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    // `b` ran last: it saw the X-Chain header `a` added, and the From by `f`.
+    assert_eq!(var(&c, "seen-x-chain"), Some("a"));
+    assert_eq!(var(&c, "request-from"), Some(from.as_str()));
+
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
+    let saw: Vec<&str> = r.headers.named("X-Saw-Dialed-By").collect();
+    assert_eq!(saw, ["a"], "b read the outgoing request after a's edit");
+
+    let mut resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
+    resp.headers.push(Header { name: "x-next".into(), value: "sip:+14155550100@pbx3.example".into() });
+    assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx3.example".into()));
+    let bare = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec![] });
+    assert_eq!(s.on_redirect(&c, &bare), RedirectDecision::NextTarget, "no X-Next header in this response");
+}
+
 #[test]
 fn every_hook_decision_is_applied() {
     let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };

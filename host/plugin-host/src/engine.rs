@@ -77,14 +77,15 @@ pub(crate) fn build_engine(opts: &EngineOptions) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Increments the engine's epoch every [`EPOCH_TICK`], then runs `on_tick`,
+/// until dropped.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine) -> Self {
+    pub(crate) fn start(engine: Engine, on_tick: impl Fn() + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -93,6 +94,7 @@ impl EpochTicker {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
+                    on_tick();
                 }
             })
             .expect("spawning the epoch thread");

@@ -124,9 +124,10 @@ impl Runtime {
             metrics: Metrics::default(),
             numbers: opts.numbers,
         });
+        let warmer = Warmer::start(engine.clone(), services.clone(), opts.prewarm);
         let inner = Inner {
-            warmer: Warmer::start(engine.clone(), services.clone(), opts.prewarm),
-            _ticker: EpochTicker::start(engine.clone()),
+            _ticker: EpochTicker::start(engine.clone(), warmer.kicker()),
+            warmer,
             engine,
             linker,
             plugins: ArcSwap::from_pointee(HashMap::new()),

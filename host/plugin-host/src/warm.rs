@@ -9,10 +9,15 @@
 //! Isolation is unchanged: an instance is prepared with no call's data
 //! (empty config, no account, kv writes ignored), serves exactly one call,
 //! and is then dropped, never reused.
+//!
+//! A call never wakes the thread itself: it only queues work, and the epoch
+//! ticker, which wakes every millisecond anyway, wakes the thread when work
+//! is queued. Waking a sleeping thread from the call path (a futex call and
+//! an inter-processor interrupt, slow on a virtual machine) cost more than
+//! the hook call it served.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use wasmtime::{Engine, Store};
 
@@ -109,15 +114,20 @@ struct Shared {
 struct Work {
     refill: Vec<(Weak<Plugin>, Limits)>,
     retired: Vec<Live>,
+    /// Ticks since `retired` became non-empty.
+    retired_ticks: u32,
+    /// The ticker asked the thread to run.
+    kicked: bool,
     /// The thread is waiting on `wake`.
     idle: bool,
     stop: bool,
 }
 
 /// Retired instances are dropped in batches of this many, or after
-/// [`RETIRE_AFTER`], whichever comes first.
+/// [`RETIRE_AFTER_TICKS`] epoch ticks, whichever comes first: each time the
+/// thread runs it evicts from the caches what calls are using.
 const RETIRE_BATCH: usize = 16;
-const RETIRE_AFTER: Duration = Duration::from_millis(20);
+const RETIRE_AFTER_TICKS: u32 = 20;
 /// Most instances waiting to be dropped; beyond this a call drops its own.
 const RETIRE_MAX: usize = 64;
 
@@ -132,6 +142,24 @@ impl Warmer {
         Warmer { shared, depth, thread: Some(thread) }
     }
 
+    /// What the epoch ticker calls every tick: wakes the thread if work is queued.
+    pub(crate) fn kicker(&self) -> impl Fn() + Send + 'static {
+        let shared = self.shared.clone();
+        move || {
+            let mut w = shared.work.lock().unwrap_or_else(|p| p.into_inner());
+            if !w.retired.is_empty() {
+                w.retired_ticks += 1;
+            }
+            let retire = w.retired.len() >= RETIRE_BATCH || (!w.retired.is_empty() && w.retired_ticks >= RETIRE_AFTER_TICKS);
+            if w.idle && (!w.refill.is_empty() || retire) {
+                w.idle = false;
+                w.kicked = true;
+                drop(w);
+                shared.wake.notify_one();
+            }
+        }
+    }
+
     fn work(&self) -> MutexGuard<'_, Work> {
         self.shared.work.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,18 +170,27 @@ impl Warmer {
         if self.depth == 0 {
             return None;
         }
-        let (live, refill) = {
+        let (live, refill, dry) = {
             let mut sets = plugin.ready.lock();
             let set = ReadyInstances::set(&mut sets, limits);
             let live = set.ready.pop();
             let refill = !set.refilling && set.ready.len() <= self.depth / 2;
             set.refilling |= refill;
-            (live, refill)
+            (live, refill, set.ready.is_empty())
         };
-        if refill {
+        if refill || dry {
             let mut w = self.work();
-            w.refill.push((Arc::downgrade(plugin), limits.clone()));
-            self.wake_if_idle(w);
+            if refill {
+                w.refill.push((Arc::downgrade(plugin), limits.clone()));
+            }
+            // Ran dry: the next call would instantiate inline, so do not
+            // wait for the tick (the one case a call wakes the thread).
+            if dry && w.idle && !w.refill.is_empty() {
+                w.idle = false;
+                w.kicked = true;
+                drop(w);
+                self.shared.wake.notify_one();
+            }
         }
         live
     }
@@ -168,24 +205,13 @@ impl Warmer {
             return;
         }
         w.retired.push(live);
-        if w.retired.len() >= RETIRE_BATCH {
-            self.wake_if_idle(w);
-        }
     }
 
-    /// The background thread is waiting with nothing queued that it would
-    /// act on now (fewer retired instances than a batch).
+    /// The background thread is waiting and has nothing to do at the next
+    /// tick (no refill asked for, fewer retired instances than a batch).
     pub(crate) fn is_idle(&self) -> bool {
         let w = self.work();
         w.idle && w.refill.is_empty() && w.retired.len() < RETIRE_BATCH
-    }
-
-    fn wake_if_idle(&self, mut w: MutexGuard<'_, Work>) {
-        if w.idle {
-            w.idle = false;
-            drop(w);
-            self.shared.wake.notify_one();
-        }
     }
 }
 
@@ -204,26 +230,16 @@ impl Shared {
         loop {
             let (refill, retired) = {
                 let mut w = self.work.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    if w.stop {
-                        return;
-                    }
-                    if !w.refill.is_empty() || w.retired.len() >= RETIRE_BATCH {
-                        break;
-                    }
+                while !w.stop && !w.kicked {
                     w.idle = true;
-                    if w.retired.is_empty() {
-                        w = self.wake.wait(w).unwrap_or_else(|p| p.into_inner());
-                    } else {
-                        let (g, timeout) = self.wake.wait_timeout(w, RETIRE_AFTER).unwrap_or_else(|p| p.into_inner());
-                        w = g;
-                        if timeout.timed_out() {
-                            w.idle = false;
-                            break;
-                        }
-                    }
-                    w.idle = false;
+                    w = self.wake.wait(w).unwrap_or_else(|p| p.into_inner());
                 }
+                if w.stop {
+                    return;
+                }
+                w.idle = false;
+                w.kicked = false;
+                w.retired_ticks = 0;
                 (std::mem::take(&mut w.refill), std::mem::take(&mut w.retired))
             };
             drop(retired);

@@ -8,6 +8,13 @@
 //! - `on-redirect`: follows `follow` if set, else default.
 //! - `on-failure`: returns `twiml_url` if set, else default.
 //! - `on-call-end`: increments metric `ended` and kv `ended`.
+//!
+//! Headers, read on demand: `on-invite` sets variable `seen-x-chain` to the
+//! inbound `X-Chain` values (earlier plugins' edits) and `request-from` to
+//! the request's From read by its compact name `f`; `pre-dial` adds
+//! `X-Saw-Dialed-By` with the outgoing request's `X-Dialed-By` values, if
+//! any; `on-redirect` follows the response's header named `follow_header`
+//! if that is set.
 use std::sync::atomic::{AtomicU32, Ordering};
 use trunkline_sdk::*;
 static INSTANCE_INVITES: AtomicU32 = AtomicU32::new(0);
@@ -18,7 +25,7 @@ fn name() -> String {
 }
 #[policy]
 impl Policy for Recorder {
-    fn on_invite(&self, call: &Call, _: &Request) -> InviteDecision {
+    fn on_invite(&self, call: &Call, request: &Request) -> InviteDecision {
         let me = name();
         if let Some(code) = config::integer("reject_code") {
             return Decision::reject(code as u16, format!("rejected by {me}"));
@@ -34,7 +41,9 @@ impl Policy for Recorder {
                 .add_header("X-Chain", me.clone())
                 .set_variable("order", order)
                 .set_variable(format!("invites-{me}"), invites.to_string())
-                .set_variable("instance-invites", seen.to_string()),
+                .set_variable("instance-invites", seen.to_string())
+                .set_variable("seen-x-chain", call.headers_named("X-Chain").join(","))
+                .set_variable("request-from", request.header("f").unwrap_or_default()),
         )
     }
     fn select_uri(&self, _: &Call, candidates: &[Target]) -> Selection {
@@ -44,13 +53,21 @@ impl Policy for Recorder {
             Selection::Default
         }
     }
-    fn pre_dial(&self, _: &Call, _: &Request, target: &Target) -> DialDecision {
+    fn pre_dial(&self, _: &Call, request: &Request, target: &Target) -> DialDecision {
         if target.uri.contains("skip") {
             return DialDecision::Skip;
         }
-        DialDecision::edit(vec![HeaderEdit::add("X-Dialed-By", name())])
+        let mut edits = vec![HeaderEdit::add("X-Dialed-By", name())];
+        let prior = request.headers_named("X-Dialed-By");
+        if !prior.is_empty() {
+            edits.push(HeaderEdit::add("X-Saw-Dialed-By", prior.join(",")));
+        }
+        DialDecision::edit(edits)
     }
-    fn on_redirect(&self, _: &Call, _: &Response) -> RedirectDecision {
+    fn on_redirect(&self, _: &Call, response: &Response) -> RedirectDecision {
+        if let Some(h) = config::text("follow_header") {
+            return response.header(&h).map_or(RedirectDecision::NextTarget, RedirectDecision::Follow);
+        }
         match config::text("follow") {
             Some(uri) => RedirectDecision::Follow(uri),
             None => RedirectDecision::Default,
