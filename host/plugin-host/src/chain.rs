@@ -95,8 +95,8 @@ struct Slot {
 pub struct CallSession {
     runtime: Runtime,
     slots: Vec<Slot>,
-    account: String,
-    call_id: String,
+    account: Arc<str>,
+    call_id: Arc<str>,
     trace: Vec<HookTrace>,
 }
 

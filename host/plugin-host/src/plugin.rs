@@ -1,6 +1,7 @@
 //! A loaded, validated plugin version: its pre-linked instance factory and
 //! its health (consecutive failures, quarantine).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,9 @@ pub struct Plugin {
     pub(crate) hooks: HookSet,
     /// Instances prepared ahead of time (see `warm`).
     pub(crate) ready: ReadyInstances,
+    /// `info.name` and `info.version`, shared by every instance's scope.
+    pub(crate) shared_name: Arc<str>,
+    pub(crate) shared_version: Arc<str>,
     consecutive_failures: AtomicU32,
     /// Unix ms until which the plugin is quarantined (0: not quarantined).
     quarantined_until_ms: AtomicU64,
@@ -64,6 +68,8 @@ pub(crate) enum FailureEffect {
 impl Plugin {
     pub(crate) fn new(info: PluginInfo, pre: PolicyPre<HostState>) -> Self {
         Plugin {
+            shared_name: info.name.as_str().into(),
+            shared_version: info.version.as_str().into(),
             info,
             pre,
             hooks: HookSet::all(),

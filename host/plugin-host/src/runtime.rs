@@ -188,17 +188,8 @@ impl Runtime {
             .map_err(|e| LoadError::Start { plugin: plugin.info.name.clone(), reason: format!("{:#}", e.error) })
     }
 
-    pub(crate) fn scope(&self, plugin: &Plugin, account: &str, call_id: &str, config: Arc<PluginConfig>) -> Scope {
-        Scope {
-            plugin: plugin.info.name.as_str().into(),
-            version: plugin.info.version.as_str().into(),
-            account: account.into(),
-            call_id: call_id.into(),
-            kv_namespace: KvStore::namespace(&plugin.info.name, account),
-            config,
-            services: self.inner.services.clone(),
-            assigned: true,
-        }
+    pub(crate) fn scope(&self, plugin: &Plugin, account: &Arc<str>, call_id: &Arc<str>, config: Arc<PluginConfig>) -> Scope {
+        Scope::assigned(plugin, account.clone(), call_id.clone(), config, self.inner.services.clone())
     }
 
     /// Load (or reload) the plugin at `path`. On success the new version

@@ -22,7 +22,8 @@ pub(crate) struct Scope {
     pub(crate) version: Arc<str>,
     pub(crate) account: Arc<str>,
     pub(crate) call_id: Arc<str>,
-    pub(crate) kv_namespace: Arc<str>,
+    /// `plugin/account`, made on the first `kv` call (most calls make none).
+    kv_namespace: std::cell::OnceCell<Arc<str>>,
     pub(crate) config: Arc<PluginConfig>,
     pub(crate) services: Arc<Services>,
     /// False while the instance is being prepared for a call not yet known:
@@ -31,14 +32,39 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
+    /// The scope of an instance serving call `call_id` of `account`.
+    pub(crate) fn assigned(
+        plugin: &crate::plugin::Plugin,
+        account: Arc<str>,
+        call_id: Arc<str>,
+        config: Arc<PluginConfig>,
+        services: Arc<Services>,
+    ) -> Self {
+        Scope {
+            plugin: plugin.shared_name.clone(),
+            version: plugin.shared_version.clone(),
+            account,
+            call_id,
+            kv_namespace: std::cell::OnceCell::new(),
+            config,
+            services,
+            assigned: true,
+        }
+    }
+
+    /// This plugin's and account's `kv` namespace.
+    pub(crate) fn kv_namespace(&self) -> &Arc<str> {
+        self.kv_namespace.get_or_init(|| crate::services::KvStore::namespace(&self.plugin, &self.account))
+    }
+
     /// The scope of an instance prepared ahead of time, before any call.
     pub(crate) fn unassigned(plugin: &crate::plugin::Plugin, services: Arc<Services>) -> Self {
         Scope {
-            plugin: plugin.info.name.as_str().into(),
-            version: plugin.info.version.as_str().into(),
+            plugin: plugin.shared_name.clone(),
+            version: plugin.shared_version.clone(),
             account: "".into(),
             call_id: "".into(),
-            kv_namespace: "".into(),
+            kv_namespace: std::cell::OnceCell::new(),
             config: Arc::new(PluginConfig::default()),
             services,
             assigned: false,

@@ -17,7 +17,7 @@ impl Host for HostState {
         if !self.scope.assigned {
             return None;
         }
-        self.scope.services.kv.get(&self.scope.kv_namespace, &key, now_unix_ms())
+        self.scope.services.kv.get(self.scope.kv_namespace(), &key, now_unix_ms())
     }
 
     fn set(&mut self, key: String, value: String, ttl_seconds: Option<u32>) -> Result<(), Error> {
@@ -25,7 +25,7 @@ impl Host for HostState {
         if !s.assigned {
             return Ok(());
         }
-        s.services.kv.set(&s.kv_namespace, &key, &value, ttl_seconds, now_unix_ms()).map_err(wit_error)
+        s.services.kv.set(s.kv_namespace(), &key, &value, ttl_seconds, now_unix_ms()).map_err(wit_error)
     }
 
     fn incr(&mut self, key: String, delta: i64, ttl_seconds: Option<u32>) -> Result<i64, Error> {
@@ -33,6 +33,6 @@ impl Host for HostState {
         if !s.assigned {
             return Ok(delta);
         }
-        s.services.kv.incr(&s.kv_namespace, &key, delta, ttl_seconds, now_unix_ms()).map_err(wit_error)
+        s.services.kv.incr(s.kv_namespace(), &key, delta, ttl_seconds, now_unix_ms()).map_err(wit_error)
     }
 }
