@@ -106,32 +106,7 @@ pub fn __all_hooks() -> HookSet {
 /// use grows the heap).
 #[doc(hidden)]
 pub fn __start_up() {
-    touch_heap(64 << 10);
-    touch_stack();
-}
-
-/// Write one byte per 4 KiB page of a `bytes`-long heap block, then free
-/// it: the pages a hook's first allocations land on are then already
-/// faulted in, here in `init` instead of during the hook.
-fn touch_heap(bytes: usize) {
-    let mut block = Vec::<u8>::with_capacity(bytes);
-    let base = block.as_mut_ptr();
-    for offset in (0..bytes).step_by(4096) {
-        // SAFETY: `offset < bytes`, within the block's capacity.
-        unsafe { base.add(offset).write_volatile(0) };
-    }
-    drop(block);
-}
-
-/// The same for the top 32 KiB of the shadow stack in linear memory.
-#[inline(never)]
-fn touch_stack() {
-    let mut frame = [0u8; 32 << 10];
-    for offset in (0..frame.len()).step_by(4096) {
-        // SAFETY: in bounds of `frame`.
-        unsafe { core::ptr::write_volatile(frame.as_mut_ptr().add(offset), 0) };
-    }
-    std::hint::black_box(&frame);
+    std::hint::black_box(Vec::<u8>::with_capacity(256));
 }
 
 /// Generated bindings for `wit/`. Plugin authors never need this module.

@@ -52,6 +52,13 @@ impl Scope {
         }
     }
 
+    /// This scope if it belongs to a call; `None` while the instance is
+    /// being prepared ahead, when `kv`, `numbers` and `metrics` answer as
+    /// for no account and ignore writes.
+    pub(crate) fn of_call(&self) -> Option<&Scope> {
+        self.assigned.then_some(self)
+    }
+
     /// This plugin's and account's `kv` namespace.
     pub(crate) fn kv_namespace(&self) -> &Arc<str> {
         self.kv_namespace.get_or_init(|| crate::services::KvStore::namespace(&self.plugin, &self.account))

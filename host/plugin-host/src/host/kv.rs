@@ -14,25 +14,17 @@ fn wit_error(r: KvRefusal) -> Error {
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        if !self.scope.assigned {
-            return None;
-        }
-        self.scope.services.kv.get(self.scope.kv_namespace(), &key, now_unix_ms())
+        let s = self.scope.of_call()?;
+        s.services.kv.get(s.kv_namespace(), &key, now_unix_ms())
     }
 
     fn set(&mut self, key: String, value: String, ttl_seconds: Option<u32>) -> Result<(), Error> {
-        let s = &self.scope;
-        if !s.assigned {
-            return Ok(());
-        }
+        let Some(s) = self.scope.of_call() else { return Ok(()) };
         s.services.kv.set(s.kv_namespace(), &key, &value, ttl_seconds, now_unix_ms()).map_err(wit_error)
     }
 
     fn incr(&mut self, key: String, delta: i64, ttl_seconds: Option<u32>) -> Result<i64, Error> {
-        let s = &self.scope;
-        if !s.assigned {
-            return Ok(delta);
-        }
+        let Some(s) = self.scope.of_call() else { return Ok(delta) };
         s.services.kv.incr(s.kv_namespace(), &key, delta, ttl_seconds, now_unix_ms()).map_err(wit_error)
     }
 }

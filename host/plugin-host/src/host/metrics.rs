@@ -5,16 +5,14 @@ use crate::state::HostState;
 
 impl Host for HostState {
     fn counter(&mut self, name: String, delta: u64) {
-        if !self.scope.assigned {
-            return;
+        if let Some(s) = self.scope.of_call() {
+            s.services.metrics.counter(&s.plugin, &name, delta);
         }
-        self.scope.services.metrics.counter(&self.scope.plugin, &name, delta);
     }
 
     fn histogram(&mut self, name: String, value: f64) {
-        if !self.scope.assigned {
-            return;
+        if let Some(s) = self.scope.of_call() {
+            s.services.metrics.histogram(&s.plugin, &name, value);
         }
-        self.scope.services.metrics.histogram(&self.scope.plugin, &name, value);
     }
 }

@@ -5,23 +5,15 @@ use crate::state::HostState;
 
 impl Host for HostState {
     fn is_owned(&mut self, number: String) -> bool {
-        if !self.scope.assigned {
-            return false;
-        }
-        self.scope.services.numbers.is_owned(&self.scope.account, &number)
+        self.scope.of_call().is_some_and(|s| s.services.numbers.is_owned(&s.account, &number))
     }
 
     fn is_verified_caller_id(&mut self, number: String) -> bool {
-        if !self.scope.assigned {
-            return false;
-        }
-        self.scope.services.numbers.is_verified_caller_id(&self.scope.account, &number)
+        self.scope.of_call().is_some_and(|s| s.services.numbers.is_verified_caller_id(&s.account, &number))
     }
 
     fn label(&mut self, number: String) -> Option<String> {
-        if !self.scope.assigned {
-            return None;
-        }
-        self.scope.services.numbers.label(&self.scope.account, &number)
+        let s = self.scope.of_call()?;
+        s.services.numbers.label(&s.account, &number)
     }
 }
