@@ -66,16 +66,8 @@ impl Scope {
 
     /// The scope of an instance prepared ahead of time, before any call.
     pub(crate) fn unassigned(plugin: &crate::plugin::Plugin, services: Arc<Services>) -> Self {
-        Scope {
-            plugin: plugin.shared_name.clone(),
-            version: plugin.shared_version.clone(),
-            account: "".into(),
-            call_id: "".into(),
-            kv_namespace: std::cell::OnceCell::new(),
-            config: Arc::new(PluginConfig::default()),
-            services,
-            assigned: false,
-        }
+        let config = Arc::new(PluginConfig::default());
+        Scope { assigned: false, ..Scope::assigned(plugin, "".into(), "".into(), config, services) }
     }
 }
 

@@ -151,11 +151,8 @@ impl Warmer {
                 w.retired_ticks += 1;
             }
             let retire = w.retired.len() >= RETIRE_BATCH || (!w.retired.is_empty() && w.retired_ticks >= RETIRE_AFTER_TICKS);
-            if w.idle && (!w.refill.is_empty() || retire) {
-                w.idle = false;
-                w.kicked = true;
-                drop(w);
-                shared.wake.notify_one();
+            if !w.refill.is_empty() || retire {
+                shared.kick(w);
             }
         }
     }
@@ -185,11 +182,8 @@ impl Warmer {
             }
             // Ran dry: the next call would instantiate inline, so do not
             // wait for the tick (the one case a call wakes the thread).
-            if dry && w.idle && !w.refill.is_empty() {
-                w.idle = false;
-                w.kicked = true;
-                drop(w);
-                self.shared.wake.notify_one();
+            if dry && !w.refill.is_empty() {
+                self.shared.kick(w);
             }
         }
         live
@@ -226,6 +220,16 @@ impl Drop for Warmer {
 }
 
 impl Shared {
+    /// Wake the thread if it is waiting (the caller saw work for it).
+    fn kick(&self, mut w: MutexGuard<'_, Work>) {
+        if w.idle {
+            w.idle = false;
+            w.kicked = true;
+            drop(w);
+            self.wake.notify_one();
+        }
+    }
+
     fn run(&self, engine: &Engine, services: &Arc<Services>, depth: usize) {
         loop {
             let (refill, retired) = {

@@ -44,7 +44,7 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
     let to = m.header("To").and_then(party).ok_or(CallError::Header("To"))?;
     let call_id = m.header("Call-ID").ok_or(CallError::Header("Call-ID"))?.to_owned();
     let request_uri = party(uri).ok_or_else(|| CallError::RequestUri(uri.clone()))?;
-    let headers: HeaderList = m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect();
+    let headers = plugin_headers(m);
     let record = CallRecord {
         call_id,
         direction: origin.direction,
@@ -66,19 +66,24 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
     Ok((Call { record, headers: headers.clone() }, Request { record: request, headers }))
 }
 
+/// The headers of `m` as plugins read them.
+fn plugin_headers(m: &Message) -> HeaderList {
+    m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect()
+}
+
 /// A response as plugins see it, with its Contact URIs.
 pub fn response_from(m: &Message) -> Option<Response> {
     let StartLine::Response { status, reason } = &m.start else { return None };
     Some(Response {
-        headers: m.headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect(),
+        headers: plugin_headers(m),
         record: ResponseRecord {
             status: *status,
             reason: reason.clone(),
             contacts: m
-            .headers_named("Contact")
-            .flat_map(|v| v.split(','))
-            .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
-            .collect(),
+                .headers_named("Contact")
+                .flat_map(|v| v.split(','))
+                .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
+                .collect(),
         },
     })
 }
