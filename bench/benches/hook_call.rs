@@ -13,8 +13,9 @@
 //!   below saturation.
 //!
 //! The call's data is cloned before the clock starts (the router builds it
-//! once per call, not per hook). Headers are not lowered into the plugin:
-//! it reads the ones it wants through the `headers` interface.
+//! once per call, not per hook). Neither the call nor the headers are
+//! lowered into the plugin whole: it reads the parts it wants through its
+//! `call` handle and the `headers` interface.
 //!
 //! Besides criterion's report, prints the median and p99 of 20,000 single
 //! calls, which is what the target is written in.

@@ -15,7 +15,7 @@
 //! #[policy]
 //! impl Policy for BlockAnonymous {
 //!     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-//!         if call.from.user.is_none() {
+//!         if call.from().user.is_none() {
 //!             return Decision::reject(403, "Anonymous calls are not accepted");
 //!         }
 //!         Decision::proceed()
@@ -51,7 +51,7 @@ pub mod testing;
 
 pub use decisions::Decision;
 pub use headers::Headers;
-pub use messages::{Call, Request, Response};
+pub use messages::{Call, CallData, Request, Response};
 #[doc(inline)]
 pub use trunkline_sip_core::E164;
 #[doc(inline)]
@@ -153,31 +153,31 @@ macro_rules! export_policy {
                     $crate::__start_up();
                     $hooks
                 }
-                fn on_invite(call: __types::Call, request: __types::Request) -> __hooks::InviteDecision {
+                fn on_invite(call: &__types::Call, request: __types::Request) -> __hooks::InviteDecision {
                     let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));
                     $crate::Policy::on_invite(&<$ty as Default>::default(), &call, &request)
                 }
-                fn select_uri(call: __types::Call, candidates: Vec<$crate::Target>) -> __hooks::Selection {
+                fn select_uri(call: &__types::Call, candidates: Vec<$crate::Target>) -> __hooks::Selection {
                     let call = $crate::Call::__from_host(call);
                     $crate::Policy::select_uri(&<$ty as Default>::default(), &call, &candidates)
                 }
-                fn on_redirect(call: __types::Call, response: __types::Response) -> __hooks::RedirectDecision {
+                fn on_redirect(call: &__types::Call, response: __types::Response) -> __hooks::RedirectDecision {
                     let (call, response) = ($crate::Call::__from_host(call), $crate::Response::__from_host(response));
                     $crate::Policy::on_redirect(&<$ty as Default>::default(), &call, &response)
                 }
                 fn pre_dial(
-                    call: __types::Call,
+                    call: &__types::Call,
                     request: __types::Request,
                     target: $crate::Target,
                 ) -> __hooks::DialDecision {
                     let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));
                     $crate::Policy::pre_dial(&<$ty as Default>::default(), &call, &request, &target)
                 }
-                fn on_failure(call: __types::Call, last: Option<__types::Response>) -> __hooks::Fallback {
+                fn on_failure(call: &__types::Call, last: Option<__types::Response>) -> __hooks::Fallback {
                     let (call, last) = ($crate::Call::__from_host(call), last.map($crate::Response::__from_host));
                     $crate::Policy::on_failure(&<$ty as Default>::default(), &call, last.as_ref())
                 }
-                fn on_call_end(call: __types::Call, summary: $crate::Summary) {
+                fn on_call_end(call: &__types::Call, summary: $crate::Summary) {
                     let call = $crate::Call::__from_host(call);
                     $crate::Policy::on_call_end(&<$ty as Default>::default(), &call, &summary)
                 }

@@ -1,13 +1,46 @@
 //! The call and its SIP messages as a hook sees them, and accessors on
 //! them, on headers and on targets.
 
+use std::cell::OnceCell;
+use std::mem::ManuallyDrop;
+
 use crate::wit::trunkline::policy::headers::Message;
 use crate::wit::trunkline::policy::types as wit;
 use crate::{Direction, Header, HeaderEdit, Headers, Party, Target, Transport, Variable, E164};
 
 /// The call a hook runs for.
+///
+/// Read its parts through methods (`call.to().number()`). Inside a plugin
+/// each part is fetched from the host the first time it is read, then kept:
+/// a hook pays for the parts it looks at, not for the whole call. In native
+/// tests ([`testing::CallBuilder`](crate::testing::CallBuilder)) every part
+/// is held in memory.
+///
+/// A `Call` belongs to the hook it was given to: its handle is only lent for
+/// that hook. Keep values (or call variables), not the `Call`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
+    /// The host's handle for the call, inside a plugin during a hook.
+    host: Option<u32>,
+    call_id: OnceCell<String>,
+    direction: OnceCell<Direction>,
+    account_id: OnceCell<String>,
+    trunk_id: OnceCell<String>,
+    trunk_name: OnceCell<String>,
+    from: OnceCell<Party>,
+    to: OnceCell<Party>,
+    request_uri: OnceCell<Party>,
+    source_address: OnceCell<String>,
+    transport: OnceCell<Transport>,
+    variables: OnceCell<Vec<Variable>>,
+    /// Headers of the inbound INVITE, after edits of earlier plugins.
+    pub headers: Headers,
+}
+
+/// Every part of a [`Call`], held in memory: what
+/// [`testing::CallBuilder`](crate::testing::CallBuilder) fills in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallData {
     /// SIP Call-ID of the inbound leg.
     pub call_id: String,
     /// Which way the call flows through the trunk.
@@ -28,8 +61,6 @@ pub struct Call {
     pub source_address: String,
     /// Transport the inbound INVITE came over.
     pub transport: Transport,
-    /// Headers of the inbound INVITE, after edits of earlier plugins.
-    pub headers: Headers,
     /// Call variables set so far.
     pub variables: Vec<Variable>,
 }
@@ -61,23 +92,126 @@ pub struct Response {
 }
 
 impl Call {
-    /// The call a hook was given; its headers stay in the host until read.
+    /// The call a hook was given: a handle; parts are fetched when read.
     #[doc(hidden)]
-    pub fn __from_host(c: wit::Call) -> Self {
+    pub fn __from_host(c: &wit::Call) -> Self {
+        let mut call = Call::empty(Headers::__from_host(Message::Inbound));
+        call.host = Some(c.handle());
+        call
+    }
+
+    /// A call whose every part is `data` (native tests).
+    pub fn from_data(data: CallData, headers: Headers) -> Self {
+        let call = Call::empty(headers);
+        let _ = call.call_id.set(data.call_id);
+        let _ = call.direction.set(data.direction);
+        let _ = call.account_id.set(data.account_id);
+        let _ = call.trunk_id.set(data.trunk_id);
+        let _ = call.trunk_name.set(data.trunk_name);
+        let _ = call.from.set(data.from);
+        let _ = call.to.set(data.to);
+        let _ = call.request_uri.set(data.request_uri);
+        let _ = call.source_address.set(data.source_address);
+        let _ = call.transport.set(data.transport);
+        let _ = call.variables.set(data.variables);
+        call
+    }
+
+    fn empty(headers: Headers) -> Self {
         Call {
-            call_id: c.call_id,
-            direction: c.direction,
-            account_id: c.account_id,
-            trunk_id: c.trunk_id,
-            trunk_name: c.trunk_name,
-            from: c.from,
-            to: c.to,
-            request_uri: c.request_uri,
-            source_address: c.source_address,
-            transport: c.transport,
-            headers: Headers::__from_host(Message::Inbound),
-            variables: c.variables,
+            host: None,
+            call_id: OnceCell::new(),
+            direction: OnceCell::new(),
+            account_id: OnceCell::new(),
+            trunk_id: OnceCell::new(),
+            trunk_name: OnceCell::new(),
+            from: OnceCell::new(),
+            to: OnceCell::new(),
+            request_uri: OnceCell::new(),
+            source_address: OnceCell::new(),
+            transport: OnceCell::new(),
+            variables: OnceCell::new(),
+            headers,
         }
+    }
+
+    /// `cell`'s value, fetched from the host on first use. Without a host
+    /// (a `Call` built from partial data) a part reads as `missing`.
+    fn part<'a, T>(&self, cell: &'a OnceCell<T>, fetch: impl FnOnce(&wit::Call) -> T, missing: impl FnOnce() -> T) -> &'a T {
+        cell.get_or_init(|| match self.host {
+            // SAFETY: the handle is the borrowed `call` of the running hook;
+            // ManuallyDrop: a borrowed handle is not ours to drop.
+            Some(handle) => fetch(&ManuallyDrop::new(unsafe { wit::Call::from_handle(handle) })),
+            None => missing(),
+        })
+    }
+
+    /// SIP Call-ID of the inbound leg.
+    pub fn call_id(&self) -> &str {
+        self.part(&self.call_id, |c| c.call_id(), String::new).as_str()
+    }
+
+    /// Which way the call flows through the trunk.
+    ///
+    /// ```no_run
+    /// # fn f(call: &trunkline_sdk::Call) {
+    /// if call.direction() == trunkline_sdk::Direction::Origination { /* from the carrier */ }
+    /// # }
+    /// ```
+    pub fn direction(&self) -> Direction {
+        *self.part(&self.direction, |c| c.direction(), || Direction::Termination)
+    }
+
+    /// Account that owns the trunk.
+    pub fn account_id(&self) -> &str {
+        self.part(&self.account_id, |c| c.account_id(), String::new).as_str()
+    }
+
+    /// Trunk id (`TK` + 32 hex).
+    pub fn trunk_id(&self) -> &str {
+        self.part(&self.trunk_id, |c| c.trunk_id(), String::new).as_str()
+    }
+
+    /// The trunk's friendly name.
+    pub fn trunk_name(&self) -> &str {
+        self.part(&self.trunk_name, |c| c.trunk_name(), String::new).as_str()
+    }
+
+    /// The caller (From).
+    ///
+    /// ```no_run
+    /// # fn f(call: &trunkline_sdk::Call) {
+    /// let anonymous = call.from().user.is_none();
+    /// # }
+    /// ```
+    pub fn from(&self) -> &Party {
+        self.part(&self.from, |c| c.from(), Party::nobody)
+    }
+
+    /// The callee (To).
+    pub fn to(&self) -> &Party {
+        self.part(&self.to, |c| c.to(), Party::nobody)
+    }
+
+    /// The request-URI of the INVITE (the number routed on), after edits of
+    /// earlier plugins.
+    pub fn request_uri(&self) -> &Party {
+        self.part(&self.request_uri, |c| c.request_uri(), Party::nobody)
+    }
+
+    /// Address the inbound INVITE came from, `ip:port`.
+    pub fn source_address(&self) -> &str {
+        self.part(&self.source_address, |c| c.source_address(), String::new).as_str()
+    }
+
+    /// Transport the inbound INVITE came over.
+    pub fn transport(&self) -> Transport {
+        *self.part(&self.transport, |c| c.transport(), || Transport::Udp)
+    }
+
+    /// Call variables set so far, in the order they were set.
+    pub fn variables(&self) -> &[Variable] {
+        self.part(&self.variables, |c| c.variables(), Vec::new).as_slice()
     }
 }
 
@@ -143,11 +277,16 @@ impl HeaderEdit {
 }
 
 impl Party {
+    /// A party with no user and an empty host.
+    fn nobody() -> Self {
+        Party { display: None, user: None, host: String::new(), uri: String::new() }
+    }
+
     /// The user part as an E.164 number, if it is one.
     ///
     /// ```no_run
     /// # fn f(call: &trunkline_sdk::Call) {
-    /// if let Some(n) = call.from.number() { let _ = n.is_toll_free(); }
+    /// if let Some(n) = call.from().number() { let _ = n.is_toll_free(); }
     /// # }
     /// ```
     pub fn number(&self) -> Option<E164> {
@@ -180,7 +319,7 @@ impl Call {
     /// # }
     /// ```
     pub fn variable(&self, name: &str) -> Option<&str> {
-        self.variables.iter().rev().find(|v| v.name == name).map(|v| v.value.as_str())
+        self.variables().iter().rev().find(|v| v.name == name).map(|v| v.value.as_str())
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{
 /// struct OnlyUs;
 /// impl Policy for OnlyUs {
 ///     fn on_invite(&self, call: &Call, _: &Request) -> InviteDecision {
-///         match call.to.number() {
+///         match call.to().number() {
 ///             Some(n) if n.as_str().starts_with("+1") => Decision::proceed(),
 ///             _ => Decision::reject(403, "Only US numbers"),
 ///         }

@@ -31,7 +31,7 @@ use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc};
 use crate::clock::LocalTime;
 use crate::config::Value;
 use crate::log::Level;
-use crate::{kv, Call, Direction, Header, Headers, Party, Request, Transport, Variable};
+use crate::{kv, Call, CallData, Direction, Header, Headers, Party, Request, Transport, Variable};
 
 thread_local! {
     static STATE: RefCell<Option<FakeHost>> = const { RefCell::new(None) };
@@ -273,7 +273,8 @@ impl Drop for Harness {
 /// ```
 #[derive(Clone)]
 pub struct CallBuilder {
-    call: Call,
+    call: CallData,
+    headers: Headers,
 }
 
 fn party(user: &str, host: &str) -> Party {
@@ -283,7 +284,8 @@ fn party(user: &str, host: &str) -> Party {
 impl CallBuilder {
     fn new(direction: Direction, domain: &str) -> Self {
         CallBuilder {
-            call: Call {
+            headers: Headers::new(),
+            call: CallData {
                 call_id: "test-call-1@127.0.0.1".into(),
                 direction,
                 account_id: "AC00000000000000000000000000000001".into(),
@@ -294,7 +296,6 @@ impl CallBuilder {
                 request_uri: party("+14155550100", domain),
                 source_address: "127.0.0.1:5070".into(),
                 transport: Transport::Udp,
-                headers: Headers::new(),
                 variables: Vec::new(),
             },
         }
@@ -325,7 +326,7 @@ impl CallBuilder {
 
     /// Add an inbound header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.call.headers.push(Header::new(name, value));
+        self.headers.push(Header::new(name, value));
         self
     }
 
@@ -337,14 +338,14 @@ impl CallBuilder {
 
     /// The call.
     pub fn build(self) -> Call {
-        self.call
+        Call::from_data(self.call, self.headers)
     }
 
     /// The INVITE of `call`, as `on_invite` receives it.
     pub fn request_for(call: &Call) -> Request {
         Request {
             method: "INVITE".into(),
-            uri: call.request_uri.uri.clone(),
+            uri: call.request_uri().uri.clone(),
             headers: call.headers.clone(),
             body: String::new(),
         }

@@ -65,7 +65,7 @@ fn garbage_decisions_are_refused_and_never_reach_the_message() {
     assert_eq!(sel.targets, vec![t.clone()], "invalid selection ignored (fail-open)");
     assert_eq!(s.pre_dial(&c, &mut r, &t), Ok(DialOutcome::Send));
     assert_eq!(r, r0, "the Via edit was refused");
-    let outcomes: Vec<&str> = s.trace().iter().map(|t| t.outcome.as_str()).collect();
+    let outcomes: Vec<&str> = s.trace().iter().map(|t| &*t.outcome).collect();
     assert!(outcomes[0].contains("reject code 99 is not 400..=699"), "{outcomes:?}");
     assert!(outcomes[1].contains("not a sip:, sips: or tel: URI"), "{outcomes:?}");
     assert!(outcomes[2].contains("header Via is managed by the host"), "{outcomes:?}");

@@ -207,6 +207,23 @@ fn plugins_read_the_headers_of_the_hooks_message_on_demand() {
 }
 
 #[test]
+fn plugins_read_the_call_through_its_handle_with_earlier_plugins_edits() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let a = entry("recorder", "name = \"a\"\nrewrite_user = \"+14155550199\"", trunkline_tests::steady());
+    let b = entry("recorder", "name = \"b\"", trunkline_tests::steady());
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&chain(vec![a, b]), "AC0001", "call-1");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    // `b` ran last: it read every part through the handle, and saw the
+    // request-URI user `a` rewrote and the variables `a` set (4 before the
+    // ones `b` sets).
+    let parts = "3848276298220188511@127.0.0.1 Direction::Origination AC0001 TK00000000000000000000000000000001 acme-prod \
+                 127.0.0.1:5070 Transport::Udp from=+12125550123@carrier.example to=+14155550100 ruri=+14155550199 vars=6";
+    assert_eq!(var(&c, "call-parts"), Some(parts));
+    assert_eq!(c.request_uri.user.as_deref(), Some("+14155550199"));
+}
+
+#[test]
 fn every_hook_decision_is_applied() {
     let opts = RuntimeOptions { numbers: directory(), ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_RECORDER, "recorder")], opts);

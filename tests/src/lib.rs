@@ -103,5 +103,5 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         variables: vec![],
     };
     let request = RequestRecord { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), body: String::new() };
-    (Call { record, headers: headers.clone() }, Request { record: request, headers })
+    (Call::new(record, headers.clone()), Request { record: request, headers })
 }

@@ -13,9 +13,11 @@
 //! gets its failure mode: `fail-open` uses the hook's default and goes on,
 //! `fail-closed` ends the call with the configured 500/503.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use wasmtime::component::Resource;
 use wasmtime::Store;
 
 use crate::audit::AuditEntry;
@@ -23,7 +25,7 @@ use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::Policy;
 use crate::error::HookFailure;
 use crate::limits::{FailureMode, Limits};
-use crate::message::{HeaderList, Messages};
+use crate::message::{CallHandle, HeaderList, Messages};
 use crate::plugin::{FailureEffect, Plugin};
 use crate::runtime::Runtime;
 use crate::services::PluginConfig;
@@ -38,7 +40,8 @@ use crate::warm::Live;
 /// One plugin of a chain, with the operator's config and limits for it.
 #[derive(Clone, Debug)]
 pub struct ChainEntry {
-    pub plugin: String,
+    /// Shared, so that every call's session copies a pointer, not the name.
+    pub plugin: Arc<str>,
     pub config: Arc<PluginConfig>,
     pub limits: Limits,
 }
@@ -50,13 +53,15 @@ pub struct Chain {
 }
 
 /// One hook call, for call insight, `plugin run` and the quickstart.
+/// Built on every hook call, so it shares names and borrows fixed texts
+/// instead of allocating them.
 #[derive(Clone, Debug)]
 pub struct HookTrace {
-    pub plugin: String,
-    pub version: String,
+    pub plugin: Arc<str>,
+    pub version: Arc<str>,
     pub hook: &'static str,
     /// What the plugin decided, or how it failed and what the call got.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     pub micros: u64,
 }
 
@@ -100,6 +105,12 @@ pub struct CallSession {
     trace: Vec<HookTrace>,
 }
 
+/// The handle every hook's `call` argument is: it stands for the call set
+/// in the store for the hook (see `host/call.rs`).
+fn call_handle() -> Resource<CallHandle> {
+    Resource::new_borrow(0)
+}
+
 /// What a failure means for the call.
 enum Verdict {
     Proceed,
@@ -119,7 +130,7 @@ impl CallSession {
         let slots = chain
             .entries
             .iter()
-            .map(|e| Slot { entry: e.clone(), plugin: plugins.get(&e.plugin).cloned(), live: None })
+            .map(|e| Slot { entry: e.clone(), plugin: plugins.get(&*e.plugin).cloned(), live: None })
             .collect();
         CallSession { runtime, slots, account: account.into(), call_id: call_id.into(), trace: Vec::new() }
     }
@@ -131,16 +142,16 @@ impl CallSession {
 
     /// The version of each chain entry this call uses (`None`: not loaded).
     pub fn versions(&self) -> Vec<(String, Option<String>)> {
-        self.slots.iter().map(|s| (s.entry.plugin.clone(), s.plugin.as_ref().map(|p| p.info.version.clone()))).collect()
+        self.slots.iter().map(|s| (s.entry.plugin.to_string(), s.plugin.as_ref().map(|p| p.info.version.clone()))).collect()
     }
 
-    fn note(&mut self, i: usize, hook: &'static str, started: Instant, outcome: String) {
+    fn note(&mut self, i: usize, hook: &'static str, started: Instant, outcome: impl Into<Cow<'static, str>>) {
         let slot = &self.slots[i];
         self.trace.push(HookTrace {
             plugin: slot.entry.plugin.clone(),
-            version: slot.plugin.as_ref().map(|p| p.info.version.clone()).unwrap_or_else(|| "-".into()),
+            version: slot.plugin.as_ref().map_or_else(|| Arc::from("-"), |p| p.shared_version.clone()),
             hook,
-            outcome,
+            outcome: outcome.into(),
             micros: started.elapsed().as_micros() as u64,
         });
     }
@@ -180,7 +191,7 @@ impl CallSession {
         &mut self,
         i: usize,
         hook: HookSet,
-        headers: (&HeaderList, Option<&HeaderList>),
+        (call, current): (&Call, Option<&HeaderList>),
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
     ) -> Result<Option<R>, HookFailure> {
@@ -199,10 +210,11 @@ impl CallSession {
         let limits = &slot.entry.limits;
         let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-        live.store.data_mut().messages = Messages { inbound: Some(headers.0.clone()), current: headers.1.cloned() };
+        live.store.data_mut().messages =
+            Messages { call: Some(call.record.clone()), inbound: Some(call.headers.clone()), current: current.cloned() };
         let result = f(&live.policy, &mut live.store);
         let state = live.store.data_mut();
-        // Released now, so that the caller edits the headers in place.
+        // Released now, so that the caller edits the call and headers in place.
         state.messages = Messages::default();
         state.flush_output();
         let failure = match result {
@@ -255,7 +267,7 @@ impl CallSession {
                 self.runtime.inner.audit.record(e);
             }
         }
-        self.runtime.inner.services.metrics.counter(&Arc::from(slot.entry.plugin.as_str()), &format!("failures.{}", failure.kind()), 1);
+        self.runtime.inner.services.metrics.counter(&slot.entry.plugin, &format!("failures.{}", failure.kind()), 1);
         self.note(i, hook, started, format!("failed ({failure}); {what}"));
         verdict
     }
@@ -267,8 +279,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_INVITE,
-                (&call.headers, Some(&request.headers)),
-                |p, s| p.trunkline_policy_hooks().call_on_invite(s, &call.record, &request.record),
+                (call, Some(&request.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_invite(s, call_handle(), &request.record),
                 |d| match d {
                     InviteDecision::Continue => Ok(()),
                     InviteDecision::Reject(r) => validate::reject(r),
@@ -278,7 +290,7 @@ impl CallSession {
             );
             match r {
                 Ok(None) => continue,
-                Ok(Some(InviteDecision::Continue)) => self.note(i, "on-invite", t, "continue".into()),
+                Ok(Some(InviteDecision::Continue)) => self.note(i, "on-invite", t, "continue"),
                 Ok(Some(InviteDecision::Reject(r))) => {
                     self.note(i, "on-invite", t, format!("reject {} {}", r.code, r.reason));
                     return InviteOutcome::Reject(r);
@@ -311,8 +323,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::SELECT_URI,
-                (&call.headers, None),
-                |p, s| p.trunkline_policy_hooks().call_select_uri(s, &call.record, targets),
+                (call, None),
+                |p, s| p.trunkline_policy_hooks().call_select_uri(s, call_handle(), targets),
                 |d| match d {
                     Selection::Default => Ok(()),
                     Selection::Candidates(t) | Selection::Ordered(t) => validate::targets(t),
@@ -320,7 +332,7 @@ impl CallSession {
             );
             match r {
                 Ok(None) => continue,
-                Ok(Some(Selection::Default)) => self.note(i, "select-uri", t, "default".into()),
+                Ok(Some(Selection::Default)) => self.note(i, "select-uri", t, "default"),
                 Ok(Some(Selection::Candidates(list))) => {
                     self.note(i, "select-uri", t, format!("candidates {}", describe_targets(&list)));
                     current = Selected { targets: list, ordered: false };
@@ -347,8 +359,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::PRE_DIAL,
-                (&call.headers, Some(&request.headers)),
-                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, &call.record, &request.record, target),
+                (call, Some(&request.headers)),
+                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call_handle(), &request.record, target),
                 |d| match d {
                     DialDecision::Edit(e) => validate::header_edits(e),
                     _ => Ok(()),
@@ -356,7 +368,7 @@ impl CallSession {
             );
             match r {
                 Ok(None) => continue,
-                Ok(Some(DialDecision::Continue)) => self.note(i, "pre-dial", t, "continue".into()),
+                Ok(Some(DialDecision::Continue)) => self.note(i, "pre-dial", t, "continue"),
                 Ok(Some(DialDecision::Skip)) => {
                     self.note(i, "pre-dial", t, format!("skip {}", target.uri));
                     return Ok(DialOutcome::Skip);
@@ -383,8 +395,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_REDIRECT,
-                (&call.headers, Some(&response.headers)),
-                |p, s| p.trunkline_policy_hooks().call_on_redirect(s, &call.record, &response.record),
+                (call, Some(&response.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_redirect(s, call_handle(), &response.record),
                 |d| match d {
                     RedirectDecision::Follow(u) => validate::uri("redirect target", u),
                     RedirectDecision::Reject(r) => validate::reject(r),
@@ -393,7 +405,7 @@ impl CallSession {
             );
             match r {
                 Ok(None) => continue,
-                Ok(Some(RedirectDecision::Default)) => self.note(i, "on-redirect", t, "default".into()),
+                Ok(Some(RedirectDecision::Default)) => self.note(i, "on-redirect", t, "default"),
                 Ok(Some(d)) => {
                     self.note(i, "on-redirect", t, format!("{d:?}"));
                     return d;
@@ -415,8 +427,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_FAILURE,
-                (&call.headers, last.map(|r| &r.headers)),
-                |p, s| p.trunkline_policy_hooks().call_on_failure(s, &call.record, last.map(|r| &r.record)),
+                (call, last.map(|r| &r.headers)),
+                |p, s| p.trunkline_policy_hooks().call_on_failure(s, call_handle(), last.map(|r| &r.record)),
                 |d| match d {
                     Fallback::Reject(r) => validate::reject(r),
                     Fallback::TwimlUrl(u) => validate::twiml_url(u),
@@ -426,7 +438,7 @@ impl CallSession {
             );
             match r {
                 Ok(None) => continue,
-                Ok(Some(Fallback::Default)) => self.note(i, "on-failure", t, "default".into()),
+                Ok(Some(Fallback::Default)) => self.note(i, "on-failure", t, "default"),
                 Ok(Some(d)) => {
                     let what = match &d {
                         Fallback::Reject(r) => format!("reject {} {}", r.code, r.reason),
@@ -451,10 +463,10 @@ impl CallSession {
     pub fn on_call_end(mut self, call: &Call, summary: &Summary) -> Vec<HookTrace> {
         for i in 0..self.slots.len() {
             let t = Instant::now();
-            let hook = |p: &Policy, s: &mut Store<HostState>| p.trunkline_policy_hooks().call_on_call_end(s, &call.record, summary);
-            match self.run(i, HookSet::ON_CALL_END, (&call.headers, None), hook, |_| Ok(())) {
+            let hook = |p: &Policy, s: &mut Store<HostState>| p.trunkline_policy_hooks().call_on_call_end(s, call_handle(), summary);
+            match self.run(i, HookSet::ON_CALL_END, (call, None), hook, |_| Ok(())) {
                 Ok(None) => {}
-                Ok(Some(())) => self.note(i, "on-call-end", t, "notified".into()),
+                Ok(Some(())) => self.note(i, "on-call-end", t, "notified"),
                 Err(f) => {
                     let _ = self.failed(i, "on-call-end", t, f);
                 }

@@ -74,6 +74,10 @@ pub(crate) fn build_engine(opts: &EngineOptions) -> wasmtime::Result<Engine> {
         .wasm_component_model(true)
         .memory_init_cow(opts.memory_init_cow)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // For `perf`: name the plugins' JIT code (docs/plugin-runtime.md).
+    if std::env::var_os("TL_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
 }
 

@@ -51,7 +51,7 @@ pub mod types {
         DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,
     };
     pub use crate::bindings::trunkline::policy::types::{
-        Call as CallRecord, Request as RequestRecord, Response as ResponseRecord, *,
+        Request as RequestRecord, Response as ResponseRecord, *,
     };
-    pub use crate::message::{Call, HeaderList, Request, Response};
+    pub use crate::message::{Call, CallRecord, HeaderList, Request, Response};
 }

@@ -1,11 +1,13 @@
-//! The call and its SIP messages as the host keeps them: the WIT records
-//! plus their headers.
+//! The call and its SIP messages as the host keeps them: a record plus
+//! headers.
 //!
-//! The WIT records (`call`, `request`, `response`) travel to a plugin
-//! without headers; a plugin reads the headers it needs through the
-//! `headers` interface (`host/headers.rs`). So the host keeps each record
-//! next to a [`HeaderList`], which a hook call shares with the plugin's
-//! store for the duration of the hook, without copying it.
+//! The WIT records `request` and `response` travel to a plugin without
+//! headers; a plugin reads the headers it needs through the `headers`
+//! interface (`host/headers.rs`). The call travels as a borrowed handle
+//! whose parts a plugin asks for (`host/call.rs`). So the host keeps each
+//! record next to a [`HeaderList`], and a hook call shares the call's
+//! record and the headers with the plugin's store for the duration of the
+//! hook, by reference count, without copying them.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -101,12 +103,65 @@ macro_rules! with_headers {
     };
 }
 
-with_headers!(
-    /// The call a hook runs for, with the headers of its inbound INVITE
-    /// (after edits of earlier plugins).
-    Call,
-    wit::Call
-);
+/// What the host knows of a call: what the WIT `call` resource answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    /// SIP Call-ID of the inbound leg.
+    pub call_id: String,
+    pub direction: wit::Direction,
+    /// Account that owns the trunk.
+    pub account_id: String,
+    /// Trunk id (`TK` + 32 hex).
+    pub trunk_id: String,
+    /// The trunk's friendly name.
+    pub trunk_name: String,
+    pub from: wit::Party,
+    pub to: wit::Party,
+    pub request_uri: wit::Party,
+    /// Address the inbound INVITE came from, `ip:port`.
+    pub source_address: String,
+    pub transport: wit::Transport,
+    /// Call variables set so far, in order.
+    pub variables: Vec<wit::Variable>,
+}
+
+/// The call a hook runs for, with the headers of its inbound INVITE
+/// (after edits of earlier plugins). `Deref`/`DerefMut` to the record, so
+/// its fields read as the call's own (`call.from.user`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// What a plugin reads through its `call` handle. Shared with a running
+    /// hook (a reference count); edited in place otherwise.
+    pub record: Arc<CallRecord>,
+    /// What a plugin reads through the `headers` interface.
+    pub headers: HeaderList,
+}
+
+impl Call {
+    pub fn new(record: CallRecord, headers: HeaderList) -> Self {
+        Call { record: Arc::new(record), headers }
+    }
+}
+
+impl Deref for Call {
+    type Target = CallRecord;
+    fn deref(&self) -> &CallRecord {
+        &self.record
+    }
+}
+
+impl DerefMut for Call {
+    fn deref_mut(&mut self) -> &mut CallRecord {
+        Arc::make_mut(&mut self.record)
+    }
+}
+
+/// The record with no headers.
+impl From<CallRecord> for Call {
+    fn from(record: CallRecord) -> Self {
+        Call::new(record, HeaderList::default())
+    }
+}
 with_headers!(
     /// A SIP request (the inbound INVITE, or an outgoing one in `pre-dial`).
     Request,
@@ -118,10 +173,16 @@ with_headers!(
     wit::Response
 );
 
-/// The headers a running hook may read: shared with its store for the
-/// hook call, and released right after it.
+/// The call and headers a running hook may read: shared with its store for
+/// the hook call, and released right after it.
 #[derive(Default)]
 pub(crate) struct Messages {
+    pub(crate) call: Option<Arc<CallRecord>>,
     pub(crate) inbound: Option<HeaderList>,
     pub(crate) current: Option<HeaderList>,
 }
+
+/// What a plugin's `call` handle refers to: the call of the hook running in
+/// its store. Every hook passes the same borrowed handle (rep 0); the host
+/// answers from [`Messages::call`].
+pub struct CallHandle;

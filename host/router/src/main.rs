@@ -131,7 +131,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let rt = simulate::runtime_for(&settings)?;
     println!("config ok: {} listener(s), {} trunk(s), {} plugin(s)", settings.listen.len(), settings.trunks.len(), rt.plugins().len());
     for t in &settings.trunks {
-        let chain: Vec<&str> = t.chain.entries.iter().map(|e| e.plugin.as_str()).collect();
+        let chain: Vec<&str> = t.chain.entries.iter().map(|e| &*e.plugin).collect();
         println!("  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}", t.name, t.id, t.numbers, t.origination.len(), chain);
         if let Some(term) = &t.termination {
             let carrier = &settings.carriers[term.carrier];

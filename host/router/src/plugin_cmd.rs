@@ -81,7 +81,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => PluginConfig::default(),
     };
     let chain = Chain {
-        entries: vec![ChainEntry { plugin: loaded.info.name.clone(), config: Arc::new(config), limits: Limits::default() }],
+        entries: vec![ChainEntry { plugin: loaded.info.name.as_str().into(), config: Arc::new(config), limits: Limits::default() }],
     };
     let m = read_message(&args.request)?;
     let origin = CallOrigin {

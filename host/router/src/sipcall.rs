@@ -63,7 +63,7 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
         uri: uri.clone(),
         body: String::from_utf8_lossy(&m.body).into_owned(),
     };
-    Ok((Call { record, headers: headers.clone() }, Request { record: request, headers }))
+    Ok((Call::new(record, headers.clone()), Request { record: request, headers }))
 }
 
 /// The headers of `m` as plugins read them.

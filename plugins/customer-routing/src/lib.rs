@@ -57,8 +57,8 @@ impl Policy for CustomerRouting {
                 return Selection::Default;
             }
         };
-        let called = call.request_uri.user.as_deref();
-        let caller = call.from.user.as_deref();
+        let called = call.request_uri().user.as_deref();
+        let caller = call.from().user.as_deref();
         for i in 0..config::len("rules") {
             let r = match rule(i) {
                 Ok(r) => r,

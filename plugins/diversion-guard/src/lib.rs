@@ -17,7 +17,7 @@ fn our_domains(call: &Call) -> Vec<String> {
     if !configured.is_empty() {
         return configured;
     }
-    let host = call.request_uri.host.to_ascii_lowercase();
+    let host = call.request_uri().host.to_ascii_lowercase();
     let mut domains = vec![host.clone()];
     if host.matches('.').count() >= 2 {
         if let Some((_, parent)) = host.split_once('.') {
@@ -46,7 +46,7 @@ fn keep(value: &str, domains: &[String]) -> bool {
 #[policy]
 impl Policy for DiversionGuard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-        if !matches!(call.direction, Direction::Termination) {
+        if !matches!(call.direction(), Direction::Termination) {
             return Decision::proceed();
         }
         let all = call.headers_named("Diversion");
@@ -69,13 +69,13 @@ impl Policy for DiversionGuard {
     }
 
     fn pre_dial(&self, call: &Call, request: &Request, _target: &Target) -> DialDecision {
-        if !matches!(call.direction, Direction::Origination) {
+        if !matches!(call.direction(), Direction::Origination) {
             return DialDecision::Continue;
         }
-        let Some(dialed) = call.request_uri.user.as_deref().or(call.to.user.as_deref()) else {
+        let Some(dialed) = call.request_uri().user.as_deref().or(call.to().user.as_deref()) else {
             return DialDecision::Continue;
         };
-        let domain = config::text("origination_domain").unwrap_or_else(|| call.request_uri.host.clone());
+        let domain = config::text("origination_domain").unwrap_or_else(|| call.request_uri().host.clone());
         let already = request
             .headers_named("Diversion")
             .iter()

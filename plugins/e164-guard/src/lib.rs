@@ -13,7 +13,7 @@ pub struct E164Guard;
 
 /// The caller's number: From, else Remote-Party-ID, else P-Asserted-Identity.
 fn caller_number(call: &Call) -> Option<String> {
-    if let Some(user) = &call.from.user {
+    if let Some(user) = &call.from().user {
         if user.starts_with('+') || user.bytes().any(|b| b.is_ascii_digit()) {
             return Some(user.clone());
         }
@@ -27,7 +27,7 @@ fn caller_number(call: &Call) -> Option<String> {
 #[policy]
 impl Policy for E164Guard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-        let direction = match call.direction {
+        let direction = match call.direction() {
             Direction::Termination => "termination",
             Direction::Origination => "origination",
         };
@@ -42,10 +42,10 @@ impl Policy for E164Guard {
             metrics::counter(metric, 1);
             Decision::reject(code, why)
         };
-        if call.to.number().is_none() {
+        if call.to().number().is_none() {
             return reject(400, "To is not an E.164 number", "rejected_not_e164");
         }
-        if call.request_uri.number().is_none() {
+        if call.request_uri().number().is_none() {
             return reject(400, "Request-URI is not an E.164 number", "rejected_not_e164");
         }
         let Some(caller) = caller_number(call).as_deref().and_then(E164::parse) else {

@@ -1,5 +1,6 @@
 //! One module per WIT interface the host implements for plugins.
 
+mod call;
 mod clock;
 mod config;
 mod headers;

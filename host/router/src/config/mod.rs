@@ -608,7 +608,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             if let Some(m) = r.failure_mode {
                 limits.failure_mode = m;
             }
-            entries.push(ChainEntry { plugin: r.name.into_inner(), config: Arc::new(PluginConfig(r.config)), limits });
+            entries.push(ChainEntry { plugin: r.name.into_inner().into(), config: Arc::new(PluginConfig(r.config)), limits });
         }
         if t.origination.len() > MAX_ORIGINATION_URIS {
             let span = t.origination[MAX_ORIGINATION_URIS].uri.span();

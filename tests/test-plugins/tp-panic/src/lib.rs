@@ -5,6 +5,6 @@ struct Panic;
 #[policy]
 impl Policy for Panic {
     fn on_invite(&self, call: &Call, _: &Request) -> InviteDecision {
-        panic!("tp-panic was asked to route {}", call.call_id)
+        panic!("tp-panic was asked to route {}", call.call_id())
     }
 }

@@ -15,6 +15,10 @@
 //! `X-Saw-Dialed-By` with the outgoing request's `X-Dialed-By` values, if
 //! any; `on-redirect` follows the response's header named `follow_header`
 //! if that is set.
+//!
+//! The call, read on demand: `on-invite` sets variable `call-parts` to every
+//! part of the call it reads through its handle, and rewrites the
+//! request-URI user to `rewrite_user` if set.
 use std::sync::atomic::{AtomicU32, Ordering};
 use trunkline_sdk::*;
 static INSTANCE_INVITES: AtomicU32 = AtomicU32::new(0);
@@ -36,14 +40,35 @@ impl Policy for Recorder {
         };
         let invites = kv::incr("invites", 1, None).unwrap_or(-1);
         let seen = INSTANCE_INVITES.fetch_add(1, Ordering::Relaxed) + 1;
+        let user = |p: &Party| p.user.clone().unwrap_or_default();
+        let parts = format!(
+            "{} {:?} {} {} {} {} {:?} from={}@{} to={} ruri={} vars={}",
+            call.call_id(),
+            call.direction(),
+            call.account_id(),
+            call.trunk_id(),
+            call.trunk_name(),
+            call.source_address(),
+            call.transport(),
+            user(call.from()),
+            call.from().host,
+            user(call.to()),
+            user(call.request_uri()),
+            call.variables().len(),
+        );
+        let mut edits = InviteEdits::new();
+        if let Some(u) = config::text("rewrite_user") {
+            edits = edits.rewrite_user(u);
+        }
         Decision::edit(
-            InviteEdits::new()
+            edits
                 .add_header("X-Chain", me.clone())
                 .set_variable("order", order)
                 .set_variable(format!("invites-{me}"), invites.to_string())
                 .set_variable("instance-invites", seen.to_string())
                 .set_variable("seen-x-chain", call.headers_named("X-Chain").join(","))
-                .set_variable("request-from", request.header("f").unwrap_or_default()),
+                .set_variable("request-from", request.header("f").unwrap_or_default())
+                .set_variable("call-parts", parts),
         )
     }
     fn select_uri(&self, _: &Call, candidates: &[Target]) -> Selection {
