@@ -10,6 +10,8 @@
 //! - `PACED=1`: before each call, spin until the warmer thread is idle;
 //! - `PREWARM=N`: instances kept ready (default 8);
 //! - `LOOP=1`: hooks back to back, 1,000 per instance (for `perf record`);
+//! - `FRESH=1`: calls back to back, each on a fresh prepared instance, in
+//!   rounds of `PREWARM - 1` (waiting for a full set between rounds);
 //! - `QUIET=1`: before each call, sleep 50 us (a call after idle).
 
 /// The allocator the router binary ships with (host/router/src/main.rs).
@@ -46,6 +48,29 @@ fn main() {
         }
         Some("once") => r0.headers.clear(),
         _ => {}
+    }
+    if std::env::var_os("FRESH").is_some() {
+        // Rounds of calls back to back, each on a fresh instance prepared
+        // ahead: wait (spinning) for a full set, then use all but one.
+        // The first call finds nothing ready and asks for a refill.
+        rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c0.clone(), &mut r0.clone());
+        let mut done = 0;
+        let mut busy = Duration::ZERO;
+        while done < calls {
+            while rt.ready_instances(&plugin, &Limits::default()) < prewarm || !rt.warmer_idle() {
+                std::hint::spin_loop();
+            }
+            let t0 = Instant::now();
+            for _ in 0..prewarm - 1 {
+                let (mut c, mut r) = (c0.clone(), r0.clone());
+                let mut s = rt.start_call(&ch, "AC0001", "probe");
+                std::hint::black_box(s.on_invite(&mut c, &mut r));
+            }
+            busy += t0.elapsed();
+            done += prewarm - 1;
+        }
+        println!("{plugin}: {:.3} us per call on a fresh instance, clone included (mean of {done})", busy.as_secs_f64() * 1e6 / done as f64);
+        return;
     }
     if std::env::var_os("LOOP").is_some() {
         // Hooks back to back, 1,000 per instance: a profile of the hook call
