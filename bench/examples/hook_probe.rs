@@ -2,7 +2,7 @@
 //! instance prepared ahead, many times, for a profiler (`perf record`).
 //!
 //! Prints the mean time of `start_call`, the hook and the session's drop,
-//! and the page faults a call takes.
+//! and the page faults a call takes (minor, and major: read from disk).
 //!
 //! Run: `cargo run --release -p trunkline-bench --example hook_probe -- [PLUGIN] [CALLS] [full|once|bare]`
 //! - `once`: headers only in `call`, not again in `request`; `bare`: no headers;
@@ -91,7 +91,7 @@ fn main() {
     rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r);
     let (mut start, mut hook, mut end) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut hooks = Vec::with_capacity(calls);
-    let mut faults = 0u64;
+    let (mut faults, mut major) = (0u64, 0u64);
     for _ in 0..calls {
         // Wait until instances are ready (PACED: and the warmer has caught
         // up; QUIET: and the thread slept 50 us, i.e. a call after idle).
@@ -113,7 +113,7 @@ fn main() {
             std::thread::yield_now();
         }
         let (mut c, mut r) = (c0.clone(), r0.clone());
-        let f0 = minor_faults();
+        let (f0, m0) = (minor_faults(), major_faults());
         let t0 = Instant::now();
         let mut s = rt.start_call(&ch, "AC0001", "probe");
         if twice {
@@ -126,6 +126,7 @@ fn main() {
         drop(s);
         let t3 = Instant::now();
         faults += minor_faults() - f0;
+        major += major_faults() - m0;
         start += t1 - t0;
         hook += t2 - t1;
         hooks.push(t2 - t1);
@@ -142,12 +143,22 @@ fn main() {
         at(0.99),
         per(end)
     );
-    println!("minor page faults per call: {:.3}", faults as f64 / calls as f64);
+    println!("page faults per call: {:.3} minor, {:.3} major", faults as f64 / calls as f64, major as f64 / calls as f64);
 }
 
 /// This thread's minor page faults so far (`/proc/thread-self/stat`, field 10).
 fn minor_faults() -> u64 {
+    fault_field(7)
+}
+
+/// This thread's major page faults so far (pages read back from disk).
+fn major_faults() -> u64 {
+    fault_field(9)
+}
+
+/// Field `n` after the command name of `/proc/thread-self/stat`.
+fn fault_field(n: usize) -> u64 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
     let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    after_comm.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+    after_comm.split_whitespace().nth(n).and_then(|v| v.parse().ok()).unwrap_or(0)
 }

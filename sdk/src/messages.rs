@@ -279,7 +279,7 @@ impl HeaderEdit {
 impl Party {
     /// A party with no user and an empty host.
     fn nobody() -> Self {
-        Party { display: None, user: None, host: String::new(), uri: String::new() }
+        Party { display: None, user: None, host: String::new() }
     }
 
     /// The user part as an E.164 number, if it is one.

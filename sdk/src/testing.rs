@@ -278,7 +278,7 @@ pub struct CallBuilder {
 }
 
 fn party(user: &str, host: &str) -> Party {
-    Party { display: None, user: Some(user.to_owned()), host: host.to_owned(), uri: format!("sip:{user}@{host}") }
+    Party { display: None, user: Some(user.to_owned()), host: host.to_owned() }
 }
 
 impl CallBuilder {
@@ -345,7 +345,7 @@ impl CallBuilder {
     pub fn request_for(call: &Call) -> Request {
         Request {
             method: "INVITE".into(),
-            uri: call.request_uri().uri.clone(),
+            uri: format!("sip:{}@{}", call.request_uri().user.as_deref().unwrap_or_default(), call.request_uri().host),
             headers: call.headers.clone(),
             body: String::new(),
         }

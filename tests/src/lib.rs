@@ -61,7 +61,7 @@ pub fn chain(entries: Vec<ChainEntry>) -> Chain {
 }
 
 fn party(user: &str, host: &str) -> Party {
-    Party { display: None, user: Some(user.into()), host: host.into(), uri: format!("sip:{user}@{host}") }
+    Party { display: None, user: Some(user.into()), host: host.into() }
 }
 
 /// A call with 15 realistic headers, as the router builds it from an INVITE.

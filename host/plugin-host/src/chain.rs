@@ -556,7 +556,6 @@ fn apply_invite_edits(call: &mut Call, request: &mut Request, e: InviteEdits) {
     apply_header_edits(&mut request.headers, &e.headers);
     if let Some(user) = e.request_uri_user {
         request.uri = rewrite_uri_user(&request.uri, &user);
-        call.request_uri.uri = request.uri.clone();
         call.request_uri.user = Some(user);
     }
     if let Some(display) = e.caller_display {

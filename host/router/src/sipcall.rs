@@ -23,7 +23,6 @@ pub fn party(value: &str) -> Option<Party> {
         display: a.display.map(str::to_owned),
         user: a.user.map(str::to_owned),
         host: a.host.to_owned(),
-        uri: a.uri.to_owned(),
     })
 }
 

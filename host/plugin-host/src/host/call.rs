@@ -16,7 +16,7 @@ use crate::state::HostState;
 /// exists during a hook, and the hook's call is set for exactly that
 /// time), but the methods cannot fail, so they answer something empty.
 static NO_CALL: LazyLock<CallRecord> = LazyLock::new(|| {
-    let nobody = Party { display: None, user: None, host: String::new(), uri: String::new() };
+    let nobody = Party { display: None, user: None, host: String::new() };
     CallRecord {
         call_id: String::new(),
         direction: Direction::Termination,
