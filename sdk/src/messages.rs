@@ -100,7 +100,15 @@ impl Call {
         call
     }
 
-    /// A call whose every part is `data` (native tests).
+    /// A call whose every part is `data` (native tests; `CallBuilder` is
+    /// the shorter way).
+    ///
+    /// ```no_run
+    /// use trunkline_sdk::{testing::CallBuilder, Call, Headers};
+    /// let data = CallBuilder::termination().build_data();
+    /// let call = Call::from_data(data, Headers::new());
+    /// assert!(call.to().number().is_some());
+    /// ```
     pub fn from_data(data: CallData, headers: Headers) -> Self {
         let call = Call::empty(headers);
         let _ = call.call_id.set(data.call_id);

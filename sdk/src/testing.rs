@@ -341,6 +341,18 @@ impl CallBuilder {
         Call::from_data(self.call, self.headers)
     }
 
+    /// The call's parts without its headers, to change before
+    /// [`Call::from_data`].
+    ///
+    /// ```no_run
+    /// use trunkline_sdk::testing::CallBuilder;
+    /// let mut data = CallBuilder::origination().build_data();
+    /// data.trunk_name = "acme-staging".into();
+    /// ```
+    pub fn build_data(self) -> CallData {
+        self.call
+    }
+
     /// The INVITE of `call`, as `on_invite` receives it.
     pub fn request_for(call: &Call) -> Request {
         Request {
