@@ -108,6 +108,15 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     // A valid component of another world: a core module is not a component either.
     std::fs::write(&path, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]).unwrap();
     assert!(matches!(f.rt.load_file(&path, LoadSource::Signal), Err(LoadError::Compile { .. })));
+    // A real plugin built against the previous WIT (its hooks take the call
+    // as a record, not a handle): a world mismatch that says to rebuild.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wasm/e164-guard-previous-wit.wasm");
+    std::fs::copy(fixture, &path).unwrap();
+    match f.rt.load_file(&path, LoadSource::Signal) {
+        Err(LoadError::World { reason, .. }) => assert!(reason.contains("rebuild the plugin"), "{reason}"),
+        Err(other) => panic!("expected a world mismatch, got {other}"),
+        Ok(_) => panic!("a plugin built against the previous WIT was loaded"),
+    }
 
     assert_eq!(f.rt.plugin("versioned").unwrap().info.version, good);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
@@ -119,7 +128,7 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
         .collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(lines.iter().all(|e| e["time"].as_str().is_some_and(|t| t.starts_with("20"))), "{lines:?}");
     assert_eq!(lines[0]["action"], "load");
     assert!(lines[1..].iter().all(|e| e["action"] == "refuse" && e["outcome"] == "refused"));

@@ -183,9 +183,18 @@ impl Runtime {
             hook_timeout_ms: self.inner.validation_limits.hook_timeout_ms.saturating_mul(10),
             ..self.inner.validation_limits.clone()
         };
-        crate::warm::prepare(&self.inner.engine, &self.inner.services, plugin, &limits)
-            .map(|live| live.hooks)
-            .map_err(|e| LoadError::Start { plugin: plugin.info.name.clone(), reason: format!("{:#}", e.error) })
+        crate::warm::prepare(&self.inner.engine, &self.inner.services, plugin, &limits).map(|live| live.hooks).map_err(|e| {
+            let (plugin, reason) = (plugin.info.name.clone(), format!("{:#}", e.error));
+            // Export types are only checked when the hooks are looked up,
+            // i.e. here: a hook whose signature differs is a world mismatch
+            // (typically a plugin built against another version of the WIT).
+            if reason.contains("failed to convert function to given type") {
+                let reason = format!("a hook's signature differs from this host's WIT (rebuild the plugin with this trunkline-sdk): {reason}");
+                LoadError::World { plugin, reason }
+            } else {
+                LoadError::Start { plugin, reason }
+            }
+        })
     }
 
     pub(crate) fn scope(&self, plugin: &Plugin, account: &Arc<str>, call_id: &Arc<str>, config: Arc<PluginConfig>) -> Scope {
