@@ -1,5 +1,7 @@
 //! [`Headers`]: a message's headers, read from the host only when asked.
 
+use trunkline_sip_core::message::named;
+
 use crate::wit::trunkline::policy::headers::Message;
 use crate::Header;
 
@@ -39,10 +41,6 @@ impl Default for Source {
     }
 }
 
-fn same_name(header: &Header, long: &str) -> bool {
-    header.name.eq_ignore_ascii_case(long)
-}
-
 impl Headers {
     /// No headers.
     ///
@@ -67,10 +65,9 @@ impl Headers {
     /// # }
     /// ```
     pub fn first(&self, name: &str) -> Option<String> {
-        let long = trunkline_sip_core::message::long_name(name);
         match &self.source {
-            Source::Host(m) => host::first(*m, long),
-            Source::Held(all) => all.iter().find(|h| same_name(h, long)).map(|h| h.value.clone()),
+            Source::Host(m) => host::first(*m, name),
+            Source::Held(all) => named(all, name, |h| &h.name).next().map(|h| h.value.clone()),
         }
     }
 
@@ -82,10 +79,9 @@ impl Headers {
     /// # }
     /// ```
     pub fn named(&self, name: &str) -> Vec<String> {
-        let long = trunkline_sip_core::message::long_name(name);
         match &self.source {
-            Source::Host(m) => host::get(*m, long),
-            Source::Held(all) => all.iter().filter(|h| same_name(h, long)).map(|h| h.value.clone()).collect(),
+            Source::Host(m) => host::get(*m, name),
+            Source::Held(all) => named(all, name, |h| &h.name).map(|h| h.value.clone()).collect(),
         }
     }
 

@@ -24,14 +24,12 @@ impl HeaderList {
     /// The value of the first header called `name` (case-insensitive,
     /// compact forms match their full name).
     pub fn first(&self, name: &str) -> Option<&str> {
-        let name = trunkline_sip_core::message::long_name(name);
-        self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        trunkline_sip_core::message::named(&self.0, name, |h| &h.name).next().map(|h| h.value.as_str())
     }
 
     /// The values of every header called `name`, in order.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let name = trunkline_sip_core::message::long_name(name);
-        self.0.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        trunkline_sip_core::message::named(&self.0, name, |h| &h.name).map(|h| h.value.as_str())
     }
 }
 
@@ -69,7 +67,7 @@ impl FromIterator<Header> for HeaderList {
 }
 
 /// Implements `Deref`/`DerefMut` to the WIT record, so the record's fields
-/// read as the message's own (`call.from.user`, `request.uri`).
+/// read as the message's own (`request.uri`, `response.status`).
 macro_rules! with_headers {
     ($(#[$doc:meta])* $name:ident, $record:ty) => {
         $(#[$doc])*

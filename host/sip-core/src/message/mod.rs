@@ -110,6 +110,15 @@ pub fn long_name(name: &str) -> &str {
     COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).map(|(_, l)| *l).unwrap_or(name)
 }
 
+/// The headers among `headers` called `name`, in order: names compare
+/// case-insensitively, and a compact `name` matches its long form (stored
+/// headers carry long names). The one statement of this rule for every
+/// header type: this crate's, the plugin host's and the plugin SDK's.
+pub fn named<'h, 'n, H>(headers: &'h [H], name: &'n str, name_of: fn(&H) -> &str) -> impl Iterator<Item = &'h H> + use<'h, 'n, H> {
+    let name = long_name(name);
+    headers.iter().filter(move |h| name_of(h).eq_ignore_ascii_case(name))
+}
+
 impl Message {
     /// Parse one message from a datagram or a framed stream chunk.
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
@@ -118,14 +127,12 @@ impl Message {
 
     /// The first header called `name` (case-insensitive, compact forms match).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = long_name(name);
-        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        named(&self.headers, name, |h| &h.name).next().map(|h| h.value.as_str())
     }
 
     /// Every header called `name`, in order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let name = long_name(name);
-        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        named(&self.headers, name, |h| &h.name).map(|h| h.value.as_str())
     }
 
     /// The method of a request, or `None` for a response.
