@@ -185,8 +185,9 @@ impl CallSession {
 
     /// Call one hook of plugin `i` and validate its result. `Ok(None)`: the
     /// plugin does not implement the hook, so its default applies.
-    /// `headers` (the inbound INVITE's, the current message's) are what the
-    /// plugin may read through the `headers` interface during this call.
+    /// `call` (with its inbound INVITE's headers) and `current` (the hook's
+    /// own message's headers) are what the plugin may read through its
+    /// `call` handle and the `headers` interface during this call.
     fn run<R>(
         &mut self,
         i: usize,

@@ -43,9 +43,11 @@ pub use runtime::{LoadSource, Runtime, RuntimeOptions};
 pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
 pub use state::Services;
 
-/// The WIT types, as the host sees them. [`Call`](types::Call),
-/// [`Request`](types::Request) and [`Response`](types::Response) are the
-/// WIT records plus their headers, which plugins read on demand.
+/// The WIT types, as the host sees them. [`Request`](types::Request) and
+/// [`Response`](types::Response) are the WIT records plus their headers;
+/// [`Call`](types::Call) is the host's [`CallRecord`](types::CallRecord)
+/// (what a plugin's `call` handle answers) plus the inbound headers.
+/// Plugins read the call's parts and the headers on demand.
 pub mod types {
     pub use crate::bindings::exports::trunkline::policy::hooks::{
         DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,

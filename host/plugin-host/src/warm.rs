@@ -146,7 +146,7 @@ impl Warmer {
     pub(crate) fn kicker(&self) -> impl Fn() + Send + 'static {
         let shared = self.shared.clone();
         move || {
-            let mut w = shared.work.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = shared.work();
             if !w.retired.is_empty() {
                 w.retired_ticks += 1;
             }
@@ -158,7 +158,7 @@ impl Warmer {
     }
 
     fn work(&self) -> MutexGuard<'_, Work> {
-        self.shared.work.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.work()
     }
 
     /// A never-used instance of `plugin` under `limits`, if one is ready.
@@ -220,6 +220,11 @@ impl Drop for Warmer {
 }
 
 impl Shared {
+    /// The queued work (a panic elsewhere while holding it leaves it usable).
+    fn work(&self) -> MutexGuard<'_, Work> {
+        self.work.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Wake the thread if it is waiting (the caller saw work for it).
     fn kick(&self, mut w: MutexGuard<'_, Work>) {
         if w.idle {
@@ -233,7 +238,7 @@ impl Shared {
     fn run(&self, engine: &Engine, services: &Arc<Services>, depth: usize) {
         loop {
             let (refill, retired) = {
-                let mut w = self.work.lock().unwrap_or_else(|p| p.into_inner());
+                let mut w = self.work();
                 while !w.stop && !w.kicked {
                     w.idle = true;
                     w = self.wake.wait(w).unwrap_or_else(|p| p.into_inner());

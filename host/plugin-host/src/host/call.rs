@@ -1,8 +1,8 @@
 //! `types.call`: the call a running hook is about, read part by part.
 //!
 //! A hook receives a borrowed handle (it cannot outlive the hook: the
-//! component model traps a plugin that keeps it). Each method copies one
-//! part into the sandbox, so a plugin pays for what it reads.
+//! component model ends the loan when the hook returns). Each method copies
+//! one part into the sandbox, so a plugin pays for what it reads.
 
 use std::sync::LazyLock;
 
