@@ -153,7 +153,7 @@ macro_rules! export_policy {
                     $crate::__start_up();
                     $hooks
                 }
-                fn on_invite(call: &__types::Call, request: __types::Request) -> __hooks::InviteDecision {
+                fn on_invite(call: &__types::Call, request: &__types::Request) -> __hooks::InviteDecision {
                     let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));
                     $crate::Policy::on_invite(&<$ty as Default>::default(), &call, &request)
                 }
@@ -167,7 +167,7 @@ macro_rules! export_policy {
                 }
                 fn pre_dial(
                     call: &__types::Call,
-                    request: __types::Request,
+                    request: &__types::Request,
                     target: $crate::Target,
                 ) -> __hooks::DialDecision {
                     let (call, request) = ($crate::Call::__from_host(call), $crate::Request::__from_host(request));

@@ -66,16 +66,19 @@ pub struct CallData {
 }
 
 /// A SIP request: the inbound INVITE, or an outgoing one in `pre_dial`.
+///
+/// Like [`Call`], read on demand: inside a plugin the request line and the
+/// body are fetched from the host when first read, then kept, and the
+/// headers when asked for. Belongs to the hook it was given to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
-    /// `INVITE`.
-    pub method: String,
-    /// The request-URI.
-    pub uri: String,
+    /// The host's handle for the request, inside a plugin during a hook.
+    host: Option<u32>,
+    method: OnceCell<String>,
+    uri: OnceCell<String>,
+    body: OnceCell<String>,
     /// Its headers.
     pub headers: Headers,
-    /// Its body (SDP), as text.
-    pub body: String,
 }
 
 /// A SIP response received from a target.
@@ -143,15 +146,9 @@ impl Call {
         }
     }
 
-    /// `cell`'s value, fetched from the host on first use. Without a host
-    /// (a `Call` built from partial data) a part reads as `missing`.
     fn part<'a, T>(&self, cell: &'a OnceCell<T>, fetch: impl FnOnce(&wit::Call) -> T, missing: impl FnOnce() -> T) -> &'a T {
-        cell.get_or_init(|| match self.host {
-            // SAFETY: the handle is the borrowed `call` of the running hook;
-            // ManuallyDrop: a borrowed handle is not ours to drop.
-            Some(handle) => fetch(&ManuallyDrop::new(unsafe { wit::Call::from_handle(handle) })),
-            None => missing(),
-        })
+        // SAFETY: `host` is the borrowed `call` of the running hook.
+        lazily(cell, self.host, |h| unsafe { wit::Call::from_handle(h) }, fetch, missing)
     }
 
     /// SIP Call-ID of the inbound leg.
@@ -223,11 +220,79 @@ impl Call {
     }
 }
 
+/// `cell`'s value, fetched on first use through the hook's borrowed handle
+/// `host` (`from_handle` makes the handle's type from it). Without a host
+/// (a value built in memory for a native test) a part reads as `missing`.
+fn lazily<'a, T, H>(
+    cell: &'a OnceCell<T>,
+    host: Option<u32>,
+    from_handle: impl FnOnce(u32) -> H,
+    fetch: impl FnOnce(&H) -> T,
+    missing: impl FnOnce() -> T,
+) -> &'a T {
+    cell.get_or_init(|| match host {
+        // ManuallyDrop: a borrowed handle is not ours to drop.
+        Some(handle) => fetch(&ManuallyDrop::new(from_handle(handle))),
+        None => missing(),
+    })
+}
+
 impl Request {
-    /// The request a hook is about; its headers stay in the host until read.
+    /// The request a hook is about: a handle; parts are fetched when read.
     #[doc(hidden)]
-    pub fn __from_host(r: wit::Request) -> Self {
-        Request { method: r.method, uri: r.uri, headers: Headers::__from_host(Message::Current), body: r.body }
+    pub fn __from_host(r: &wit::Request) -> Self {
+        Request {
+            host: Some(r.handle()),
+            method: OnceCell::new(),
+            uri: OnceCell::new(),
+            body: OnceCell::new(),
+            headers: Headers::__from_host(Message::Current),
+        }
+    }
+
+    /// A request held in memory (native tests;
+    /// [`CallBuilder::request_for`](crate::testing::CallBuilder::request_for)
+    /// makes a call's INVITE).
+    ///
+    /// ```no_run
+    /// use trunkline_sdk::{Headers, Request};
+    /// let r = Request::new("INVITE", "sip:+14155550100@example.com", Headers::new(), "");
+    /// assert_eq!(r.method(), "INVITE");
+    /// ```
+    pub fn new(method: impl Into<String>, uri: impl Into<String>, headers: Headers, body: impl Into<String>) -> Self {
+        Request {
+            host: None,
+            method: OnceCell::from(method.into()),
+            uri: OnceCell::from(uri.into()),
+            body: OnceCell::from(body.into()),
+            headers,
+        }
+    }
+
+    fn part<'a>(&self, cell: &'a OnceCell<String>, fetch: impl FnOnce(&wit::Request) -> String) -> &'a str {
+        // SAFETY: `host` is the borrowed `request` of the running hook.
+        lazily(cell, self.host, |h| unsafe { wit::Request::from_handle(h) }, fetch, String::new).as_str()
+    }
+
+    /// The method: `INVITE`.
+    pub fn method(&self) -> &str {
+        self.part(&self.method, |r| r.method())
+    }
+
+    /// The request-URI (after edits of earlier plugins).
+    ///
+    /// ```no_run
+    /// # fn f(r: &trunkline_sdk::Request) {
+    /// let secure = r.uri().starts_with("sips:");
+    /// # }
+    /// ```
+    pub fn uri(&self) -> &str {
+        self.part(&self.uri, |r| r.uri())
+    }
+
+    /// The body (SDP), as text; empty if none.
+    pub fn body(&self) -> &str {
+        self.part(&self.body, |r| r.body())
     }
 }
 

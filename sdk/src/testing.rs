@@ -355,11 +355,8 @@ impl CallBuilder {
 
     /// The INVITE of `call`, as `on_invite` receives it.
     pub fn request_for(call: &Call) -> Request {
-        Request {
-            method: "INVITE".into(),
-            uri: format!("sip:{}@{}", call.request_uri().user.as_deref().unwrap_or_default(), call.request_uri().host),
-            headers: call.headers.clone(),
-            body: String::new(),
-        }
+        let ruri = call.request_uri();
+        let uri = format!("sip:{}@{}", ruri.user.as_deref().unwrap_or_default(), ruri.host);
+        Request::new("INVITE", uri, call.headers.clone(), "")
     }
 }

@@ -207,19 +207,22 @@ fn plugins_read_the_headers_of_the_hooks_message_on_demand() {
 }
 
 #[test]
-fn plugins_read_the_call_through_its_handle_with_earlier_plugins_edits() {
+fn plugins_read_the_call_and_request_through_their_handles_with_earlier_plugins_edits() {
     let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
     let a = entry("recorder", "name = \"a\"\nrewrite_user = \"+14155550199\"", trunkline_tests::steady());
     let b = entry("recorder", "name = \"b\"", trunkline_tests::steady());
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&chain(vec![a, b]), "AC0001", "call-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
-    // `b` ran last: it read every part through the handle, and saw the
-    // request-URI user `a` rewrote and the variables `a` set (4 before the
-    // ones `b` sets).
+    // `b` ran last: it read every part of the call through its handle, and
+    // saw the request-URI user `a` rewrote and the 7 variables `a` set.
     let parts = "3848276298220188511@127.0.0.1 Direction::Origination AC0001 TK00000000000000000000000000000001 acme-prod \
-                 127.0.0.1:5070 Transport::Udp from=+12125550123@carrier.example to=+14155550100 ruri=+14155550199 vars=6";
+                 127.0.0.1:5070 Transport::Udp from=+12125550123@carrier.example to=+14155550100 ruri=+14155550199 vars=7";
     assert_eq!(var(&c, "call-parts"), Some(parts));
+    // ... and the request through its handle, with `a`'s rewrite.
+    assert!(r.body.len() > 100, "the INVITE carries an SDP offer");
+    let line = format!("INVITE sip:+14155550199@trunkline.test body={}", r.body.len());
+    assert_eq!(var(&c, "request-line"), Some(line.as_str()));
     assert_eq!(c.request_uri.user.as_deref(), Some("+14155550199"));
 }
 
@@ -238,6 +241,8 @@ fn every_hook_decision_is_applied() {
     assert_eq!(sel.targets[0].uri, "sip:b.example");
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
     assert!(r.headers.iter().any(|h| h.name == "X-Dialed-By" && h.value == "rec"));
+    // pre-dial read the outgoing request's line through its handle.
+    assert_eq!(r.headers.first("X-Dialed-Request"), Some("INVITE sip:+14155550100@trunkline.test"));
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:skip.example", 10)), Ok(DialOutcome::Skip));
     let resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx2.example".into()));

@@ -64,7 +64,13 @@ fn party(user: &str, host: &str) -> Party {
     Party { display: None, user: Some(user.into()), host: host.into() }
 }
 
-/// A call with 15 realistic headers, as the router builds it from an INVITE.
+/// The offer of [`call`]'s INVITE: one audio stream, four codecs.
+const SDP: &str = "v=0\r\no=carrier 1894201 1894201 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 0 8 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\n\
+a=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
+
+/// A call with 15 realistic headers and an SDP offer, as the router builds
+/// it from an INVITE.
 pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
     let domain = match direction {
         Direction::Origination => "trunkline.test",
@@ -86,7 +92,7 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         h("Diversion", format!("<sip:{to}@carrier.example>;reason=unconditional")),
         h("Session-Expires", "1800;refresher=uac".into()),
         h("Content-Type", "application/sdp".into()),
-        h("Content-Length", "0".into()),
+        h("Content-Length", SDP.len().to_string()),
     ];
     let headers: HeaderList = headers.into();
     let record = CallRecord {
@@ -102,6 +108,6 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         transport: Transport::Udp,
         variables: vec![],
     };
-    let request = RequestRecord { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), body: String::new() };
-    (Call::new(record, headers.clone()), Request { record: request, headers })
+    let request = RequestRecord { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), body: SDP.into() };
+    (Call::new(record, headers.clone()), Request::new(request, headers))
 }

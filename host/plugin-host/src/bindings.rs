@@ -5,8 +5,10 @@ wasmtime::component::bindgen!({
     world: "policy",
     additional_derives: [PartialEq],
     with: {
-        // A hook's `call` handle stands for the call the store is running
-        // a hook for (`HostState::messages`); it carries no data itself.
+        // A hook's `call` and `request` handles stand for the call and the
+        // request the store is running a hook for (`HostState::messages`);
+        // they carry no data themselves.
         "trunkline:policy/types.call": crate::message::CallHandle,
+        "trunkline:policy/types.request": crate::message::RequestHandle,
     },
 });

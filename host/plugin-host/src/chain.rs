@@ -25,7 +25,7 @@ use crate::bindings::exports::trunkline::policy::hooks::HookSet;
 use crate::bindings::Policy;
 use crate::error::HookFailure;
 use crate::limits::{FailureMode, Limits};
-use crate::message::{CallHandle, HeaderList, Messages};
+use crate::message::{CallHandle, Messages, RequestHandle};
 use crate::plugin::{FailureEffect, Plugin};
 use crate::runtime::Runtime;
 use crate::services::PluginConfig;
@@ -111,6 +111,33 @@ fn call_handle() -> Resource<CallHandle> {
     Resource::new_borrow(0)
 }
 
+/// The handle `on-invite` and `pre-dial` get as their `request`: it stands
+/// for the request set in the store for the hook (see `host/request.rs`).
+fn request_handle() -> Resource<RequestHandle> {
+    Resource::new_borrow(0)
+}
+
+/// The message a hook is about, besides the call: what its plugin reads
+/// through the `request` handle and `headers.current`.
+#[derive(Clone, Copy)]
+enum About<'a> {
+    Request(&'a Request),
+    Response(&'a Response),
+    Nothing,
+}
+
+impl About<'_> {
+    /// Shares `call` and this message with a store for one hook call.
+    fn messages(self, call: &Call) -> Messages {
+        let (request, current) = match self {
+            About::Request(r) => (Some(r.record.clone()), Some(r.headers.clone())),
+            About::Response(r) => (None, Some(r.headers.clone())),
+            About::Nothing => (None, None),
+        };
+        Messages { call: Some(call.record.clone()), request, inbound: Some(call.headers.clone()), current }
+    }
+}
+
 /// What a failure means for the call.
 enum Verdict {
     Proceed,
@@ -185,14 +212,14 @@ impl CallSession {
 
     /// Call one hook of plugin `i` and validate its result. `Ok(None)`: the
     /// plugin does not implement the hook, so its default applies.
-    /// `call` (with its inbound INVITE's headers) and `current` (the hook's
-    /// own message's headers) are what the plugin may read through its
-    /// `call` handle and the `headers` interface during this call.
+    /// `call` (with its inbound INVITE's headers) and `about` (the hook's
+    /// own message) are what the plugin may read through its handles and
+    /// the `headers` interface during this call.
     fn run<R>(
         &mut self,
         i: usize,
         hook: HookSet,
-        (call, current): (&Call, Option<&HeaderList>),
+        (call, about): (&Call, About<'_>),
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), String>,
     ) -> Result<Option<R>, HookFailure> {
@@ -211,8 +238,7 @@ impl CallSession {
         let limits = &slot.entry.limits;
         let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-        live.store.data_mut().messages =
-            Messages { call: Some(call.record.clone()), inbound: Some(call.headers.clone()), current: current.cloned() };
+        live.store.data_mut().messages = about.messages(call);
         let result = f(&live.policy, &mut live.store);
         let state = live.store.data_mut();
         // Released now, so that the caller edits the call and headers in place.
@@ -280,8 +306,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_INVITE,
-                (call, Some(&request.headers)),
-                |p, s| p.trunkline_policy_hooks().call_on_invite(s, call_handle(), &request.record),
+                (call, About::Request(request)),
+                |p, s| p.trunkline_policy_hooks().call_on_invite(s, call_handle(), request_handle()),
                 |d| match d {
                     InviteDecision::Continue => Ok(()),
                     InviteDecision::Reject(r) => validate::reject(r),
@@ -324,7 +350,7 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::SELECT_URI,
-                (call, None),
+                (call, About::Nothing),
                 |p, s| p.trunkline_policy_hooks().call_select_uri(s, call_handle(), targets),
                 |d| match d {
                     Selection::Default => Ok(()),
@@ -360,8 +386,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::PRE_DIAL,
-                (call, Some(&request.headers)),
-                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call_handle(), &request.record, target),
+                (call, About::Request(request)),
+                |p, s| p.trunkline_policy_hooks().call_pre_dial(s, call_handle(), request_handle(), target),
                 |d| match d {
                     DialDecision::Edit(e) => validate::header_edits(e),
                     _ => Ok(()),
@@ -396,7 +422,7 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_REDIRECT,
-                (call, Some(&response.headers)),
+                (call, About::Response(response)),
                 |p, s| p.trunkline_policy_hooks().call_on_redirect(s, call_handle(), &response.record),
                 |d| match d {
                     RedirectDecision::Follow(u) => validate::uri("redirect target", u),
@@ -428,8 +454,8 @@ impl CallSession {
             let r = self.run(
                 i,
                 HookSet::ON_FAILURE,
-                (call, last.map(|r| &r.headers)),
-                |p, s| p.trunkline_policy_hooks().call_on_failure(s, call_handle(), last.map(|r| &r.record)),
+                (call, last.map_or(About::Nothing, About::Response)),
+                |p, s| p.trunkline_policy_hooks().call_on_failure(s, call_handle(), last.map(|r| &*r.record)),
                 |d| match d {
                     Fallback::Reject(r) => validate::reject(r),
                     Fallback::TwimlUrl(u) => validate::twiml_url(u),
@@ -465,7 +491,7 @@ impl CallSession {
         for i in 0..self.slots.len() {
             let t = Instant::now();
             let hook = |p: &Policy, s: &mut Store<HostState>| p.trunkline_policy_hooks().call_on_call_end(s, call_handle(), summary);
-            match self.run(i, HookSet::ON_CALL_END, (call, None), hook, |_| Ok(())) {
+            match self.run(i, HookSet::ON_CALL_END, (call, About::Nothing), hook, |_| Ok(())) {
                 Ok(None) => {}
                 Ok(Some(())) => self.note(i, "on-call-end", t, "notified"),
                 Err(f) => {

@@ -43,17 +43,16 @@ pub use runtime::{LoadSource, Runtime, RuntimeOptions};
 pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
 pub use state::Services;
 
-/// The WIT types, as the host sees them. [`Request`](types::Request) and
-/// [`Response`](types::Response) are the WIT records plus their headers;
-/// [`Call`](types::Call) is the host's [`CallRecord`](types::CallRecord)
-/// (what a plugin's `call` handle answers) plus the inbound headers.
-/// Plugins read the call's parts and the headers on demand.
+/// The WIT types, as the host sees them. [`Call`](types::Call) and
+/// [`Request`](types::Request) are the host's records (what a plugin's
+/// `call` and `request` handles answer) plus headers;
+/// [`Response`](types::Response) is the WIT record plus its headers.
+/// Plugins read the call's and the request's parts and the headers on
+/// demand.
 pub mod types {
     pub use crate::bindings::exports::trunkline::policy::hooks::{
         DialDecision, Fallback, InviteDecision, RedirectDecision, Selection,
     };
-    pub use crate::bindings::trunkline::policy::types::{
-        Request as RequestRecord, Response as ResponseRecord, *,
-    };
-    pub use crate::message::{Call, CallRecord, HeaderList, Request, Response};
+    pub use crate::bindings::trunkline::policy::types::{Response as ResponseRecord, *};
+    pub use crate::message::{Call, CallRecord, HeaderList, Request, RequestRecord, Response, WithHeaders};
 }

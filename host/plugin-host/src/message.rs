@@ -1,13 +1,13 @@
 //! The call and its SIP messages as the host keeps them: a record plus
 //! headers.
 //!
-//! The WIT records `request` and `response` travel to a plugin without
-//! headers; a plugin reads the headers it needs through the `headers`
-//! interface (`host/headers.rs`). The call travels as a borrowed handle
-//! whose parts a plugin asks for (`host/call.rs`). So the host keeps each
-//! record next to a [`HeaderList`], and a hook call shares the call's
-//! record and the headers with the plugin's store for the duration of the
-//! hook, by reference count, without copying them.
+//! A plugin reads the headers it needs through the `headers` interface
+//! (`host/headers.rs`); the call and the request travel as borrowed
+//! handles whose parts a plugin asks for (`host/call.rs`,
+//! `host/request.rs`); a response travels as a WIT record without headers.
+//! So the host keeps each record next to a [`HeaderList`], and a hook call
+//! shares them with the plugin's store for the duration of the hook, by
+//! reference count, without copying them.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -66,39 +66,45 @@ impl FromIterator<Header> for HeaderList {
     }
 }
 
-/// Implements `Deref`/`DerefMut` to the WIT record, so the record's fields
-/// read as the message's own (`request.uri`, `response.status`).
-macro_rules! with_headers {
-    ($(#[$doc:meta])* $name:ident, $record:ty) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq)]
-        pub struct $name {
-            /// What a plugin receives as the hook's argument.
-            pub record: $record,
-            /// What a plugin reads through the `headers` interface.
-            pub headers: HeaderList,
-        }
+/// A record a hook reads, next to the headers of its message. The record
+/// is shared with a running hook by reference count, without a copy, and
+/// edited in place otherwise (copied first only if a hook still held it,
+/// which [`CallSession`](crate::CallSession) prevents). `Deref`/`DerefMut`
+/// to the record, so its fields read as the message's own (`call.from`,
+/// `request.uri`, `response.status`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WithHeaders<R> {
+    /// What a plugin reads through its handle (the call, the request) or
+    /// receives as the hook's argument (a response).
+    pub record: Arc<R>,
+    /// What a plugin reads through the `headers` interface.
+    pub headers: HeaderList,
+}
 
-        impl Deref for $name {
-            type Target = $record;
-            fn deref(&self) -> &$record {
-                &self.record
-            }
-        }
+impl<R> WithHeaders<R> {
+    pub fn new(record: R, headers: HeaderList) -> Self {
+        WithHeaders { record: Arc::new(record), headers }
+    }
+}
 
-        impl DerefMut for $name {
-            fn deref_mut(&mut self) -> &mut $record {
-                &mut self.record
-            }
-        }
+impl<R> Deref for WithHeaders<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.record
+    }
+}
 
-        /// The record with no headers.
-        impl From<$record> for $name {
-            fn from(record: $record) -> Self {
-                $name { record, headers: HeaderList::default() }
-            }
-        }
-    };
+impl<R: Clone> DerefMut for WithHeaders<R> {
+    fn deref_mut(&mut self) -> &mut R {
+        Arc::make_mut(&mut self.record)
+    }
+}
+
+/// The record with no headers.
+impl<R> From<R> for WithHeaders<R> {
+    fn from(record: R) -> Self {
+        WithHeaders::new(record, HeaderList::default())
+    }
 }
 
 /// What the host knows of a call: what the WIT `call` resource answers.
@@ -123,59 +129,34 @@ pub struct CallRecord {
     pub variables: Vec<wit::Variable>,
 }
 
-/// The call a hook runs for, with the headers of its inbound INVITE
-/// (after edits of earlier plugins). `Deref`/`DerefMut` to the record, so
-/// its fields read as the call's own (`call.from.user`).
+/// What the host knows of a request: what the WIT `request` resource answers.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Call {
-    /// What a plugin reads through its `call` handle. Shared with a running
-    /// hook (a reference count); edited in place otherwise.
-    pub record: Arc<CallRecord>,
-    /// What a plugin reads through the `headers` interface.
-    pub headers: HeaderList,
+pub struct RequestRecord {
+    /// `INVITE`.
+    pub method: String,
+    /// The request-URI.
+    pub uri: String,
+    /// The body (SDP), as text; empty if none.
+    pub body: String,
 }
 
-impl Call {
-    pub fn new(record: CallRecord, headers: HeaderList) -> Self {
-        Call { record: Arc::new(record), headers }
-    }
-}
+/// The call a hook runs for, with the headers of its inbound INVITE
+/// (after edits of earlier plugins).
+pub type Call = WithHeaders<CallRecord>;
 
-impl Deref for Call {
-    type Target = CallRecord;
-    fn deref(&self) -> &CallRecord {
-        &self.record
-    }
-}
+/// A SIP request (the inbound INVITE, or an outgoing one in `pre-dial`).
+pub type Request = WithHeaders<RequestRecord>;
 
-impl DerefMut for Call {
-    fn deref_mut(&mut self) -> &mut CallRecord {
-        Arc::make_mut(&mut self.record)
-    }
-}
+/// A SIP response received from a target.
+pub type Response = WithHeaders<wit::Response>;
 
-/// The record with no headers.
-impl From<CallRecord> for Call {
-    fn from(record: CallRecord) -> Self {
-        Call::new(record, HeaderList::default())
-    }
-}
-with_headers!(
-    /// A SIP request (the inbound INVITE, or an outgoing one in `pre-dial`).
-    Request,
-    wit::Request
-);
-with_headers!(
-    /// A SIP response received from a target.
-    Response,
-    wit::Response
-);
-
-/// The call and headers a running hook may read: shared with its store for
-/// the hook call, and released right after it.
+/// The call, request and headers a running hook may read: shared with its
+/// store for the hook call, and released right after it.
 #[derive(Default)]
 pub(crate) struct Messages {
     pub(crate) call: Option<Arc<CallRecord>>,
+    /// The request of `on-invite` and `pre-dial`.
+    pub(crate) request: Option<Arc<RequestRecord>>,
     pub(crate) inbound: Option<HeaderList>,
     pub(crate) current: Option<HeaderList>,
 }
@@ -184,3 +165,8 @@ pub(crate) struct Messages {
 /// its store. Every hook passes the same borrowed handle (rep 0); the host
 /// answers from [`Messages::call`].
 pub struct CallHandle;
+
+/// What a plugin's `request` handle refers to: the request of the hook
+/// running in its store (rep 0, like [`CallHandle`]); the host answers from
+/// [`Messages::request`].
+pub struct RequestHandle;

@@ -62,7 +62,7 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
         uri: uri.clone(),
         body: String::from_utf8_lossy(&m.body).into_owned(),
     };
-    Ok((Call::new(record, headers.clone()), Request { record: request, headers }))
+    Ok((Call::new(record, headers.clone()), Request::new(request, headers)))
 }
 
 /// The headers of `m` as plugins read them.
@@ -73,16 +73,14 @@ fn plugin_headers(m: &Message) -> HeaderList {
 /// A response as plugins see it, with its Contact URIs.
 pub fn response_from(m: &Message) -> Option<Response> {
     let StartLine::Response { status, reason } = &m.start else { return None };
-    Some(Response {
-        headers: plugin_headers(m),
-        record: ResponseRecord {
-            status: *status,
-            reason: reason.clone(),
-            contacts: m
-                .headers_named("Contact")
-                .flat_map(|v| v.split(','))
-                .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
-                .collect(),
-        },
-    })
+    let record = ResponseRecord {
+        status: *status,
+        reason: reason.clone(),
+        contacts: m
+            .headers_named("Contact")
+            .flat_map(|v| v.split(','))
+            .filter_map(|c| NameAddr::parse(c).map(|a| a.uri.to_owned()))
+            .collect(),
+    };
+    Some(Response::new(record, plugin_headers(m)))
 }

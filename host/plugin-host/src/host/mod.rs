@@ -8,6 +8,7 @@ mod kv;
 mod log;
 mod metrics;
 mod numbers;
+mod request;
 
 use crate::bindings::trunkline::policy::types;
 use crate::state::HostState;

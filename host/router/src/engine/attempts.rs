@@ -233,7 +233,7 @@ impl Engine {
         let last = c.last_failure.clone();
         let fallback = c.session.on_failure(&c.call, last.as_ref());
         let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
-        let (code, why) = last.map(|l| (l.record.status, l.record.reason)).unwrap_or((480, "Temporarily Unavailable".into()));
+        let (code, why) = last.map(|l| (l.status, l.reason.clone())).unwrap_or((480, "Temporarily Unavailable".into()));
         match fallback {
             Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             Fallback::TwimlUrl(u) => self.start_twiml_fetch(now, id, &u),

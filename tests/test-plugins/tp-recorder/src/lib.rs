@@ -68,6 +68,7 @@ impl Policy for Recorder {
                 .set_variable("instance-invites", seen.to_string())
                 .set_variable("seen-x-chain", call.headers_named("X-Chain").join(","))
                 .set_variable("request-from", request.header("f").unwrap_or_default())
+                .set_variable("request-line", format!("{} {} body={}", request.method(), request.uri(), request.body().len()))
                 .set_variable("call-parts", parts),
         )
     }
@@ -82,7 +83,10 @@ impl Policy for Recorder {
         if target.uri.contains("skip") {
             return DialDecision::Skip;
         }
-        let mut edits = vec![HeaderEdit::add("X-Dialed-By", name())];
+        let mut edits = vec![
+            HeaderEdit::add("X-Dialed-By", name()),
+            HeaderEdit::set("X-Dialed-Request", format!("{} {}", request.method(), request.uri())),
+        ];
         let prior = request.headers_named("X-Dialed-By");
         if !prior.is_empty() {
             edits.push(HeaderEdit::add("X-Saw-Dialed-By", prior.join(",")));
