@@ -12,7 +12,12 @@
 //! - `LOOP=1`: hooks back to back, 1,000 per instance (for `perf record`);
 //! - `FRESH=1`: calls back to back, each on a fresh prepared instance, in
 //!   rounds of `PREWARM - 1` (waiting for a full set between rounds);
-//! - `QUIET=1`: before each call, sleep 50 us (a call after idle).
+//! - `QUIET=1`: before each call, sleep 50 us (a call after idle);
+//! - `AB=1`: two runtimes in this process, A with the default engine
+//!   options and B with those the `TL_*` variables set (`TL_NO_PAGEMAP=1`,
+//!   `TL_NO_COW=1`, `TL_KEEP_RESIDENT=bytes`, `TL_DECOMMIT_BATCH=n`), calls
+//!   alternating between them (paced): both see the same machine, so an
+//!   effect smaller than this shared machine's slow periods shows.
 
 /// The allocator the router binary ships with (host/router/src/main.rs).
 #[global_allocator]
@@ -32,15 +37,43 @@ fn main() {
     install(wasm::TP_DEFAULTS, dir.path(), "defaults");
     install(wasm::E164_GUARD, dir.path(), "e164-guard");
     let prewarm = std::env::var("PREWARM").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let rt = Runtime::new(RuntimeOptions { prewarm, ..RuntimeOptions::default() }).unwrap();
-    for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
-        r.unwrap();
-    }
+    let rt = runtime(dir.path(), RuntimeOptions { prewarm, ..RuntimeOptions::default() });
     let ch = chain(vec![entry(&plugin, "", Limits::default())]);
     let twice = std::env::var_os("TWICE").is_some();
     let paced = std::env::var_os("PACED").is_some();
     let quiet = std::env::var_os("QUIET").is_some();
     let (mut c0, mut r0) = call(Direction::Termination, "+14155550199", "+12125550123");
+    if std::env::var_os("AB").is_some() {
+        let mut b = RuntimeOptions { prewarm, ..RuntimeOptions::default() };
+        let var = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<usize>().ok());
+        b.engine.pagemap_scan = std::env::var_os("TL_NO_PAGEMAP").is_none();
+        b.engine.memory_init_cow = std::env::var_os("TL_NO_COW").is_none();
+        b.engine.keep_resident_bytes = var("TL_KEEP_RESIDENT").unwrap_or(b.engine.keep_resident_bytes);
+        b.engine.decommit_batch = var("TL_DECOMMIT_BATCH").unwrap_or(b.engine.decommit_batch);
+        println!("B: {:?}", b.engine);
+        let rb = runtime(dir.path(), b);
+        let mut times = [Vec::with_capacity(calls), Vec::with_capacity(calls)];
+        for (rt, _) in [(&rt, 0), (&rb, 1)] {
+            rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c0.clone(), &mut r0.clone());
+        }
+        for n in 0..2 * calls {
+            let which = n % 2;
+            let rt = [&rt, &rb][which];
+            while rt.ready_instances(&plugin, &Limits::default()) == 0 || !rt.warmer_idle() || ![&rt, &rb][1 - which].warmer_idle() {
+                std::hint::spin_loop();
+            }
+            let (mut c, mut r) = (c0.clone(), r0.clone());
+            let t = Instant::now();
+            std::hint::black_box(rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r));
+            times[which].push(t.elapsed());
+        }
+        for (name, mut t) in ["A", "B"].into_iter().zip(times) {
+            t.sort();
+            let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)].as_secs_f64() * 1e6;
+            println!("{name}: {plugin} call (start, on-invite, drop): median {:.2} us, p90 {:.2} us, p99 {:.2} us", at(0.5), at(0.9), at(0.99));
+        }
+        return;
+    }
     match args.next().as_deref() {
         Some("bare") => {
             c0.headers.clear();
@@ -145,6 +178,15 @@ fn main() {
         per(end)
     );
     println!("page faults per call: {:.3} minor, {:.3} major", faults as f64 / calls as f64, major as f64 / calls as f64);
+}
+
+/// A runtime with the plugins of `dir` loaded.
+fn runtime(dir: &std::path::Path, opts: RuntimeOptions) -> Runtime {
+    let rt = Runtime::new(opts).unwrap();
+    for (_, r) in rt.load_dir(dir, LoadSource::Startup).unwrap() {
+        r.unwrap();
+    }
+    rt
 }
 
 /// This thread's minor page faults so far (`/proc/thread-self/stat`, field 10).
