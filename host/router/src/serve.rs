@@ -4,7 +4,8 @@
 //! through the admin listener.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -79,12 +80,16 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
     let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
+    let (resolved_tx, mut resolved) = mpsc::channel(256);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     loop {
         flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
         while let Some(f) = engine.poll_fetch() {
             spawn_fetch(f, fetched_tx.clone());
+        }
+        while let Some(name) = engine.poll_resolve() {
+            spawn_resolve(name, resolved_tx.clone());
         }
         let deadline = engine.poll_timeout();
         tokio::select! {
@@ -120,6 +125,12 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 StreamEvent::Closed { peer, id } => streams.closed(peer, id),
             },
             Some((token, result)) = fetched.recv() => engine.handle_fetched(Instant::now(), token, result),
+            Some((name, result)) = resolved.recv() => {
+                if let Ok(addrs) = &result {
+                    streams.learn_name(&name, addrs);
+                }
+                engine.handle_resolved(Instant::now(), &name, result);
+            }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
             _ = &mut shutdown => {
                 tracing::info!("shutting down with {} call(s) in progress", engine.calls());
@@ -207,6 +218,31 @@ fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)
     tokio::spawn(async move {
         let result = crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout).await.map_err(|e| e.to_string());
         let _ = done.send((f.token, result)).await;
+    });
+}
+
+/// How long a target host name may take to resolve before the call goes
+/// past that target (the reference's failover on silence, 4 s).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Resolve a target host name (A/AAAA, the system resolver) off the
+/// engine's loop; addresses in the resolver's order, without duplicates.
+fn spawn_resolve(name: String, done: mpsc::Sender<(String, Result<Vec<IpAddr>, String>)>) {
+    tokio::spawn(async move {
+        let result = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), 0))).await {
+            Ok(Ok(addrs)) => {
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for a in addrs {
+                    if !ips.contains(&a.ip()) {
+                        ips.push(a.ip());
+                    }
+                }
+                Ok(ips)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs())),
+        };
+        let _ = done.send((name, result)).await;
     });
 }
 

@@ -7,6 +7,7 @@
 //! driver's loop reads. The table of connections lives in that loop only.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,12 +66,30 @@ pub struct Streams {
     tls: Option<TlsContext>,
     /// Where connection tasks run (TLS handshakes, framing): off the engine's thread.
     tasks: tokio::runtime::Handle,
+    /// The host name a target address was resolved from: a TLS target's
+    /// certificate must name it (an address without one: its IP).
+    names: HashMap<IpAddr, String>,
 }
+
+/// Most addresses whose host name is remembered for TLS.
+const MAX_NAMES: usize = 10_000;
 
 impl Streams {
     /// An empty table; connection tasks run on `tasks` and report on `events`.
     pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits, tls: Option<TlsContext>, tasks: tokio::runtime::Handle) -> Self {
-        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls, tasks }
+        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls, tasks, names: HashMap::new() }
+    }
+
+    /// `name` resolved to `addrs`: a TLS connection to one of them verifies
+    /// the certificate against `name`. (An address shared by two names is
+    /// verified against the last one resolved.)
+    pub fn learn_name(&mut self, name: &str, addrs: &[IpAddr]) {
+        if self.names.len() >= MAX_NAMES {
+            self.names.clear();
+        }
+        for ip in addrs {
+            self.names.insert(*ip, name.to_owned());
+        }
     }
 
     /// Open connections.
@@ -99,6 +118,12 @@ impl Streams {
             (Transport::Tls, Some(tls)) => Some(tls.connector.clone()),
             _ => return false,
         };
+        // A target named in its URI is verified against that name, one
+        // given as an IP address against the IP.
+        let server_name = match self.names.get(&to.addr.ip()).and_then(|n| ServerName::try_from(n.clone()).ok()) {
+            Some(name) => name,
+            None => ServerName::IpAddress(to.addr.ip().into()),
+        };
         if self.conns.len() >= self.limits.max_connections {
             return false;
         }
@@ -115,8 +140,7 @@ impl Streams {
                     let _ = stream.set_nodelay(true);
                     match connector {
                         None => run(stream, to, rx, &events, limits.idle).await,
-                        // Targets are IP addresses (no DNS yet): their certificate must name the IP.
-                        Some(c) => match within(HANDSHAKE_TIMEOUT, c.connect(ServerName::IpAddress(to.addr.ip().into()), stream)).await {
+                        Some(c) => match within(HANDSHAKE_TIMEOUT, c.connect(server_name, stream)).await {
                             Ok(tls) => run(tls, to, rx, &events, limits.idle).await,
                             Err(why) => {
                                 tracing::warn!(peer = %to, "TLS handshake failed: {why}");

@@ -635,6 +635,9 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
                 }
                 Some(_) => {}
             }
+            if crate::engine::uri_destination(uri).is_none() {
+                return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}`: the host is neither an IP address nor a DNS name")));
+            }
             if *o.weight.get_ref() == 0 {
                 return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
             }

@@ -12,7 +12,8 @@ use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, TransactionKey};
 use trunkline_sip_core::Transport as SipTransport;
 
-use super::build::{self, relay_response, uri_peer, OutgoingInvite};
+use super::build::{self, relay_response, uri_destination, Destination, OutgoingInvite};
+use super::dns::Lookup;
 use super::call::{Leg, Phase};
 use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
@@ -28,6 +29,32 @@ impl Engine {
             }
             let target = c.queue.remove(0);
             let (uri, x_headers) = routing::request_uri(&target.uri, &c.dialed);
+            // Where it goes, resolved before `pre-dial` so that a call
+            // waiting for a name runs that hook once.
+            let peer = match uri_destination(&uri) {
+                None => {
+                    c.route.push(format!("{uri}: skipped (no host, or unknown transport)"));
+                    continue;
+                }
+                Some(Destination::Addr(peer)) => peer,
+                Some(Destination::Name { transport, host, port }) => match self.dns.lookup(now, &host, id) {
+                    Lookup::Wait => {
+                        c.queue.insert(0, target);
+                        return;
+                    }
+                    Lookup::Failed(why) => {
+                        c.route.push(format!("{uri}: skipped ({host} does not resolve: {why})"));
+                        continue;
+                    }
+                    Lookup::Addrs(addrs) => match addrs.iter().find(|ip| self.locals.reaches(transport, **ip)) {
+                        Some(ip) => Destination::at(transport, *ip, port),
+                        None => {
+                            c.route.push(format!("{uri}: skipped ({host} has no address of our listener's IP version)"));
+                            continue;
+                        }
+                    },
+                },
+            };
             let mut outgoing = c.request.clone();
             outgoing.uri = uri.clone();
             outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
@@ -39,10 +66,6 @@ impl Engine {
                 }
                 Err(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             }
-            let Some(peer) = uri_peer(&uri) else {
-                c.route.push(format!("{uri}: skipped (host is not an IP address: DNS is not supported yet; or unknown transport)"));
-                continue;
-            };
             if !self.locals.serves(peer.transport) {
                 c.route.push(format!("{uri}: skipped (no {} listener configured)", peer.transport));
                 continue;

@@ -74,6 +74,18 @@ impl Locals {
         own.or(self.udp).or(self.tcp).or(self.tls).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
     }
 
+    /// Whether our listener of `t` can send to `ip`: same IP version (a
+    /// socket bound to an IPv4 address cannot reach an IPv6 one, nor the
+    /// reverse). Without a listener of `t`, any.
+    pub fn reaches(&self, t: Transport, ip: std::net::IpAddr) -> bool {
+        let own = match t {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls,
+        };
+        own.is_none_or(|l| l.is_ipv4() == ip.is_ipv4())
+    }
+
     /// Whether we can send over `t` (a stream transport needs a listener
     /// for the peer's requests to reach us).
     pub fn serves(&self, t: Transport) -> bool {
@@ -193,17 +205,35 @@ pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag
 
 /// Where to send a request for `uri`: its transport (`sips:` or
 /// `;transport=`, else UDP) and address. `None` unless the host is an IP
-/// literal (no DNS yet) and the transport is known.
+/// literal and the transport is known (in-dialog targets: a Contact with a
+/// name falls back to where the peer's messages come from).
 pub(crate) fn uri_peer(uri: &str) -> Option<Peer> {
-    let transport = Transport::of_uri(uri)?;
-    let addr = uri_addr(uri, transport.default_port())?;
-    Some(Peer { transport, addr })
+    match uri_destination(uri)? {
+        Destination::Addr(peer) => Some(peer),
+        Destination::Name { .. } => None,
+    }
 }
 
-/// The socket address of a `sip:` URI whose host is an IP literal.
-fn uri_addr(uri: &str, default_port: u16) -> Option<SocketAddr> {
+/// Where a URI points: an address, or a host name to resolve first.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Destination {
+    Addr(Peer),
+    Name { transport: Transport, host: String, port: u16 },
+}
+
+impl Destination {
+    /// The peer at `ip` for a named destination.
+    pub(crate) fn at(transport: Transport, ip: std::net::IpAddr, port: u16) -> Peer {
+        Peer { transport, addr: SocketAddr::new(ip, port) }
+    }
+}
+
+/// The destination of `uri`: its transport (`sips:` or `;transport=`, else
+/// UDP), host and port (else the transport's default). `None` if the URI
+/// has no host or asks for an unknown transport.
+pub(crate) fn uri_destination(uri: &str) -> Option<Destination> {
+    let transport = Transport::of_uri(uri)?;
     let p = trunkline_sip_core::NameAddr::parse(uri)?;
-    let ip: std::net::IpAddr = p.host.parse().ok()?;
     let after = uri.split_once('@').map(|(_, h)| h).unwrap_or_else(|| uri.split_once(':').map(|(_, h)| h).unwrap_or(""));
     let hostport = after.split([';', '?']).next().unwrap_or("");
     let port = if hostport.starts_with('[') {
@@ -211,7 +241,15 @@ fn uri_addr(uri: &str, default_port: u16) -> Option<SocketAddr> {
     } else {
         hostport.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
     };
-    Some(SocketAddr::new(ip, port.unwrap_or(default_port)))
+    let port = port.unwrap_or(transport.default_port());
+    let host = p.host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(Destination::Addr(Peer { transport, addr: SocketAddr::new(ip, port) }));
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    valid.then(|| Destination::Name { transport, host: host.to_ascii_lowercase(), port })
 }
 
 #[cfg(test)]
@@ -227,7 +265,16 @@ mod tests {
         assert_eq!(uri_peer("sip:127.0.0.1"), Some(Peer::udp(a("127.0.0.1:5060"))));
         assert_eq!(uri_peer("sip:127.0.0.1;transport=tcp"), Some(Peer::tcp(a("127.0.0.1:5060"))));
         assert_eq!(uri_peer("sips:[::1]"), Some(Peer { transport: Transport::Tls, addr: a("[::1]:5061") }));
-        assert_eq!(uri_peer("sip:pbx.example:5080"), None, "names need DNS (not yet)");
+        assert_eq!(uri_peer("sip:pbx.example:5080"), None, "a name is resolved first");
+        assert_eq!(
+            uri_destination("sip:+1@PBX.example:5080;transport=tcp"),
+            Some(Destination::Name { transport: Transport::Tcp, host: "pbx.example".into(), port: 5080 })
+        );
+        assert_eq!(
+            uri_destination("sips:sbc.example"),
+            Some(Destination::Name { transport: Transport::Tls, host: "sbc.example".into(), port: 5061 })
+        );
+        assert_eq!(uri_destination("sip:bad_host!.example"), None);
         let mut ids = Ids::new(7);
         assert_ne!(ids.next(), ids.next());
     }

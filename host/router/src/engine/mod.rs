@@ -5,8 +5,9 @@
 //!
 //! Handlers: [`Engine::handle_message`] (a datagram or a stream frame),
 //! [`Engine::handle_transport_error`], [`Engine::handle_timeout`],
-//! [`Engine::handle_fetched`]. Polls: [`Engine::poll_transmit`],
-//! [`Engine::poll_timeout`], [`Engine::poll_fetch`], [`Engine::poll_report`].
+//! [`Engine::handle_fetched`], [`Engine::handle_resolved`]. Polls:
+//! [`Engine::poll_transmit`], [`Engine::poll_timeout`],
+//! [`Engine::poll_fetch`], [`Engine::poll_resolve`], [`Engine::poll_report`].
 //!
 //! Here: new calls (origination by number, termination by domain after
 //! `termination`'s admission), attempts with failover on silence and on
@@ -14,11 +15,13 @@
 //! `on-redirect`, `on-failure` and disaster-recovery TwiML (`twiml`), the
 //! caller's 2xx resent until its ACK, BYE from either side, CANCEL before
 //! answer, OPTIONS; in-dialog requests are relayed by `in_dialog`;
-//! per-source rate limits are in `flood`. Targets are IP addresses (no DNS).
+//! per-source rate limits are in `flood`; target host names are resolved
+//! through the driver (`dns`).
 
 mod attempts;
 mod build;
 mod call;
+mod dns;
 mod flood;
 mod teardown;
 mod termination;
@@ -47,6 +50,7 @@ pub use flood::Rate;
 pub use twiml::FetchRequest;
 pub use build::Locals;
 use build::{relay_response, Ids};
+pub(crate) use build::uri_destination;
 use call::{CallState, Phase};
 
 use crate::config::Settings;
@@ -92,6 +96,8 @@ pub struct Engine {
     reports: VecDeque<CallReport>,
     /// TwiML documents the driver must fetch.
     fetches: VecDeque<FetchRequest>,
+    /// Target host names: cache, and names the driver must look up.
+    dns: dns::Dns,
     /// In-dialog requests relayed to the other leg, by client transaction.
     relays: HashMap<TransactionKey, in_dialog::Relay>,
     /// Mints and checks digest nonces (termination authentication).
@@ -124,6 +130,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             reports: VecDeque::new(),
             fetches: VecDeque::new(),
+            dns: dns::Dns::default(),
             relays: HashMap::new(),
             nonces: trunkline_sip_core::digest::NonceKey::new(&seed.to_le_bytes()),
             replays: trunkline_sip_core::digest::ReplayGuard::new(MAX_NONCES),
@@ -194,6 +201,27 @@ impl Engine {
     /// Next finished call.
     pub fn poll_report(&mut self) -> Option<CallReport> {
         self.reports.pop_front()
+    }
+
+    /// Next target host name to look up (A/AAAA); answer with
+    /// [`Engine::handle_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<String> {
+        self.dns.poll()
+    }
+
+    /// The addresses `name` resolved to, or why it did not: calls waiting
+    /// for it go on routing (to the target, or past it).
+    pub fn handle_resolved(&mut self, now: Instant, name: &str, result: Result<Vec<std::net::IpAddr>, String>) {
+        if let Err(why) = &result {
+            tracing::warn!(name, "target host name does not resolve: {why}");
+        }
+        for id in self.dns.answer(now, name, result) {
+            // Only a call still routing and between attempts was waiting.
+            if self.calls.get(&id).is_some_and(|c| c.phase == Phase::Routing && c.leg.is_none()) {
+                self.try_next(now, id);
+            }
+        }
+        self.process(now);
     }
 
     fn process(&mut self, now: Instant) {

@@ -445,3 +445,45 @@ fn twiml_dial_number_goes_through_the_trunks_termination_carrier() {
     let invites: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().filter(|o| o.1.starts_with("INVITE")).map(|o| (o.0, o.1)).collect();
     assert_eq!(invites, [(addr("127.0.0.1:5090"), "INVITE sip:+14155550111@127.0.0.1:5090 SIP/2.0".to_string())], "the carrier's first gateway");
 }
+
+#[test]
+fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_skipped() {
+    let t0 = Instant::now();
+    let config = CONFIG.replace("sip:127.0.0.1:5081", "sip:PBX.test:5081").replace("sip:127.0.0.1:5082", "sip:gone.test:5082")
+        + "[[trunk.origination]]\nuri = \"sip:127.0.0.1:5083\"\npriority = 3\n";
+    let mut e = engine_with(&config);
+    let firsts = |e: &mut Engine| sent(e).into_iter().map(|o| (o.0, o.1)).collect::<Vec<_>>();
+    let caller = addr("127.0.0.1:5070");
+    e.handle_datagram(t0, caller, &invite());
+    assert_eq!(firsts(&mut e), [(caller, "SIP/2.0 100 Trying".to_string())], "no INVITE before the name resolves");
+    assert_eq!(e.poll_resolve().as_deref(), Some("pbx.test"));
+    assert_eq!(e.poll_resolve(), None);
+
+    // IPv6 first: our listener is IPv4, so the IPv4 address is used.
+    let t1 = t0 + Duration::from_millis(20);
+    e.handle_resolved(t1, "pbx.test", Ok(vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]));
+    let out = sent(&mut e);
+    assert_eq!((out[0].0, out[0].1.as_str()), (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0"));
+    let b_invite = out[0].2.clone();
+
+    // A second call uses the answer already known.
+    let second = String::from_utf8(invite()).unwrap().replace("engine-test", "engine-test-2").replace("-a1", "-a2");
+    e.handle_datagram(t1, caller, second.as_bytes());
+    let out = firsts(&mut e);
+    assert_eq!(out[1], (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0".to_string()));
+    assert_eq!(e.poll_resolve(), None, "cached");
+
+    // The first call fails over: `gone.test` does not resolve, so it is
+    // skipped for the next target.
+    let mut busy = trunkline_sip_core::transaction::response_to(&b_invite, 503, "Service Unavailable");
+    for h in busy.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=b");
+    }
+    e.handle_datagram(t1, addr("127.0.0.1:5081"), &busy.to_bytes());
+    let out = firsts(&mut e);
+    assert!(out.iter().all(|o| !o.1.starts_with("INVITE")), "waits for gone.test: {out:?}");
+    assert_eq!(e.poll_resolve().as_deref(), Some("gone.test"));
+    e.handle_resolved(t1, "gone.test", Err("no such host".into()));
+    let out = firsts(&mut e);
+    assert_eq!(out.last().unwrap(), &(addr("127.0.0.1:5083"), "INVITE sip:+14155550100@127.0.0.1:5083 SIP/2.0".to_string()));
+}

@@ -465,6 +465,7 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
 
 mod disaster_recovery;
 mod in_dialog;
+mod names;
 mod tcp;
 mod termination;
 mod tls;

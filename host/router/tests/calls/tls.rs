@@ -17,6 +17,9 @@ struct Pki {
     ca_der: CertificateDer<'static>,
     leaf_der: CertificateDer<'static>,
     leaf_key: PrivateKeyDer<'static>,
+    /// A leaf for the DNS name `localhost` (not its IP), same CA.
+    named_der: CertificateDer<'static>,
+    named_key: PrivateKeyDer<'static>,
 }
 
 fn pki() -> Pki {
@@ -26,6 +29,8 @@ fn pki() -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let named_key = rcgen::KeyPair::generate().unwrap();
+    let named = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&named_key, &ca, &ca_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
@@ -34,6 +39,8 @@ fn pki() -> Pki {
         ca_der: ca.der().clone(),
         leaf_der: leaf.der().clone(),
         leaf_key: PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        named_der: named.der().clone(),
+        named_key: PrivateKeyDer::try_from(named_key.serialize_der()).unwrap(),
         dir,
     }
 }
@@ -191,6 +198,23 @@ fn origination_over_tls_verifies_the_pbx_certificate() {
     let seen = pbx_thread.join().unwrap();
     assert!(seen[0].starts_with("INVITE sip:+14155550100@127.0.0.1:") && seen[0].contains("Via: SIP/2.0/TLS "), "{}", seen[0]);
     assert!(seen[1].starts_with("ACK ") && seen[2].starts_with("BYE "), "{seen:?}");
+}
+
+#[test]
+fn a_tls_target_named_by_host_name_must_present_a_certificate_for_that_name() {
+    let pki = pki();
+    // Trusted (same CA) but for 127.0.0.1, not for the name dialled.
+    let (wrong_name, _wrong_thread) = tls_pbx(pki.leaf_der.clone(), pki.leaf_key.clone_key());
+    let (pbx, pbx_thread) = tls_pbx(pki.named_der.clone(), pki.named_key.clone_key());
+    let router = tls_router(&pki, &[(format!("sips:localhost:{wrong_name}"), 5), (format!("sips:localhost:{pbx}"), 10)]);
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &free_udp_port().to_string(), "-m", "1", "-d", "200"]).status().unwrap();
+    let reports = router.outcomes(1);
+    assert!(uac.success(), "{reports}");
+    assert!(reports.contains(&format!("localhost:{wrong_name};transport=tls -> 503 Service Unavailable")), "certificate for another name: failed over\n{reports}");
+    assert!(reports.contains(&format!("localhost:{pbx};transport=tls -> 200 OK")), "{reports}");
+    let seen = pbx_thread.join().unwrap();
+    assert!(seen[0].starts_with(&format!("INVITE sip:+14155550100@localhost:{pbx};transport=tls ")), "{}", seen[0]);
 }
 
 #[test]
