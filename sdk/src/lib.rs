@@ -58,10 +58,41 @@ pub use trunkline_sip_core::E164;
 pub use trunkline_sip_core::NameAddr;
 pub use policy::Policy;
 
+// Each re-exported WIT type carries an example; its description comes from wit/.
+/// ```
+/// use trunkline_sdk::{DialDecision, HeaderEdit};
+/// let d = DialDecision::edit(vec![HeaderEdit::add("X-Route", "primary")]);
+/// ```
 #[doc(inline)]
-pub use wit::exports::trunkline::policy::hooks::{
-    DialDecision, Fallback, HookSet, InviteDecision, RedirectDecision, Selection,
-};
+pub use wit::exports::trunkline::policy::hooks::DialDecision;
+/// ```
+/// let f = trunkline_sdk::Fallback::TwimlUrl("https://dr.example.com/twiml".into());
+/// ```
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::Fallback;
+/// ```
+/// use trunkline_sdk::HookSet;
+/// let hooks = HookSet::ON_INVITE | HookSet::PRE_DIAL;
+/// assert_ne!(hooks, HookSet::empty());
+/// ```
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::HookSet;
+/// ```
+/// let d: trunkline_sdk::InviteDecision = trunkline_sdk::Decision::reject(403, "Forbidden");
+/// ```
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::InviteDecision;
+/// ```
+/// let d = trunkline_sdk::RedirectDecision::NextTarget;
+/// ```
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::RedirectDecision;
+/// ```
+/// use trunkline_sdk::{Selection, Target};
+/// let s = Selection::Ordered(vec![Target::new("sip:pbx1.example.com"), Target::new("sip:pbx2.example.com")]);
+/// ```
+#[doc(inline)]
+pub use wit::exports::trunkline::policy::hooks::Selection;
 
 /// Export a [`Policy`] impl as the plugin's hooks.
 ///
@@ -84,11 +115,85 @@ pub use wit::exports::trunkline::policy::hooks::{
 /// }
 /// ```
 pub use trunkline_sdk_macros::policy;
+/// ```
+/// let call = trunkline_sdk::testing::CallBuilder::termination().build();
+/// assert_eq!(call.direction(), trunkline_sdk::Direction::Termination);
+/// ```
 #[doc(inline)]
-pub use wit::trunkline::policy::types::{
-    Direction, HangupBy, Header, HeaderEdit, Health, InviteEdits, Outcome, Party, Reject, Summary,
-    Target, Transport, Variable,
-};
+pub use wit::trunkline::policy::types::Direction;
+/// ```
+/// # fn f(s: &trunkline_sdk::Summary) {
+/// let caller_hung_up = s.hangup_by == trunkline_sdk::HangupBy::Caller;
+/// # }
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::HangupBy;
+/// ```
+/// let h = trunkline_sdk::Header::new("X-Tier", "gold");
+/// assert_eq!(h.name, "X-Tier");
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Header;
+/// ```
+/// let e = trunkline_sdk::HeaderEdit::remove("Remote-Party-ID");
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::HeaderEdit;
+/// ```
+/// let mut t = trunkline_sdk::Target::new("sip:pbx.example.com");
+/// t.health = trunkline_sdk::Health::Down;
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Health;
+/// ```
+/// let e = trunkline_sdk::InviteEdits::new().set_variable("tier", "gold");
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::InviteEdits;
+/// ```
+/// # fn f(s: &trunkline_sdk::Summary) {
+/// let answered = s.outcome == trunkline_sdk::Outcome::Answered;
+/// # }
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Outcome;
+/// ```
+/// let call = trunkline_sdk::testing::CallBuilder::origination().from("+14155550123").build();
+/// let caller: &trunkline_sdk::Party = call.from();
+/// assert_eq!(caller.host, "carrier.example");
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Party;
+/// ```
+/// let r = trunkline_sdk::Reject::new(486, "Busy Here");
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Reject;
+/// ```
+/// # fn f(s: &trunkline_sdk::Summary) {
+/// let talked_minutes = s.duration_ms / 60_000;
+/// # }
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Summary;
+/// ```
+/// let t = trunkline_sdk::Target::new("sip:pbx.example.com;transport=tcp");
+/// assert_eq!(t.transport, trunkline_sdk::Transport::Tcp);
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Target;
+/// ```
+/// assert_eq!(trunkline_sdk::Transport::from_uri("sips:pbx.example.com"), trunkline_sdk::Transport::Tls);
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Transport;
+/// ```
+/// let call = trunkline_sdk::testing::CallBuilder::origination().variable("tier", "gold").build();
+/// let v: &trunkline_sdk::Variable = &call.variables()[0];
+/// assert_eq!((v.name.as_str(), v.value.as_str()), ("tier", "gold"));
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::Variable;
 
 /// Every hook (what [`export_policy!`] declares).
 #[doc(hidden)]

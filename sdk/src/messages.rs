@@ -18,6 +18,12 @@ use crate::{Direction, Header, HeaderEdit, Headers, Party, Target, Transport, Va
 ///
 /// A `Call` belongs to the hook it was given to: its handle is only lent for
 /// that hook. Keep values (or call variables), not the `Call`.
+///
+/// ```
+/// use trunkline_sdk::testing::CallBuilder;
+/// let call = CallBuilder::termination().from("+14155550123").to("+12125550100").build();
+/// assert_eq!(call.to().number().map(|n| n.to_string()).as_deref(), Some("+12125550100"));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
     /// The host's handle for the call, inside a plugin during a hook.
@@ -39,6 +45,13 @@ pub struct Call {
 
 /// Every part of a [`Call`], held in memory: what
 /// [`testing::CallBuilder`](crate::testing::CallBuilder) fills in.
+///
+/// ```
+/// let mut data = trunkline_sdk::testing::CallBuilder::origination().build_data();
+/// data.trunk_name = "acme-staging".into();
+/// let call = trunkline_sdk::Call::from_data(data, trunkline_sdk::Headers::new());
+/// assert_eq!(call.trunk_name(), "acme-staging");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallData {
     /// SIP Call-ID of the inbound leg.
@@ -70,6 +83,12 @@ pub struct CallData {
 /// Like [`Call`], read on demand: inside a plugin the request line and the
 /// body are fetched from the host when first read, then kept, and the
 /// headers when asked for. Belongs to the hook it was given to.
+///
+/// ```
+/// use trunkline_sdk::{Headers, Request};
+/// let r = Request::new("INVITE", "sip:+14155550100@example.com", Headers::new(), "");
+/// assert_eq!(r.uri(), "sip:+14155550100@example.com");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The host's handle for the request, inside a plugin during a hook.
@@ -82,6 +101,12 @@ pub struct Request {
 }
 
 /// A SIP response received from a target.
+///
+/// ```
+/// # fn f(r: &trunkline_sdk::Response) {
+/// if r.status == 302 { let first = r.contacts.first(); }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {
     /// Status code.
@@ -152,6 +177,11 @@ impl Call {
     }
 
     /// SIP Call-ID of the inbound leg.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// assert!(!call.call_id().is_empty());
+    /// ```
     pub fn call_id(&self) -> &str {
         self.part(&self.call_id, |c| c.call_id(), String::new).as_str()
     }
@@ -168,16 +198,31 @@ impl Call {
     }
 
     /// Account that owns the trunk.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// assert!(call.account_id().starts_with("AC"));
+    /// ```
     pub fn account_id(&self) -> &str {
         self.part(&self.account_id, |c| c.account_id(), String::new).as_str()
     }
 
     /// Trunk id (`TK` + 32 hex).
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// assert!(call.trunk_id().starts_with("TK"));
+    /// ```
     pub fn trunk_id(&self) -> &str {
         self.part(&self.trunk_id, |c| c.trunk_id(), String::new).as_str()
     }
 
     /// The trunk's friendly name.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// assert_eq!(call.trunk_name(), "acme-prod");
+    /// ```
     pub fn trunk_name(&self) -> &str {
         self.part(&self.trunk_name, |c| c.trunk_name(), String::new).as_str()
     }
@@ -194,27 +239,52 @@ impl Call {
     }
 
     /// The callee (To).
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::termination().to("+12125550100").build();
+    /// assert_eq!(call.to().user.as_deref(), Some("+12125550100"));
+    /// ```
     pub fn to(&self) -> &Party {
         self.part(&self.to, |c| c.to(), Party::nobody)
     }
 
     /// The request-URI of the INVITE (the number routed on), after edits of
     /// earlier plugins.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().to("+14155550100").build();
+    /// let dialed = call.request_uri().number();
+    /// ```
     pub fn request_uri(&self) -> &Party {
         self.part(&self.request_uri, |c| c.request_uri(), Party::nobody)
     }
 
     /// Address the inbound INVITE came from, `ip:port`.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// let from_loopback = call.source_address().starts_with("127.");
+    /// ```
     pub fn source_address(&self) -> &str {
         self.part(&self.source_address, |c| c.source_address(), String::new).as_str()
     }
 
     /// Transport the inbound INVITE came over.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// let encrypted = call.transport() == trunkline_sdk::Transport::Tls;
+    /// ```
     pub fn transport(&self) -> Transport {
         *self.part(&self.transport, |c| c.transport(), || Transport::Udp)
     }
 
     /// Call variables set so far, in the order they were set.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().variable("tier", "gold").build();
+    /// assert_eq!(call.variables().len(), 1);
+    /// ```
     pub fn variables(&self) -> &[Variable] {
         self.part(&self.variables, |c| c.variables(), Vec::new).as_slice()
     }
@@ -275,6 +345,12 @@ impl Request {
     }
 
     /// The method: `INVITE`.
+    ///
+    /// ```
+    /// # fn f(r: &trunkline_sdk::Request) {
+    /// assert_eq!(r.method(), "INVITE");
+    /// # }
+    /// ```
     pub fn method(&self) -> &str {
         self.part(&self.method, |r| r.method())
     }
@@ -291,6 +367,12 @@ impl Request {
     }
 
     /// The body (SDP), as text; empty if none.
+    ///
+    /// ```
+    /// # fn f(r: &trunkline_sdk::Request) {
+    /// let offers_g729 = r.body().contains("G729/8000");
+    /// # }
+    /// ```
     pub fn body(&self) -> &str {
         self.part(&self.body, |r| r.body())
     }
@@ -380,6 +462,12 @@ impl Call {
     }
 
     /// Every inbound header called `name`, in order.
+    ///
+    /// ```
+    /// use trunkline_sdk::testing::CallBuilder;
+    /// let call = CallBuilder::origination().header("Diversion", "<sip:+1@a.example>").header("Diversion", "<sip:+2@b.example>").build();
+    /// assert_eq!(call.headers_named("diversion").len(), 2);
+    /// ```
     pub fn headers_named(&self, name: &str) -> Vec<String> {
         self.headers.named(name)
     }
@@ -407,6 +495,12 @@ impl Request {
     }
 
     /// Every header called `name`, in order.
+    ///
+    /// ```no_run
+    /// # fn f(r: &trunkline_sdk::Request) {
+    /// let hops = r.headers_named("Diversion").len();
+    /// # }
+    /// ```
     pub fn headers_named(&self, name: &str) -> Vec<String> {
         self.headers.named(name)
     }

@@ -32,6 +32,12 @@ fn parse_hhmm(s: &str) -> Option<u16> {
 impl Window {
     /// `days`: three-letter names (empty: every day). `hours`: `HH:MM-HH:MM`
     /// (none: all day). The error names what is wrong.
+    ///
+    /// ```
+    /// use trunkline_sdk::schedule::Window;
+    /// assert!(Window::parse(&["sat", "sun"], None).is_ok());
+    /// assert!(Window::parse(&["someday"], None).is_err());
+    /// ```
     pub fn parse<S: AsRef<str>>(days: &[S], hours: Option<&str>) -> Result<Window, String> {
         let mut mask = 0u8;
         for d in days {
@@ -57,6 +63,14 @@ impl Window {
     }
 
     /// Whether local time `t` falls in the window.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.set_time("2026-11-23T14:00:00Z"); // a Monday
+    /// let t = trunkline_sdk::clock::local_time("America/New_York").unwrap(); // 09:00 there
+    /// let business = trunkline_sdk::schedule::Window::parse(&["mon"], Some("09:00-17:00")).unwrap();
+    /// assert!(business.contains(&t));
+    /// ```
     pub fn contains(&self, t: &LocalTime) -> bool {
         let now = t.minutes_of_day();
         let day = t.weekday % 7;

@@ -184,6 +184,11 @@ pub struct Harness {
 
 impl Harness {
     /// A fake host with the clock at 2026-01-01T00:00:00Z, empty config and store.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// assert_eq!(trunkline_sdk::clock::now_unix_ms(), 1_767_225_600_000);
+    /// ```
     pub fn new() -> Self {
         let host = FakeHost { now_ms: 1_767_225_600_000, ..FakeHost::default() };
         STATE.with(|s| *s.borrow_mut() = Some(host));
@@ -192,58 +197,126 @@ impl Harness {
 
     /// Set the clock to an RFC 3339 instant, e.g. `2026-11-23T14:00:00Z`.
     /// Panics on a malformed instant (it is a test bug).
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.set_time("2026-11-23T14:00:00Z");
+    /// assert_eq!(trunkline_sdk::clock::now_unix_ms(), 1_795_442_400_000);
+    /// ```
     pub fn set_time(&self, rfc3339: &str) {
         let t = DateTime::parse_from_rfc3339(rfc3339).expect("set_time takes RFC 3339, e.g. 2026-11-23T14:00:00Z");
         with(|s| s.now_ms = t.timestamp_millis() as u64);
     }
 
     /// Move the clock forward (TTLs expire accordingly).
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// let t0 = trunkline_sdk::clock::now_unix_ms();
+    /// h.advance(std::time::Duration::from_secs(60));
+    /// assert_eq!(trunkline_sdk::clock::now_unix_ms(), t0 + 60_000);
+    /// ```
     pub fn advance(&self, by: std::time::Duration) {
         with(|s| s.now_ms += by.as_millis() as u64);
     }
 
     /// The plugin's config table, as TOML. Panics on invalid TOML (a test bug).
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.set_config("zone = \"Europe/Paris\"");
+    /// assert_eq!(trunkline_sdk::config::text("zone").as_deref(), Some("Europe/Paris"));
+    /// ```
     pub fn set_config(&self, toml_text: &str) {
         let table: toml::Table = toml_text.parse().expect("set_config takes a TOML table");
         with(|s| s.config = Some(table));
     }
 
     /// Make `number` one of the account's numbers.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.own_number("+14155550100");
+    /// assert!(trunkline_sdk::numbers::is_owned("+14155550100"));
+    /// ```
     pub fn own_number(&self, number: &str) {
         with(|s| s.owned.insert(number.to_owned()));
     }
 
     /// Make `number` a verified caller ID of the account.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.verify_caller_id("+14155550123");
+    /// assert!(trunkline_sdk::numbers::is_verified_caller_id("+14155550123"));
+    /// ```
     pub fn verify_caller_id(&self, number: &str) {
         with(|s| s.verified.insert(number.to_owned()));
     }
 
     /// Give one of the account's numbers a label.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.label_number("+14155550100", "Support");
+    /// assert_eq!(trunkline_sdk::numbers::label("+14155550100").as_deref(), Some("Support"));
+    /// ```
     pub fn label_number(&self, number: &str, label: &str) {
         with(|s| s.labels.insert(number.to_owned(), label.to_owned()));
     }
 
     /// Limit the store to `keys` live keys (quota errors beyond).
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.set_kv_capacity(1);
+    /// assert!(trunkline_sdk::kv::set("a", "1", None).is_ok());
+    /// assert!(trunkline_sdk::kv::set("b", "1", None).is_err());
+    /// ```
     pub fn set_kv_capacity(&self, keys: usize) {
         with(|s| s.kv_capacity = Some(keys));
     }
 
     /// What the store holds at `key` now.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// trunkline_sdk::kv::incr("calls", 1, None).unwrap();
+    /// assert_eq!(h.kv("calls").as_deref(), Some("1"));
+    /// ```
     pub fn kv(&self, key: &str) -> Option<String> {
         with(|s| s.kv_get(key))
     }
 
     /// Everything the plugin logged so far.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// trunkline_sdk::log::info("hello");
+    /// assert_eq!(h.logs().len(), 1);
+    /// ```
     pub fn logs(&self) -> Vec<(Level, String)> {
         with(|s| s.logs.clone())
     }
 
     /// The value of counter `name` (0 if never incremented).
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// trunkline_sdk::metrics::counter("rejected", 1);
+    /// assert_eq!(h.counter("rejected"), 1);
+    /// ```
     pub fn counter(&self, name: &str) -> u64 {
         with(|s| s.counters.get(name).copied().unwrap_or(0))
     }
 
     /// Observations of histogram `name`.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// trunkline_sdk::metrics::histogram("digits", 11.0);
+    /// assert_eq!(h.histogram("digits"), [11.0]);
+    /// ```
     pub fn histogram(&self, name: &str) -> Vec<f64> {
         with(|s| s.histograms.get(name).cloned().unwrap_or_default())
     }
@@ -302,22 +375,42 @@ impl CallBuilder {
     }
 
     /// A call from the carrier to one of the trunk's numbers.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// assert_eq!(call.direction(), trunkline_sdk::Direction::Origination);
+    /// ```
     pub fn origination() -> Self {
         Self::new(Direction::Origination, "trunkline.test")
     }
 
     /// A call from the customer's PBX towards the PSTN.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::termination().build();
+    /// assert_eq!(call.direction(), trunkline_sdk::Direction::Termination);
+    /// ```
     pub fn termination() -> Self {
         Self::new(Direction::Termination, "acme-prod.trunkline.test")
     }
 
     /// The caller's number (From user part).
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::termination().from("+18005550100").build();
+    /// assert!(call.from().number().unwrap().is_toll_free());
+    /// ```
     pub fn from(mut self, user: &str) -> Self {
         self.call.from = party(user, &self.call.from.host);
         self
     }
 
     /// The called number (To and request-URI user part).
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::termination().to("+12125550100").build();
+    /// assert_eq!(call.request_uri().user.as_deref(), Some("+12125550100"));
+    /// ```
     pub fn to(mut self, user: &str) -> Self {
         self.call.to = party(user, &self.call.to.host);
         self.call.request_uri = party(user, &self.call.request_uri.host);
@@ -325,18 +418,32 @@ impl CallBuilder {
     }
 
     /// Add an inbound header.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().header("X-Tier", "gold").build();
+    /// assert_eq!(call.header("x-tier").as_deref(), Some("gold"));
+    /// ```
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push(Header::new(name, value));
         self
     }
 
     /// Set a call variable.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().variable("tier", "gold").build();
+    /// assert_eq!(call.variable("tier"), Some("gold"));
+    /// ```
     pub fn variable(mut self, name: &str, value: &str) -> Self {
         self.call.variables.push(Variable { name: name.into(), value: value.into() });
         self
     }
 
     /// The call.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// ```
     pub fn build(self) -> Call {
         Call::from_data(self.call, self.headers)
     }
@@ -354,6 +461,13 @@ impl CallBuilder {
     }
 
     /// The INVITE of `call`, as `on_invite` receives it.
+    ///
+    /// ```
+    /// use trunkline_sdk::testing::CallBuilder;
+    /// let call = CallBuilder::origination().to("+14155550100").build();
+    /// let invite = CallBuilder::request_for(&call);
+    /// assert_eq!(invite.uri(), "sip:+14155550100@trunkline.test");
+    /// ```
     pub fn request_for(call: &Call) -> Request {
         let ruri = call.request_uri();
         let uri = format!("sip:{}@{}", ruri.user.as_deref().unwrap_or_default(), ruri.host);
