@@ -23,6 +23,13 @@ pub struct NameAddr<'a> {
 
 impl<'a> NameAddr<'a> {
     /// Parse a header value; `None` if it holds no `sip:`/`sips:`/`tel:` URI.
+    ///
+    /// ```
+    /// use trunkline_sip_core::NameAddr;
+    /// let a = NameAddr::parse("\"Support\" <sip:+14155550100@example.com>;tag=1").unwrap();
+    /// assert_eq!((a.display, a.user), (Some("Support"), Some("+14155550100")));
+    /// assert!(NameAddr::parse("not a uri").is_none());
+    /// ```
     pub fn parse(value: &'a str) -> Option<NameAddr<'a>> {
         let value = value.trim();
         let (display, uri) = match value.find('<') {
