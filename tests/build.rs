@@ -45,7 +45,14 @@ fn main() {
         cmd.args(["-p", c]);
     }
     // The outer build's settings are for the host target, not the guests.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("running cargo to build the wasm32-wasip2 plugins");
@@ -60,9 +67,14 @@ fn main() {
         let path = out_dir.join(format!("{}.wasm", c.replace('-', "_")));
         assert!(path.exists(), "{} was not built", path.display());
         let ident = c.replace('-', "_").to_uppercase();
-        consts.push_str(&format!("/// `{c}` compiled for wasm32-wasip2.\npub const {ident}: &str = {:?};\n", path.display().to_string()));
+        consts.push_str(&format!(
+            "/// `{c}` compiled for wasm32-wasip2.\npub const {ident}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
-    consts.push_str(&format!("/// First-party plugin crate names.\npub const FIRST_PARTY: &[&str] = &{first_party:?};\n"));
+    consts.push_str(&format!(
+        "/// First-party plugin crate names.\npub const FIRST_PARTY: &[&str] = &{first_party:?};\n"
+    ));
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(dest, consts).unwrap();
 }

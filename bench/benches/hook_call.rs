@@ -135,10 +135,16 @@ fn bench(c: &mut Criterion) {
             percentiles(&format!("on-invite, {how}, {p}"), samples(&rt, &ch, &call0, &req0, 20_000, paced));
         }
         let ch = single("defaults");
-        percentiles(&format!("on-invite, {how}, defaults, no headers"), samples(&rt, &ch, &bare_call, &bare_req, 20_000, paced));
+        percentiles(
+            &format!("on-invite, {how}, defaults, no headers"),
+            samples(&rt, &ch, &bare_call, &bare_req, 20_000, paced),
+        );
         // The first-party chain on one call: e164-guard and diversion-guard
         // define on-invite; the other two do not, so they get no instance.
-        percentiles(&format!("on-invite, {how}, 4-plugin first-party chain"), samples(&rt, &first_party, &call0, &req0, 10_000, paced));
+        percentiles(
+            &format!("on-invite, {how}, 4-plugin first-party chain"),
+            samples(&rt, &first_party, &call0, &req0, 10_000, paced),
+        );
 
         let mut g = c.benchmark_group(format!("hook_call/prewarm_{prewarm}"));
         // Back to back, as fast as calls come: the background thread runs

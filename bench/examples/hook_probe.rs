@@ -59,7 +59,10 @@ fn main() {
         for n in 0..2 * calls {
             let which = n % 2;
             let rt = [&rt, &rb][which];
-            while rt.ready_instances(&plugin, &Limits::default()) == 0 || !rt.warmer_idle() || ![&rt, &rb][1 - which].warmer_idle() {
+            while rt.ready_instances(&plugin, &Limits::default()) == 0
+                || !rt.warmer_idle()
+                || ![&rt, &rb][1 - which].warmer_idle()
+            {
                 std::hint::spin_loop();
             }
             let (mut c, mut r) = (c0.clone(), r0.clone());
@@ -70,7 +73,12 @@ fn main() {
         for (name, mut t) in ["A", "B"].into_iter().zip(times) {
             t.sort();
             let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)].as_secs_f64() * 1e6;
-            println!("{name}: {plugin} call (start, on-invite, drop): median {:.2} us, p90 {:.2} us, p99 {:.2} us", at(0.5), at(0.9), at(0.99));
+            println!(
+                "{name}: {plugin} call (start, on-invite, drop): median {:.2} us, p90 {:.2} us, p99 {:.2} us",
+                at(0.5),
+                at(0.9),
+                at(0.99)
+            );
         }
         return;
     }
@@ -103,7 +111,10 @@ fn main() {
             busy += t0.elapsed();
             done += prewarm - 1;
         }
-        println!("{plugin}: {:.3} us per call on a fresh instance, clone included (mean of {done})", busy.as_secs_f64() * 1e6 / done as f64);
+        println!(
+            "{plugin}: {:.3} us per call on a fresh instance, clone included (mean of {done})",
+            busy.as_secs_f64() * 1e6 / done as f64
+        );
         return;
     }
     if std::env::var_os("LOOP").is_some() {
@@ -117,7 +128,10 @@ fn main() {
                 std::hint::black_box(s.on_invite(&mut c, &mut r));
             }
         }
-        println!("{plugin}: {:.3} us per on-invite, clone included (mean of {calls}, 1,000 per instance)", t0.elapsed().as_secs_f64() * 1e6 / (calls / 1000 * 1000) as f64);
+        println!(
+            "{plugin}: {:.3} us per on-invite, clone included (mean of {calls}, 1,000 per instance)",
+            t0.elapsed().as_secs_f64() * 1e6 / (calls / 1000 * 1000) as f64
+        );
         return;
     }
     // The first call finds nothing ready and asks for a refill.
@@ -177,7 +191,11 @@ fn main() {
         at(0.99),
         per(end)
     );
-    println!("page faults per call: {:.3} minor, {:.3} major", faults as f64 / calls as f64, major as f64 / calls as f64);
+    println!(
+        "page faults per call: {:.3} minor, {:.3} major",
+        faults as f64 / calls as f64,
+        major as f64 / calls as f64
+    );
 }
 
 /// A runtime with the plugins of `dir` loaded.

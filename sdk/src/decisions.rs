@@ -1,9 +1,6 @@
 //! Constructors for hook decisions, so plugins read like policy, not plumbing.
 
-use crate::{
-    DialDecision, Fallback, HeaderEdit, InviteDecision, InviteEdits, RedirectDecision, Reject,
-    Variable,
-};
+use crate::{DialDecision, Fallback, HeaderEdit, InviteDecision, InviteEdits, RedirectDecision, Reject, Variable};
 
 /// Shorthands for [`InviteDecision`], the decision of `on_invite`.
 ///

@@ -52,11 +52,11 @@ pub mod testing;
 pub use decisions::Decision;
 pub use headers::Headers;
 pub use messages::{Call, CallData, Request, Response};
-#[doc(inline)]
-pub use trunkline_sip_core::E164;
+pub use policy::Policy;
 #[doc(inline)]
 pub use trunkline_sip_core::NameAddr;
-pub use policy::Policy;
+#[doc(inline)]
+pub use trunkline_sip_core::E164;
 
 // Each re-exported WIT type carries an example; its description comes from wit/.
 /// ```

@@ -171,7 +171,12 @@ impl Call {
         }
     }
 
-    fn part<'a, T>(&self, cell: &'a OnceCell<T>, fetch: impl FnOnce(&wit::Call) -> T, missing: impl FnOnce() -> T) -> &'a T {
+    fn part<'a, T>(
+        &self,
+        cell: &'a OnceCell<T>,
+        fetch: impl FnOnce(&wit::Call) -> T,
+        missing: impl FnOnce() -> T,
+    ) -> &'a T {
         // SAFETY: `host` is the borrowed `call` of the running hook.
         lazily(cell, self.host, |h| unsafe { wit::Call::from_handle(h) }, fetch, missing)
     }
@@ -526,15 +531,7 @@ impl Target {
     pub fn new(uri: impl Into<String>) -> Self {
         let uri = uri.into();
         let transport = crate::Transport::from_uri(&uri);
-        Target {
-            uri,
-            priority: 10,
-            weight: 1,
-            enabled: true,
-            transport,
-            health: crate::Health::Unknown,
-            group: None,
-        }
+        Target { uri, priority: 10, weight: 1, enabled: true, transport, health: crate::Health::Unknown, group: None }
     }
 }
 

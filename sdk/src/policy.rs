@@ -1,8 +1,7 @@
 //! The [`Policy`] trait: one method per hook of `wit/hooks.wit`.
 
 use crate::{
-    Call, DialDecision, Fallback, InviteDecision, RedirectDecision, Request, Response, Selection,
-    Summary, Target,
+    Call, DialDecision, Fallback, InviteDecision, RedirectDecision, Request, Response, Selection, Summary, Target,
 };
 
 /// A policy plugin. Override the hooks you need; the others keep their

@@ -60,7 +60,15 @@ fn garbage_decisions_are_refused_and_never_reach_the_message() {
     let r0 = r.clone();
     let mut s = f.rt.start_call(&ch, "AC0001", "garbage-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
-    let t = Target { uri: "sip:a.example".into(), priority: 1, weight: 1, enabled: true, transport: Transport::Udp, health: Health::Up, group: None };
+    let t = Target {
+        uri: "sip:a.example".into(),
+        priority: 1,
+        weight: 1,
+        enabled: true,
+        transport: Transport::Udp,
+        health: Health::Up,
+        group: None,
+    };
     let sel = s.select_uri(&c, vec![t.clone()]).unwrap();
     assert_eq!(sel.targets, vec![t.clone()], "invalid selection ignored (fail-open)");
     assert_eq!(s.pre_dial(&c, &mut r, &t), Ok(DialOutcome::Send));
@@ -116,5 +124,8 @@ fn a_missing_plugin_gets_the_failure_mode() {
     let ch = chain(vec![entry("not-there", "", closed(503))]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "missing");
-    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Reject(Reject { code: 503, reason: "Service Unavailable".into() }));
+    assert_eq!(
+        s.on_invite(&mut c, &mut r),
+        InviteOutcome::Reject(Reject { code: 503, reason: "Service Unavailable".into() })
+    );
 }

@@ -2,7 +2,9 @@
 //! per-call isolation; the first-party plugins as real components.
 
 use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
-use trunkline_plugin_host::types::{Direction, Fallback, Header, RedirectDecision, Response, ResponseRecord, Summary, Target};
+use trunkline_plugin_host::types::{
+    Direction, Fallback, Header, RedirectDecision, Response, ResponseRecord, Summary, Target,
+};
 use trunkline_plugin_host::types::{HangupBy, Health, Outcome, Transport};
 use trunkline_plugin_host::RuntimeOptions;
 use trunkline_tests::{call, chain, entry, wasm};
@@ -10,7 +12,15 @@ use trunkline_tests::{call, chain, entry, wasm};
 use crate::{directory, fixture, fixture_with};
 
 fn target(uri: &str, priority: u16) -> Target {
-    Target { uri: uri.into(), priority, weight: 1, enabled: true, transport: Transport::Udp, health: Health::Unknown, group: None }
+    Target {
+        uri: uri.into(),
+        priority,
+        weight: 1,
+        enabled: true,
+        transport: Transport::Udp,
+        health: Health::Unknown,
+        group: None,
+    }
 }
 
 fn var<'a>(c: &'a trunkline_plugin_host::types::Call, name: &str) -> Option<&'a str> {
@@ -42,7 +52,11 @@ fn first_party_plugins_load_and_declare_the_policy_world() {
     for p in plugins {
         assert_eq!(p.info.exports, vec!["trunkline:policy/hooks@0.1.0".to_string()], "{}", p.info.name);
         assert!(p.info.version.len() == 12 && p.info.version.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(p.info.imports.iter().any(|i| i.starts_with("wasi:cli/")), "std guests import WASI: {:?}", p.info.imports);
+        assert!(
+            p.info.imports.iter().any(|i| i.starts_with("wasi:cli/")),
+            "std guests import WASI: {:?}",
+            p.info.imports
+        );
     }
 }
 
@@ -131,7 +145,12 @@ fn dr_twiml_fallback_component_returns_the_dr_url() {
 #[test]
 fn chain_runs_in_order_and_edits_accumulate() {
     let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
-    let ch = chain(["one", "two", "three"].iter().map(|n| entry("recorder", &format!("name = \"{n}\""), trunkline_tests::steady())).collect());
+    let ch = chain(
+        ["one", "two", "three"]
+            .iter()
+            .map(|n| entry("recorder", &format!("name = \"{n}\""), trunkline_tests::steady()))
+            .collect(),
+    );
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     let mut s = f.rt.start_call(&ch, "AC0001", "chain-1");
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
@@ -170,7 +189,11 @@ fn defaults_change_nothing() {
     assert_eq!((sel.targets, sel.ordered), (cands, false));
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:a.example", 10)), Ok(DialOutcome::Send));
     assert_eq!(r, r0);
-    let resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
+    let resp = Response::from(ResponseRecord {
+        status: 302,
+        reason: "Moved".into(),
+        contacts: vec!["sip:x@y.example".into()],
+    });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Default);
     assert_eq!(s.on_failure(&c, Some(&resp)), Fallback::Default);
     let trace = s.on_call_end(&c, &summary());
@@ -199,7 +222,11 @@ fn plugins_read_the_headers_of_the_hooks_message_on_demand() {
     let saw: Vec<&str> = r.headers.named("X-Saw-Dialed-By").collect();
     assert_eq!(saw, ["a"], "b read the outgoing request after a's edit");
 
-    let mut resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
+    let mut resp = Response::from(ResponseRecord {
+        status: 302,
+        reason: "Moved".into(),
+        contacts: vec!["sip:x@y.example".into()],
+    });
     resp.headers.push(Header { name: "x-next".into(), value: "sip:+14155550100@pbx3.example".into() });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx3.example".into()));
     let bare = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec![] });
@@ -244,7 +271,11 @@ fn every_hook_decision_is_applied() {
     // pre-dial read the outgoing request's line through its handle.
     assert_eq!(r.headers.first("X-Dialed-Request"), Some("INVITE sip:+14155550100@trunkline.test"));
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:skip.example", 10)), Ok(DialOutcome::Skip));
-    let resp = Response::from(ResponseRecord { status: 302, reason: "Moved".into(), contacts: vec!["sip:x@y.example".into()] });
+    let resp = Response::from(ResponseRecord {
+        status: 302,
+        reason: "Moved".into(),
+        contacts: vec!["sip:x@y.example".into()],
+    });
     assert_eq!(s.on_redirect(&c, &resp), RedirectDecision::Follow("sip:+14155550100@pbx2.example".into()));
     assert_eq!(s.on_failure(&c, None), Fallback::TwimlUrl("http://127.0.0.1:18080/dr".into()));
     s.on_call_end(&c, &summary());
@@ -305,7 +336,9 @@ fn instances_prepared_ahead_serve_one_call_each_with_that_calls_scope() {
     let first = chain(vec![entry("recorder", "name = \"first\"", limits.clone())]);
     let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
     f.rt.start_call(&first, "AC0009", "warm-0").on_invite(&mut c, &mut r);
-    for (i, (account, name, n)) in [("AC0001", "a", 1), ("AC0002", "b", 1), ("AC0001", "c", 2), ("AC0001", "d", 3)].iter().enumerate() {
+    for (i, (account, name, n)) in
+        [("AC0001", "a", 1), ("AC0002", "b", 1), ("AC0001", "c", 2), ("AC0001", "d", 3)].iter().enumerate()
+    {
         // An instance is ready, so the call takes it (a take never instantiates when one is ready).
         until_ready(&f.rt, "recorder", &limits);
         let ch = chain(vec![entry("recorder", &format!("name = \"{name}\""), limits.clone())]);
@@ -315,7 +348,11 @@ fn instances_prepared_ahead_serve_one_call_each_with_that_calls_scope() {
         assert_eq!(var(&c, "order"), Some(*name), "the call's own plugin config");
         assert_eq!(var(&c, "instance-invites"), Some("1"), "a never-used instance: no guest memory from another call");
         let count = n.to_string();
-        assert_eq!(var(&c, &format!("invites-{name}")), Some(count.as_str()), "kv is the call's account's ({account}), not the preparer's");
+        assert_eq!(
+            var(&c, &format!("invites-{name}")),
+            Some(count.as_str()),
+            "kv is the call's account's ({account}), not the preparer's"
+        );
     }
 }
 
@@ -327,7 +364,10 @@ fn prewarm_zero_prepares_nothing() {
     let ch = chain(vec![entry("versioned", "", limits.clone())]);
     for i in 0..3 {
         let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
-        assert_eq!(f.rt.start_call(&ch, "AC0001", &format!("cold-{i}")).on_invite(&mut c, &mut r), InviteOutcome::Continue);
+        assert_eq!(
+            f.rt.start_call(&ch, "AC0001", &format!("cold-{i}")).on_invite(&mut c, &mut r),
+            InviteOutcome::Continue
+        );
         assert_eq!(var(&c, "version"), Some("a"));
     }
     std::thread::sleep(std::time::Duration::from_millis(50));

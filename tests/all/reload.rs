@@ -42,7 +42,8 @@ fn file_watch_reload_under_concurrent_calls_loses_nothing() {
     let (ok, failed, saw_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let (rt, ch, stop, ok, failed, saw_b) = (f.rt.clone(), ch.clone(), stop.clone(), ok.clone(), failed.clone(), saw_b.clone());
+            let (rt, ch, stop, ok, failed, saw_b) =
+                (f.rt.clone(), ch.clone(), stop.clone(), ok.clone(), failed.clone(), saw_b.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) && n < 200_000 {
@@ -52,7 +53,8 @@ fn file_watch_reload_under_concurrent_calls_loses_nothing() {
                     let pinned = s.versions()[0].1.clone();
                     let out = s.on_invite(&mut c, &mut r);
                     let v = version_var(&c);
-                    let consistent = pinned.as_deref() == rt.plugin("versioned").map(|p| p.info.version.clone()).as_deref()
+                    let consistent = pinned.as_deref()
+                        == rt.plugin("versioned").map(|p| p.info.version.clone()).as_deref()
                         || v.as_deref() == Some("a");
                     if out == InviteOutcome::Continue && matches!(v.as_deref(), Some("a" | "b")) && consistent {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +144,10 @@ fn compiled_plugins_are_cached_by_content_hash() {
     let opts = || RuntimeOptions { cache_dir: Some(cache.path().to_owned()), ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts());
     let sha = f.rt.plugin("versioned").unwrap().info.sha256.clone();
-    let cached: Vec<String> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let cached: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&sha) && cached[0].ends_with(".cwasm"), "{cached:?}");
     // A second runtime loads the same version from the cache and it runs.

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use trunkline_plugin_host::types::{Call, CallRecord, Direction, Header, HeaderList, Party, Request, RequestRecord, Transport};
+use trunkline_plugin_host::types::{
+    Call, CallRecord, Direction, Header, HeaderList, Party, Request, RequestRecord, Transport,
+};
 use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig, Runtime, RuntimeOptions};
 
 /// Compiled plugin paths, one constant per crate (`E164_GUARD`, `TP_LOOP`...).

@@ -169,7 +169,10 @@ impl CallSession {
 
     /// The version of each chain entry this call uses (`None`: not loaded).
     pub fn versions(&self) -> Vec<(String, Option<String>)> {
-        self.slots.iter().map(|s| (s.entry.plugin.to_string(), s.plugin.as_ref().map(|p| p.info.version.clone()))).collect()
+        self.slots
+            .iter()
+            .map(|s| (s.entry.plugin.to_string(), s.plugin.as_ref().map(|p| p.info.version.clone())))
+            .collect()
     }
 
     fn note(&mut self, i: usize, hook: &'static str, started: Instant, outcome: impl Into<Cow<'static, str>>) {
@@ -283,7 +286,9 @@ impl CallSession {
             );
         }
         if let (true, Some(plugin)) = (failure.is_plugin_fault(), slot.plugin.clone()) {
-            if let FailureEffect::Quarantined(n) = plugin.record_failure(limits.quarantine_after, limits.quarantine_secs) {
+            if let FailureEffect::Quarantined(n) =
+                plugin.record_failure(limits.quarantine_after, limits.quarantine_secs)
+            {
                 tracing::error!(
                     plugin = %plugin.info.name, version = %plugin.info.version,
                     "plugin quarantined for {} s after {n} consecutive failures", limits.quarantine_secs
@@ -490,7 +495,9 @@ impl CallSession {
     pub fn on_call_end(mut self, call: &Call, summary: &Summary) -> Vec<HookTrace> {
         for i in 0..self.slots.len() {
             let t = Instant::now();
-            let hook = |p: &Policy, s: &mut Store<HostState>| p.trunkline_policy_hooks().call_on_call_end(s, call_handle(), summary);
+            let hook = |p: &Policy, s: &mut Store<HostState>| {
+                p.trunkline_policy_hooks().call_on_call_end(s, call_handle(), summary)
+            };
             match self.run(i, HookSet::ON_CALL_END, (call, About::Nothing), hook, |_| Ok(())) {
                 Ok(None) => {}
                 Ok(Some(())) => self.note(i, "on-call-end", t, "notified"),
@@ -538,19 +545,17 @@ pub fn apply_header_edits(headers: &mut Vec<Header>, edits: &[HeaderEdit]) {
     for e in edits {
         match e {
             HeaderEdit::Add(h) => headers.push(h.clone()),
-            HeaderEdit::Set(h) => {
-                match headers.iter().position(|x| x.name.eq_ignore_ascii_case(&h.name)) {
-                    Some(first) => {
-                        headers[first] = h.clone();
-                        let mut idx = 0;
-                        headers.retain(|x| {
-                            idx += 1;
-                            idx - 1 == first || !x.name.eq_ignore_ascii_case(&h.name)
-                        });
-                    }
-                    None => headers.push(h.clone()),
+            HeaderEdit::Set(h) => match headers.iter().position(|x| x.name.eq_ignore_ascii_case(&h.name)) {
+                Some(first) => {
+                    headers[first] = h.clone();
+                    let mut idx = 0;
+                    headers.retain(|x| {
+                        idx += 1;
+                        idx - 1 == first || !x.name.eq_ignore_ascii_case(&h.name)
+                    });
                 }
-            }
+                None => headers.push(h.clone()),
+            },
             HeaderEdit::Remove(n) => headers.retain(|x| !x.name.eq_ignore_ascii_case(n)),
         }
     }
@@ -572,7 +577,8 @@ fn with_display(value: &str, display: &str) -> String {
     match value.find('<') {
         Some(open) => format!("\"{display}\" {}", &value[open..]),
         None => {
-            let (uri, params) = value.split_once(';').map(|(u, p)| (u, format!(";{p}"))).unwrap_or((value, String::new()));
+            let (uri, params) =
+                value.split_once(';').map(|(u, p)| (u, format!(";{p}"))).unwrap_or((value, String::new()));
             format!("\"{display}\" <{}>{params}", uri.trim())
         }
     }

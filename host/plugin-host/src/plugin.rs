@@ -1,8 +1,8 @@
 //! A loaded, validated plugin version: its pre-linked instance factory and
 //! its health (consecutive failures, quarantine).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::bindings::exports::trunkline::policy::hooks::HookSet;

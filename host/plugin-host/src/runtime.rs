@@ -104,7 +104,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn plugin_name(path: &Path) -> Result<String, LoadError> {
     let ok = path.extension().is_some_and(|e| e == "wasm");
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let valid = !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let valid = !stem.is_empty()
+        && stem.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok && valid {
         Ok(stem.to_owned())
     } else {
@@ -197,7 +198,13 @@ impl Runtime {
         })
     }
 
-    pub(crate) fn scope(&self, plugin: &Plugin, account: &Arc<str>, call_id: &Arc<str>, config: Arc<PluginConfig>) -> Scope {
+    pub(crate) fn scope(
+        &self,
+        plugin: &Plugin,
+        account: &Arc<str>,
+        call_id: &Arc<str>,
+        config: Arc<PluginConfig>,
+    ) -> Scope {
         Scope::assigned(plugin, account.clone(), call_id.clone(), config, self.inner.services.clone())
     }
 
@@ -243,7 +250,14 @@ impl Runtime {
         }
     }
 
-    fn audit_refusal(&self, name: &str, version: Option<String>, previous: Option<&Plugin>, source: LoadSource, err: &LoadError) {
+    fn audit_refusal(
+        &self,
+        name: &str,
+        version: Option<String>,
+        previous: Option<&Plugin>,
+        source: LoadSource,
+        err: &LoadError,
+    ) {
         let mut e = AuditEntry::new("refuse", name, source.as_str());
         e.outcome = "refused".into();
         e.version = version;
@@ -256,16 +270,23 @@ impl Runtime {
     }
 
     /// Load every `*.wasm` file of `dir`; one result per file, in name order.
-    pub fn load_dir(&self, dir: &Path, source: LoadSource) -> std::io::Result<Vec<(PathBuf, Result<Arc<Plugin>, LoadError>)>> {
+    pub fn load_dir(
+        &self,
+        dir: &Path,
+        source: LoadSource,
+    ) -> std::io::Result<Vec<(PathBuf, Result<Arc<Plugin>, LoadError>)>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
             .collect();
         files.sort();
-        Ok(files.into_iter().map(|p| {
-            let r = self.load_file(&p, source);
-            (p, r)
-        }).collect())
+        Ok(files
+            .into_iter()
+            .map(|p| {
+                let r = self.load_file(&p, source);
+                (p, r)
+            })
+            .collect())
     }
 
     /// The current version of plugin `name`.

@@ -118,7 +118,14 @@ impl KvStore {
         Ok(())
     }
 
-    pub fn incr(&self, ns: &Arc<str>, key: &str, delta: i64, ttl_s: Option<u32>, now_ms: u64) -> Result<i64, KvRefusal> {
+    pub fn incr(
+        &self,
+        ns: &Arc<str>,
+        key: &str,
+        delta: i64,
+        ttl_s: Option<u32>,
+        now_ms: u64,
+    ) -> Result<i64, KvRefusal> {
         if key.len() > KV_MAX_KEY {
             return Err(KvRefusal::TooLarge);
         }
@@ -187,8 +194,11 @@ impl Metrics {
 
     /// Every counter as `(plugin, name, value)`, sorted.
     pub fn counters(&self) -> Vec<(String, String, u64)> {
-        let mut v: Vec<_> =
-            self.counters.iter().map(|e| (e.key().0.to_string(), e.key().1.clone(), e.value().load(Ordering::Relaxed))).collect();
+        let mut v: Vec<_> = self
+            .counters
+            .iter()
+            .map(|e| (e.key().0.to_string(), e.key().1.clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
         v.sort();
         v
     }

@@ -8,8 +8,25 @@ type Check = Result<(), String>;
 
 /// Headers the SIP layers own; plugins may not edit them (compact forms too).
 const MANAGED: [&str; 19] = [
-    "via", "v", "call-id", "i", "cseq", "content-length", "l", "max-forwards", "from", "f", "to", "t",
-    "contact", "m", "route", "record-route", "content-type", "c", "content-encoding",
+    "via",
+    "v",
+    "call-id",
+    "i",
+    "cseq",
+    "content-length",
+    "l",
+    "max-forwards",
+    "from",
+    "f",
+    "to",
+    "t",
+    "contact",
+    "m",
+    "route",
+    "record-route",
+    "content-type",
+    "c",
+    "content-encoding",
 ];
 
 pub(crate) const MAX_TARGETS: usize = 32;

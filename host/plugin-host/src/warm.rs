@@ -44,7 +44,12 @@ pub(crate) struct PrepareError {
 
 /// Create an instance of `plugin` under `limits` and run its `init`, with
 /// no call assigned yet.
-pub(crate) fn prepare(engine: &Engine, services: &Arc<Services>, plugin: &Plugin, limits: &Limits) -> Result<Live, PrepareError> {
+pub(crate) fn prepare(
+    engine: &Engine,
+    services: &Arc<Services>,
+    plugin: &Plugin,
+    limits: &Limits,
+) -> Result<Live, PrepareError> {
     let scope = Scope::unassigned(plugin, services.clone());
     let mut store = Store::new(engine, HostState::new(scope, limits));
     store.limiter(|s| &mut s.limiter);
@@ -150,7 +155,8 @@ impl Warmer {
             if !w.retired.is_empty() {
                 w.retired_ticks += 1;
             }
-            let retire = w.retired.len() >= RETIRE_BATCH || (!w.retired.is_empty() && w.retired_ticks >= RETIRE_AFTER_TICKS);
+            let retire =
+                w.retired.len() >= RETIRE_BATCH || (!w.retired.is_empty() && w.retired_ticks >= RETIRE_AFTER_TICKS);
             if !w.refill.is_empty() || retire {
                 shared.kick(w);
             }

@@ -82,8 +82,16 @@ async fn handle(mut stream: TcpStream, rt: Runtime, dir: PathBuf) -> std::io::Re
                     let items: Vec<String> = results
                         .iter()
                         .map(|(path, r)| match r {
-                            Ok(p) => format!("{{\"file\":{},\"version\":{}}}", json_str(&path.display().to_string()), json_str(&p.info.version)),
-                            Err(e) => format!("{{\"file\":{},\"refused\":{}}}", json_str(&path.display().to_string()), json_str(&e.to_string())),
+                            Ok(p) => format!(
+                                "{{\"file\":{},\"version\":{}}}",
+                                json_str(&path.display().to_string()),
+                                json_str(&p.info.version)
+                            ),
+                            Err(e) => format!(
+                                "{{\"file\":{},\"refused\":{}}}",
+                                json_str(&path.display().to_string()),
+                                json_str(&e.to_string())
+                            ),
                         })
                         .collect();
                     (200, format!("[{}]", items.join(",")))
@@ -102,7 +110,13 @@ async fn handle(mut stream: TcpStream, rt: Runtime, dir: PathBuf) -> std::io::Re
         }
         _ => (404, "{\"error\":\"GET /plugins, POST /plugins/reload, POST /plugins/NAME/release\"}".to_string()),
     };
-    let reason = if status == 200 { "OK" } else if status == 404 { "Not Found" } else { "Internal Server Error" };
+    let reason = if status == 200 {
+        "OK"
+    } else if status == 404 {
+        "Not Found"
+    } else {
+        "Internal Server Error"
+    };
     let resp = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

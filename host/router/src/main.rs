@@ -129,14 +129,30 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let settings = config::load(path)?;
     let rt = simulate::runtime_for(&settings)?;
-    println!("config ok: {} listener(s), {} trunk(s), {} plugin(s)", settings.listen.len(), settings.trunks.len(), rt.plugins().len());
+    println!(
+        "config ok: {} listener(s), {} trunk(s), {} plugin(s)",
+        settings.listen.len(),
+        settings.trunks.len(),
+        rt.plugins().len()
+    );
     for t in &settings.trunks {
         let chain: Vec<&str> = t.chain.entries.iter().map(|e| &*e.plugin).collect();
-        println!("  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}", t.name, t.id, t.numbers, t.origination.len(), chain);
+        println!(
+            "  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}",
+            t.name,
+            t.id,
+            t.numbers,
+            t.origination.len(),
+            chain
+        );
         if let Some(term) = &t.termination {
             let carrier = &settings.carriers[term.carrier];
             let addresses: usize = carrier.gateways.iter().map(|(_, uris)| uris.len()).sum();
-            let auth: Vec<&str> = [(!term.acl.is_empty()).then_some("acl"), (!term.credentials.is_empty()).then_some("digest")].into_iter().flatten().collect();
+            let auth: Vec<&str> =
+                [(!term.acl.is_empty()).then_some("acl"), (!term.credentials.is_empty()).then_some("digest")]
+                    .into_iter()
+                    .flatten()
+                    .collect();
             println!(
                 "    termination {} -> carrier {} ({} gateway address(es)), auth: {}",
                 term.domain,

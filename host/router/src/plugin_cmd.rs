@@ -72,7 +72,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let rt = Runtime::new(RuntimeOptions { numbers: Arc::new(dir), ..RuntimeOptions::default() })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let loaded = rt.load_file(&args.file, trunkline_plugin_host::LoadSource::Cli).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded =
+        rt.load_file(&args.file, trunkline_plugin_host::LoadSource::Cli).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -81,7 +82,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => PluginConfig::default(),
     };
     let chain = Chain {
-        entries: vec![ChainEntry { plugin: loaded.info.name.as_str().into(), config: Arc::new(config), limits: Limits::default() }],
+        entries: vec![ChainEntry {
+            plugin: loaded.info.name.as_str().into(),
+            config: Arc::new(config),
+            limits: Limits::default(),
+        }],
     };
     let m = read_message(&args.request)?;
     let origin = CallOrigin {
@@ -110,14 +115,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     println!("plugin {} version {}", loaded.info.name, loaded.info.version);
     if !loaded.hook_names().contains(&args.hook.as_str()) {
-        println!("note: the plugin does not implement {}; the host does not call it, so its default applies", args.hook);
+        println!(
+            "note: the plugin does not implement {}; the host does not call it, so its default applies",
+            args.hook
+        );
     }
     match args.hook.as_str() {
         "on-invite" => {
             let out = s.on_invite(&mut call, &mut request);
             println!("decision: {out:?}");
             if !call.variables.is_empty() {
-                println!("variables: {:?}", call.variables.iter().map(|v| format!("{}={}", v.name, v.value)).collect::<Vec<_>>());
+                println!(
+                    "variables: {:?}",
+                    call.variables.iter().map(|v| format!("{}={}", v.name, v.value)).collect::<Vec<_>>()
+                );
             }
             print_request(&request);
         }
@@ -159,7 +170,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             s.on_call_end(&call, &summary);
             println!("decision: (notification)");
         }
-        other => bail!("unknown hook `{other}` (on-invite, select-uri, pre-dial, on-redirect, on-failure, on-call-end)"),
+        other => {
+            bail!("unknown hook `{other}` (on-invite, select-uri, pre-dial, on-redirect, on-failure, on-call-end)")
+        }
     }
     for (plugin, name, value) in rt.services().metrics.counters() {
         println!("metric {plugin}.{name} = {value}");

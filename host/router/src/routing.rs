@@ -49,7 +49,15 @@ pub fn plugin_transport(t: SipTransport) -> Transport {
 /// A target with nothing but a URI and a priority: weight 1, enabled,
 /// health unknown (redirects, TwiML `<Dial>` nouns, carrier gateways).
 pub fn target(uri: String, priority: u16) -> Target {
-    Target { transport: transport_of(&uri), uri, priority, weight: 1, enabled: true, health: Health::Unknown, group: None }
+    Target {
+        transport: transport_of(&uri),
+        uri,
+        priority,
+        weight: 1,
+        enabled: true,
+        health: Health::Unknown,
+        group: None,
+    }
 }
 
 /// The reference order: enabled targets by ascending priority; within one
@@ -130,7 +138,15 @@ mod tests {
     use super::*;
 
     fn t(uri: &str, priority: u16, weight: u16, enabled: bool) -> Target {
-        Target { uri: uri.into(), priority, weight, enabled, transport: Transport::Udp, health: Health::Unknown, group: None }
+        Target {
+            uri: uri.into(),
+            priority,
+            weight,
+            enabled,
+            transport: Transport::Udp,
+            health: Health::Unknown,
+            group: None,
+        }
     }
 
     #[test]
@@ -145,7 +161,8 @@ mod tests {
 
     #[test]
     fn priority_first_then_weight_and_disabled_never() {
-        let ts = [t("sip:c", 20, 1, true), t("sip:a", 10, 60, true), t("sip:off", 5, 100, false), t("sip:b", 10, 40, true)];
+        let ts =
+            [t("sip:c", 20, 1, true), t("sip:a", 10, 60, true), t("sip:off", 5, 100, false), t("sip:b", 10, 40, true)];
         let o = order(&ts, || 0.0);
         let uris: Vec<&str> = o.iter().map(|t| t.uri.as_str()).collect();
         assert_eq!(uris, ["sip:a", "sip:b", "sip:c"]);

@@ -3,15 +3,15 @@
 //! Also here: plugin hot reload on file change (watcher), on SIGHUP, and
 //! through the admin listener.
 
-use std::sync::Arc;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
-use trunkline_sip_core::{Peer, Transport};
 use trunkline_plugin_host::{LoadSource, Runtime};
+use trunkline_sip_core::{Peer, Transport};
 
 use crate::config::{ListenTransport, Settings};
 use crate::engine::{Engine, FetchRequest, Locals};
@@ -63,7 +63,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
 
     let _watcher = if settings.plugins.watch {
-        Some(trunkline_plugin_host::watch::watch_dir(runtime.clone(), &settings.plugins.dir).context("watching the plugins folder")?)
+        Some(
+            trunkline_plugin_host::watch::watch_dir(runtime.clone(), &settings.plugins.dir)
+                .context("watching the plugins folder")?,
+        )
     } else {
         None
     };
@@ -285,7 +288,8 @@ async fn shutdown_signal() {
 fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let (rt, dir) = (runtime.clone(), dir.clone());
@@ -305,4 +309,3 @@ fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf) -> anyhow::Res
     }
     Ok(())
 }
-

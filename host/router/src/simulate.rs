@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use trunkline_plugin_host::chain::{DialOutcome, InviteOutcome};
-use trunkline_plugin_host::types::{Direction, Fallback, HangupBy, Outcome, RedirectDecision, Response, Summary, Target};
+use trunkline_plugin_host::types::{
+    Direction, Fallback, HangupBy, Outcome, RedirectDecision, Response, Summary, Target,
+};
 use trunkline_plugin_host::{LoadSource, Runtime};
 
 use crate::config::{self, Settings};
@@ -82,7 +84,13 @@ pub fn runtime_for(settings: &Settings) -> anyhow::Result<Runtime> {
     for t in &settings.trunks {
         for e in &t.chain.entries {
             if rt.plugin(&e.plugin).is_none() {
-                anyhow::bail!("trunk `{}` names plugin `{}`, but {} has no loadable {}.wasm", t.name, e.plugin, dir.display(), e.plugin);
+                anyhow::bail!(
+                    "trunk `{}` names plugin `{}`, but {} has no loadable {}.wasm",
+                    t.name,
+                    e.plugin,
+                    dir.display(),
+                    e.plugin
+                );
             }
         }
     }
@@ -94,7 +102,10 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
     let settings = config::load(&args.config)?;
     let rt = runtime_for(&settings)?;
     let m = read_message(&args.request)?;
-    let mut seed = args.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)) | 1;
+    let mut seed = args
+        .seed
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1))
+        | 1;
     let mut rand01 = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -134,8 +145,8 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
         match session.on_invite(&mut call, &mut request) {
             InviteOutcome::Reject(r) => {
                 why = Some(r.reason.clone());
-                break 'call (Outcome::Rejected, r.code, None)
-            },
+                break 'call (Outcome::Rejected, r.code, None);
+            }
             InviteOutcome::Redirect(c) => {
                 route.push(format!("302 Moved Temporarily to {}", c.join(", ")));
                 break 'call (Outcome::Rejected, 302, None);
@@ -147,8 +158,8 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
             Ok(s) => s,
             Err(r) => {
                 why = Some(r.reason.clone());
-                break 'call (Outcome::Rejected, r.code, None)
-            },
+                break 'call (Outcome::Rejected, r.code, None);
+            }
         };
         let mut queue: Vec<Target> =
             if selected.ordered { selected.targets } else { routing::order(&selected.targets, &mut rand01) };
@@ -168,9 +179,9 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 Err(r) => {
-                why = Some(r.reason.clone());
-                break 'call (Outcome::Rejected, r.code, None)
-            },
+                    why = Some(r.reason.clone());
+                    break 'call (Outcome::Rejected, r.code, None);
+                }
                 Ok(DialOutcome::Send) => {}
             }
             attempts += 1;
@@ -197,12 +208,13 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
                     RedirectDecision::Follow(u) => Some(u),
                     RedirectDecision::NextTarget => None,
                     RedirectDecision::Reject(r) => {
-                why = Some(r.reason.clone());
-                break 'call (Outcome::Rejected, r.code, None)
-            },
+                        why = Some(r.reason.clone());
+                        break 'call (Outcome::Rejected, r.code, None);
+                    }
                 };
                 let ours = |u: &str| {
-                    crate::sipcall::party(u).is_some_and(|p| settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)))
+                    crate::sipcall::party(u)
+                        .is_some_and(|p| settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)))
                 };
                 match follow {
                     Some(u) if redirects < MAX_REDIRECTS && !ours(&u) => {
@@ -234,7 +246,9 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
                     Ok(v) => format!("{v:?}"),
                     Err(e) => format!("not executable: {e}"),
                 };
-                route.push(format!("disaster recovery: inline TwiML {verbs} (executed by `trunkline run`, not by simulate)"));
+                route.push(format!(
+                    "disaster recovery: inline TwiML {verbs} (executed by `trunkline run`, not by simulate)"
+                ));
                 (Outcome::Failed, last.map(|l| l.status).unwrap_or(503), None)
             }
             Fallback::Default => {
@@ -268,7 +282,9 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
     }
     let what = match outcome {
         Outcome::Answered => format!("answered ({status}) by {}", answered_by.unwrap_or_default()),
-        Outcome::Rejected => format!("rejected {status} {}", why.filter(|w| !w.is_empty()).as_deref().unwrap_or(reason(status))),
+        Outcome::Rejected => {
+            format!("rejected {status} {}", why.filter(|w| !w.is_empty()).as_deref().unwrap_or(reason(status)))
+        }
         Outcome::Failed => format!("failed {status} {}", reason(status)),
         Outcome::Cancelled => "cancelled".into(),
     };

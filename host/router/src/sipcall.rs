@@ -19,11 +19,7 @@ pub enum CallError {
 /// Party from a URI or name-addr value.
 pub fn party(value: &str) -> Option<Party> {
     let a = NameAddr::parse(value)?;
-    Some(Party {
-        display: a.display.map(str::to_owned),
-        user: a.user.map(str::to_owned),
-        host: a.host.to_owned(),
-    })
+    Some(Party { display: a.display.map(str::to_owned), user: a.user.map(str::to_owned), host: a.host.to_owned() })
 }
 
 /// Everything the router knows about the trunk and where the message came from.
@@ -57,11 +53,8 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
         transport: origin.transport,
         variables: Vec::new(),
     };
-    let request = RequestRecord {
-        method: method.clone(),
-        uri: uri.clone(),
-        body: String::from_utf8_lossy(&m.body).into_owned(),
-    };
+    let request =
+        RequestRecord { method: method.clone(), uri: uri.clone(), body: String::from_utf8_lossy(&m.body).into_owned() };
     Ok((Call::new(record, headers.clone()), Request::new(request, headers)))
 }
 

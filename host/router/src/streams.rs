@@ -76,7 +76,12 @@ const MAX_NAMES: usize = 10_000;
 
 impl Streams {
     /// An empty table; connection tasks run on `tasks` and report on `events`.
-    pub fn new(events: mpsc::Sender<StreamEvent>, limits: StreamLimits, tls: Option<TlsContext>, tasks: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        events: mpsc::Sender<StreamEvent>,
+        limits: StreamLimits,
+        tls: Option<TlsContext>,
+        tasks: tokio::runtime::Handle,
+    ) -> Self {
         Streams { conns: HashMap::new(), next_id: 0, events, limits, tls, tasks, names: HashMap::new() }
     }
 
@@ -217,7 +222,10 @@ impl Streams {
 }
 
 /// `fut` within `limit`: its error, or the timeout, as text.
-async fn within<T, E: std::fmt::Display>(limit: Duration, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, String> {
+async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("timed out".into()),
@@ -225,8 +233,13 @@ async fn within<T, E: std::fmt::Display>(limit: Duration, fut: impl std::future:
 }
 
 /// Serve one connection until it fails, its peer closes it, or it idles.
-async fn run<S>(stream: S, peer: Peer, mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>, events: &mpsc::Sender<StreamEvent>, idle: Duration)
-where
+async fn run<S>(
+    stream: S,
+    peer: Peer,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    events: &mpsc::Sender<StreamEvent>,
+    idle: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);

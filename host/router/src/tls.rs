@@ -73,7 +73,9 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                tracing::warn!("no system root certificates found: TLS targets will fail verification unless sip.tls.ca is set");
+                tracing::warn!(
+                    "no system root certificates found: TLS targets will fail verification unless sip.tls.ca is set"
+                );
             }
         }
     }

@@ -51,7 +51,17 @@ fn plugin_run_on_invite_prints_the_decision() {
     let dir = tempfile::tempdir().unwrap();
     let file = named(wasm::E164_GUARD, dir.path(), "e164-guard");
     let req = fixture("sip/invite-termination-national.sip");
-    let o = trunkline(&["plugin", "run", &file, "--hook", "on-invite", "--direction", "termination", "--request", req.to_str().unwrap()]);
+    let o = trunkline(&[
+        "plugin",
+        "run",
+        &file,
+        "--hook",
+        "on-invite",
+        "--direction",
+        "termination",
+        "--request",
+        req.to_str().unwrap(),
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains(r#"decision: Reject(Reject { code: 400, reason: "To is not an E.164 number" })"#), "{out}");
@@ -63,7 +73,17 @@ fn plugin_run_pre_dial_and_on_redirect_with_config() {
     let dir = tempfile::tempdir().unwrap();
     let div = named(wasm::DIVERSION_GUARD, dir.path(), "diversion-guard");
     let req = fixture("sip/invite-origination.sip");
-    let o = trunkline(&["plugin", "run", &div, "--hook", "pre-dial", "--request", req.to_str().unwrap(), "--target", "sip:127.0.0.1:5080"]);
+    let o = trunkline(&[
+        "plugin",
+        "run",
+        &div,
+        "--hook",
+        "pre-dial",
+        "--request",
+        req.to_str().unwrap(),
+        "--target",
+        "sip:127.0.0.1:5080",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("  Diversion: <sip:+14155550100@trunkline.test>"), "{out}");
@@ -73,8 +93,17 @@ fn plugin_run_pre_dial_and_on_redirect_with_config() {
     std::fs::write(&cfg, "follow = \"sip:+14155550100@pbx9.example\"\n").unwrap();
     let resp = fixture("sip/302.sip");
     let o = trunkline(&[
-        "plugin", "run", &rec, "--hook", "on-redirect", "--request", req.to_str().unwrap(),
-        "--response", resp.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
+        "plugin",
+        "run",
+        &rec,
+        "--hook",
+        "on-redirect",
+        "--request",
+        req.to_str().unwrap(),
+        "--response",
+        resp.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");

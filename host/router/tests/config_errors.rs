@@ -9,7 +9,11 @@ use trunkline_router::config;
 #[test]
 fn invalid_configs_fail_with_the_expected_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/config/invalid");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     cases.sort();
     assert!(cases.len() >= 15, "fixtures present");
     let mut failures = Vec::new();

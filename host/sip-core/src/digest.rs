@@ -200,7 +200,8 @@ impl DigestResponse {
     /// Whether the response proves knowledge of `password` (constant time).
     pub fn verify(&self, password: &str, method: &str) -> bool {
         let want = self.expected(password, method);
-        want.len() == self.response.len() && want.bytes().zip(self.response.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        want.len() == self.response.len()
+            && want.bytes().zip(self.response.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
@@ -337,7 +338,8 @@ mod tests {
     fn rfc7616_examples_verify() {
         // The RFC's published responses for method GET and password "Circle of Life".
         let md5 = response("MD5", "00000001").replace("RESPONSE", "8ca523f5e9506fed4657c9700eebdbec");
-        let sha = response("SHA-256", "00000001").replace("RESPONSE", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+        let sha = response("SHA-256", "00000001")
+            .replace("RESPONSE", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
         for v in [md5, sha] {
             let r = DigestResponse::parse(&v).unwrap();
             assert!(r.verify("Circle of Life", "GET"), "{v}");
@@ -349,11 +351,15 @@ mod tests {
     #[test]
     fn bad_credentials_are_errors_not_panics() {
         assert_eq!(DigestResponse::parse("Basic abc"), Err(DigestError::Scheme));
-        assert_eq!(DigestResponse::parse("Digest username=\"a"), Err(DigestError::Syntax("unterminated quoted string")));
+        assert_eq!(
+            DigestResponse::parse("Digest username=\"a"),
+            Err(DigestError::Syntax("unterminated quoted string"))
+        );
         assert_eq!(DigestResponse::parse("Digest username=\"a\", qop=auth-int"), Err(DigestError::Unsupported("qop")));
         assert!(DigestResponse::parse(&response("SHA-512-256", "00000001")).is_err());
         assert!(DigestResponse::parse(&response("MD5", "zz")).is_err());
-        for junk in ["", "Digest", "Digest ,,,", "Digest =", "Digest a==b", "Digest \"", "Digest a=\"\\", "Digest é=ü"] {
+        for junk in ["", "Digest", "Digest ,,,", "Digest =", "Digest a==b", "Digest \"", "Digest a=\"\\", "Digest é=ü"]
+        {
             let _ = DigestResponse::parse(junk);
         }
         assert!(DigestResponse::parse(&format!("Digest username=\"{}\"", "a".repeat(5000))).is_err());
@@ -366,7 +372,10 @@ mod tests {
         assert_eq!(k.check(&n, "acme.trunkline.test", 1_010, 300), NonceState::Fresh);
         assert_eq!(k.check(&n, "acme.trunkline.test", 1_400, 300), NonceState::Stale);
         assert_eq!(k.check(&n, "other.trunkline.test", 1_010, 300), NonceState::Forged, "bound to the realm");
-        assert_eq!(NonceKey::new(b"another secret, another server!").check(&n, "acme.trunkline.test", 1_010, 300), NonceState::Forged);
+        assert_eq!(
+            NonceKey::new(b"another secret, another server!").check(&n, "acme.trunkline.test", 1_010, 300),
+            NonceState::Forged
+        );
         let forged = n.replace(&n[..3], "3e9");
         assert_eq!(k.check(&forged, "acme.trunkline.test", 1_010, 300), NonceState::Forged, "the timestamp is signed");
         assert_eq!(k.check("garbage", "acme.trunkline.test", 1_010, 300), NonceState::Forged);

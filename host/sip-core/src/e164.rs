@@ -28,9 +28,8 @@ impl E164 {
     /// ```
     pub fn parse(s: &str) -> Option<E164> {
         let digits = s.strip_prefix('+')?;
-        let ok = (7..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let ok =
+            (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         ok.then(|| E164(s.to_owned()))
     }
 

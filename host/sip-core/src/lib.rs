@@ -19,7 +19,7 @@ mod name_addr;
 pub mod transaction;
 pub mod transport;
 
-pub use message::{Header, Message, ParseError, StartLine};
 pub use e164::E164;
+pub use message::{Header, Message, ParseError, StartLine};
 pub use name_addr::NameAddr;
 pub use transport::{Peer, Transport};

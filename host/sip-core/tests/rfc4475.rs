@@ -19,8 +19,19 @@ fn load(name: &str) -> Vec<u8> {
 
 /// RFC 4475 §3.1.1: valid messages, to be accepted and understood.
 const VALID: [&str; 13] = [
-    "wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq", "semiuri", "transports",
-    "mpart01", "unreason", "noreason",
+    "wsinv",
+    "intmeth",
+    "esc01",
+    "escnull",
+    "esc02",
+    "lwsdisp",
+    "longreq",
+    "dblreq",
+    "semiuri",
+    "transports",
+    "mpart01",
+    "unreason",
+    "noreason",
 ];
 
 #[test]
@@ -52,7 +63,10 @@ fn valid_messages_are_understood() {
     assert_eq!(m.method(), Some("INVITE"));
     assert_eq!(m.headers_named("Via").count(), 2, "v: and Via: both found");
     // 3.1.1.12 and 3.1.1.13: unusual and missing reason phrases are fine.
-    assert!(matches!(Message::parse(&load("noreason")).unwrap().start, trunkline_sip_core::StartLine::Response { status: 100, .. }));
+    assert!(matches!(
+        Message::parse(&load("noreason")).unwrap().start,
+        trunkline_sip_core::StartLine::Response { status: 100, .. }
+    ));
 }
 
 #[test]

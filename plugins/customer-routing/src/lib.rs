@@ -3,7 +3,7 @@
 //! `select-uri`. See README.md for the config.
 
 use trunkline_sdk::schedule::Window;
-use trunkline_sdk::{clock, config, policy, log, metrics, Call, Policy, Selection, Target};
+use trunkline_sdk::{clock, config, log, metrics, policy, Call, Policy, Selection, Target};
 
 /// See the crate docs and README.md.
 #[derive(Default)]
@@ -81,7 +81,6 @@ impl Policy for CustomerRouting {
         Selection::Default
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,8 @@
 //! Diversion header carrying the dialed number on origination. See README.md.
 
 use trunkline_sdk::{
-    config, policy, log, metrics, numbers, Call, Decision, DialDecision, Direction,
-    HeaderEdit, InviteDecision, InviteEdits, NameAddr, Policy, Request, Target,
+    config, log, metrics, numbers, policy, Call, Decision, DialDecision, Direction, HeaderEdit, InviteDecision,
+    InviteEdits, NameAddr, Policy, Request, Target,
 };
 
 /// See the crate docs and README.md.
@@ -87,7 +87,6 @@ impl Policy for DiversionGuard {
         DialDecision::edit(vec![HeaderEdit::add("Diversion", format!("<sip:{dialed}@{domain}>"))])
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! account's disaster-recovery TwiML, chosen by time of day. See README.md.
 
 use trunkline_sdk::schedule::Window;
-use trunkline_sdk::{clock, config, policy, log, metrics, Call, Fallback, Policy, Response};
+use trunkline_sdk::{clock, config, log, metrics, policy, Call, Fallback, Policy, Response};
 
 /// See the crate docs and README.md.
 #[derive(Default)]
@@ -39,7 +39,6 @@ impl Policy for DrTwimlFallback {
         Fallback::Default
     }
 }
-
 
 #[cfg(test)]
 mod tests {

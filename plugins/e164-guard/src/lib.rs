@@ -2,8 +2,7 @@
 //! toll-free (termination calls by default; `directions` in the config). See README.md for the config.
 
 use trunkline_sdk::{
-    config, policy, metrics, Call, Decision, Direction, InviteDecision, NameAddr, Policy,
-    Request, E164,
+    config, metrics, policy, Call, Decision, Direction, InviteDecision, NameAddr, Policy, Request, E164,
 };
 
 /// Rejects termination calls whose To/request-URI/caller are not E.164 (400)
@@ -57,7 +56,6 @@ impl Policy for E164Guard {
         Decision::proceed()
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -37,7 +37,9 @@ pub fn policy(attr: TokenStream, item: TokenStream) -> TokenStream {
         return error(USAGE);
     }
     if matches!(&tokens[impl_at + 1], TokenTree::Punct(p) if p.as_char() == '<') {
-        return error("#[trunkline_sdk::policy]: a generic impl cannot be exported; implement Policy for a concrete type");
+        return error(
+            "#[trunkline_sdk::policy]: a generic impl cannot be exported; implement Policy for a concrete type",
+        );
     }
     let ty: TokenStream = tokens[for_at + 1..tokens.len() - 1].iter().cloned().collect();
     let body: Vec<TokenTree> = body.into_iter().collect();

@@ -107,7 +107,11 @@ struct RawDisasterRecovery {
 
 impl Default for RawDisasterRecovery {
     fn default() -> Self {
-        RawDisasterRecovery { pstn_gateway: None, fetch_timeout_ms: Spanned::new(0..0, 5000), max_fetches: Spanned::new(0..0, 5) }
+        RawDisasterRecovery {
+            pstn_gateway: None,
+            fetch_timeout_ms: Spanned::new(0..0, 5000),
+            max_fetches: Spanned::new(0..0, 5),
+        }
     }
 }
 
@@ -387,7 +391,9 @@ fn hex_id(prefix: &str, seed: &str) -> String {
 }
 
 fn is_plugin_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn listen_of(t: trunkline_sip_core::Transport) -> ListenTransport {
@@ -434,10 +440,13 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             "tls" => ListenTransport::Tls,
             other => return Err(cx.err(l.span(), &key, format!("unknown transport `{other}` (udp, tcp or tls)"))),
         };
-        let addr: SocketAddr =
-            addr.parse().map_err(|_| cx.err(l.span(), &key, format!("`{addr}` is not IP:PORT")))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| cx.err(l.span(), &key, format!("`{addr}` is not IP:PORT")))?;
         if listen.iter().any(|x: &Listen| x.transport == transport) {
-            return Err(cx.err(l.span(), &key, format!("a second {scheme}:// listener: one per transport is supported")));
+            return Err(cx.err(
+                l.span(),
+                &key,
+                format!("a second {scheme}:// listener: one per transport is supported"),
+            ));
         }
         listen.push(Listen { transport, addr });
     }
@@ -474,7 +483,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let tls = match &raw.sip.tls {
         Some(t) => {
             let r = t.get_ref();
-            TlsFiles { cert: r.cert.as_ref().map(|p| base.join(p)), key: r.key.as_ref().map(|p| base.join(p)), ca: r.ca.as_ref().map(|p| base.join(p)) }
+            TlsFiles {
+                cert: r.cert.as_ref().map(|p| base.join(p)),
+                key: r.key.as_ref().map(|p| base.join(p)),
+                ca: r.ca.as_ref().map(|p| base.join(p)),
+            }
         }
         None => TlsFiles { cert: None, key: None, ca: None },
     };
@@ -489,7 +502,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
 
     let p = raw.plugins;
     let check_timeout = |v: &Spanned<u64>, key: &str| {
-        if (1..=10_000).contains(v.get_ref()) { Ok(()) } else { Err(cx.err(v.span(), key, "must be 1..=10000 (ms)")) }
+        if (1..=10_000).contains(v.get_ref()) {
+            Ok(())
+        } else {
+            Err(cx.err(v.span(), key, "must be 1..=10000 (ms)"))
+        }
     };
     let check_memory = |v: &Spanned<u32>, key: &str| {
         if (1..=MAX_PLUGIN_MEMORY_MB).contains(v.get_ref()) {
@@ -499,7 +516,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         }
     };
     let check_code = |v: &Spanned<u16>, key: &str| {
-        if [500, 503].contains(v.get_ref()) { Ok(()) } else { Err(cx.err(v.span(), key, "must be 500 or 503")) }
+        if [500, 503].contains(v.get_ref()) {
+            Ok(())
+        } else {
+            Err(cx.err(v.span(), key, "must be 500 or 503"))
+        }
     };
     check_timeout(&p.hook_timeout_ms, "plugins.hook_timeout_ms")?;
     check_memory(&p.memory_mb, "plugins.memory_mb")?;
@@ -567,10 +588,18 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
                 }
             };
             if trunkline_sip_core::E164::parse(number).is_none() {
-                return Err(cx.err(n.span(), format!("{tk}.numbers[{ni}]"), format!("`{number}` is not E.164 (+ and 7..15 digits)")));
+                return Err(cx.err(
+                    n.span(),
+                    format!("{tk}.numbers[{ni}]"),
+                    format!("`{number}` is not E.164 (+ and 7..15 digits)"),
+                ));
             }
             if let Some(other) = owners.insert(number.clone(), name.clone()) {
-                return Err(cx.err(n.span(), format!("{tk}.numbers[{ni}]"), format!("{number} already belongs to trunk `{other}`")));
+                return Err(cx.err(
+                    n.span(),
+                    format!("{tk}.numbers[{ni}]"),
+                    format!("{number} already belongs to trunk `{other}`"),
+                ));
             }
             numbers.push(number.clone());
         }
@@ -590,7 +619,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         for (pi, r) in t.plugins.into_iter().enumerate() {
             let key = format!("{tk}.plugins[{pi}]");
             if !is_plugin_name(r.name.get_ref()) {
-                return Err(cx.err(r.name.span(), format!("{key}.name"), "plugin names are [a-z0-9_-], the file name without .wasm"));
+                return Err(cx.err(
+                    r.name.span(),
+                    format!("{key}.name"),
+                    "plugin names are [a-z0-9_-], the file name without .wasm",
+                ));
             }
             let mut limits = defaults.clone();
             if let Some(v) = &r.hook_timeout_ms {
@@ -608,46 +641,84 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             if let Some(m) = r.failure_mode {
                 limits.failure_mode = m;
             }
-            entries.push(ChainEntry { plugin: r.name.into_inner().into(), config: Arc::new(PluginConfig(r.config)), limits });
+            entries.push(ChainEntry {
+                plugin: r.name.into_inner().into(),
+                config: Arc::new(PluginConfig(r.config)),
+                limits,
+            });
         }
         if t.origination.len() > MAX_ORIGINATION_URIS {
             let span = t.origination[MAX_ORIGINATION_URIS].uri.span();
-            return Err(cx.err(span, format!("{tk}.origination"), format!("at most {MAX_ORIGINATION_URIS} origination URIs")));
+            return Err(cx.err(
+                span,
+                format!("{tk}.origination"),
+                format!("at most {MAX_ORIGINATION_URIS} origination URIs"),
+            ));
         }
         let mut origination = Vec::new();
         for (oi, o) in t.origination.iter().enumerate() {
             let key = format!("{tk}.origination[{oi}]");
             let uri = o.uri.get_ref();
             let lower = uri.to_ascii_lowercase();
-            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || uri.contains([' ', '<', '>']) || uri.len() < 5 {
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:"))
+                || uri.contains([' ', '<', '>'])
+                || uri.len() < 5
+            {
                 return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}` is not a sip: or sips: URI")));
             }
             match trunkline_sip_core::Transport::of_uri(uri) {
                 None => return Err(cx.err(o.uri.span(), format!("{key}.uri"), "unknown transport (udp, tcp or tls)")),
                 Some(trunkline_sip_core::Transport::Tls) if !has_listener(ListenTransport::Tls) => {
-                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a TLS target (sips: or ;transport=tls) needs a tls:// listener in sip.listen"));
+                    return Err(cx.err(
+                        o.uri.span(),
+                        format!("{key}.uri"),
+                        "a TLS target (sips: or ;transport=tls) needs a tls:// listener in sip.listen",
+                    ));
                 }
                 Some(trunkline_sip_core::Transport::Tcp) if !has_listener(ListenTransport::Tcp) => {
-                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a ;transport=tcp target needs a tcp:// listener in sip.listen"));
+                    return Err(cx.err(
+                        o.uri.span(),
+                        format!("{key}.uri"),
+                        "a ;transport=tcp target needs a tcp:// listener in sip.listen",
+                    ));
                 }
                 Some(trunkline_sip_core::Transport::Udp) if !has_listener(ListenTransport::Udp) => {
-                    return Err(cx.err(o.uri.span(), format!("{key}.uri"), "a UDP target needs a udp:// listener in sip.listen"));
+                    return Err(cx.err(
+                        o.uri.span(),
+                        format!("{key}.uri"),
+                        "a UDP target needs a udp:// listener in sip.listen",
+                    ));
                 }
                 Some(_) => {}
             }
             if crate::engine::uri_destination(uri).is_none() {
-                return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}`: the host is neither an IP address nor a DNS name")));
+                return Err(cx.err(
+                    o.uri.span(),
+                    format!("{key}.uri"),
+                    format!("`{uri}`: the host is neither an IP address nor a DNS name"),
+                ));
             }
             if *o.weight.get_ref() == 0 {
                 return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
             }
-            origination.push(Origination { uri: uri.clone(), priority: o.priority, weight: *o.weight.get_ref(), enabled: o.enabled });
+            origination.push(Origination {
+                uri: uri.clone(),
+                priority: o.priority,
+                weight: *o.weight.get_ref(),
+                enabled: o.enabled,
+            });
         }
         let termination = match &t.termination {
             Some(raw) => {
                 let term = termination::termination(cx, &tk, raw, &carriers, base)?;
-                if let Some(other) = trunks.iter().find(|x: &&Trunk| x.termination.as_ref().is_some_and(|o| o.domain == term.domain)) {
-                    return Err(cx.err(raw.domain_span(), format!("{tk}.termination.domain"), format!("already the termination domain of trunk `{}`", other.name)));
+                if let Some(other) =
+                    trunks.iter().find(|x: &&Trunk| x.termination.as_ref().is_some_and(|o| o.domain == term.domain))
+                {
+                    return Err(cx.err(
+                        raw.domain_span(),
+                        format!("{tk}.termination.domain"),
+                        format!("already the termination domain of trunk `{}`", other.name),
+                    ));
                 }
                 Some(term)
             }
@@ -668,13 +739,15 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let admin = match raw.admin {
         None => None,
         Some(a) => {
-            let addr: SocketAddr = a
-                .listen
-                .get_ref()
-                .parse()
-                .map_err(|_| cx.err(a.listen.span(), "admin.listen", format!("`{}` is not IP:PORT", a.listen.get_ref())))?;
+            let addr: SocketAddr = a.listen.get_ref().parse().map_err(|_| {
+                cx.err(a.listen.span(), "admin.listen", format!("`{}` is not IP:PORT", a.listen.get_ref()))
+            })?;
             if !addr.ip().is_loopback() {
-                return Err(cx.err(a.listen.span(), "admin.listen", "must be a loopback address (the admin API has no authentication yet)"));
+                return Err(cx.err(
+                    a.listen.span(),
+                    "admin.listen",
+                    "must be a loopback address (the admin API has no authentication yet)",
+                ));
             }
             Some(addr)
         }
@@ -684,7 +757,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         let ok = g.get_ref().to_ascii_lowercase().starts_with("sip:")
             && matches!(trunkline_sip_core::Transport::of_uri(g.get_ref()), Some(t) if t != trunkline_sip_core::Transport::Tls && has_listener(listen_of(t)));
         if !ok {
-            return Err(cx.err(g.span(), "disaster_recovery.pstn_gateway", "must be a sip: URI over a transport with a listener (udp or tcp)"));
+            return Err(cx.err(
+                g.span(),
+                "disaster_recovery.pstn_gateway",
+                "must be a sip: URI over a transport with a listener (udp or tcp)",
+            ));
         }
     }
     if !(100..=60_000).contains(d.fetch_timeout_ms.get_ref()) {
@@ -694,7 +771,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         return Err(cx.err(d.max_fetches.span(), "disaster_recovery.max_fetches", "must be 1..=20"));
     }
     let l = raw.limits;
-    for (v, key) in [(&l.options_burst, "limits.options_burst"), (&l.invites_per_second, "limits.invites_per_second"), (&l.invite_burst, "limits.invite_burst")] {
+    for (v, key) in [
+        (&l.options_burst, "limits.options_burst"),
+        (&l.invites_per_second, "limits.invites_per_second"),
+        (&l.invite_burst, "limits.invite_burst"),
+    ] {
         if *v.get_ref() == 0 {
             return Err(cx.err(v.span(), key, "must be at least 1"));
         }
@@ -706,8 +787,14 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         return Err(cx.err(l.source_slots.span(), "limits.source_slots", "must be 1..=4194304"));
     }
     let limits = FloodLimits {
-        options: Rate { per_second: 1000.0 / *l.options_interval_ms.get_ref() as f64, burst: f64::from(*l.options_burst.get_ref()) },
-        invites: Rate { per_second: f64::from(*l.invites_per_second.get_ref()), burst: f64::from(*l.invite_burst.get_ref()) },
+        options: Rate {
+            per_second: 1000.0 / *l.options_interval_ms.get_ref() as f64,
+            burst: f64::from(*l.options_burst.get_ref()),
+        },
+        invites: Rate {
+            per_second: f64::from(*l.invites_per_second.get_ref()),
+            burst: f64::from(*l.invite_burst.get_ref()),
+        },
         source_slots: *l.source_slots.get_ref() as usize,
     };
     let disaster_recovery = DisasterRecovery {

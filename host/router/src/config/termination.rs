@@ -71,7 +71,12 @@ impl Cidr {
         let max = if net.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
         };
         Ok(Cidr { net, prefix })
     }
@@ -159,7 +164,8 @@ pub(super) fn carriers(cx: &Ctx<'_>, raw: &[RawCarrier]) -> Result<Vec<Carrier>,
         }
         let mut gateways = Vec::new();
         for (gi, g) in c.gateways.iter().enumerate() {
-            let uris = resolve_gateway(g.get_ref()).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
+            let uris =
+                resolve_gateway(g.get_ref()).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
             gateways.push((g.get_ref().clone(), uris));
         }
         out.push(Carrier { name, gateways });
@@ -169,7 +175,9 @@ pub(super) fn carriers(cx: &Ctx<'_>, raw: &[RawCarrier]) -> Result<Vec<Carrier>,
 
 /// `sip:host[:port][;params]` to one URI per address of `host`.
 fn resolve_gateway(uri: &str) -> Result<Vec<String>, String> {
-    let rest = uri.strip_prefix("sip:").ok_or_else(|| format!("`{uri}` is not a sip: URI (TLS gateways are not supported yet)"))?;
+    let rest = uri
+        .strip_prefix("sip:")
+        .ok_or_else(|| format!("`{uri}` is not a sip: URI (TLS gateways are not supported yet)"))?;
     if rest.contains('@') {
         return Err(format!("`{uri}`: a gateway URI has no user part (the dialed number goes there)"));
     }
@@ -179,7 +187,9 @@ fn resolve_gateway(uri: &str) -> Result<Vec<String>, String> {
     };
     let transport = trunkline_sip_core::Transport::of_uri(uri).ok_or_else(|| format!("`{uri}`: unknown transport"))?;
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !hostport.ends_with(']') => (h, p.parse::<u16>().map_err(|_| format!("`{uri}`: bad port"))?),
+        Some((h, p)) if !h.is_empty() && !hostport.ends_with(']') => {
+            (h, p.parse::<u16>().map_err(|_| format!("`{uri}`: bad port"))?)
+        }
         _ => (hostport, transport.default_port()),
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -199,16 +209,25 @@ fn resolve_gateway(uri: &str) -> Result<Vec<String>, String> {
 }
 
 /// Validate one trunk's `[trunk.termination]`.
-pub(super) fn termination(cx: &Ctx<'_>, tk: &str, raw: &RawTermination, carriers: &[Carrier], base: &Path) -> Result<Termination, ConfigError> {
+pub(super) fn termination(
+    cx: &Ctx<'_>,
+    tk: &str,
+    raw: &RawTermination,
+    carriers: &[Carrier],
+    base: &Path,
+) -> Result<Termination, ConfigError> {
     let key = format!("{tk}.termination");
     let domain = raw.domain.get_ref().to_ascii_lowercase();
     if domain.is_empty() || domain.contains([' ', ':', '@', ';']) {
         return Err(cx.err(raw.domain.span(), format!("{key}.domain"), format!("`{domain}` is not a domain name")));
     }
-    let carrier = carriers
-        .iter()
-        .position(|c| &c.name == raw.carrier.get_ref())
-        .ok_or_else(|| cx.err(raw.carrier.span(), format!("{key}.carrier"), format!("no [[carrier]] named `{}`", raw.carrier.get_ref())))?;
+    let carrier = carriers.iter().position(|c| &c.name == raw.carrier.get_ref()).ok_or_else(|| {
+        cx.err(
+            raw.carrier.span(),
+            format!("{key}.carrier"),
+            format!("no [[carrier]] named `{}`", raw.carrier.get_ref()),
+        )
+    })?;
     let mut acl = Vec::new();
     for (i, a) in raw.acl.iter().enumerate() {
         acl.push(Cidr::parse(a.get_ref()).map_err(|e| cx.err(a.span(), format!("{key}.acl[{i}]"), e))?);
@@ -221,13 +240,21 @@ pub(super) fn termination(cx: &Ctx<'_>, tk: &str, raw: &RawTermination, carriers
             return Err(cx.err(c.span(), format!("{ck}.username"), "must be non-empty, without quotes or line breaks"));
         }
         let password = match (&r.password_env, &r.password_file) {
-            (Some(var), None) => std::env::var(var).map_err(|_| cx.err(c.span(), format!("{ck}.password_env"), format!("environment variable {var} is not set")))?,
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                cx.err(c.span(), format!("{ck}.password_env"), format!("environment variable {var} is not set"))
+            })?,
             (None, Some(file)) => {
                 let path = base.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|e| cx.err(c.span(), format!("{ck}.password_file"), format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    cx.err(c.span(), format!("{ck}.password_file"), format!("cannot read {}: {e}", path.display()))
+                })?;
                 text.trim_end_matches(['\r', '\n']).to_owned()
             }
-            _ => return Err(cx.err(c.span(), &ck, "give exactly one of password_env or password_file (passwords are never written in the configuration)")),
+            _ => return Err(cx.err(
+                c.span(),
+                &ck,
+                "give exactly one of password_env or password_file (passwords are never written in the configuration)",
+            )),
         };
         if password.is_empty() {
             return Err(cx.err(c.span(), &ck, "the password is empty"));
@@ -235,13 +262,23 @@ pub(super) fn termination(cx: &Ctx<'_>, tk: &str, raw: &RawTermination, carriers
         credentials.push(Credential { username: r.username.clone(), password: Secret(password) });
     }
     if acl.is_empty() && credentials.is_empty() {
-        return Err(cx.err(raw.domain.span(), &key, "at least one authentication scheme is required: acl and/or credentials"));
+        return Err(cx.err(
+            raw.domain.span(),
+            &key,
+            "at least one authentication scheme is required: acl and/or credentials",
+        ));
     }
     let mut caller_ids = Vec::new();
     for (i, n) in raw.caller_ids.iter().enumerate() {
         match trunkline_sip_core::E164::parse(n.get_ref()) {
             Some(e) => caller_ids.push(e.to_string()),
-            None => return Err(cx.err(n.span(), format!("{key}.caller_ids[{i}]"), format!("`{}` is not E.164", n.get_ref()))),
+            None => {
+                return Err(cx.err(
+                    n.span(),
+                    format!("{key}.caller_ids[{i}]"),
+                    format!("`{}` is not E.164", n.get_ref()),
+                ))
+            }
         }
     }
     let digest_algorithms = match &raw.digest_algorithms {
@@ -252,7 +289,13 @@ pub(super) fn termination(cx: &Ctx<'_>, tk: &str, raw: &RawTermination, carriers
                 let alg = match a.to_ascii_uppercase().as_str() {
                     "MD5" => Algorithm::Md5,
                     "SHA-256" => Algorithm::Sha256,
-                    _ => return Err(cx.err(list.span(), format!("{key}.digest_algorithms"), format!("`{a}`: MD5 or SHA-256"))),
+                    _ => {
+                        return Err(cx.err(
+                            list.span(),
+                            format!("{key}.digest_algorithms"),
+                            format!("`{a}`: MD5 or SHA-256"),
+                        ))
+                    }
                 };
                 if !algs.contains(&alg) {
                     algs.push(alg);

@@ -13,8 +13,8 @@ use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, Transactio
 use trunkline_sip_core::Transport as SipTransport;
 
 use super::build::{self, relay_response, uri_destination, Destination, OutgoingInvite};
-use super::dns::Lookup;
 use super::call::{Leg, Phase};
+use super::dns::Lookup;
 use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
@@ -49,7 +49,8 @@ impl Engine {
                     Lookup::Addrs(addrs) => match addrs.iter().find(|ip| self.locals.reaches(transport, **ip)) {
                         Some(ip) => Destination::at(transport, *ip, port),
                         None => {
-                            c.route.push(format!("{uri}: skipped ({host} has no address of our listener's IP version)"));
+                            c.route
+                                .push(format!("{uri}: skipped ({host} has no address of our listener's IP version)"));
                             continue;
                         }
                     },
@@ -116,7 +117,12 @@ impl Engine {
     /// Timer C: the target rang too long. CANCEL it and try the next one.
     pub(super) fn ring_timer(&mut self, now: Instant, id: u64, attempt: u32) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let ring_ms = c.twiml.as_ref().and_then(|t| t.dial_timeout).map(|d| d.as_millis() as u64).unwrap_or(self.settings.ring_timeout_ms);
+        let ring_ms = c
+            .twiml
+            .as_ref()
+            .and_then(|t| t.dial_timeout)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(self.settings.ring_timeout_ms);
         if c.phase != Phase::Routing || c.leg.as_ref().is_none_or(|l| l.attempt != attempt) {
             return;
         }
@@ -126,8 +132,12 @@ impl Engine {
             last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
         }
         c.last_failure = Some(
-            trunkline_plugin_host::types::ResponseRecord { status: 408, reason: "Request Timeout".into(), contacts: vec![] }
-                .into(),
+            trunkline_plugin_host::types::ResponseRecord {
+                status: 408,
+                reason: "Request Timeout".into(),
+                contacts: vec![],
+            }
+            .into(),
         );
         self.try_next(now, id);
     }
@@ -162,7 +172,11 @@ impl Engine {
     pub(super) fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
-        let ring = c.twiml.as_ref().and_then(|t| t.dial_timeout).unwrap_or(Duration::from_millis(self.settings.ring_timeout_ms));
+        let ring = c
+            .twiml
+            .as_ref()
+            .and_then(|t| t.dial_timeout)
+            .unwrap_or(Duration::from_millis(self.settings.ring_timeout_ms));
         if let Some(leg) = c.leg.as_mut() {
             if !leg.responded {
                 self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));
@@ -173,7 +187,14 @@ impl Engine {
             c.first_ring.get_or_insert(now);
             let (a_tx, a_tag) = (c.a_tx.clone(), c.a_tag.clone());
             let reason_phrase = reason_of(&m);
-            let resp = relay_response(&c.a_invite, status, &reason_phrase, &a_tag, (&self.locals, c.a_from.transport), Some(&m));
+            let resp = relay_response(
+                &c.a_invite,
+                status,
+                &reason_phrase,
+                &a_tag,
+                (&self.locals, c.a_from.transport),
+                Some(&m),
+            );
             if let Some(last) = c.route.last_mut() {
                 if !last.contains(&format!(" {status}")) {
                     last.push_str(&format!(" -> {status} {reason_phrase}"));
@@ -211,7 +232,9 @@ impl Engine {
                 RedirectDecision::NextTarget => None,
                 RedirectDecision::Reject(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             };
-            let ours = |u: &str| party(u).is_some_and(|p| self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)));
+            let ours = |u: &str| {
+                party(u).is_some_and(|p| self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)))
+            };
             match follow {
                 Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
                     c.redirects += 1;
@@ -236,7 +259,8 @@ impl Engine {
         }
         c.leg = None;
         c.last_failure = m.as_ref().and_then(response_from).or(Some(
-            trunkline_plugin_host::types::ResponseRecord { status, reason: reason_phrase.into(), contacts: vec![] }.into(),
+            trunkline_plugin_host::types::ResponseRecord { status, reason: reason_phrase.into(), contacts: vec![] }
+                .into(),
         ));
         // Inside a TwiML <Dial>, any failure moves on to the next target.
         if routing::fails_over(status) || c.twiml.is_some() {
@@ -292,7 +316,8 @@ impl Engine {
         let Some(leg) = c.leg.as_ref() else { return };
         let b_dialog = Dialog::as_uac(&leg.invite, &ok);
         let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
-        let resp = relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, (&self.locals, c.a_from.transport), Some(&ok));
+        let resp =
+            relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, (&self.locals, c.a_from.transport), Some(&ok));
         self.layer.send_response(now, &c.a_tx.clone(), resp.clone());
         c.a_ok = Some(resp);
         if c.a_from.transport == SipTransport::Udp {

@@ -11,7 +11,16 @@ use trunkline_sip_core::{Peer, Transport};
 
 /// Headers the B2BUA owns on each leg; never copied from one leg to the other.
 pub(crate) const LEG_LOCAL: [&str; 11] = [
-    "Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length",
+    "Via",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
     "Proxy-Authorization",
 ];
 
@@ -136,7 +145,11 @@ pub(crate) fn without_tag(value: &str) -> String {
             None => (value, ""),
         },
     };
-    let kept: Vec<&str> = params.split(';').map(str::trim).filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=")).collect();
+    let kept: Vec<&str> = params
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag="))
+        .collect();
     if kept.is_empty() {
         addr.trim().to_owned()
     } else {
@@ -162,7 +175,12 @@ impl OutgoingInvite<'_> {
             // We do not relay PRACK for reliable provisionals (RFC 3262): do
             // not let the target think the caller supports them.
             if x.name.eq_ignore_ascii_case("Supported") || x.name.eq_ignore_ascii_case("k") {
-                let kept: Vec<&str> = x.value.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel")).collect();
+                let kept: Vec<&str> = x
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel"))
+                    .collect();
                 if !kept.is_empty() {
                     headers.push(h("Supported", kept.join(", ")));
                 }
@@ -180,7 +198,14 @@ impl OutgoingInvite<'_> {
 
 /// A response to the caller's INVITE, relaying `status`, and the body and
 /// Content-Type of the callee's response if any.
-pub(crate) fn relay_response(invite: &Message, status: u16, reason: &str, to_tag: &str, contact_as: (&Locals, Transport), from_peer: Option<&Message>) -> Message {
+pub(crate) fn relay_response(
+    invite: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    contact_as: (&Locals, Transport),
+    from_peer: Option<&Message>,
+) -> Message {
     let mut r = response_to(invite, status, reason);
     if status > 100 {
         for x in r.headers.iter_mut().filter(|x| x.name.eq_ignore_ascii_case("To")) {
@@ -234,7 +259,8 @@ impl Destination {
 pub(crate) fn uri_destination(uri: &str) -> Option<Destination> {
     let transport = Transport::of_uri(uri)?;
     let p = trunkline_sip_core::NameAddr::parse(uri)?;
-    let after = uri.split_once('@').map(|(_, h)| h).unwrap_or_else(|| uri.split_once(':').map(|(_, h)| h).unwrap_or(""));
+    let after =
+        uri.split_once('@').map(|(_, h)| h).unwrap_or_else(|| uri.split_once(':').map(|(_, h)| h).unwrap_or(""));
     let hostport = after.split([';', '?']).next().unwrap_or("");
     let port = if hostport.starts_with('[') {
         hostport.rsplit_once("]:").and_then(|(_, p)| p.parse().ok())

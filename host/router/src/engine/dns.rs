@@ -22,9 +22,17 @@ const MAX_NAMES: usize = 10_000;
 /// What is known of one name.
 enum Name {
     /// Asked; these calls wait for the answer.
-    Pending { calls: Vec<u64> },
-    Known { addrs: Vec<IpAddr>, until: Instant },
-    Failed { why: String, until: Instant },
+    Pending {
+        calls: Vec<u64>,
+    },
+    Known {
+        addrs: Vec<IpAddr>,
+        until: Instant,
+    },
+    Failed {
+        why: String,
+        until: Instant,
+    },
 }
 
 /// What [`Dns::lookup`] found.

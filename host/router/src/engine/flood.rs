@@ -30,7 +30,9 @@ pub(crate) enum Verdict {
     Allow,
     /// Over the limit; `first` is the first refusal of this window (answer
     /// it and log it; later ones are dropped silently).
-    Refuse { first: bool },
+    Refuse {
+        first: bool,
+    },
 }
 
 /// Token buckets per source address, bounded.
@@ -42,7 +44,11 @@ pub(crate) struct SourceLimiter {
 
 impl SourceLimiter {
     pub(crate) fn new(rate: Rate, slots: usize) -> Self {
-        SourceLimiter { buckets: vec![Bucket::default(); slots.max(1)].into_boxed_slice(), rate, hasher: RandomState::new() }
+        SourceLimiter {
+            buckets: vec![Bucket::default(); slots.max(1)].into_boxed_slice(),
+            rate,
+            hasher: RandomState::new(),
+        }
     }
 
     /// Take a token for `ip` at `now`.
@@ -83,7 +89,16 @@ mod tests {
         let mut l = SourceLimiter::new(Rate { per_second: 0.1, burst: 3.0 }, 64);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let verdicts: Vec<Verdict> = (0..5).map(|_| l.check(t0, ip)).collect();
-        assert_eq!(verdicts, [Verdict::Allow, Verdict::Allow, Verdict::Allow, Verdict::Refuse { first: true }, Verdict::Refuse { first: false }]);
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Allow,
+                Verdict::Allow,
+                Verdict::Allow,
+                Verdict::Refuse { first: true },
+                Verdict::Refuse { first: false }
+            ]
+        );
         assert_eq!(l.check(t0 + Duration::from_secs(5), ip), Verdict::Refuse { first: false }, "half a token");
         assert_eq!(l.check(t0 + Duration::from_secs(10), ip), Verdict::Allow, "one token per 10 s");
         assert_eq!(l.check(t0 + Duration::from_secs(10), ip), Verdict::Refuse { first: true }, "a new window");

@@ -89,12 +89,24 @@ fn other(side: Side) -> Side {
 
 impl Engine {
     /// A request other than BYE/CANCEL/ACK for a call we know.
-    pub(super) fn on_in_dialog_request(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message, id: u64, side: Side) {
+    pub(super) fn on_in_dialog_request(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        from: Peer,
+        m: Message,
+        id: u64,
+        side: Side,
+    ) {
         let method = m.method().unwrap_or_default().to_owned();
         let Some(c) = self.calls.get_mut(&id) else { return };
         if c.phase != Phase::Answered {
             // RFC 3261 §14.2: a second INVITE while the first is unanswered gets 500 + Retry-After.
-            let (code, reason) = if method == "INVITE" { (500, "Server Internal Error (call not answered yet)") } else { (501, "Not Implemented before the call is answered") };
+            let (code, reason) = if method == "INVITE" {
+                (500, "Server Internal Error (call not answered yet)")
+            } else {
+                (501, "Not Implemented before the call is answered")
+            };
             let mut r = response_to(&m, code, reason);
             if code == 500 {
                 r.headers.push(SipHeader { name: "Retry-After".into(), value: "2".into() });
@@ -112,7 +124,8 @@ impl Engine {
         if !in_order {
             return self.respond(now, &key, &m, 500, "Server Internal Error (CSeq out of order)");
         }
-        let pending_invite = |r: &Relay| r.call == id && r.request.method() == Some("INVITE") && r.ack.is_none() && !r.answered;
+        let pending_invite =
+            |r: &Relay| r.call == id && r.request.method() == Some("INVITE") && r.ack.is_none() && !r.answered;
         if method == "INVITE" && self.relays.values().any(pending_invite) {
             return self.respond(now, &key, &m, 491, "Request Pending");
         }
@@ -150,7 +163,19 @@ impl Engine {
             let who = if side == Side::Caller { "caller" } else { "callee" };
             last.push_str(&format!(" -> re-INVITE from the {who}"));
         }
-        self.relays.insert(tx, Relay { call: id, server_tx: key, from: side, request: m, requester: from, sent_seq, answered: false, ack: None });
+        self.relays.insert(
+            tx,
+            Relay {
+                call: id,
+                server_tx: key,
+                from: side,
+                request: m,
+                requester: from,
+                sent_seq,
+                answered: false,
+                ack: None,
+            },
+        );
     }
 
     /// A response (or failure) for the relayed request `key`.
@@ -184,7 +209,11 @@ impl Engine {
             Some(r) => self.relayed_response(key, r, status),
             None => {
                 let relay = &self.relays[key];
-                response_to(&relay.request, status, if status == 408 { "Request Timeout" } else { "Service Unavailable" })
+                response_to(
+                    &relay.request,
+                    status,
+                    if status == 408 { "Request Timeout" } else { "Service Unavailable" },
+                )
             }
         };
         let relay = self.relays.get_mut(key).expect("looked up above");
@@ -214,7 +243,10 @@ impl Engine {
         let mut out = response_to(&relay.request, status, &super::reason_of(r));
         let refresh = matches!(relay.request.method(), Some("INVITE" | "UPDATE" | "SUBSCRIBE"));
         if refresh && (101..300).contains(&status) {
-            out.headers.push(SipHeader { name: "Contact".into(), value: build::contact(&self.locals, relay.requester.transport) });
+            out.headers.push(SipHeader {
+                name: "Contact".into(),
+                value: build::contact(&self.locals, relay.requester.transport),
+            });
         }
         copy_end_to_end(r, &mut out);
         out
@@ -224,7 +256,13 @@ impl Engine {
     /// True if it was one.
     pub(super) fn forward_reinvite_ack(&mut self, ack: &Message, id: u64) -> bool {
         let seq = seq_of(ack);
-        let Some((key, _)) = self.relays.iter().find(|(_, r)| r.call == id && r.answered && r.ack.is_none() && r.request.method() == Some("INVITE") && seq_of(&r.request) == seq) else {
+        let Some((key, _)) = self.relays.iter().find(|(_, r)| {
+            r.call == id
+                && r.answered
+                && r.ack.is_none()
+                && r.request.method() == Some("INVITE")
+                && seq_of(&r.request) == seq
+        }) else {
             return false;
         };
         let key = key.clone();
@@ -245,7 +283,8 @@ impl Engine {
 
     /// The call is over: requests still waiting for an answer get 487.
     pub(super) fn end_relays(&mut self, now: Instant, id: u64) {
-        let keys: Vec<TransactionKey> = self.relays.iter().filter(|(_, r)| r.call == id).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<TransactionKey> =
+            self.relays.iter().filter(|(_, r)| r.call == id).map(|(k, _)| k.clone()).collect();
         for k in keys {
             let Some(r) = self.relays.remove(&k) else { continue };
             if !r.answered {
@@ -274,7 +313,10 @@ mod tests {
 
     #[test]
     fn contact_uris() {
-        assert_eq!(contact_uri("\"A\" <sip:a@1.2.3.4:5060;transport=tcp>;expires=60"), "sip:a@1.2.3.4:5060;transport=tcp");
+        assert_eq!(
+            contact_uri("\"A\" <sip:a@1.2.3.4:5060;transport=tcp>;expires=60"),
+            "sip:a@1.2.3.4:5060;transport=tcp"
+        );
         assert_eq!(contact_uri("sip:a@1.2.3.4;x=1"), "sip:a@1.2.3.4");
     }
 }

@@ -23,12 +23,12 @@ mod build;
 mod call;
 mod dns;
 mod flood;
+mod in_dialog;
 mod teardown;
 mod termination;
-mod in_dialog;
-mod twiml;
 #[cfg(test)]
 mod tests;
+mod twiml;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -39,19 +39,17 @@ use std::time::Instant;
 use trunkline_plugin_host::chain::InviteOutcome;
 use trunkline_plugin_host::types::{Direction, HangupBy, Outcome, Summary};
 use trunkline_plugin_host::Runtime;
-use trunkline_sip_core::Peer;
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
-use trunkline_sip_core::transaction::{
-    response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit,
-};
+use trunkline_sip_core::transaction::{response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit};
+use trunkline_sip_core::Peer;
 
-pub use call::CallReport;
-pub use flood::Rate;
-pub use twiml::FetchRequest;
+pub(crate) use build::uri_destination;
 pub use build::Locals;
 use build::{relay_response, Ids};
-pub(crate) use build::uri_destination;
+pub use call::CallReport;
 use call::{CallState, Phase};
+pub use flood::Rate;
+pub use twiml::FetchRequest;
 
 use crate::config::Settings;
 use crate::routing;
@@ -377,16 +375,29 @@ impl Engine {
             InviteOutcome::Reject(r) => {
                 let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
                 self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
+                return self.report_unrouted(
+                    session,
+                    &call,
+                    trunk_idx,
+                    r.code,
+                    &format!("rejected {} {}", r.code, r.reason),
+                );
             }
             InviteOutcome::Redirect(contacts) => {
-                let mut resp = relay_response(&m, 302, "Moved Temporarily", &a_tag, (&self.locals, from.transport), None);
+                let mut resp =
+                    relay_response(&m, 302, "Moved Temporarily", &a_tag, (&self.locals, from.transport), None);
                 resp.headers.retain(|h| !h.name.eq_ignore_ascii_case("Contact"));
                 for c in &contacts {
                     resp.headers.push(SipHeader { name: "Contact".into(), value: format!("<{c}>") });
                 }
                 self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(session, &call, trunk_idx, 302, &format!("redirected to {}", contacts.join(", ")));
+                return self.report_unrouted(
+                    session,
+                    &call,
+                    trunk_idx,
+                    302,
+                    &format!("redirected to {}", contacts.join(", ")),
+                );
             }
         }
         let queue = match session.select_uri(&call, candidates) {
@@ -398,7 +409,13 @@ impl Engine {
             Err(r) => {
                 let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
                 self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(session, &call, trunk_idx, r.code, &format!("rejected {} {}", r.code, r.reason));
+                return self.report_unrouted(
+                    session,
+                    &call,
+                    trunk_idx,
+                    r.code,
+                    &format!("rejected {} {}", r.code, r.reason),
+                );
             }
         };
         let id = self.next_call;
@@ -440,7 +457,14 @@ impl Engine {
     }
 
     /// A call that never reached routing (rejected or redirected by a plugin).
-    fn report_unrouted(&mut self, session: trunkline_plugin_host::CallSession, call: &trunkline_plugin_host::types::Call, trunk: usize, status: u16, outcome: &str) {
+    fn report_unrouted(
+        &mut self,
+        session: trunkline_plugin_host::CallSession,
+        call: &trunkline_plugin_host::types::Call,
+        trunk: usize,
+        status: u16,
+        outcome: &str,
+    ) {
         let summary = Summary {
             outcome: Outcome::Rejected,
             status,
@@ -454,14 +478,24 @@ impl Engine {
         self.report(call, trunk, Vec::new(), &trace, outcome.to_owned());
     }
 
-    fn report(&mut self, call: &trunkline_plugin_host::types::Call, trunk: usize, route: Vec<String>, trace: &[trunkline_plugin_host::HookTrace], outcome: String) {
+    fn report(
+        &mut self,
+        call: &trunkline_plugin_host::types::Call,
+        trunk: usize,
+        route: Vec<String>,
+        trace: &[trunkline_plugin_host::HookTrace],
+        outcome: String,
+    ) {
         self.reports.push_back(CallReport {
             call_id: call.call_id.clone(),
             trunk: self.settings.trunks[trunk].name.clone(),
             from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
             to: call.to.user.clone().unwrap_or_default(),
             route,
-            hooks: trace.iter().map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros)).collect(),
+            hooks: trace
+                .iter()
+                .map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros))
+                .collect(),
             outcome,
         });
     }

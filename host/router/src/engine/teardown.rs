@@ -44,9 +44,10 @@ impl Engine {
             return;
         }
         let call_id = m.header("Call-ID").unwrap_or_default();
-        let answered_leg = self.by_b_call_id.get(call_id).and_then(|id| self.calls.get(id).map(|c| (*id, c))).filter(|(_, c)| {
-            c.phase == Phase::Answered && c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id)
-        });
+        let answered_leg =
+            self.by_b_call_id.get(call_id).and_then(|id| self.calls.get(id).map(|c| (*id, c))).filter(|(_, c)| {
+                c.phase == Phase::Answered && c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id)
+            });
         match answered_leg {
             Some((id, _)) => self.answered(now, id, m),
             None => self.hang_up_stray(now, Some(from), m),
@@ -137,7 +138,8 @@ impl Engine {
     pub(super) fn finish(&mut self, now: Instant, id: u64, code: u16, reason_phrase: &str, outcome: Outcome) {
         let Some(c) = self.calls.get(&id) else { return };
         if c.phase == Phase::Routing {
-            let resp = relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, (&self.locals, c.a_from.transport), None);
+            let resp =
+                relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, (&self.locals, c.a_from.transport), None);
             let a_tx = c.a_tx.clone();
             self.layer.send_response(now, &a_tx, resp);
         }
@@ -200,6 +202,9 @@ impl Engine {
         self.layer.send_stateless(to, &ack);
         let bye = d.request("BYE", &via, &self.ids.next());
         self.layer.send_request(now, to, bye);
-        tracing::info!(call_id = ok.header("Call-ID").unwrap_or_default(), "late 2xx from an abandoned target: ACKed and hung up");
+        tracing::info!(
+            call_id = ok.header("Call-ID").unwrap_or_default(),
+            "late 2xx from an abandoned target: ACKed and hung up"
+        );
     }
 }

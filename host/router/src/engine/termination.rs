@@ -12,8 +12,8 @@ use trunkline_sip_core::transaction::TransactionKey;
 use trunkline_sip_core::{Peer, E164};
 
 use super::Engine;
-use crate::routing;
 use crate::config::{Carrier, Termination, Trunk};
+use crate::routing;
 use crate::sipcall::party;
 
 /// How long a nonce we issue stays valid.
@@ -23,7 +23,9 @@ pub(crate) const NONCE_TTL_SECS: u64 = 300;
 enum Auth {
     Ok,
     /// 407 with a fresh nonce; `stale` tells the client its password was right.
-    Challenge { stale: bool },
+    Challenge {
+        stale: bool,
+    },
     /// 403 with the reason.
     Forbidden(&'static str),
 }
@@ -31,7 +33,14 @@ enum Auth {
 impl Engine {
     /// Admit a terminating INVITE to trunk `t`, or answer it (403, 407,
     /// 400) and return false.
-    pub(super) fn admit_termination(&mut self, now: Instant, key: &TransactionKey, from: Peer, m: &Message, t: usize) -> bool {
+    pub(super) fn admit_termination(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        from: Peer,
+        m: &Message,
+        t: usize,
+    ) -> bool {
         let settings = self.settings.clone();
         let trunk = &settings.trunks[t];
         let Some(term) = trunk.termination.as_ref() else { return false };
@@ -71,7 +80,10 @@ impl Engine {
         let mut r = self.tagged_response(m, 407, "Proxy Authentication Required");
         // RFC 7616 §3.7: the preferred algorithm first.
         for &alg in &term.digest_algorithms {
-            r.headers.push(SipHeader { name: "Proxy-Authenticate".into(), value: digest::challenge(&term.domain, &nonce, alg, stale) });
+            r.headers.push(SipHeader {
+                name: "Proxy-Authenticate".into(),
+                value: digest::challenge(&term.domain, &nonce, alg, stale),
+            });
         }
         self.layer.send_response(now, key, r);
     }

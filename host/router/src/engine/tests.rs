@@ -80,7 +80,10 @@ fn silence_fails_over_at_the_configured_time_and_a_repeated_200_is_acked_not_rel
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite());
     let out = sent(&mut e);
     assert_eq!(out[0].1, "SIP/2.0 100 Trying");
-    assert_eq!((out[1].0, out[1].1.as_str()), (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@127.0.0.1:5081 SIP/2.0"));
+    assert_eq!(
+        (out[1].0, out[1].1.as_str()),
+        (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@127.0.0.1:5081 SIP/2.0")
+    );
 
     // Drive the clock: Timer A retransmits to 5081 until the failover timer at 4 s.
     let mut retransmissions = 0;
@@ -95,7 +98,10 @@ fn silence_fails_over_at_the_configured_time_and_a_repeated_200_is_acked_not_rel
     assert_eq!(retransmissions, 3, "Timer A at 0.5, 1.5 and 3.5 s");
     let out = sent(&mut e);
     assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!((out[0].0, out[0].1.as_str()), (addr("127.0.0.1:5082"), "INVITE sip:+14155550100@127.0.0.1:5082 SIP/2.0"));
+    assert_eq!(
+        (out[0].0, out[0].1.as_str()),
+        (addr("127.0.0.1:5082"), "INVITE sip:+14155550100@127.0.0.1:5082 SIP/2.0")
+    );
     let b_invite = out[0].2.clone();
 
     let now = t0 + Duration::from_secs(5);
@@ -119,7 +125,10 @@ fn max_forwards_zero_gets_483_and_unknown_numbers_404() {
     e.handle_datagram(t0, addr("127.0.0.1:5070"), hop.as_bytes());
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
     assert_eq!(firsts, ["SIP/2.0 483 Too Many Hops"]);
-    let unknown = String::from_utf8(invite()).unwrap().replace("INVITE sip:+14155550100@", "INVITE sip:+14155550999@").replace("a1", "a2");
+    let unknown = String::from_utf8(invite())
+        .unwrap()
+        .replace("INVITE sip:+14155550100@", "INVITE sip:+14155550999@")
+        .replace("a1", "a2");
     e.handle_datagram(t0, addr("127.0.0.1:5070"), unknown.as_bytes());
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
     assert_eq!(firsts, ["SIP/2.0 404 Not Found"]);
@@ -279,7 +288,11 @@ fn a_reinvite_is_relayed_with_its_ack_and_glare_or_old_cseq_are_refused() {
     e.handle_datagram(t0, caller, &caller_request("INVITE", 2, &tag, "z9hG4bK-re2"));
     let out = sent(&mut e);
     let relayed = out.iter().find(|o| o.1.starts_with("INVITE ")).expect("re-INVITE relayed");
-    assert_eq!((relayed.0, relayed.1.as_str()), (addr("127.0.0.1:5082"), "INVITE sip:pbx@127.0.0.1:5082 SIP/2.0"), "to the callee's Contact");
+    assert_eq!(
+        (relayed.0, relayed.1.as_str()),
+        (addr("127.0.0.1:5082"), "INVITE sip:pbx@127.0.0.1:5082 SIP/2.0"),
+        "to the callee's Contact"
+    );
     assert_eq!(relayed.2.header("CSeq"), Some("2 INVITE"), "the callee dialog's next CSeq");
     let re_b = relayed.2.clone();
 
@@ -288,7 +301,10 @@ fn a_reinvite_is_relayed_with_its_ack_and_glare_or_old_cseq_are_refused() {
     assert_eq!(sent(&mut e).into_iter().map(|o| o.1).collect::<Vec<_>>(), ["SIP/2.0 491 Request Pending"]);
     // An INFO with a CSeq already used.
     e.handle_datagram(t0, caller, &caller_request("INFO", 3, &tag, "z9hG4bK-info3"));
-    assert_eq!(sent(&mut e).into_iter().map(|o| o.1).collect::<Vec<_>>(), ["SIP/2.0 500 Server Internal Error (CSeq out of order)"]);
+    assert_eq!(
+        sent(&mut e).into_iter().map(|o| o.1).collect::<Vec<_>>(),
+        ["SIP/2.0 500 Server Internal Error (CSeq out of order)"]
+    );
 
     // The callee answers; the caller gets the 200 and its ACK reaches the callee.
     let mut ok2 = trunkline_sip_core::transaction::response_to(&re_b, 200, "OK");
@@ -301,20 +317,30 @@ fn a_reinvite_is_relayed_with_its_ack_and_glare_or_old_cseq_are_refused() {
     e.handle_datagram(t0, caller, &caller_request("ACK", 2, &tag, "z9hG4bK-ack2"));
     let out = sent(&mut e);
     assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!((out[0].0, out[0].1.as_str(), out[0].2.header("CSeq")), (addr("127.0.0.1:5082"), "ACK sip:pbx@127.0.0.1:5082 SIP/2.0", Some("2 ACK")));
+    assert_eq!(
+        (out[0].0, out[0].1.as_str(), out[0].2.header("CSeq")),
+        (addr("127.0.0.1:5082"), "ACK sip:pbx@127.0.0.1:5082 SIP/2.0", Some("2 ACK"))
+    );
     assert_eq!(e.calls(), 1);
 }
 
 #[test]
 fn twiml_pause_waits_on_the_clock_then_dial_calls_the_dr_target() {
-    let config = CONFIG.replace("numbers = [\"+14155550100\"]", "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"");
+    let config = CONFIG.replace(
+        "numbers = [\"+14155550100\"]",
+        "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"",
+    );
     let t0 = Instant::now();
     let mut e = engine_with(&config);
     let b1 = start_call(&mut e, t0);
     let busy = trunkline_sip_core::transaction::response_to(&b1, 503, "Service Unavailable");
     e.handle_datagram(t0, addr("127.0.0.1:5081"), &busy.to_bytes());
     let b2 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
-    e.handle_datagram(t0, addr("127.0.0.1:5082"), &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes());
+    e.handle_datagram(
+        t0,
+        addr("127.0.0.1:5082"),
+        &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes(),
+    );
     sent(&mut e);
     let fetch = e.poll_fetch().expect("all targets failed: TwiML is fetched");
     assert_eq!(fetch.url.to_string(), "http://127.0.0.1:9/dr");
@@ -370,7 +396,8 @@ fn digest_sha256_is_accepted_and_a_replayed_nonce_count_is_rechallenged_stale() 
     e.handle_datagram(t0, customer, &terminating_invite("t1", "t1", None));
     let out = sent(&mut e);
     assert_eq!(out.iter().map(|o| o.1.as_str()).collect::<Vec<_>>(), ["SIP/2.0 407 Proxy Authentication Required"]);
-    let challenges: Vec<&str> = out[0].2.headers.iter().filter(|h| h.name == "Proxy-Authenticate").map(|h| h.value.as_str()).collect();
+    let challenges: Vec<&str> =
+        out[0].2.headers.iter().filter(|h| h.name == "Proxy-Authenticate").map(|h| h.value.as_str()).collect();
     assert_eq!(challenges.len(), 2);
     assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"), "{challenges:?}");
     let nonce = challenges[0].split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
@@ -395,19 +422,30 @@ fn digest_sha256_is_accepted_and_a_replayed_nonce_count_is_rechallenged_stale() 
     };
     e.handle_datagram(t0, customer, &terminating_invite("t2", "t2", Some(&credential(1))));
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
-    assert_eq!(firsts, ["SIP/2.0 100 Trying", "INVITE sip:+12125550123@127.0.0.1:5090 SIP/2.0"], "SHA-256 credentials admit the call");
+    assert_eq!(
+        firsts,
+        ["SIP/2.0 100 Trying", "INVITE sip:+12125550123@127.0.0.1:5090 SIP/2.0"],
+        "SHA-256 credentials admit the call"
+    );
 
     // The same credentials again (same nonce count): a replay, re-challenged as stale.
     e.handle_datagram(t0, customer, &terminating_invite("t3", "t3", Some(&credential(1))));
     let out = sent(&mut e);
     assert_eq!(out[0].1, "SIP/2.0 407 Proxy Authentication Required");
-    assert!(out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"), "{:?}", out[0].2.header("Proxy-Authenticate"));
+    assert!(
+        out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"),
+        "{:?}",
+        out[0].2.header("Proxy-Authenticate")
+    );
     // The next count is fine; an expired nonce is stale.
     e.handle_datagram(t0, customer, &terminating_invite("t4", "t4", Some(&credential(2))));
     assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying");
     e.handle_datagram(t0 + Duration::from_secs(400), customer, &terminating_invite("t5", "t5", Some(&credential(3))));
     let out = sent(&mut e);
-    assert!(out[0].1 == "SIP/2.0 407 Proxy Authentication Required" && out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true"));
+    assert!(
+        out[0].1 == "SIP/2.0 407 Proxy Authentication Required"
+            && out[0].2.header("Proxy-Authenticate").unwrap().ends_with("stale=true")
+    );
 }
 
 #[test]
@@ -416,7 +454,10 @@ fn new_invites_over_the_per_source_rate_get_503_with_retry_after() {
     let mut e = engine_with(&format!("[limits]\ninvites_per_second = 1\ninvite_burst = 1\n{CONFIG}"));
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite());
     assert_eq!(sent(&mut e)[0].1, "SIP/2.0 100 Trying");
-    let second = String::from_utf8(invite()).unwrap().replace("engine-test", "engine-test-2").replace("z9hG4bK-a1", "z9hG4bK-a2");
+    let second = String::from_utf8(invite())
+        .unwrap()
+        .replace("engine-test", "engine-test-2")
+        .replace("z9hG4bK-a1", "z9hG4bK-a2");
     e.handle_datagram(t0, addr("127.0.0.1:5071"), second.as_bytes());
     let out = sent(&mut e);
     assert_eq!(out[0].1, "SIP/2.0 503 Service Unavailable (rate limited)", "same IP, another port: same bucket");
@@ -431,26 +472,43 @@ fn twiml_dial_number_goes_through_the_trunks_termination_carrier() {
     let config = format!(
         "{}[trunk.termination]\ndomain = \"t.trunkline.test\"\ncarrier = \"pstn\"\nacl = [\"10.0.0.0/8\"]\n\
          [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:5090\", \"sip:127.0.0.1:5091\"]\n",
-        CONFIG.replace("numbers = [\"+14155550100\"]", "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"")
+        CONFIG.replace(
+            "numbers = [\"+14155550100\"]",
+            "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\""
+        )
     );
     let t0 = Instant::now();
     let mut e = engine_with(&config);
     let b1 = start_call(&mut e, t0);
-    e.handle_datagram(t0, addr("127.0.0.1:5081"), &trunkline_sip_core::transaction::response_to(&b1, 503, "Service Unavailable").to_bytes());
+    e.handle_datagram(
+        t0,
+        addr("127.0.0.1:5081"),
+        &trunkline_sip_core::transaction::response_to(&b1, 503, "Service Unavailable").to_bytes(),
+    );
     let b2 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
-    e.handle_datagram(t0, addr("127.0.0.1:5082"), &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes());
+    e.handle_datagram(
+        t0,
+        addr("127.0.0.1:5082"),
+        &trunkline_sip_core::transaction::response_to(&b2, 503, "Service Unavailable").to_bytes(),
+    );
     sent(&mut e);
     let fetch = e.poll_fetch().unwrap();
     e.handle_fetched(t0, fetch.token, Ok("<Response><Dial><Number>+14155550111</Number></Dial></Response>".into()));
-    let invites: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().filter(|o| o.1.starts_with("INVITE")).map(|o| (o.0, o.1)).collect();
-    assert_eq!(invites, [(addr("127.0.0.1:5090"), "INVITE sip:+14155550111@127.0.0.1:5090 SIP/2.0".to_string())], "the carrier's first gateway");
+    let invites: Vec<(SocketAddr, String)> =
+        sent(&mut e).into_iter().filter(|o| o.1.starts_with("INVITE")).map(|o| (o.0, o.1)).collect();
+    assert_eq!(
+        invites,
+        [(addr("127.0.0.1:5090"), "INVITE sip:+14155550111@127.0.0.1:5090 SIP/2.0".to_string())],
+        "the carrier's first gateway"
+    );
 }
 
 #[test]
 fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_skipped() {
     let t0 = Instant::now();
-    let config = CONFIG.replace("sip:127.0.0.1:5081", "sip:PBX.test:5081").replace("sip:127.0.0.1:5082", "sip:gone.test:5082")
-        + "[[trunk.origination]]\nuri = \"sip:127.0.0.1:5083\"\npriority = 3\n";
+    let config =
+        CONFIG.replace("sip:127.0.0.1:5081", "sip:PBX.test:5081").replace("sip:127.0.0.1:5082", "sip:gone.test:5082")
+            + "[[trunk.origination]]\nuri = \"sip:127.0.0.1:5083\"\npriority = 3\n";
     let mut e = engine_with(&config);
     let firsts = |e: &mut Engine| sent(e).into_iter().map(|o| (o.0, o.1)).collect::<Vec<_>>();
     let caller = addr("127.0.0.1:5070");
@@ -463,7 +521,10 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     let t1 = t0 + Duration::from_millis(20);
     e.handle_resolved(t1, "pbx.test", Ok(vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]));
     let out = sent(&mut e);
-    assert_eq!((out[0].0, out[0].1.as_str()), (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0"));
+    assert_eq!(
+        (out[0].0, out[0].1.as_str()),
+        (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0")
+    );
     let b_invite = out[0].2.clone();
 
     // A second call uses the answer already known.
@@ -485,5 +546,8 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     assert_eq!(e.poll_resolve().as_deref(), Some("gone.test"));
     e.handle_resolved(t1, "gone.test", Err("no such host".into()));
     let out = firsts(&mut e);
-    assert_eq!(out.last().unwrap(), &(addr("127.0.0.1:5083"), "INVITE sip:+14155550100@127.0.0.1:5083 SIP/2.0".to_string()));
+    assert_eq!(
+        out.last().unwrap(),
+        &(addr("127.0.0.1:5083"), "INVITE sip:+14155550100@127.0.0.1:5083 SIP/2.0".to_string())
+    );
 }

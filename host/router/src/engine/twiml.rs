@@ -55,7 +55,10 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&token) else { return }; // the call ended meanwhile
         let Some(run) = c.twiml.as_mut() else { return };
         let url = run.base.as_ref().map(ToString::to_string).unwrap_or_default();
-        let verbs = match result.map_err(|e| format!("fetch failed: {e}")).and_then(|doc| twiml::parse(&doc).map_err(|e| format!("bad TwiML: {e}"))) {
+        let verbs = match result
+            .map_err(|e| format!("fetch failed: {e}"))
+            .and_then(|doc| twiml::parse(&doc).map_err(|e| format!("bad TwiML: {e}")))
+        {
             Ok(v) => v,
             Err(why) => {
                 tracing::warn!(call_id = %c.call.call_id, %url, "disaster recovery: {why}");
@@ -79,7 +82,9 @@ impl Engine {
             None => HttpUrl::parse(url),
         };
         let checked = match parsed {
-            Ok(_) if run.fetches >= max => Err(format!("more than {max} documents fetched (disaster_recovery.max_fetches)")),
+            Ok(_) if run.fetches >= max => {
+                Err(format!("more than {max} documents fetched (disaster_recovery.max_fetches)"))
+            }
             other => other,
         };
         let url = match checked {
@@ -119,7 +124,9 @@ impl Engine {
             // has one, else through the configured PSTN gateway.
             let settings = &self.settings;
             let number_gateways: Vec<String> = match settings.trunks[c.trunk].termination.as_ref() {
-                Some(t) => settings.carriers[t.carrier].gateways.iter().flat_map(|(_, uris)| uris.iter().cloned()).collect(),
+                Some(t) => {
+                    settings.carriers[t.carrier].gateways.iter().flat_map(|(_, uris)| uris.iter().cloned()).collect()
+                }
                 None => settings.disaster_recovery.pstn_gateway.iter().cloned().collect(),
             };
             let Some(run) = c.twiml.as_mut() else { return };
@@ -127,7 +134,11 @@ impl Engine {
             run.dial_timeout = None;
             let Some(verb) = run.verbs.pop_front() else {
                 // The document is over and nothing answered: end the call.
-                let (code, why) = c.last_failure.as_ref().map(|l| (l.status, l.reason.clone())).unwrap_or((480, "Temporarily Unavailable".into()));
+                let (code, why) = c
+                    .last_failure
+                    .as_ref()
+                    .map(|l| (l.status, l.reason.clone()))
+                    .unwrap_or((480, "Temporarily Unavailable".into()));
                 c.route.push("disaster recovery: end of TwiML".into());
                 return self.finish(now, id, code, &why, Outcome::Failed);
             };
@@ -138,7 +149,8 @@ impl Engine {
                         let uris = match t {
                             DialTarget::Sip(u) => vec![u],
                             DialTarget::Number(n) => {
-                                let uris: Vec<String> = number_gateways.iter().filter_map(|g| number_uri(g, &n)).collect();
+                                let uris: Vec<String> =
+                                    number_gateways.iter().filter_map(|g| number_uri(g, &n)).collect();
                                 if uris.is_empty() {
                                     c.route.push(format!(
                                         "TwiML <Dial><Number>{n}: skipped (not E.164, or neither a termination carrier nor disaster_recovery.pstn_gateway)"
@@ -212,7 +224,10 @@ mod tests {
 
     #[test]
     fn number_uris_and_sids() {
-        assert_eq!(number_uri("sip:127.0.0.1:5090;transport=tcp", "+14155550111").as_deref(), Some("sip:+14155550111@127.0.0.1:5090;transport=tcp"));
+        assert_eq!(
+            number_uri("sip:127.0.0.1:5090;transport=tcp", "+14155550111").as_deref(),
+            Some("sip:+14155550111@127.0.0.1:5090;transport=tcp")
+        );
         assert_eq!(number_uri("sip:gw@10.0.0.1", "+14155550111").as_deref(), Some("sip:+14155550111@10.0.0.1"));
         assert_eq!(number_uri("sip:10.0.0.1", "555"), None, "not E.164");
         let sid = call_sid("abc@host");

@@ -68,7 +68,11 @@ impl HttpUrl {
     }
 
     fn host_for_url(&self) -> String {
-        if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() }
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
     }
 }
 
@@ -149,7 +153,11 @@ fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, Fetch
     let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
     let status = status_of(head)?;
     let header = |name: &str| {
-        head.split("\r\n").skip(1).filter_map(|l| l.split_once(':')).find(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
     };
     let body = &raw[head_end..];
     let complete = if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -164,7 +172,8 @@ fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, Fetch
 }
 
 fn body_until_close(raw: &[u8]) -> Result<String, FetchError> {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).ok_or(FetchError::Malformed("no header end"))?;
+    let head_end =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).ok_or(FetchError::Malformed("no header end"))?;
     let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
     finish(status_of(head)?, &raw[head_end..])
 }
@@ -191,7 +200,8 @@ fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
     loop {
         let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
         let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| FetchError::Malformed("bad chunk size"))?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| FetchError::Malformed("bad chunk size"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| FetchError::Malformed("bad chunk size"))?;
         let start = line_end + 2;
         if size == 0 {
             return Ok(Some(out));

@@ -158,7 +158,13 @@ fn attr(e: &BytesStart<'_>, key: &str) -> Result<Option<String>, TwimlError> {
     Ok(None)
 }
 
-fn number_attr(e: &BytesStart<'_>, verb: &str, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, TwimlError> {
+fn number_attr(
+    e: &BytesStart<'_>,
+    verb: &str,
+    key: &str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, TwimlError> {
     match attr(e, key)? {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u32>() {
@@ -178,7 +184,10 @@ fn build(verb: &str, e: &BytesStart<'_>, text: String, children: Vec<(String, St
             }
             for (child, value) in children {
                 match child.as_str() {
-                    "Sip" if value.to_ascii_lowercase().starts_with("sip:") || value.to_ascii_lowercase().starts_with("sips:") => {
+                    "Sip"
+                        if value.to_ascii_lowercase().starts_with("sip:")
+                            || value.to_ascii_lowercase().starts_with("sips:") =>
+                    {
                         targets.push(DialTarget::Sip(value))
                     }
                     "Sip" => return Err(verb_err(verb, format!("<Sip>{value}</Sip> is not a sip: URI"))),
@@ -228,7 +237,10 @@ mod tests {
                 Verb::Unsupported("Say".into()),
                 Verb::Dial(Dial {
                     timeout_secs: 10,
-                    targets: vec![DialTarget::Sip("sip:pbx2@127.0.0.1:5090".into()), DialTarget::Number("+14155550111".into())]
+                    targets: vec![
+                        DialTarget::Sip("sip:pbx2@127.0.0.1:5090".into()),
+                        DialTarget::Number("+14155550111".into())
+                    ]
                 }),
                 Verb::Dial(Dial { timeout_secs: 30, targets: vec![DialTarget::Number("+14155550112".into())] }),
                 Verb::Redirect { url: "http://127.0.0.1:8080/next".into() },

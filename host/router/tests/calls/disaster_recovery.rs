@@ -48,7 +48,10 @@ impl TwimlServer {
                 };
                 seen.lock().unwrap().push(format!("{path}?{body}"));
                 let reply = match docs.iter().find(|(p, _)| *p == path) {
-                    Some((_, doc)) => format!("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{doc}", doc.len()),
+                    Some((_, doc)) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{doc}",
+                        doc.len()
+                    ),
                     None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
                 };
                 let _ = s.write_all(reply.as_bytes());
@@ -72,7 +75,8 @@ fn failing_trunk(failing_port: u16, dr_url: &str) -> String {
 }
 
 fn failing_pbx(port: u16, calls: usize, dir: &Path) -> Child {
-    let failing = from_template("uas-final.xml", dir, &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
+    let failing =
+        from_template("uas-final.xml", dir, &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
     sipp(&["-sf", failing.to_str().unwrap(), "-p", &port.to_string(), "-m", &calls.to_string()]).spawn().unwrap()
 }
 
@@ -90,20 +94,33 @@ fn twiml_dial_sip_reaches_a_second_pbx_after_say_pause_and_redirect() {
     let mut uas = sipp(&["-sn", "uas", "-p", &pbx2.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"]).status().unwrap();
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
+        .status()
+        .unwrap();
     let reports = router.outcomes(1);
     let (bad_ok, uas_ok) = (bad.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && bad_ok.success() && uas_ok.success(), "answered by the DR PBX\n{reports}");
     assert!(reports.contains("-> 503 Service Unavailable"), "{reports}");
-    assert!(reports.contains("TwiML <Say>: not supported, skipped") && reports.contains("TwiML <Pause length=\"1\">"), "{reports}");
-    assert!(reports.contains(&format!("disaster recovery: POST http://127.0.0.1:{}/dr2", http.port)), "relative Redirect resolved\n{reports}");
-    assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{pbx2} -> 180 Ringing -> 200 OK")), "{reports}");
+    assert!(
+        reports.contains("TwiML <Say>: not supported, skipped") && reports.contains("TwiML <Pause length=\"1\">"),
+        "{reports}"
+    );
+    assert!(
+        reports.contains(&format!("disaster recovery: POST http://127.0.0.1:{}/dr2", http.port)),
+        "relative Redirect resolved\n{reports}"
+    );
+    assert!(
+        reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{pbx2} -> 180 Ringing -> 200 OK")),
+        "{reports}"
+    );
     assert!(reports.contains(&format!("outcome: answered by sip:+14155550100@127.0.0.1:{pbx2}")), "{reports}");
     let requests = http.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     let first = &requests[0];
     assert!(first.starts_with("/dr?"), "{first}");
-    for param in ["CallSid=CA", "AccountSid=AC", "From=sipp", "To=%2B14155550100", "Direction=inbound", "CallStatus=ringing"] {
+    for param in
+        ["CallSid=CA", "AccountSid=AC", "From=sipp", "To=%2B14155550100", "Direction=inbound", "CallStatus=ringing"]
+    {
         assert!(first.contains(param), "{param} missing in {first}");
     }
     let sid = |r: &str| r.split('&').find(|p| p.starts_with("CallSid=")).map(str::to_owned);
@@ -113,27 +130,59 @@ fn twiml_dial_sip_reaches_a_second_pbx_after_say_pause_and_redirect() {
 #[test]
 fn twiml_dial_number_through_the_gateway_then_reject_busy_gives_486() {
     let (broken, gateway, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let http = TwimlServer::start(&[("/dr", "<Response><Dial><Number>+14155550111</Number></Dial><Reject reason=\"busy\"/></Response>")]);
+    let http = TwimlServer::start(&[(
+        "/dr",
+        "<Response><Dial><Number>+14155550111</Number></Dial><Reject reason=\"busy\"/></Response>",
+    )]);
     let trunk = failing_trunk(broken, &format!("http://127.0.0.1:{}/dr", http.port));
     let rest = format!("[disaster_recovery]\npstn_gateway = \"sip:127.0.0.1:{gateway}\"\n{trunk}");
     let router = Router::launch(Setup { rest: &rest, ..Setup::default() });
     let dir = tempfile::tempdir().unwrap();
     let mut bad = failing_pbx(broken, 1, dir.path());
     let gw_dir = tempfile::tempdir().unwrap();
-    let unavailable = from_template("uas-final.xml", gw_dir.path(), &[("CODE", "480".into()), ("REASON", "Temporarily Unavailable".into())]);
+    let unavailable = from_template(
+        "uas-final.xml",
+        gw_dir.path(),
+        &[("CODE", "480".into()), ("REASON", "Temporarily Unavailable".into())],
+    );
     let msgs = dir.path().join("gw.msg");
-    let mut gw = sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &gateway.to_string(), "-m", "1", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut gw = sipp(&[
+        "-sf",
+        unavailable.to_str().unwrap(),
+        "-p",
+        &gateway.to_string(),
+        "-m",
+        "1",
+        "-trace_msg",
+        "-message_file",
+        msgs.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(486, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"]).status().unwrap();
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1);
     let (bad_ok, gw_ok) = (bad.wait().unwrap(), gw.wait().unwrap());
     assert!(uac.success(), "the carrier got 486 from <Reject reason=\"busy\">\n{reports}");
     assert!(bad_ok.success() && gw_ok.success(), "{reports}");
-    assert!(reports.contains(&format!("INVITE sip:+14155550111@127.0.0.1:{gateway} -> 480 Temporarily Unavailable")), "{reports}");
+    assert!(
+        reports.contains(&format!("INVITE sip:+14155550111@127.0.0.1:{gateway} -> 480 Temporarily Unavailable")),
+        "{reports}"
+    );
     assert!(reports.contains("outcome: rejected 486 Busy Here"), "{reports}");
     let seen = std::fs::read_to_string(&msgs).unwrap();
     assert!(seen.contains(&format!("INVITE sip:+14155550111@127.0.0.1:{gateway} SIP/2.0")), "{seen}");
@@ -149,7 +198,19 @@ fn a_failed_twiml_fetch_ends_the_call_with_503() {
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(503, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"]).status().unwrap();
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1);
     let _ = bad.wait();
     assert!(uac.success(), "the carrier got 503\n{reports}");

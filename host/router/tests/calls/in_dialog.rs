@@ -22,7 +22,8 @@ fn reinvite_and_info(tcp: bool) {
     let target = format!("127.0.0.1:{}", if tcp { router.tcp_port } else { router.port });
     let uac_port = if tcp { free_tcp_port() } else { free_udp_port() }.to_string();
     let scenario = fixture("uac-reinvite.xml");
-    let mut uac_args = vec!["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port, "-m", "2", "-r", "2"];
+    let mut uac_args =
+        vec!["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port, "-m", "2", "-r", "2"];
     uac_args.extend(t);
     let uac = sipp(&uac_args).status().unwrap();
     let reports = router.outcomes(2);

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -73,7 +72,11 @@ impl Router {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         trunkline_tests::install_first_party(&plugins);
-        let listen: Vec<String> = if setup.listen.is_empty() { vec!["udp://127.0.0.1:0".into()] } else { setup.listen.iter().map(|l| l.to_string()).collect() };
+        let listen: Vec<String> = if setup.listen.is_empty() {
+            vec!["udp://127.0.0.1:0".into()]
+        } else {
+            setup.listen.iter().map(|l| l.to_string()).collect()
+        };
         let sip = if setup.sip.is_empty() { "failover_timeout_ms = 300" } else { setup.sip };
         let cfg = format!(
             "[sip]\nlisten = {listen:?}\ndomains = [\"trunkline.test\"]\n{sip}\n\
@@ -102,7 +105,11 @@ impl Router {
         let (mut port, mut tcp_port, mut tls_port) = (0, 0, 0);
         for _ in &listen {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
-            let p: u16 = line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected line {line}"));
+            let p: u16 = line
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {line}"));
             if line.starts_with("listening on tcp://") {
                 tcp_port = p;
             } else if line.starts_with("listening on tls://") {
@@ -119,7 +126,10 @@ impl Router {
         let mut out = String::new();
         let mut seen = 0;
         while seen < n {
-            let l = self.lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("only {seen} of {n} calls reported:\n{out}"));
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("only {seen} of {n} calls reported:\n{out}"));
             seen += usize::from(l.trim_start().starts_with("outcome:"));
             out.push_str(&l);
             out.push('\n');
@@ -144,7 +154,9 @@ fn trunk_weighted(targets: &[(u16, u16, u16)], extra_plugin_config: &str) -> Str
         "[[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\nplugins = [{extra_plugin_config}{{ name = \"diversion-guard\", config = {{ origination_domain = \"trunkline.test\" }} }}, {{ name = \"customer-routing\" }}, {{ name = \"dr-twiml-fallback\" }}]\n"
     );
     for (port, prio, weight) in targets {
-        t.push_str(&format!("[[trunk.origination]]\nuri = \"sip:127.0.0.1:{port}\"\npriority = {prio}\nweight = {weight}\n"));
+        t.push_str(&format!(
+            "[[trunk.origination]]\nuri = \"sip:127.0.0.1:{port}\"\npriority = {prio}\nweight = {weight}\n"
+        ));
     }
     t
 }
@@ -155,14 +167,38 @@ fn calls_are_answered_after_failover_from_a_silent_target_with_diversion() {
     let router = Router::start(&trunk(&[(silent, 5), (uas_port, 10)], "{ name = \"e164-guard\" }, "));
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("uas.msg");
-    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "3", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut uas = sipp(&[
+        "-sn",
+        "uas",
+        "-p",
+        &uas_port.to_string(),
+        "-m",
+        "3",
+        "-trace_msg",
+        "-message_file",
+        msgs.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "3", "-r", "3", "-d", "200"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "3",
+        "-r",
+        "3",
+        "-d",
+        "200",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(3);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success(), "SIPp UAC: every call must succeed\n{reports}");
@@ -188,14 +224,27 @@ fn busy_here_is_passed_through_without_failover() {
     let (busy, backup, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
     let router = Router::start(&trunk(&[(busy, 5), (backup, 10)], ""));
     let dir = tempfile::tempdir().unwrap();
-    let busy_uas = from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
+    let busy_uas =
+        from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
     let mut uas = sipp(&["-sf", busy_uas.to_str().unwrap(), "-p", &busy.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(486, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let _ = uas.wait();
     assert!(uac.success(), "the carrier got 486\n{reports}");
@@ -212,9 +261,19 @@ fn a_plugin_rejects_before_any_target_is_tried() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = expect_final(400, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1);
     assert!(uac.success(), "the carrier got 400\n{reports}");
     assert!(reports.contains("outcome: rejected 400 Caller ID is not an E.164 number"), "{reports}");
@@ -275,7 +334,8 @@ fn two_parties(wire: Wire, uas: &str, uac: &str, calls: usize) -> (bool, bool, S
     let mut pbx_sipp = sipp(&uas_args).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", if wire == Wire::Tcp { router.tcp_port } else { router.port });
-    let mut uac_args = vec!["-sf", uac_file.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port, "-m", &n, "-r", &n];
+    let mut uac_args =
+        vec!["-sf", uac_file.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &uac_port, "-m", &n, "-r", &n];
     uac_args.extend(wire.sipp_args());
     let uac_ok = sipp(&uac_args).status().unwrap().success();
     let reports = router.outcomes(calls);
@@ -312,17 +372,26 @@ fn a_302_is_followed_to_the_first_contact_only() {
     let (redirector, first, second, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
     let router = Router::start(&trunk(&[(redirector, 10)], ""));
     let dir = tempfile::tempdir().unwrap();
-    let scenario = from_template("uas-redirect.xml", dir.path(), &[("FIRST", first.to_string()), ("SECOND", second.to_string())]);
+    let scenario =
+        from_template("uas-redirect.xml", dir.path(), &[("FIRST", first.to_string()), ("SECOND", second.to_string())]);
     let mut r = sipp(&["-sf", scenario.to_str().unwrap(), "-p", &redirector.to_string(), "-m", "1"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"]).status().unwrap();
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
+        .status()
+        .unwrap();
     let reports = router.outcomes(1);
     let (r_ok, uas_ok) = (r.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && r_ok.success() && uas_ok.success(), "{reports}");
-    assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{redirector} -> 302 Moved Temporarily")), "{reports}");
-    assert!(reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{first} -> 180 Ringing -> 200 OK")), "{reports}");
+    assert!(
+        reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{redirector} -> 302 Moved Temporarily")),
+        "{reports}"
+    );
+    assert!(
+        reports.contains(&format!("INVITE sip:+14155550100@127.0.0.1:{first} -> 180 Ringing -> 200 OK")),
+        "{reports}"
+    );
     assert!(!reports.contains(&format!("127.0.0.1:{second}")), "the second Contact is ignored\n{reports}");
 }
 
@@ -331,14 +400,29 @@ fn a_503_fails_over_to_the_next_priority() {
     let (broken, good, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
     let router = Router::start(&trunk(&[(broken, 5), (good, 10)], ""));
     let dir = tempfile::tempdir().unwrap();
-    let failing = from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
+    let failing =
+        from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
     let mut bad = sipp(&["-sf", failing.to_str().unwrap(), "-p", &broken.to_string(), "-m", "2"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &good.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+        "-d",
+        "100",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let (bad_ok, uas_ok) = (bad.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && bad_ok.success() && uas_ok.success(), "{reports}");
@@ -351,19 +435,35 @@ fn weights_60_20_20_are_honoured_over_1000_calls() {
     let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
     let uac_port = free_udp_port();
     let router = Router::start(&trunk_weighted(&[(ports[0], 10, 60), (ports[1], 10, 20), (ports[2], 10, 20)], ""));
-    let mut pbxs: Vec<Child> = ports.iter().map(|p| sipp(&["-sn", "uas", "-p", &p.to_string()]).spawn().unwrap()).collect();
+    let mut pbxs: Vec<Child> =
+        ports.iter().map(|p| sipp(&["-sn", "uas", "-p", &p.to_string()]).spawn().unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1000", "-r", "250", "-d", "0"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1000",
+        "-r",
+        "250",
+        "-d",
+        "0",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1000);
     for p in &mut pbxs {
         let _ = p.kill();
         let _ = p.wait();
     }
     assert!(uac.success(), "all 1000 calls answered");
-    let count = |port: u16| reports.matches(&format!("outcome: answered by sip:+14155550100@127.0.0.1:{port},")).count();
+    let count =
+        |port: u16| reports.matches(&format!("outcome: answered by sip:+14155550100@127.0.0.1:{port},")).count();
     let got = [count(ports[0]), count(ports[1]), count(ports[2])];
     eprintln!("weights 60/20/20 over 1000 calls: {got:?}");
     assert_eq!(got.iter().sum::<usize>(), 1000, "{got:?}");
@@ -380,7 +480,8 @@ fn rfc4475_torture_messages_do_not_stop_the_router() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let to = format!("127.0.0.1:{}", router.port);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("shared/testdata/rfc4475").map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("shared/testdata/rfc4475").map(|e| e.unwrap().path()).collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "dat"));
     files.sort();
     assert!(files.len() >= 49);
@@ -399,7 +500,23 @@ fn rfc4475_torture_messages_do_not_stop_the_router() {
     // And it still routes calls.
     let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let uac = sipp(&["-sn", "uac", &to, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"]).status().unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &to,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+        "-d",
+        "100",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");
@@ -424,11 +541,16 @@ fn sighup_reloads_changed_plugins_and_calls_go_on() {
         assert!(std::time::Instant::now() < deadline, "no reload audited after SIGHUP:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(reloaded.contains("\"plugin\":\"dr-twiml-fallback\"") && reloaded.contains("\"source\":\"signal\""), "{reloaded}");
+    assert!(
+        reloaded.contains("\"plugin\":\"dr-twiml-fallback\"") && reloaded.contains("\"source\":\"signal\""),
+        "{reloaded}"
+    );
     let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"]).status().unwrap();
+    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
+        .status()
+        .unwrap();
     let reports = router.outcomes(1);
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");
@@ -447,17 +569,31 @@ fn http(port: u16, method: &str, path: &str) -> String {
 #[test]
 fn the_admin_api_lists_reloads_and_releases_plugins() {
     let uas_port = free_udp_port();
-    let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "audit_log = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:0\"");
+    let router = Router::start_with(
+        &trunk(&[(uas_port, 10)], ""),
+        "audit_log = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:0\"",
+    );
     let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = line.strip_prefix("admin on http://127.0.0.1:").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let port: u16 = line
+        .strip_prefix("admin on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
     let list = http(port, "GET", "/plugins");
-    assert!(list.starts_with("HTTP/1.1 200 OK") && list.contains("\"name\":\"dr-twiml-fallback\"") && list.contains("\"quarantined\":false"), "{list}");
+    assert!(
+        list.starts_with("HTTP/1.1 200 OK")
+            && list.contains("\"name\":\"dr-twiml-fallback\"")
+            && list.contains("\"quarantined\":false"),
+        "{list}"
+    );
     let dir = router._dir.path().to_owned();
     trunkline_tests::install(trunkline_tests::wasm::TP_DEFAULTS, &dir.join("plugins"), "dr-twiml-fallback");
     let reload = http(port, "POST", "/plugins/reload");
     assert!(reload.starts_with("HTTP/1.1 200 OK") && reload.contains("dr-twiml-fallback.wasm"), "{reload}");
     let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
-    assert!(audit.lines().any(|l| l.contains("\"action\":\"reload\"") && l.contains("\"source\":\"admin\"")), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains("\"action\":\"reload\"") && l.contains("\"source\":\"admin\"")),
+        "{audit}"
+    );
     assert!(http(port, "POST", "/plugins/e164-guard/release").starts_with("HTTP/1.1 200 OK"));
     assert!(http(port, "POST", "/plugins/nope/release").starts_with("HTTP/1.1 404"));
     assert!(http(port, "GET", "/elsewhere").starts_with("HTTP/1.1 404"));
@@ -490,7 +626,11 @@ fn options_are_answered_and_an_options_flood_is_limited() {
         replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     let firsts: Vec<&str> = replies.iter().map(|r| r.lines().next().unwrap_or("")).collect();
-    assert_eq!(firsts, ["SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 503 Service Unavailable (rate limited)"], "a burst of 3, one 503, then silence");
+    assert_eq!(
+        firsts,
+        ["SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 503 Service Unavailable (rate limited)"],
+        "a burst of 3, one 503, then silence"
+    );
     for h in ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS", "Accept: application/sdp", "Supported:"] {
         assert!(replies[0].contains(h), "{h} missing:\n{}", replies[0]);
     }

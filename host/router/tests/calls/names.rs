@@ -13,19 +13,47 @@ fn an_origination_uri_with_a_host_name_is_resolved_and_called_and_a_name_that_do
     let router = Router::start(&trunk_uris(&uris));
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("uas.msg");
-    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "2", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut uas = sipp(&[
+        "-sn",
+        "uas",
+        "-p",
+        &uas_port.to_string(),
+        "-m",
+        "2",
+        "-trace_msg",
+        "-message_file",
+        msgs.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "200"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+        "-d",
+        "200",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success(), "SIPp UAC: both calls answered\n{reports}");
     assert!(uas_ok.success(), "SIPp UAS saw complete calls");
-    assert_eq!(reports.matches("sip:+14155550100@no-such-pbx.invalid: skipped (no-such-pbx.invalid does not resolve").count(), 2, "{reports}");
+    assert_eq!(
+        reports.matches("sip:+14155550100@no-such-pbx.invalid: skipped (no-such-pbx.invalid does not resolve").count(),
+        2,
+        "{reports}"
+    );
     assert_eq!(reports.matches("-> 200 OK").count(), 2, "{reports}");
     let seen = std::fs::read_to_string(&msgs).unwrap();
     // The request-URI keeps the name as configured; it went to 127.0.0.1.

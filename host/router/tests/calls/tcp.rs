@@ -18,7 +18,12 @@ pub(super) fn trunk_uris(uris: &[(String, u16)]) -> String {
 }
 
 fn tcp_router(uris: &[(String, u16)], sip: &str) -> Router {
-    Router::launch(Setup { listen: &["udp://127.0.0.1:0", "tcp://127.0.0.1:0"], sip, rest: &trunk_uris(uris), ..Setup::default() })
+    Router::launch(Setup {
+        listen: &["udp://127.0.0.1:0", "tcp://127.0.0.1:0"],
+        sip,
+        rest: &trunk_uris(uris),
+        ..Setup::default()
+    })
 }
 
 #[test]
@@ -28,14 +33,42 @@ fn calls_over_tcp_are_relayed_and_the_caller_hangs_up() {
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("uas.msg");
     // The caller hangs up.
-    let mut uas = sipp(&["-sn", "uas", "-t", "t1", "-p", &pbx.to_string(), "-m", "2", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut uas = sipp(&[
+        "-sn",
+        "uas",
+        "-t",
+        "t1",
+        "-p",
+        &pbx.to_string(),
+        "-m",
+        "2",
+        "-trace_msg",
+        "-message_file",
+        msgs.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.tcp_port);
-    let uac = sipp(&["-sn", "uac", "-t", "t1", &target, "-s", "+14155550100", "-p", &free_tcp_port().to_string(), "-m", "2", "-r", "2", "-d", "200"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        "-t",
+        "t1",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &free_tcp_port().to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+        "-d",
+        "200",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success() && uas_ok.success(), "both calls completed over TCP\n{reports}");
@@ -67,21 +100,49 @@ fn udp_in_tcp_out_and_a_refused_connection_fails_over_at_once() {
     let mut uas = sipp(&["-sn", "uas", "-t", "t1", "-p", &pbx.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "2", "-r", "2", "-d", "100"])
-        .status()
-        .unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "2",
+        "-r",
+        "2",
+        "-d",
+        "100",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(2);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success() && uas_ok.success(), "UDP caller, TCP PBX: both calls answered\n{reports}");
-    assert_eq!(reports.matches(&format!("127.0.0.1:{refused};transport=tcp -> 503 Service Unavailable")).count(), 2, "{reports}");
-    assert!(!reports.contains("no response in"), "the refused connection did not wait for the silence timer\n{reports}");
-    assert_eq!(reports.matches(&format!("127.0.0.1:{pbx};transport=tcp -> 180 Ringing -> 200 OK")).count(), 2, "{reports}");
+    assert_eq!(
+        reports.matches(&format!("127.0.0.1:{refused};transport=tcp -> 503 Service Unavailable")).count(),
+        2,
+        "{reports}"
+    );
+    assert!(
+        !reports.contains("no response in"),
+        "the refused connection did not wait for the silence timer\n{reports}"
+    );
+    assert_eq!(
+        reports.matches(&format!("127.0.0.1:{pbx};transport=tcp -> 180 Ringing -> 200 OK")).count(),
+        2,
+        "{reports}"
+    );
 }
 
 #[test]
 fn an_idle_tcp_connection_is_closed_and_keepalives_are_answered() {
     use std::io::{Read, Write};
-    let router = tcp_router(&[(format!("sip:127.0.0.1:{};transport=tcp", free_tcp_port()), 10)], "failover_timeout_ms = 300\ntcp_idle_timeout_ms = 1000");
+    let router = tcp_router(
+        &[(format!("sip:127.0.0.1:{};transport=tcp", free_tcp_port()), 10)],
+        "failover_timeout_ms = 300\ntcp_idle_timeout_ms = 1000",
+    );
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", router.tcp_port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // RFC 5626 keep-alive: a CRLFCRLF ping gets a CRLF pong.

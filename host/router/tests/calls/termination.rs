@@ -76,7 +76,11 @@ fn run_customer_over(wire: Wire, router: &Router, scenario: &Path, dialed: &str,
 #[test]
 fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_403() {
     let gw = free_udp_port();
-    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]", Some("s3cret-pw"));
+    let router = term_router(
+        &[gw],
+        "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]",
+        Some("s3cret-pw"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -84,29 +88,48 @@ fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_
     let answered = run_customer(&router, &ok, "+12125550123", &["-au", "acme", "-ap", "s3cret-pw"]);
     let reports = router.outcomes(1);
     let carrier_ok = carrier.wait().unwrap();
-    assert!(answered && carrier_ok.success(), "407, then the authenticated INVITE was answered by the carrier\n{reports}");
+    assert!(
+        answered && carrier_ok.success(),
+        "407, then the authenticated INVITE was answered by the carrier\n{reports}"
+    );
     assert!(reports.contains(&format!("INVITE sip:+12125550123@127.0.0.1:{gw} -> 180 Ringing -> 200 OK")), "{reports}");
 
     let wrong = customer(dir.path(), true, VERIFIED, 403, "");
-    assert!(run_customer(&router, &wrong, "+12125550123", &["-au", "acme", "-ap", "not-the-password"]), "a wrong password gets 403 after the challenge");
+    assert!(
+        run_customer(&router, &wrong, "+12125550123", &["-au", "acme", "-ap", "not-the-password"]),
+        "a wrong password gets 403 after the challenge"
+    );
     let unknown = customer(dir.path(), true, VERIFIED, 403, "");
-    assert!(run_customer(&router, &unknown, "+12125550123", &["-au", "mallory", "-ap", "s3cret-pw"]), "an unknown user gets 403");
+    assert!(
+        run_customer(&router, &unknown, "+12125550123", &["-au", "mallory", "-ap", "s3cret-pw"]),
+        "an unknown user gets 403"
+    );
 }
 
 #[test]
 fn over_tcp_the_challenge_and_the_call_work_the_same() {
     let gw = free_udp_port();
-    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]", Some("tcp-pw"));
+    let router = term_router(
+        &[gw],
+        "acl = [\"127.0.0.0/8\"]\ncredentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]",
+        Some("tcp-pw"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let ok = customer(dir.path(), true, VERIFIED, 200, "");
-    assert!(run_customer_over(Wire::Tcp, &router, &ok, "+12125550123", &["-au", "acme", "-ap", "tcp-pw"]), "407 then 200 over TCP");
+    assert!(
+        run_customer_over(Wire::Tcp, &router, &ok, "+12125550123", &["-au", "acme", "-ap", "tcp-pw"]),
+        "407 then 200 over TCP"
+    );
     let reports = router.outcomes(1);
     assert!(carrier.wait().unwrap().success(), "{reports}");
     assert!(reports.contains("hung up by the caller"), "{reports}");
     let unauthenticated = customer(dir.path(), false, VERIFIED, 407, "");
-    assert!(run_customer_over(Wire::Tcp, &router, &unauthenticated, "+12125550123", &[]), "no credentials: 407 (the ACL alone is not enough when both are configured)");
+    assert!(
+        run_customer_over(Wire::Tcp, &router, &unauthenticated, "+12125550123", &[]),
+        "no credentials: 407 (the ACL alone is not enough when both are configured)"
+    );
 }
 
 #[test]
@@ -154,7 +177,8 @@ fn a_silent_gateway_fails_over_to_the_next_and_a_486_is_final() {
     drop(router);
 
     let router = term_router(&[busy, gw2], "acl = [\"127.0.0.0/8\"]", None);
-    let busy_uas = from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
+    let busy_uas =
+        from_template("uas-final.xml", dir.path(), &[("CODE", "486".into()), ("REASON", "Busy Here".into())]);
     let mut b = sipp(&["-sf", busy_uas.to_str().unwrap(), "-p", &busy.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let expect_busy = customer(dir.path(), false, VERIFIED, 486, "");
@@ -170,7 +194,10 @@ fn diversion_guard_checks_diversion_on_the_termination_path() {
     let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]", None);
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("carrier.msg");
-    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "3", "-trace_msg", "-message_file", msgs.to_str().unwrap()]).spawn().unwrap();
+    let mut carrier =
+        sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "3", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
+            .spawn()
+            .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let cases = [
         ("+12125550101", format!("Diversion: <sip:+19995550000@{DOMAIN}>;reason=unconditional")),
@@ -185,11 +212,18 @@ fn diversion_guard_checks_diversion_on_the_termination_path() {
     assert!(carrier.wait().unwrap().success(), "{reports}");
     let seen = std::fs::read_to_string(&msgs).unwrap();
     let invite_for = |dialed: &str| {
-        let start = seen.find(&format!("INVITE sip:{dialed}@")).unwrap_or_else(|| panic!("no INVITE for {dialed}:\n{seen}"));
+        let start =
+            seen.find(&format!("INVITE sip:{dialed}@")).unwrap_or_else(|| panic!("no INVITE for {dialed}:\n{seen}"));
         let end = seen[start..].find("\n\n").map(|e| start + e).unwrap_or(seen.len());
         seen[start..end].to_owned()
     };
     assert!(!invite_for("+12125550101").contains("Diversion:"), "our domain with a foreign number: removed");
-    assert!(invite_for("+12125550102").contains(&format!("Diversion: <sip:{OWNED}@{DOMAIN}>")), "an owned number: kept");
-    assert!(invite_for("+12125550103").contains("Diversion: <sip:+19995550000@other.example>"), "another domain: forwarded");
+    assert!(
+        invite_for("+12125550102").contains(&format!("Diversion: <sip:{OWNED}@{DOMAIN}>")),
+        "an owned number: kept"
+    );
+    assert!(
+        invite_for("+12125550103").contains("Diversion: <sip:+19995550000@other.example>"),
+        "another domain: forwarded"
+    );
 }

@@ -28,9 +28,15 @@ fn pki() -> Pki {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
     let named_key = rcgen::KeyPair::generate().unwrap();
-    let named = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&named_key, &ca, &ca_key).unwrap();
+    let named = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&named_key, &ca, &ca_key)
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
@@ -69,17 +75,25 @@ fn read_sip(s: &mut impl Read) -> String {
         buf.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
-    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).unwrap();
     head + &String::from_utf8_lossy(&body)
 }
 
 /// A TLS connection to the router trusting the test CA, and its local address.
-fn tls_client(pki: &Pki, port: u16) -> (rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::net::SocketAddr) {
+fn tls_client(
+    pki: &Pki,
+    port: u16,
+) -> (rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::net::SocketAddr) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -131,15 +145,28 @@ fn a_tls_caller_is_routed_and_tls_below_1_2_is_refused() {
     // TLS 1.1 is refused; TLS 1.2 and 1.3 are served.
     let s_client = |version: &str| {
         let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{}", router.tls_port), version, "-cipher", "DEFAULT@SECLEVEL=0"])
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", router.tls_port),
+                version,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("openssl s_client");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     // (s_client may exit 0 even when the handshake failed: read what it says.)
     let (_, out11) = s_client("-tls1_1");
-    assert!(out11.contains("Cipher is (NONE)") && out11.contains("no peer certificate available"), "TLS 1.1 must fail:\n{out11}");
+    assert!(
+        out11.contains("Cipher is (NONE)") && out11.contains("no peer certificate available"),
+        "TLS 1.1 must fail:\n{out11}"
+    );
     let (_, out12) = s_client("-tls1_2");
     assert!(out12.contains("New, TLSv1.2") && !out12.contains("Cipher is (NONE)"), "TLS 1.2 is served:\n{out12}");
 }
@@ -160,7 +187,10 @@ fn tls_pbx(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, 
         let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(Arc::new(config)).unwrap(), tcp);
         let invite = read_sip(&mut tls);
         let copy = |m: &str, names: &[&str]| -> String {
-            m.lines().filter(|l| names.iter().any(|n| l.starts_with(&format!("{n}: ")))).map(|l| format!("{l}\r\n")).collect()
+            m.lines()
+                .filter(|l| names.iter().any(|n| l.starts_with(&format!("{n}: "))))
+                .map(|l| format!("{l}\r\n"))
+                .collect()
         };
         let ok = format!(
             "SIP/2.0 200 OK\r\n{}To: {};tag=pbx\r\nContact: <sip:pbx@127.0.0.1:{port};transport=tls>\r\nContent-Length: 0\r\n\r\n",
@@ -170,7 +200,10 @@ fn tls_pbx(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, 
         tls.write_all(ok.as_bytes()).unwrap();
         let ack = read_sip(&mut tls);
         let bye = read_sip(&mut tls);
-        let bye_ok = format!("SIP/2.0 200 OK\r\n{}Content-Length: 0\r\n\r\n", copy(&bye, &["Via", "From", "To", "Call-ID", "CSeq"]));
+        let bye_ok = format!(
+            "SIP/2.0 200 OK\r\n{}Content-Length: 0\r\n\r\n",
+            copy(&bye, &["Via", "From", "To", "Call-ID", "CSeq"])
+        );
         tls.write_all(bye_ok.as_bytes()).unwrap();
         vec![invite, ack, bye]
     });
@@ -183,20 +216,42 @@ fn origination_over_tls_verifies_the_pbx_certificate() {
     // An impostor with a self-signed certificate the router does not trust.
     let rogue_key = rcgen::KeyPair::generate().unwrap();
     let rogue = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&rogue_key).unwrap();
-    let (impostor, _rogue_thread) = tls_pbx(rogue.der().clone(), PrivateKeyDer::try_from(rogue_key.serialize_der()).unwrap());
+    let (impostor, _rogue_thread) =
+        tls_pbx(rogue.der().clone(), PrivateKeyDer::try_from(rogue_key.serialize_der()).unwrap());
     let (pbx, pbx_thread) = tls_pbx(pki.leaf_der.clone(), pki.leaf_key.clone_key());
     let router = tls_router(
         &pki,
         &[(format!("sip:127.0.0.1:{impostor};transport=tls"), 5), (format!("sip:127.0.0.1:{pbx};transport=tls"), 10)],
     );
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &free_udp_port().to_string(), "-m", "1", "-d", "200"]).status().unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &free_udp_port().to_string(),
+        "-m",
+        "1",
+        "-d",
+        "200",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1);
     assert!(uac.success(), "{reports}");
-    assert!(reports.contains(&format!("127.0.0.1:{impostor};transport=tls -> 503 Service Unavailable")), "untrusted certificate: failed over\n{reports}");
+    assert!(
+        reports.contains(&format!("127.0.0.1:{impostor};transport=tls -> 503 Service Unavailable")),
+        "untrusted certificate: failed over\n{reports}"
+    );
     assert!(reports.contains(&format!("127.0.0.1:{pbx};transport=tls -> 200 OK")), "{reports}");
     let seen = pbx_thread.join().unwrap();
-    assert!(seen[0].starts_with("INVITE sip:+14155550100@127.0.0.1:") && seen[0].contains("Via: SIP/2.0/TLS "), "{}", seen[0]);
+    assert!(
+        seen[0].starts_with("INVITE sip:+14155550100@127.0.0.1:") && seen[0].contains("Via: SIP/2.0/TLS "),
+        "{}",
+        seen[0]
+    );
     assert!(seen[1].starts_with("ACK ") && seen[2].starts_with("BYE "), "{seen:?}");
 }
 
@@ -206,12 +261,30 @@ fn a_tls_target_named_by_host_name_must_present_a_certificate_for_that_name() {
     // Trusted (same CA) but for 127.0.0.1, not for the name dialled.
     let (wrong_name, _wrong_thread) = tls_pbx(pki.leaf_der.clone(), pki.leaf_key.clone_key());
     let (pbx, pbx_thread) = tls_pbx(pki.named_der.clone(), pki.named_key.clone_key());
-    let router = tls_router(&pki, &[(format!("sips:localhost:{wrong_name}"), 5), (format!("sips:localhost:{pbx}"), 10)]);
+    let router =
+        tls_router(&pki, &[(format!("sips:localhost:{wrong_name}"), 5), (format!("sips:localhost:{pbx}"), 10)]);
     let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &free_udp_port().to_string(), "-m", "1", "-d", "200"]).status().unwrap();
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &free_udp_port().to_string(),
+        "-m",
+        "1",
+        "-d",
+        "200",
+    ])
+    .status()
+    .unwrap();
     let reports = router.outcomes(1);
     assert!(uac.success(), "{reports}");
-    assert!(reports.contains(&format!("localhost:{wrong_name};transport=tls -> 503 Service Unavailable")), "certificate for another name: failed over\n{reports}");
+    assert!(
+        reports.contains(&format!("localhost:{wrong_name};transport=tls -> 503 Service Unavailable")),
+        "certificate for another name: failed over\n{reports}"
+    );
     assert!(reports.contains(&format!("localhost:{pbx};transport=tls -> 200 OK")), "{reports}");
     let seen = pbx_thread.join().unwrap();
     assert!(seen[0].starts_with(&format!("INVITE sip:+14155550100@localhost:{pbx};transport=tls ")), "{}", seen[0]);
@@ -230,7 +303,8 @@ fn termination_over_tls_with_a_sha256_digest() {
          [trunk.termination]\ndomain = \"acme-prod.trunkline.test\"\ncarrier = \"pstn\"\n\
          credentials = [{{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }}]\n"
     );
-    let setup = Setup { listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"], sip: &sip, rest: &rest, ..Setup::default() };
+    let setup =
+        Setup { listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"], sip: &sip, rest: &rest, ..Setup::default() };
     let router = Router::launch_env(setup, Some(("ACME_SIP_PASSWORD", "tls-s3cret")));
     let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -291,5 +365,8 @@ fn termination_over_tls_with_a_sha256_digest() {
     let replay = request("INVITE", 1, "", "t5", &auth).replace("tls-term-1", "tls-term-2");
     tls.write_all(replay.as_bytes()).unwrap();
     let again = read_sip(&mut tls);
-    assert!(again.starts_with("SIP/2.0 407") && header(&again, "Proxy-Authenticate").ends_with("stale=true"), "{again}");
+    assert!(
+        again.starts_with("SIP/2.0 407") && header(&again, "Proxy-Authenticate").ends_with("stale=true"),
+        "{again}"
+    );
 }

@@ -153,7 +153,10 @@ impl Dialog {
 
     fn build(&self, method: &str, via: &str, branch: &str, seq: u32) -> Message {
         // RFC 3261 §12.2.1.1: loose routing when the first route has `lr`.
-        let loose = self.route_set.first().is_some_and(|r| param(r.split_once(';').map(|(_, p)| p).unwrap_or(""), "lr").is_some());
+        let loose = self
+            .route_set
+            .first()
+            .is_some_and(|r| param(r.split_once(';').map(|(_, p)| p).unwrap_or(""), "lr").is_some());
         let (uri, routes): (String, Vec<String>) = if self.route_set.is_empty() || loose {
             (self.remote_target.clone(), self.route_set.clone())
         } else {
@@ -210,12 +213,18 @@ Content-Length: 0
     #[test]
     fn uac_dialog_builds_bye_and_ack() {
         let mut d = Dialog::as_uac(&msg(INVITE), &msg(OK)).unwrap();
-        assert_eq!(d.id, DialogId { call_id: "d1@127.0.0.1".into(), local_tag: "ours".into(), remote_tag: "theirs".into() });
+        assert_eq!(
+            d.id,
+            DialogId { call_id: "d1@127.0.0.1".into(), local_tag: "ours".into(), remote_tag: "theirs".into() }
+        );
         assert_eq!(d.route_set, ["sip:p1.example;lr", "sip:p2.example;lr"]);
         let ack = d.ack(7, "SIP/2.0/UDP 127.0.0.1:5060", "ack1");
         assert_eq!(ack.header("CSeq"), Some("7 ACK"));
         let bye = d.request("BYE", "SIP/2.0/UDP 127.0.0.1:5060", "bye1");
-        assert_eq!(bye.start, StartLine::Request { method: "BYE".into(), uri: "sip:pbx@10.0.0.5:5080;transport=udp".into() });
+        assert_eq!(
+            bye.start,
+            StartLine::Request { method: "BYE".into(), uri: "sip:pbx@10.0.0.5:5080;transport=udp".into() }
+        );
         assert_eq!(bye.header("CSeq"), Some("8 BYE"));
         assert_eq!(bye.header("To"), Some("<sip:+14155550100@pbx.example>;tag=theirs"));
         assert_eq!(bye.headers_named("Route").collect::<Vec<_>>(), ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]);
@@ -235,7 +244,8 @@ Content-Length: 0
 
     #[test]
     fn strict_route_puts_the_first_route_in_the_request_uri() {
-        let ok = OK.replace("Record-Route: <sip:p2.example;lr>, <sip:p1.example;lr>", "Record-Route: <sip:strict.example>");
+        let ok =
+            OK.replace("Record-Route: <sip:p2.example;lr>, <sip:p1.example;lr>", "Record-Route: <sip:strict.example>");
         let mut d = Dialog::as_uac(&msg(INVITE), &msg(&ok)).unwrap();
         let bye = d.request("BYE", "SIP/2.0/UDP 127.0.0.1:5060", "b");
         assert_eq!(bye.start, StartLine::Request { method: "BYE".into(), uri: "sip:strict.example".into() });

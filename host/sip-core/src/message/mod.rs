@@ -114,7 +114,11 @@ pub fn long_name(name: &str) -> &str {
 /// case-insensitively, and a compact `name` matches its long form (stored
 /// headers carry long names). The one statement of this rule for every
 /// header type: this crate's, the plugin host's and the plugin SDK's.
-pub fn named<'h, 'n, H>(headers: &'h [H], name: &'n str, name_of: fn(&H) -> &str) -> impl Iterator<Item = &'h H> + use<'h, 'n, H> {
+pub fn named<'h, 'n, H>(
+    headers: &'h [H],
+    name: &'n str,
+    name_of: fn(&H) -> &str,
+) -> impl Iterator<Item = &'h H> + use<'h, 'n, H> {
     let name = long_name(name);
     headers.iter().filter(move |h| name_of(h).eq_ignore_ascii_case(name))
 }

@@ -63,7 +63,8 @@ fn start_line(line: &str) -> Result<StartLine, ParseError> {
         return Ok(StartLine::Response { status, reason: reason.to_owned() });
     }
     let mut parts = line.split(' ');
-    let (method, uri, version) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+    let (method, uri, version) =
+        (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
     if parts.next().is_some() || !is_token(method) || uri.is_empty() {
         return Err(bad());
     }
@@ -156,7 +157,8 @@ mod tests {
         assert_eq!(m.header("v"), m.header("Via"));
         assert_eq!(m.header("Subject"), Some("folded continues here"));
         // Found by fuzzing (RFC 4475 esc01): a value that starts on the next line.
-        let late = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nContact:\r\n <sip:c@d>\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let late =
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nContact:\r\n <sip:c@d>\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!(late.header("Contact"), Some("<sip:c@d>"));
         // Found by fuzzing: a blank continuation line must not leave a
         // trailing space, which printing and parsing again would lose.

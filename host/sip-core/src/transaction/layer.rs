@@ -166,7 +166,14 @@ impl Layer {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, from: Peer, reliability: Reliability, message: Message, key: Option<TransactionKey>) {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        reliability: Reliability,
+        message: Message,
+        key: Option<TransactionKey>,
+    ) {
         match (&message.start, key) {
             (StartLine::Response { .. }, Some(key)) => match self.entries.get_mut(&key) {
                 Some(Entry { tx: Tx::ClientInv(t), .. }) => t.handle_response(now, message),
@@ -252,7 +259,8 @@ impl Layer {
     /// every transaction exchanging messages with it fails at once instead
     /// of waiting for its timeout (RFC 3261 §17.1.4, §17.2.4).
     pub fn handle_transport_error(&mut self, peer: Peer) {
-        let keys: Vec<TransactionKey> = self.entries.iter().filter(|(_, e)| e.peer == peer).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<TransactionKey> =
+            self.entries.iter().filter(|(_, e)| e.peer == peer).map(|(k, _)| k.clone()).collect();
         for key in keys {
             if let Some(e) = self.entries.get_mut(&key) {
                 match &mut e.tx {
@@ -437,7 +445,9 @@ mod tests {
         let key = l.send_request(t0, tcp, inv.clone()).unwrap();
         sent(&mut l);
         l.handle_message(t0, tcp, &response(&inv, 180).to_bytes());
-        assert!(matches!(l.poll_event(), Some(LayerEvent::Client { key: k, event: ClientEvent::Provisional(_) }) if k == key));
+        assert!(
+            matches!(l.poll_event(), Some(LayerEvent::Client { key: k, event: ClientEvent::Provisional(_) }) if k == key)
+        );
         let mut other = response(&request("BYE"), 200);
         other.headers[0].value = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-unknown".into();
         l.handle_message(t0, tcp, &other.to_bytes());

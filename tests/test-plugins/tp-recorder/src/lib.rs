@@ -68,7 +68,10 @@ impl Policy for Recorder {
                 .set_variable("instance-invites", seen.to_string())
                 .set_variable("seen-x-chain", call.headers_named("X-Chain").join(","))
                 .set_variable("request-from", request.header("f").unwrap_or_default())
-                .set_variable("request-line", format!("{} {} body={}", request.method(), request.uri(), request.body().len()))
+                .set_variable(
+                    "request-line",
+                    format!("{} {} body={}", request.method(), request.uri(), request.body().len()),
+                )
                 .set_variable("call-parts", parts),
         )
     }
