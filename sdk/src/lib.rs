@@ -198,6 +198,7 @@ pub use wit::trunkline::policy::types::Variable;
 /// Every hook (what [`export_policy!`] declares).
 #[doc(hidden)]
 pub fn __all_hooks() -> HookSet {
+    // wit-bindgen's flags have no `all()`.
     HookSet::ON_INVITE
         | HookSet::SELECT_URI
         | HookSet::ON_REDIRECT

@@ -48,6 +48,7 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The WIT name of each hook flag (a test checks that every flag has one).
 const HOOK_NAMES: [(HookSet, &str); 6] = [
     (HookSet::ON_INVITE, "on-invite"),
     (HookSet::SELECT_URI, "select-uri"),
@@ -120,5 +121,16 @@ impl Plugin {
     pub fn release(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.quarantined_until_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hook_of_the_wit_has_a_name() {
+        let named = HOOK_NAMES.iter().fold(HookSet::empty(), |all, (flag, _)| all | *flag);
+        assert_eq!(named, HookSet::all(), "a hook of wit/hooks.wit is missing from HOOK_NAMES");
     }
 }

@@ -7,16 +7,6 @@
 
 use proc_macro::{Delimiter, TokenStream, TokenTree};
 
-/// Hook methods of `Policy` and the `HookSet` flag of each.
-const HOOKS: [(&str, &str); 6] = [
-    ("on_invite", "ON_INVITE"),
-    ("select_uri", "SELECT_URI"),
-    ("on_redirect", "ON_REDIRECT"),
-    ("pre_dial", "PRE_DIAL"),
-    ("on_failure", "ON_FAILURE"),
-    ("on_call_end", "ON_CALL_END"),
-];
-
 const USAGE: &str = "#[trunkline_sdk::policy] goes on `impl Policy for YourType { ... }`";
 
 /// See `trunkline_sdk::policy`.
@@ -43,10 +33,16 @@ pub fn policy(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     let ty: TokenStream = tokens[for_at + 1..tokens.len() - 1].iter().cloned().collect();
     let body: Vec<TokenTree> = body.into_iter().collect();
-    let defined: Vec<&str> = body
+    // Every `fn` of `impl Policy` is a hook (rustc refuses any other), and
+    // the WIT flag of hook `on_invite` is `HookSet::ON_INVITE`: no list of
+    // hooks to keep in step with `wit/hooks.wit` here.
+    let defined: Vec<String> = body
         .windows(2)
         .filter(|w| is_ident(&w[0], "fn"))
-        .filter_map(|w| HOOKS.iter().find(|(name, _)| is_ident(&w[1], name)).map(|(_, flag)| *flag))
+        .filter_map(|w| match &w[1] {
+            TokenTree::Ident(name) => Some(name.to_string().to_uppercase()),
+            _ => None,
+        })
         .collect();
     let flags = if defined.is_empty() {
         "::trunkline_sdk::HookSet::empty()".to_owned()
