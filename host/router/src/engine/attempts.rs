@@ -13,7 +13,7 @@ use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, Transactio
 use trunkline_sip_core::Transport as SipTransport;
 
 use super::build::{self, relay_response, uri_destination, Destination, OutgoingInvite};
-use super::call::{Leg, Phase};
+use super::call::{Leg, Phase, Queued};
 use super::dns::Lookup;
 use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
@@ -27,33 +27,42 @@ impl Engine {
             if c.queue.is_empty() {
                 return self.all_failed(now, id);
             }
-            let target = c.queue.remove(0);
+            let Queued { target, addr } = c.queue.remove(0);
             let (uri, x_headers) = routing::request_uri(&target.uri, &c.dialed);
             // Where it goes, resolved before `pre-dial` so that a call
-            // waiting for a name runs that hook once.
-            let peer = match uri_destination(&uri) {
+            // waiting for a name runs that hook once per attempt.
+            let (peer, named) = match uri_destination(&uri) {
                 None => {
                     c.route.push(format!("{uri}: skipped (no host, or unknown transport)"));
                     continue;
                 }
-                Some(Destination::Addr(peer)) => peer,
+                Some(Destination::Addr(peer)) => (peer, false),
+                Some(Destination::Name { transport, port, .. }) if addr.is_some() => {
+                    (Destination::at(transport, addr.expect("checked"), port), true)
+                }
                 Some(Destination::Name { transport, host, port }) => match self.dns.lookup(now, &host, id) {
                     Lookup::Wait => {
-                        c.queue.insert(0, target);
+                        c.queue.insert(0, Queued { target, addr });
                         return;
                     }
                     Lookup::Failed(why) => {
                         c.route.push(format!("{uri}: skipped ({host} does not resolve: {why})"));
                         continue;
                     }
-                    Lookup::Addrs(addrs) => match addrs.iter().find(|ip| self.locals.reaches(transport, **ip)) {
-                        Some(ip) => Destination::at(transport, *ip, port),
-                        None => {
+                    Lookup::Addrs(addrs) => {
+                        let usable: Vec<_> =
+                            addrs.iter().copied().filter(|ip| self.locals.reaches(transport, *ip)).collect();
+                        let Some((first, rest)) = usable.split_first() else {
                             c.route
                                 .push(format!("{uri}: skipped ({host} has no address of our listener's IP version)"));
                             continue;
+                        };
+                        // The name's other addresses come next, in order.
+                        for ip in rest.iter().rev() {
+                            c.queue.insert(0, Queued { target: target.clone(), addr: Some(*ip) });
                         }
-                    },
+                        (Destination::at(transport, *first, port), true)
+                    }
                 },
             };
             let mut outgoing = c.request.clone();
@@ -88,7 +97,7 @@ impl Engine {
             .build();
             let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
             let attempt = c.attempts;
-            c.route.push(format!("INVITE {uri}"));
+            c.route.push(if named { format!("INVITE {uri} at {}", peer.addr) } else { format!("INVITE {uri}") });
             c.b_call_ids.push(call_id.clone());
             c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: peer, uri, responded: false });
             self.by_b_tx.insert(tx, (id, attempt));
@@ -238,7 +247,7 @@ impl Engine {
             match follow {
                 Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
                     c.redirects += 1;
-                    c.queue.insert(0, routing::target(u, 0));
+                    c.queue.insert(0, routing::target(u, 0).into());
                 }
                 Some(u) => c.route.push(format!("redirect to {u} refused (our own domain or too many redirects)")),
                 None => {}

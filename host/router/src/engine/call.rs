@@ -19,6 +19,22 @@ pub(crate) enum Phase {
     Answered,
 }
 
+/// A target waiting its turn.
+#[derive(Clone, Debug)]
+pub(crate) struct Queued {
+    pub(crate) target: Target,
+    /// For a target named by host: the address to use, when an earlier
+    /// attempt used another address of the same name (RFC 3263 §4.3: a
+    /// failed address is followed by the name's next one).
+    pub(crate) addr: Option<std::net::IpAddr>,
+}
+
+impl From<Target> for Queued {
+    fn from(target: Target) -> Self {
+        Queued { target, addr: None }
+    }
+}
+
 /// An outgoing attempt (one INVITE to one target).
 pub(crate) struct Leg {
     pub(crate) attempt: u32,
@@ -43,7 +59,8 @@ pub(crate) struct CallState {
     pub(crate) trunk: usize,
     pub(crate) dialed: String,
     pub(crate) max_forwards: u32,
-    pub(crate) queue: Vec<Target>,
+    /// Targets still to try, in order.
+    pub(crate) queue: Vec<Queued>,
     pub(crate) leg: Option<Leg>,
     pub(crate) attempts: u32,
     pub(crate) redirects: u32,

@@ -2,7 +2,8 @@
 //! name ([`Engine::poll_resolve`](super::Engine::poll_resolve)), the driver
 //! looks it up (A/AAAA through the system resolver, off the engine's loop)
 //! and answers ([`Engine::handle_resolved`](super::Engine::handle_resolved)).
-//! Calls waiting on a name resume when the answer comes.
+//! Calls waiting on a name resume when the answer comes; a call tries the
+//! name's addresses in order (`attempts.rs`).
 //!
 //! The system resolver gives no TTL, so answers are kept [`KEEP_ANSWER`]
 //! and failures [`KEEP_FAILURE`]. SRV and NAPTR records (RFC 3263) are not

@@ -435,7 +435,7 @@ impl Engine {
                 trunk: trunk_idx,
                 dialed,
                 max_forwards: max_forwards - 1,
-                queue,
+                queue: queue.into_iter().map(call::Queued::from).collect(),
                 leg: None,
                 attempts: 0,
                 redirects: 0,

@@ -517,9 +517,10 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     assert_eq!(e.poll_resolve().as_deref(), Some("pbx.test"));
     assert_eq!(e.poll_resolve(), None);
 
-    // IPv6 first: our listener is IPv4, so the IPv4 address is used.
+    // Our listener is IPv4: the IPv6 address is passed over.
     let t1 = t0 + Duration::from_millis(20);
-    e.handle_resolved(t1, "pbx.test", Ok(vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]));
+    let ips = ["::1", "127.0.0.1", "127.0.0.2"].map(|ip| ip.parse().unwrap());
+    e.handle_resolved(t1, "pbx.test", Ok(ips.to_vec()));
     let out = sent(&mut e);
     assert_eq!(
         (out[0].0, out[0].1.as_str()),
@@ -534,13 +535,22 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     assert_eq!(out[1], (addr("127.0.0.1:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0".to_string()));
     assert_eq!(e.poll_resolve(), None, "cached");
 
-    // The first call fails over: `gone.test` does not resolve, so it is
+    // The first call gets 503: the name's next address comes first
+    // (RFC 3263 §4.3), then `gone.test`, which does not resolve, so it is
     // skipped for the next target.
-    let mut busy = trunkline_sip_core::transaction::response_to(&b_invite, 503, "Service Unavailable");
-    for h in busy.headers.iter_mut().filter(|h| h.name == "To") {
-        h.value.push_str(";tag=b");
-    }
-    e.handle_datagram(t1, addr("127.0.0.1:5081"), &busy.to_bytes());
+    let unavailable = |invite: &Message| {
+        let mut r = trunkline_sip_core::transaction::response_to(invite, 503, "Service Unavailable");
+        for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+            h.value.push_str(";tag=b");
+        }
+        r.to_bytes()
+    };
+    e.handle_datagram(t1, addr("127.0.0.1:5081"), &unavailable(&b_invite));
+    let out = sent(&mut e);
+    let again = out.iter().find(|o| o.1.starts_with("INVITE")).expect("the next address is tried");
+    assert_eq!((again.0, again.1.as_str()), (addr("127.0.0.2:5081"), "INVITE sip:+14155550100@PBX.test:5081 SIP/2.0"));
+    let b_invite = again.2.clone();
+    e.handle_datagram(t1, addr("127.0.0.2:5081"), &unavailable(&b_invite));
     let out = firsts(&mut e);
     assert!(out.iter().all(|o| !o.1.starts_with("INVITE")), "waits for gone.test: {out:?}");
     assert_eq!(e.poll_resolve().as_deref(), Some("gone.test"));

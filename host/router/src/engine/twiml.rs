@@ -166,7 +166,7 @@ impl Engine {
                     }
                     run.dial_timeout = Some(Duration::from_secs(d.timeout_secs.into()));
                     c.route.push(format!("TwiML <Dial timeout=\"{}\"> {} target(s)", d.timeout_secs, queue.len()));
-                    c.queue = queue;
+                    c.queue = queue.into_iter().map(super::call::Queued::from).collect();
                     return self.try_next(now, id);
                 }
                 Verb::Reject { busy: true } => return self.finish(now, id, 486, "Busy Here", Outcome::Rejected),

@@ -54,7 +54,9 @@ fn an_origination_uri_with_a_host_name_is_resolved_and_called_and_a_name_that_do
         2,
         "{reports}"
     );
-    assert_eq!(reports.matches("-> 200 OK").count(), 2, "{reports}");
+    let answered =
+        format!("INVITE sip:+14155550100@LocalHost:{uas_port} at 127.0.0.1:{uas_port} -> 180 Ringing -> 200 OK");
+    assert_eq!(reports.matches(&answered).count(), 2, "{reports}");
     let seen = std::fs::read_to_string(&msgs).unwrap();
     // The request-URI keeps the name as configured; it went to 127.0.0.1.
     assert_eq!(seen.matches(&format!("INVITE sip:+14155550100@LocalHost:{uas_port} SIP/2.0")).count(), 2, "{seen}");
