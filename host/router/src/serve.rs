@@ -84,12 +84,15 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let (resolved_tx, mut resolved) = mpsc::channel(256);
+    // The TLS client of `https://` TwiML fetches, made on the first one.
+    let mut https: Option<Option<TlsConnector>> = None;
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     loop {
         flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
         while let Some(f) = engine.poll_fetch() {
-            spawn_fetch(f, fetched_tx.clone());
+            let client = if f.url.secure { https_client(&mut https, &settings) } else { None };
+            spawn_fetch(f, fetched_tx.clone(), client);
         }
         while let Some(name) = engine.poll_resolve() {
             spawn_resolve(name, resolved_tx.clone());
@@ -216,10 +219,26 @@ async fn flush(udp: Option<&UdpSocket>, streams: &mut Streams, engine: &mut Engi
     }
 }
 
+/// The TLS client for `https://` TwiML URLs (TLS 1.2+, the system's roots
+/// or `sip.tls.ca`), made once; `None` (and logged once) if it cannot be.
+fn https_client(cache: &mut Option<Option<TlsConnector>>, settings: &Settings) -> Option<TlsConnector> {
+    cache
+        .get_or_insert_with(|| match crate::tls::client_config(&settings.tls) {
+            Ok(config) => Some(TlsConnector::from(config)),
+            Err(e) => {
+                tracing::error!("no TLS client for https:// TwiML URLs: {e}");
+                None
+            }
+        })
+        .clone()
+}
+
 /// Fetch a disaster-recovery TwiML document off the engine's loop.
-fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)>) {
+fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)>, https: Option<TlsConnector>) {
     tokio::spawn(async move {
-        let result = crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout).await.map_err(|e| e.to_string());
+        let result = crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref())
+            .await
+            .map_err(|e| e.to_string());
         let _ = done.send((f.token, result)).await;
     });
 }

@@ -1,21 +1,26 @@
 //! Fetching TwiML: an HTTP/1.1 POST of the call's parameters
 //! (form-encoded, as the reference platform sends them) with a deadline.
 //!
-//! A deliberately small client: `http://` only (an `https://` URL is refused
-//! at config load until the router has TLS), one request per connection,
-//! no redirects followed, bodies up to 64 KiB.
+//! A deliberately small client: `http://` and `https://` (rustls, TLS 1.2+,
+//! the server's certificate verified for the URL's host against the
+//! system's roots or `sip.tls.ca`), one request per connection, no
+//! redirects followed, bodies up to 64 KiB.
 
 use std::fmt;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use super::MAX_DOCUMENT_BYTES;
 
-/// A parsed `http://host[:port]/path` URL.
+/// A parsed `http://` or `https://host[:port]/path` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`: over TLS.
+    pub secure: bool,
     pub host: String,
     pub port: u16,
     /// Path and query, starting with `/`.
@@ -23,14 +28,15 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    /// Parse an absolute `http://` URL.
+    /// Parse an absolute `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
         let lower = url.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err("https:// URLs are not supported yet (the router has no TLS client yet); use http://".into());
-        }
-        let Some(rest) = lower.starts_with("http://").then(|| &url[7..]) else {
-            return Err(format!("`{url}` is not an http:// URL"));
+        let (secure, rest) = if lower.starts_with("https://") {
+            (true, &url[8..])
+        } else if lower.starts_with("http://") {
+            (false, &url[7..])
+        } else {
+            return Err(format!("`{url}` is not an http:// or https:// URL"));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -43,14 +49,14 @@ impl HttpUrl {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
                 (h, p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?)
             }
-            _ => (authority, 80),
+            _ => (authority, if secure { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || path.contains([' ', '\r', '\n']) {
             return Err(format!("`{url}` is not a valid URL"));
         }
         let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
-        Ok(HttpUrl { host: host.to_owned(), port, path })
+        Ok(HttpUrl { secure, host: host.to_owned(), port, path })
     }
 
     /// `target` relative to this URL (a `<Redirect>` may give a path).
@@ -64,7 +70,15 @@ impl HttpUrl {
             let dir = self.path.split('?').next().unwrap_or("/").rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             format!("{dir}/{target}")
         };
-        HttpUrl::parse(&format!("http://{}:{}{}", self.host_for_url(), self.port, path))
+        HttpUrl::parse(&format!("{}://{}:{}{}", self.scheme(), self.host_for_url(), self.port, path))
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.secure {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     fn host_for_url(&self) -> String {
@@ -78,7 +92,7 @@ impl HttpUrl {
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}{}", self.host_for_url(), self.port, self.path)
+        write!(f, "{}://{}:{}{}", self.scheme(), self.host_for_url(), self.port, self.path)
     }
 }
 
@@ -89,6 +103,8 @@ pub enum FetchError {
     Timeout(u128),
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("HTTP status {0}")]
     Status(u16),
     #[error("malformed HTTP response: {0}")]
@@ -109,11 +125,19 @@ fn form_encode(s: &str) -> String {
 }
 
 /// POST `params` to `url`; the body of a 2xx answer within `timeout`.
-pub async fn post_form(url: &HttpUrl, params: &[(String, String)], timeout: Duration) -> Result<String, FetchError> {
-    tokio::time::timeout(timeout, post(url, params)).await.map_err(|_| FetchError::Timeout(timeout.as_millis()))?
+/// `https` makes the TLS connections of `https://` URLs.
+pub async fn post_form(
+    url: &HttpUrl,
+    params: &[(String, String)],
+    timeout: Duration,
+    https: Option<&TlsConnector>,
+) -> Result<String, FetchError> {
+    tokio::time::timeout(timeout, post(url, params, https))
+        .await
+        .map_err(|_| FetchError::Timeout(timeout.as_millis()))?
 }
 
-async fn post(url: &HttpUrl, params: &[(String, String)]) -> Result<String, FetchError> {
+async fn post(url: &HttpUrl, params: &[(String, String)], https: Option<&TlsConnector>) -> Result<String, FetchError> {
     let body: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
     let body = body.join("&");
     let request = format!(
@@ -124,8 +148,20 @@ async fn post(url: &HttpUrl, params: &[(String, String)]) -> Result<String, Fetc
         url.port,
         body.len()
     );
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
-    stream.write_all(request.as_bytes()).await?;
+    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    if !url.secure {
+        return exchange(tcp, request.as_bytes()).await;
+    }
+    let connector = https.ok_or_else(|| FetchError::Tls("no TLS client configured".into()))?;
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|_| FetchError::Tls(format!("`{}` is not a server name", url.host)))?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
+    exchange(tls, request.as_bytes()).await
+}
+
+/// Send `request` on `stream` and read the response.
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Result<String, FetchError> {
+    stream.write_all(request).await?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -226,7 +262,9 @@ mod tests {
         assert_eq!(u.join("/other").unwrap().to_string(), "http://127.0.0.1:8080/other");
         assert_eq!(u.join("next.xml").unwrap().to_string(), "http://127.0.0.1:8080/dr/next.xml");
         assert_eq!(u.join("http://10.0.0.1/x").unwrap().to_string(), "http://10.0.0.1:80/x");
-        assert!(HttpUrl::parse("https://example.com/").unwrap_err().contains("not supported yet"));
+        let secure = HttpUrl::parse("https://example.com/dr").unwrap();
+        assert_eq!(secure.to_string(), "https://example.com:443/dr");
+        assert_eq!(secure.join("next.xml").unwrap().to_string(), "https://example.com:443/next.xml");
         assert!(HttpUrl::parse("ftp://example.com/").is_err());
         assert!(HttpUrl::parse("http://user:pw@example.com/").unwrap_err().contains("credentials"));
         assert_eq!(HttpUrl::parse("http://[::1]:81/a").unwrap().to_string(), "http://[::1]:81/a");

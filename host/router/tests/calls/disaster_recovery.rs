@@ -15,8 +15,49 @@ struct TwimlServer {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
+/// Answer one request on `s` with the document for its path.
+fn serve_one(mut s: impl Read + Write, docs: &[(String, String)], seen: &Mutex<Vec<String>>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (path, body) = loop {
+        let Ok(n) = s.read(&mut buf) else { break (String::new(), String::new()) };
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len || n == 0 {
+                break (head.split(' ').nth(1).unwrap_or("").to_owned(), body.to_owned());
+            }
+        }
+        if n == 0 {
+            break (String::new(), String::new());
+        }
+    };
+    if path.is_empty() {
+        return; // e.g. a TLS handshake the client gave up
+    }
+    seen.lock().unwrap().push(format!("{path}?{body}"));
+    let reply = match docs.iter().find(|(p, _)| *p == path) {
+        Some((_, doc)) => {
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{doc}", doc.len())
+        }
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
+    };
+    let _ = s.write_all(reply.as_bytes());
+    let _ = s.flush();
+}
+
 impl TwimlServer {
     fn start(docs: &[(&str, &str)]) -> TwimlServer {
+        TwimlServer::start_with(docs, None)
+    }
+
+    /// Over TLS with `config` when given (`https://`).
+    fn start_with(docs: &[(&str, &str)], tls: Option<Arc<rustls::ServerConfig>>) -> TwimlServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let docs: Vec<(String, String)> = docs.iter().map(|(p, d)| (p.to_string(), d.to_string())).collect();
@@ -24,37 +65,15 @@ impl TwimlServer {
         let seen = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
+                let Ok(s) = stream else { continue };
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let (path, body) = loop {
-                    let Ok(n) = s.read(&mut buf) else { break (String::new(), String::new()) };
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).into_owned();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("Content-Length: "))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if body.len() >= len || n == 0 {
-                            break (head.split(' ').nth(1).unwrap_or("").to_owned(), body.to_owned());
-                        }
+                match &tls {
+                    None => serve_one(s, &docs, &seen),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+                        serve_one(rustls::StreamOwned::new(conn, s), &docs, &seen)
                     }
-                    if n == 0 {
-                        break (String::new(), String::new());
-                    }
-                };
-                seen.lock().unwrap().push(format!("{path}?{body}"));
-                let reply = match docs.iter().find(|(p, _)| *p == path) {
-                    Some((_, doc)) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{doc}",
-                        doc.len()
-                    ),
-                    None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
-                };
-                let _ = s.write_all(reply.as_bytes());
+                }
             }
         });
         TwimlServer { port, requests }
@@ -216,4 +235,83 @@ fn a_failed_twiml_fetch_ends_the_call_with_503() {
     assert!(uac.success(), "the carrier got 503\n{reports}");
     assert!(reports.contains("fetch failed: connection:"), "{reports}");
     assert!(reports.contains("outcome: failed 503 Service Unavailable"), "{reports}");
+}
+
+/// A router whose trunk fails over to `dr_url`, trusting the test CA of `pki`.
+fn https_dr_router(pki: &super::tls::Pki, broken: u16, dr_url: &str) -> Router {
+    let sip = format!("failover_timeout_ms = 300\ntls = {{ ca = \"{}/ca.pem\" }}", pki.dir.path().display());
+    Router::launch(Setup { sip: &sip, rest: &failing_trunk(broken, dr_url), ..Setup::default() })
+}
+
+fn https_twiml(pki: &super::tls::Pki, doc: &str) -> TwimlServer {
+    let config = rustls::ServerConfig::builder_with_provider(super::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.named_der.clone()], pki.named_key.clone_key())
+        .unwrap();
+    TwimlServer::start_with(&[("/dr", doc)], Some(Arc::new(config)))
+}
+
+#[test]
+fn twiml_is_fetched_over_https_from_a_server_whose_certificate_names_the_url_host() {
+    let pki = super::tls::pki();
+    let https = https_twiml(&pki, "<Response><Reject reason=\"busy\"/></Response>");
+    let (broken, uac_port) = (free_udp_port(), free_udp_port());
+    let router = https_dr_router(&pki, broken, &format!("https://localhost:{}/dr", https.port));
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = failing_pbx(broken, 1, dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = super::expect_final(486, dir.path());
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1",
+    ])
+    .status()
+    .unwrap();
+    let reports = router.outcomes(1);
+    let _ = bad.wait();
+    assert!(uac.success(), "the caller got 486 from the TwiML\n{reports}");
+    assert!(reports.contains(&format!("disaster recovery: POST https://localhost:{}/dr", https.port)), "{reports}");
+    assert_eq!(https.requests().len(), 1, "one POST over TLS");
+}
+
+#[test]
+fn an_https_twiml_server_whose_certificate_names_another_host_is_not_trusted() {
+    let pki = super::tls::pki();
+    let https = https_twiml(&pki, "<Response><Reject reason=\"busy\"/></Response>");
+    let (broken, uac_port) = (free_udp_port(), free_udp_port());
+    // The certificate names `localhost`, the URL its IP.
+    let router = https_dr_router(&pki, broken, &format!("https://127.0.0.1:{}/dr", https.port));
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = failing_pbx(broken, 1, dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = super::expect_final(503, dir.path());
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&[
+        "-sf",
+        scenario.to_str().unwrap(),
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-m",
+        "1",
+    ])
+    .status()
+    .unwrap();
+    let reports = router.outcomes(1);
+    let _ = bad.wait();
+    assert!(uac.success(), "no TwiML: the caller got the last failure, 503\n{reports}");
+    assert!(reports.contains("fetch failed: TLS:"), "{reports}");
+    assert!(https.requests().is_empty(), "nothing was posted to the untrusted server");
 }

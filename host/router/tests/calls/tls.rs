@@ -12,17 +12,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::*;
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
+pub(super) struct Pki {
+    pub(super) dir: tempfile::TempDir,
     ca_der: CertificateDer<'static>,
     leaf_der: CertificateDer<'static>,
     leaf_key: PrivateKeyDer<'static>,
     /// A leaf for the DNS name `localhost` (not its IP), same CA.
-    named_der: CertificateDer<'static>,
-    named_key: PrivateKeyDer<'static>,
+    pub(super) named_der: CertificateDer<'static>,
+    pub(super) named_key: PrivateKeyDer<'static>,
 }
 
-fn pki() -> Pki {
+pub(super) fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -51,7 +51,7 @@ fn pki() -> Pki {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
