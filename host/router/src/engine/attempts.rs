@@ -10,11 +10,12 @@ use trunkline_plugin_host::types::{Fallback, Header, Outcome, RedirectDecision};
 use trunkline_sip_core::dialog::Dialog;
 use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, TransactionKey};
+use trunkline_sip_core::Peer;
 use trunkline_sip_core::Transport as SipTransport;
 
-use super::build::{self, relay_response, uri_destination, Destination, OutgoingInvite};
+use super::build::{self, relay_response, uri_destination, Destination, Locals, OutgoingInvite};
 use super::call::{Leg, Phase, Queued};
-use super::dns::Lookup;
+use super::dns::{Dns, Lookup};
 use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
@@ -27,44 +28,23 @@ impl Engine {
             if c.queue.is_empty() {
                 return self.all_failed(now, id);
             }
-            let Queued { target, addr } = c.queue.remove(0);
-            let (uri, x_headers) = routing::request_uri(&target.uri, &c.dialed);
-            // Where it goes, resolved before `pre-dial` so that a call
-            // waiting for a name runs that hook once per attempt.
-            let (peer, named) = match uri_destination(&uri) {
-                None => {
-                    c.route.push(format!("{uri}: skipped (no host, or unknown transport)"));
+            let queued = c.queue.remove(0);
+            let (uri, x_headers) = routing::request_uri(&queued.target.uri, &c.dialed);
+            // Resolved before `pre-dial`, so that a call waiting for a name
+            // runs that hook once per attempt.
+            let (peer, named) = match locate(&mut self.dns, &self.locals, now, id, &uri, &queued, &mut c.queue) {
+                Located::At(peer) => (peer, false),
+                Located::AtNamed(peer) => (peer, true),
+                Located::Skip(why) => {
+                    c.route.push(format!("{uri}: skipped ({why})"));
                     continue;
                 }
-                Some(Destination::Addr(peer)) => (peer, false),
-                Some(Destination::Name { transport, port, .. }) if addr.is_some() => {
-                    (Destination::at(transport, addr.expect("checked"), port), true)
+                Located::Wait => {
+                    c.queue.insert(0, queued);
+                    return;
                 }
-                Some(Destination::Name { transport, host, port }) => match self.dns.lookup(now, &host, id) {
-                    Lookup::Wait => {
-                        c.queue.insert(0, Queued { target, addr });
-                        return;
-                    }
-                    Lookup::Failed(why) => {
-                        c.route.push(format!("{uri}: skipped ({host} does not resolve: {why})"));
-                        continue;
-                    }
-                    Lookup::Addrs(addrs) => {
-                        let usable: Vec<_> =
-                            addrs.iter().copied().filter(|ip| self.locals.reaches(transport, *ip)).collect();
-                        let Some((first, rest)) = usable.split_first() else {
-                            c.route
-                                .push(format!("{uri}: skipped ({host} has no address of our listener's IP version)"));
-                            continue;
-                        };
-                        // The name's other addresses come next, in order.
-                        for ip in rest.iter().rev() {
-                            c.queue.insert(0, Queued { target: target.clone(), addr: Some(*ip) });
-                        }
-                        (Destination::at(transport, *first, port), true)
-                    }
-                },
             };
+            let target = queued.target;
             let mut outgoing = c.request.clone();
             outgoing.uri = uri.clone();
             outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
@@ -345,5 +325,52 @@ impl Engine {
         c.phase = Phase::Answered;
         c.answered = Some(now);
         c.session.end_routing_phase();
+    }
+}
+
+/// Where an attempt at `uri` goes.
+enum Located {
+    /// An IP address in the URI.
+    At(Peer),
+    /// An address of the URI's host name.
+    AtNamed(Peer),
+    /// Nowhere: why.
+    Skip(String),
+    /// The name is being resolved: the call resumes with the answer.
+    Wait,
+}
+
+/// Where the attempt `queued` (at `uri`, for call `id`) goes. A name's first
+/// usable address is used now and its others are queued right after it
+/// (RFC 3263 §4.3), unless `queued` already carries one of them.
+fn locate(
+    dns: &mut Dns,
+    locals: &Locals,
+    now: Instant,
+    id: u64,
+    uri: &str,
+    queued: &Queued,
+    queue: &mut Vec<Queued>,
+) -> Located {
+    let (transport, host, port) = match uri_destination(uri) {
+        None => return Located::Skip("no host, or unknown transport".into()),
+        Some(Destination::Addr(peer)) => return Located::At(peer),
+        Some(Destination::Name { transport, host, port }) => (transport, host, port),
+    };
+    if let Some(ip) = queued.addr {
+        return Located::AtNamed(Destination::at(transport, ip, port));
+    }
+    match dns.lookup(now, &host, id) {
+        Lookup::Wait => Located::Wait,
+        Lookup::Failed(why) => Located::Skip(format!("{host} does not resolve: {why}")),
+        Lookup::Addrs(addrs) => {
+            let mut usable = addrs.iter().copied().filter(|ip| locals.reaches(transport, *ip));
+            let Some(first) = usable.next() else {
+                return Located::Skip(format!("{host} has no address of our listener's IP version"));
+            };
+            let rest: Vec<Queued> = usable.map(|ip| Queued { target: queued.target.clone(), addr: Some(ip) }).collect();
+            queue.splice(0..0, rest);
+            Located::AtNamed(Destination::at(transport, first, port))
+        }
     }
 }
