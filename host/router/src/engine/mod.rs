@@ -9,14 +9,15 @@
 //! [`Engine::poll_transmit`], [`Engine::poll_timeout`],
 //! [`Engine::poll_fetch`], [`Engine::poll_resolve`], [`Engine::poll_report`].
 //!
-//! Here: new calls (origination by number, termination by domain after
-//! `termination`'s admission), attempts with failover on silence and on
-//! failover responses, ring timeout (Timer C, CANCEL), 3xx through
-//! `on-redirect`, `on-failure` and disaster-recovery TwiML (`twiml`), the
-//! caller's 2xx resent until its ACK, BYE from either side, CANCEL before
-//! answer, OPTIONS; in-dialog requests are relayed by `in_dialog`;
-//! per-source rate limits are in `flood`; target host names are resolved
-//! through the driver (`dns`).
+//! Here: dispatch of requests, OPTIONS, timers and the handlers above.
+//! New calls (origination by number, termination by domain after
+//! `termination`'s admission) are in `new_call`; attempts with failover on
+//! silence and on failover responses, ring timeout (Timer C, CANCEL), 3xx
+//! through `on-redirect` and `on-failure` in `attempts`; disaster-recovery
+//! TwiML in `twiml`; the caller's 2xx resent until its ACK, BYE from either
+//! side and CANCEL before answer in `teardown`; in-dialog requests in
+//! `in_dialog`; per-source rate limits in `flood`; target host names are
+//! resolved through the driver (`dns`).
 
 mod attempts;
 mod build;
@@ -24,6 +25,7 @@ mod call;
 mod dns;
 mod flood;
 mod in_dialog;
+mod new_call;
 mod teardown;
 mod termination;
 #[cfg(test)]
@@ -36,24 +38,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use trunkline_plugin_host::chain::InviteOutcome;
-use trunkline_plugin_host::types::{Direction, HangupBy, Outcome, Summary};
 use trunkline_plugin_host::Runtime;
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::{response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit};
 use trunkline_sip_core::Peer;
 
 pub(crate) use build::uri_destination;
+use build::Ids;
 pub use build::Locals;
-use build::{relay_response, Ids};
 pub use call::CallReport;
 use call::{CallState, Phase};
 pub use flood::Rate;
 pub use twiml::FetchRequest;
 
 use crate::config::Settings;
-use crate::routing;
-use crate::sipcall::{call_from_invite, party, CallOrigin};
 
 /// Methods we answer or relay (the Allow header of OPTIONS and 405/501).
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, SUBSCRIBE, PRACK";
@@ -314,190 +312,6 @@ impl Engine {
         let mut r = response_to(m, 503, "Service Unavailable (rate limited)");
         r.headers.push(SipHeader { name: "Retry-After".into(), value: retry_after.to_string() });
         self.layer.send_response(now, key, r);
-    }
-
-    fn new_call(&mut self, now: Instant, key: TransactionKey, from: Peer, m: Message) {
-        let max_forwards = match m.header("Max-Forwards").map(str::parse::<u32>) {
-            None => 70,
-            Some(Ok(0)) => return self.respond(now, &key, &m, 483, "Too Many Hops"),
-            Some(Ok(n)) => n.min(255),
-            Some(Err(_)) => return self.respond(now, &key, &m, 400, "Bad Request (Max-Forwards)"),
-        };
-        // RFC 3261 §8.2.2.3: we support no extension a caller could require.
-        if let Some(required) = m.header("Require") {
-            let mut r = response_to(&m, 420, "Bad Extension");
-            r.headers.push(SipHeader { name: "Unsupported".into(), value: required.to_owned() });
-            self.layer.send_response(now, &key, r);
-            return;
-        }
-        let ruri = match &m.start {
-            StartLine::Request { uri, .. } => party(uri),
-            StartLine::Response { .. } => None,
-        };
-        let settings = self.settings.clone();
-        // A trunk's termination domain in the Request-URI: the customer
-        // calls out (termination); else a number we own: a call in (origination).
-        let route = match ruri.as_ref().and_then(|p| settings.trunk_for_domain(&p.host)) {
-            Some(t) => {
-                if !self.admit_termination(now, &key, from, &m, t) {
-                    return;
-                }
-                let carrier = settings.trunks[t].termination.as_ref().map(|x| x.carrier).unwrap_or(0);
-                Some((t, Direction::Termination, termination::carrier_targets(&settings.carriers[carrier])))
-            }
-            None => ruri
-                .and_then(|p| p.user)
-                .and_then(|u| settings.trunks.iter().position(|t| t.numbers.contains(&u)))
-                .map(|t| (t, Direction::Origination, routing::candidates(&settings.trunks[t].origination))),
-        };
-        let Some((trunk_idx, direction, candidates)) = route else {
-            return self.respond(now, &key, &m, 404, "Not Found");
-        };
-        // Plugins are about to run: tell the caller we are on it.
-        self.respond(now, &key, &m, 100, "Trying");
-        let trunk = &settings.trunks[trunk_idx];
-        let origin = CallOrigin {
-            direction,
-            account_id: &trunk.account,
-            trunk_id: &trunk.id,
-            trunk_name: &trunk.name,
-            source_address: from.addr.to_string(),
-            transport: routing::plugin_transport(from.transport),
-        };
-        let (mut call, mut request) = match call_from_invite(&m, &origin) {
-            Ok(v) => v,
-            Err(e) => return self.respond(now, &key, &m, 400, &format!("Bad Request ({e})")),
-        };
-        let mut session = self.runtime.start_call(&trunk.chain, &trunk.account, &call.call_id.clone());
-        let a_tag = self.ids.next();
-        match session.on_invite(&mut call, &mut request) {
-            InviteOutcome::Continue => {}
-            InviteOutcome::Reject(r) => {
-                let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
-                self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(
-                    session,
-                    &call,
-                    trunk_idx,
-                    r.code,
-                    &format!("rejected {} {}", r.code, r.reason),
-                );
-            }
-            InviteOutcome::Redirect(contacts) => {
-                let mut resp =
-                    relay_response(&m, 302, "Moved Temporarily", &a_tag, (&self.locals, from.transport), None);
-                resp.headers.retain(|h| !h.name.eq_ignore_ascii_case("Contact"));
-                for c in &contacts {
-                    resp.headers.push(SipHeader { name: "Contact".into(), value: format!("<{c}>") });
-                }
-                self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(
-                    session,
-                    &call,
-                    trunk_idx,
-                    302,
-                    &format!("redirected to {}", contacts.join(", ")),
-                );
-            }
-        }
-        let queue = match session.select_uri(&call, candidates) {
-            Ok(sel) if sel.ordered => sel.targets,
-            Ok(sel) => {
-                let ids = &mut self.ids;
-                routing::order(&sel.targets, || ids.rand01())
-            }
-            Err(r) => {
-                let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
-                self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(
-                    session,
-                    &call,
-                    trunk_idx,
-                    r.code,
-                    &format!("rejected {} {}", r.code, r.reason),
-                );
-            }
-        };
-        let id = self.next_call;
-        self.next_call += 1;
-        self.by_a_call_id.insert(call.call_id.clone(), id);
-        let dialed = call.request_uri.user.clone().unwrap_or_default();
-        self.calls.insert(
-            id,
-            CallState {
-                a_invite: m,
-                a_tx: key,
-                a_from: from,
-                a_tag,
-                call,
-                request,
-                session,
-                trunk: trunk_idx,
-                dialed,
-                max_forwards: max_forwards - 1,
-                queue: queue.into_iter().map(call::Queued::from).collect(),
-                leg: None,
-                attempts: 0,
-                redirects: 0,
-                last_failure: None,
-                phase: Phase::Routing,
-                a_ok: None,
-                a_acked: false,
-                a_dialog: None,
-                b_dialog: None,
-                b_call_ids: Vec::new(),
-                route: Vec::new(),
-                started: now,
-                first_ring: None,
-                answered: None,
-                twiml: None,
-            },
-        );
-        self.try_next(now, id);
-    }
-
-    /// A call that never reached routing (rejected or redirected by a plugin).
-    fn report_unrouted(
-        &mut self,
-        session: trunkline_plugin_host::CallSession,
-        call: &trunkline_plugin_host::types::Call,
-        trunk: usize,
-        status: u16,
-        outcome: &str,
-    ) {
-        let summary = Summary {
-            outcome: Outcome::Rejected,
-            status,
-            target_uri: None,
-            pdd_ms: None,
-            duration_ms: 0,
-            hangup_by: HangupBy::None,
-            attempts: 0,
-        };
-        let trace = session.on_call_end(call, &summary);
-        self.report(call, trunk, Vec::new(), &trace, outcome.to_owned());
-    }
-
-    fn report(
-        &mut self,
-        call: &trunkline_plugin_host::types::Call,
-        trunk: usize,
-        route: Vec<String>,
-        trace: &[trunkline_plugin_host::HookTrace],
-        outcome: String,
-    ) {
-        self.reports.push_back(CallReport {
-            call_id: call.call_id.clone(),
-            trunk: self.settings.trunks[trunk].name.clone(),
-            from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
-            to: call.to.user.clone().unwrap_or_default(),
-            route,
-            hooks: trace
-                .iter()
-                .map(|t| format!("{} {} {}: {} ({} us)", t.plugin, t.version, t.hook, t.outcome, t.micros))
-                .collect(),
-            outcome,
-        });
     }
 }
 
