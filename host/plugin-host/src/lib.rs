@@ -20,6 +20,7 @@ pub mod audit;
 pub mod bindings;
 mod cache;
 pub mod chain;
+mod edits;
 mod engine;
 pub mod error;
 mod host;
