@@ -1,4 +1,4 @@
-//! `trunkline.toml`: serde structs with `deny_unknown_fields`, then
+//! `trunkline.toml`: serde structs with `deny_unknown_fields` (`raw`), then
 //! `validate`, which turns them into [`Settings`]. Every error names the file,
 //! the line and column, and the key.
 
@@ -10,18 +10,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 use trunkline_plugin_host::services::AccountNumbers;
-mod termination;
-
-pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
+use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig, StaticDirectory};
 
 use crate::engine::Rate;
 use crate::streams::StreamLimits;
 use crate::tls::TlsFiles;
-use trunkline_plugin_host::{Chain, ChainEntry, FailureMode, Limits, PluginConfig, StaticDirectory};
+
+mod raw;
+mod termination;
+
+use raw::{RawConfig, RawNumber};
+pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
 /// A configuration error at a place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,224 +48,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    sip: RawSip,
-    #[serde(default)]
-    plugins: RawPlugins,
-    #[serde(default, rename = "trunk")]
-    trunks: Vec<RawTrunk>,
-    #[serde(default, rename = "carrier")]
-    carriers: Vec<termination::RawCarrier>,
-    admin: Option<RawAdmin>,
-    #[serde(default)]
-    disaster_recovery: RawDisasterRecovery,
-    #[serde(default)]
-    limits: RawLimits,
-}
-
-/// `[limits]`: per-source flood protection.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLimits {
-    /// One out-of-dialog OPTIONS per this many ms per source...
-    options_interval_ms: Spanned<u64>,
-    /// ...after a burst of this many.
-    options_burst: Spanned<u32>,
-    /// New INVITEs per second per source...
-    invites_per_second: Spanned<u32>,
-    /// ...after a burst of this many.
-    invite_burst: Spanned<u32>,
-    /// Buckets in each limiter's table (memory is fixed: sources share
-    /// buckets beyond this).
-    source_slots: Spanned<u32>,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        let z = |v| Spanned::new(0..0, v);
-        RawLimits {
-            options_interval_ms: Spanned::new(0..0, 10_000),
-            options_burst: z(3),
-            invites_per_second: z(2000),
-            invite_burst: z(4000),
-            source_slots: z(16_384),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDisasterRecovery {
-    /// Where TwiML `<Dial><Number>` goes (until the termination path exists).
-    pstn_gateway: Option<Spanned<String>>,
-    /// Deadline of one TwiML fetch.
-    fetch_timeout_ms: Spanned<u64>,
-    /// Most documents one call may fetch (the first plus `<Redirect>`s).
-    max_fetches: Spanned<u32>,
-}
-
-impl Default for RawDisasterRecovery {
-    fn default() -> Self {
-        RawDisasterRecovery {
-            pstn_gateway: None,
-            fetch_timeout_ms: Spanned::new(0..0, 5000),
-            max_fetches: Spanned::new(0..0, 5),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    /// `IP:PORT` of the admin HTTP listener; loopback only (it has no authentication yet).
-    listen: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSip {
-    listen: Vec<Spanned<String>>,
-    #[serde(default)]
-    domains: Vec<Spanned<String>>,
-    /// Failover after this long without any response from a target.
-    #[serde(default = "default_failover_ms")]
-    failover_timeout_ms: Spanned<u64>,
-    /// Give up on a target that rings (provisional response) without answering.
-    #[serde(default = "default_ring_ms")]
-    ring_timeout_ms: Spanned<u64>,
-    /// Close a TCP connection without traffic for this long.
-    #[serde(default = "default_idle_ms")]
-    tcp_idle_timeout_ms: Spanned<u64>,
-    /// Most TCP connections open at once (both directions).
-    #[serde(default = "default_max_connections")]
-    max_connections: Spanned<u32>,
-    /// Certificate, key and CA bundle for TLS.
-    tls: Option<Spanned<RawTls>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca: Option<PathBuf>,
-}
-
-fn default_idle_ms() -> Spanned<u64> {
-    Spanned::new(0..0, 300_000)
-}
-
-fn default_max_connections() -> Spanned<u32> {
-    Spanned::new(0..0, 4096)
-}
-
-fn default_failover_ms() -> Spanned<u64> {
-    Spanned::new(0..0, 4000)
-}
-
-/// RFC 3261 Timer C: more than 3 minutes.
-fn default_ring_ms() -> Spanned<u64> {
-    Spanned::new(0..0, 181_000)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawPlugins {
-    dir: PathBuf,
-    cache_dir: Option<PathBuf>,
-    audit_log: Option<PathBuf>,
-    watch: bool,
-    hook_timeout_ms: Spanned<u64>,
-    memory_mb: Spanned<u32>,
-    failure_mode: FailureMode,
-    fail_closed_code: Spanned<u16>,
-    quarantine_after: u32,
-    quarantine_secs: u64,
-    max_live_instances: Spanned<u32>,
-    prewarm: Spanned<u32>,
-}
-
-impl Default for RawPlugins {
-    fn default() -> Self {
-        let l = Limits::default();
-        RawPlugins {
-            dir: "plugins".into(),
-            cache_dir: None,
-            audit_log: None,
-            watch: true,
-            hook_timeout_ms: Spanned::new(0..0, l.hook_timeout_ms),
-            memory_mb: Spanned::new(0..0, (l.memory_bytes >> 20) as u32),
-            failure_mode: l.failure_mode,
-            fail_closed_code: Spanned::new(0..0, l.fail_closed_code),
-            quarantine_after: l.quarantine_after,
-            quarantine_secs: l.quarantine_secs,
-            max_live_instances: Spanned::new(0..0, 1000),
-            prewarm: Spanned::new(0..0, 8),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrunk {
-    name: Spanned<String>,
-    id: Option<Spanned<String>>,
-    account: Option<String>,
-    #[serde(default)]
-    numbers: Vec<Spanned<RawNumber>>,
-    disaster_recovery_url: Option<Spanned<String>>,
-    /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
-    allow_deprecated_tls: Option<Spanned<bool>>,
-    #[serde(default)]
-    plugins: Vec<RawPluginRef>,
-    #[serde(default)]
-    origination: Vec<RawOrigination>,
-    termination: Option<termination::RawTermination>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawNumber {
-    Plain(String),
-    Labelled { number: String, label: Option<String> },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPluginRef {
-    name: Spanned<String>,
-    #[serde(default)]
-    config: toml::Table,
-    failure_mode: Option<FailureMode>,
-    hook_timeout_ms: Option<Spanned<u64>>,
-    memory_mb: Option<Spanned<u32>>,
-    fail_closed_code: Option<Spanned<u16>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOrigination {
-    uri: Spanned<String>,
-    #[serde(default = "default_priority")]
-    priority: u16,
-    #[serde(default = "default_weight")]
-    weight: Spanned<u16>,
-    #[serde(default = "default_true")]
-    enabled: bool,
-}
-
-fn default_priority() -> u16 {
-    10
-}
-fn default_weight() -> Spanned<u16> {
-    Spanned::new(0..0, 1)
-}
-fn default_true() -> bool {
-    true
-}
 
 /// Transport of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
