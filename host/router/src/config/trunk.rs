@@ -1,0 +1,224 @@
+//! One `[[trunk]]`: its name, id, numbers, plugin chain, origination URIs
+//! and termination settings, checked against the rest of the file.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use toml::Spanned;
+use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig};
+
+use super::raw::{RawNumber, RawTrunk};
+use super::termination::{self, Carrier};
+use super::{
+    check_code, check_memory, check_timeout, hex_id, is_plugin_name, ConfigError, Ctx, Listen, ListenTransport,
+    Origination, Trunk, MAX_ORIGINATION_URIS,
+};
+
+/// What a trunk is checked against: the rest of the file.
+pub(super) struct Around<'a> {
+    pub(super) listen: &'a [Listen],
+    /// The `[plugins]` limits, which a chain entry may override.
+    pub(super) defaults: &'a Limits,
+    pub(super) carriers: &'a [Carrier],
+    /// The configuration file's folder (relative paths start there).
+    pub(super) base: &'a Path,
+}
+
+impl Around<'_> {
+    fn has_listener(&self, t: ListenTransport) -> bool {
+        self.listen.iter().any(|l| l.transport == t)
+    }
+}
+
+/// Check trunk `ti` against `around` and the trunks before it (`earlier`);
+/// `owners` maps each number to the trunk that has it (a number belongs to
+/// one trunk only).
+pub(super) fn trunk(
+    cx: &Ctx<'_>,
+    ti: usize,
+    t: RawTrunk,
+    around: &Around<'_>,
+    earlier: &[Trunk],
+    owners: &mut HashMap<String, String>,
+) -> Result<Trunk, ConfigError> {
+    let tk = format!("trunk[{ti}]");
+    let name = t.name.get_ref().clone();
+    if name.is_empty() {
+        return Err(cx.err(t.name.span(), format!("{tk}.name"), "must not be empty"));
+    }
+    if earlier.iter().any(|x: &Trunk| x.name == name) {
+        return Err(cx.err(t.name.span(), format!("{tk}.name"), format!("trunk `{name}` is defined twice")));
+    }
+    let id = match &t.id {
+        Some(id) => {
+            let ok = id.get_ref().len() == 34
+                && id.get_ref().starts_with("TK")
+                && id.get_ref()[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(cx.err(id.span(), format!("{tk}.id"), "must be TK followed by 32 hex digits"));
+            }
+            id.get_ref().clone()
+        }
+        None => hex_id("TK", &format!("trunk:{name}")),
+    };
+    let account = t.account.clone().unwrap_or_else(|| hex_id("AC", &format!("account:{name}")));
+    let mut numbers = Vec::new();
+    let mut labels = HashMap::new();
+    for (ni, n) in t.numbers.iter().enumerate() {
+        let number = match n.get_ref() {
+            RawNumber::Plain(s) => s,
+            RawNumber::Labelled { number, label } => {
+                if let Some(l) = label {
+                    labels.insert(number.clone(), l.clone());
+                }
+                number
+            }
+        };
+        if trunkline_sip_core::E164::parse(number).is_none() {
+            return Err(cx.err(
+                n.span(),
+                format!("{tk}.numbers[{ni}]"),
+                format!("`{number}` is not E.164 (+ and 7..15 digits)"),
+            ));
+        }
+        if let Some(other) = owners.insert(number.clone(), name.clone()) {
+            return Err(cx.err(
+                n.span(),
+                format!("{tk}.numbers[{ni}]"),
+                format!("{number} already belongs to trunk `{other}`"),
+            ));
+        }
+        numbers.push(number.clone());
+    }
+    if let Some(u) = &t.disaster_recovery_url {
+        if let Err(e) = crate::twiml::fetch::HttpUrl::parse(u.get_ref()) {
+            return Err(cx.err(u.span(), format!("{tk}.disaster_recovery_url"), e));
+        }
+    }
+    if let Some(d) = t.allow_deprecated_tls.as_ref().filter(|d| *d.get_ref()) {
+        return Err(cx.err(
+            d.span(),
+            format!("{tk}.allow_deprecated_tls"),
+            "this router's TLS (rustls) offers TLS 1.2 and 1.3 only and cannot accept older versions; remove the key (refusing to start rather than pretend)",
+        ));
+    }
+    let mut entries = Vec::new();
+    for (pi, r) in t.plugins.into_iter().enumerate() {
+        let key = format!("{tk}.plugins[{pi}]");
+        if !is_plugin_name(r.name.get_ref()) {
+            return Err(cx.err(
+                r.name.span(),
+                format!("{key}.name"),
+                "plugin names are [a-z0-9_-], the file name without .wasm",
+            ));
+        }
+        let mut limits = around.defaults.clone();
+        if let Some(v) = &r.hook_timeout_ms {
+            check_timeout(cx, v, &format!("{key}.hook_timeout_ms"))?;
+            limits.hook_timeout_ms = *v.get_ref();
+        }
+        if let Some(v) = &r.memory_mb {
+            check_memory(cx, v, &format!("{key}.memory_mb"))?;
+            limits.memory_bytes = (*v.get_ref() as usize) << 20;
+        }
+        if let Some(v) = &r.fail_closed_code {
+            check_code(cx, v, &format!("{key}.fail_closed_code"))?;
+            limits.fail_closed_code = *v.get_ref();
+        }
+        if let Some(m) = r.failure_mode {
+            limits.failure_mode = m;
+        }
+        entries.push(ChainEntry {
+            plugin: r.name.into_inner().into(),
+            config: Arc::new(PluginConfig(r.config)),
+            limits,
+        });
+    }
+    if t.origination.len() > MAX_ORIGINATION_URIS {
+        let span = t.origination[MAX_ORIGINATION_URIS].uri.span();
+        return Err(cx.err(
+            span,
+            format!("{tk}.origination"),
+            format!("at most {MAX_ORIGINATION_URIS} origination URIs"),
+        ));
+    }
+    let mut origination = Vec::new();
+    for (oi, o) in t.origination.iter().enumerate() {
+        let key = format!("{tk}.origination[{oi}]");
+        let uri = o.uri.get_ref();
+        let lower = uri.to_ascii_lowercase();
+        if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || uri.contains([' ', '<', '>']) || uri.len() < 5
+        {
+            return Err(cx.err(o.uri.span(), format!("{key}.uri"), format!("`{uri}` is not a sip: or sips: URI")));
+        }
+        match trunkline_sip_core::Transport::of_uri(uri) {
+            None => return Err(cx.err(o.uri.span(), format!("{key}.uri"), "unknown transport (udp, tcp or tls)")),
+            Some(trunkline_sip_core::Transport::Tls) if !around.has_listener(ListenTransport::Tls) => {
+                return Err(cx.err(
+                    o.uri.span(),
+                    format!("{key}.uri"),
+                    "a TLS target (sips: or ;transport=tls) needs a tls:// listener in sip.listen",
+                ));
+            }
+            Some(trunkline_sip_core::Transport::Tcp) if !around.has_listener(ListenTransport::Tcp) => {
+                return Err(cx.err(
+                    o.uri.span(),
+                    format!("{key}.uri"),
+                    "a ;transport=tcp target needs a tcp:// listener in sip.listen",
+                ));
+            }
+            Some(trunkline_sip_core::Transport::Udp) if !around.has_listener(ListenTransport::Udp) => {
+                return Err(cx.err(
+                    o.uri.span(),
+                    format!("{key}.uri"),
+                    "a UDP target needs a udp:// listener in sip.listen",
+                ));
+            }
+            Some(_) => {}
+        }
+        if crate::engine::uri_destination(uri).is_none() {
+            return Err(cx.err(
+                o.uri.span(),
+                format!("{key}.uri"),
+                format!("`{uri}`: the host is neither an IP address nor a DNS name"),
+            ));
+        }
+        if *o.weight.get_ref() == 0 {
+            return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
+        }
+        origination.push(Origination {
+            uri: uri.clone(),
+            priority: o.priority,
+            weight: *o.weight.get_ref(),
+            enabled: o.enabled,
+        });
+    }
+    let termination = match &t.termination {
+        Some(raw) => {
+            let term = termination::termination(cx, &tk, raw, around.carriers, around.base)?;
+            if let Some(other) =
+                earlier.iter().find(|x: &&Trunk| x.termination.as_ref().is_some_and(|o| o.domain == term.domain))
+            {
+                return Err(cx.err(
+                    raw.domain_span(),
+                    format!("{tk}.termination.domain"),
+                    format!("already the termination domain of trunk `{}`", other.name),
+                ));
+            }
+            Some(term)
+        }
+        None => None,
+    };
+    Ok(Trunk {
+        name,
+        id,
+        account,
+        numbers,
+        labels,
+        disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
+        chain: Chain { entries },
+        origination,
+        termination,
+    })
+}
