@@ -116,6 +116,49 @@ fn the_sandbox_has_no_env_files_args_or_network() {
     assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
     let v = |n: &str| c.variables.iter().find(|v| v.name == n).map(|v| v.value.clone()).unwrap();
     assert_eq!((v("env"), v("file"), v("args"), v("net")), ("0".into(), "false".into(), "0".into(), "false".into()));
+    // What it printed goes to the log, tagged with the plugin and the call,
+    // once its instance is dropped (off the call path).
+    let log = captured_log();
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = |needle: &str| log.lock().unwrap().lines().find(|l| l.contains(needle)).map(str::to_owned);
+    while line("tp-sandbox stderr line").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for (stream, text) in [("stdout", "tp-sandbox stdout line"), ("stderr", "tp-sandbox stderr line")] {
+        let l = line(text).unwrap_or_else(|| panic!("{text} not logged:\n{}", log.lock().unwrap()));
+        for part in ["plugin=sandbox", "call_id=sandbox-1", &format!("stream=\"{stream}\"")] {
+            assert!(l.contains(part), "{part} missing in {l}");
+        }
+    }
+    assert_eq!(log.lock().unwrap().matches("tp-sandbox stdout line").count(), 1, "logged once");
+}
+
+/// Everything logged in this test process from now on (one subscriber for
+/// the whole process: the instance is dropped on another thread).
+fn captured_log() -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<String>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        let writer = move || Sink(sink.clone());
+        let _ = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).try_init();
+        log
+    })
+    .clone()
+}
+
+struct Sink(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[test]

@@ -250,7 +250,6 @@ impl CallSession {
         let state = live.store.data_mut();
         // Released now, so that the caller edits the call and headers in place.
         state.messages = Messages::default();
-        state.flush_output();
         let failure = match result {
             Ok(r) => match check(&r) {
                 Ok(()) => {

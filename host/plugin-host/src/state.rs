@@ -118,7 +118,8 @@ impl HostState {
         self.log_budget = LOG_BUDGET;
     }
 
-    /// Write what the plugin printed to stdout/stderr into the log, once.
+    /// Write what the plugin printed to stdout/stderr since the last flush
+    /// into the log, once.
     pub(crate) fn flush_output(&mut self) {
         for (stream, pipe, seen) in
             [("stdout", &self.stdout, &mut self.stdout_seen), ("stderr", &self.stderr, &mut self.stderr_seen)]
@@ -137,6 +138,16 @@ impl HostState {
                 );
             }
         }
+    }
+}
+
+/// What a plugin printed is logged when its instance is dropped (off the
+/// call path, on the thread that drops retired instances), not after each
+/// hook: looking at the pipes costs two locks and a copy per hook, and
+/// plugins log through the `log` import, not stdout.
+impl Drop for HostState {
+    fn drop(&mut self) {
+        self.flush_output();
     }
 }
 
