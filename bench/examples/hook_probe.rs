@@ -53,21 +53,20 @@ fn main() {
         println!("B: {:?}", b.engine);
         let rb = runtime(dir.path(), b);
         let mut times = [Vec::with_capacity(calls), Vec::with_capacity(calls)];
-        for (rt, _) in [(&rt, 0), (&rb, 1)] {
-            rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c0.clone(), &mut r0.clone());
+        // The first call of each finds nothing ready and asks for a refill.
+        for r in [&rt, &rb] {
+            r.start_call(&ch, "AC0001", "probe").on_invite(&mut c0.clone(), &mut r0.clone());
         }
         for n in 0..2 * calls {
             let which = n % 2;
-            let rt = [&rt, &rb][which];
-            while rt.ready_instances(&plugin, &Limits::default()) == 0
-                || !rt.warmer_idle()
-                || ![&rt, &rb][1 - which].warmer_idle()
+            let (this, other) = if which == 0 { (&rt, &rb) } else { (&rb, &rt) };
+            while this.ready_instances(&plugin, &Limits::default()) == 0 || !this.warmer_idle() || !other.warmer_idle()
             {
                 std::hint::spin_loop();
             }
             let (mut c, mut r) = (c0.clone(), r0.clone());
             let t = Instant::now();
-            std::hint::black_box(rt.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r));
+            std::hint::black_box(this.start_call(&ch, "AC0001", "probe").on_invite(&mut c, &mut r));
             times[which].push(t.elapsed());
         }
         for (name, mut t) in ["A", "B"].into_iter().zip(times) {

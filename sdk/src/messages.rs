@@ -298,13 +298,13 @@ impl Call {
 /// `cell`'s value, fetched on first use through the hook's borrowed handle
 /// `host` (`from_handle` makes the handle's type from it). Without a host
 /// (a value built in memory for a native test) a part reads as `missing`.
-fn lazily<'a, T, H>(
-    cell: &'a OnceCell<T>,
+fn lazily<T, H>(
+    cell: &OnceCell<T>,
     host: Option<u32>,
     from_handle: impl FnOnce(u32) -> H,
     fetch: impl FnOnce(&H) -> T,
     missing: impl FnOnce() -> T,
-) -> &'a T {
+) -> &T {
     cell.get_or_init(|| match host {
         // ManuallyDrop: a borrowed handle is not ours to drop.
         Some(handle) => fetch(&ManuallyDrop::new(from_handle(handle))),

@@ -40,7 +40,7 @@ pub use engine::EngineOptions;
 pub use error::{HookFailure, LoadError};
 pub use limits::{FailureMode, Limits};
 pub use plugin::{Plugin, PluginInfo};
-pub use runtime::{LoadSource, Runtime, RuntimeOptions};
+pub use runtime::{LoadSource, Loaded, Runtime, RuntimeOptions};
 pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
 pub use state::Services;
 

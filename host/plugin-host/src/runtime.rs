@@ -23,6 +23,8 @@ use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig, StaticDir
 use crate::state::{HostState, Scope, Services};
 use crate::warm::Warmer;
 
+/// One file of a plugins folder and what loading it gave.
+pub type Loaded = (PathBuf, Result<Arc<Plugin>, LoadError>);
 /// What triggered a load, for the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadSource {
@@ -270,11 +272,7 @@ impl Runtime {
     }
 
     /// Load every `*.wasm` file of `dir`; one result per file, in name order.
-    pub fn load_dir(
-        &self,
-        dir: &Path,
-        source: LoadSource,
-    ) -> std::io::Result<Vec<(PathBuf, Result<Arc<Plugin>, LoadError>)>> {
+    pub fn load_dir(&self, dir: &Path, source: LoadSource) -> std::io::Result<Vec<Loaded>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
