@@ -115,7 +115,12 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wasm/e164-guard-previous-wit.wasm");
     std::fs::copy(fixture, &path).unwrap();
     match f.rt.load_file(&path, LoadSource::Signal) {
-        Err(LoadError::World { reason, .. }) => assert!(reason.contains("rebuild the plugin"), "{reason}"),
+        Err(LoadError::World { reason, .. }) => {
+            assert!(
+                reason.contains("`on-invite` has another signature") && reason.contains("rebuild the plugin"),
+                "{reason}"
+            )
+        }
         Err(other) => panic!("expected a world mismatch, got {other}"),
         Ok(_) => panic!("a plugin built against the previous WIT was loaded"),
     }

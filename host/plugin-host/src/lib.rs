@@ -30,6 +30,7 @@ mod message;
 mod plugin;
 mod runtime;
 pub mod services;
+mod signatures;
 mod state;
 mod validate;
 mod warm;

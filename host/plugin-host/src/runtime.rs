@@ -186,16 +186,20 @@ impl Runtime {
             hook_timeout_ms: self.inner.validation_limits.hook_timeout_ms.saturating_mul(10),
             ..self.inner.validation_limits.clone()
         };
-        crate::warm::prepare(&self.inner.engine, &self.inner.services, plugin, &limits).map(|live| live.hooks).map_err(|e| {
-            let (plugin, reason) = (plugin.info.name.clone(), format!("{:#}", e.error));
+        let inner = &self.inner;
+        crate::warm::prepare(&inner.engine, &inner.services, plugin, &limits).map(|live| live.hooks).map_err(|e| {
+            let name = plugin.info.name.clone();
             // Export types are only checked when the hooks are looked up,
-            // i.e. here: a hook whose signature differs is a world mismatch
-            // (typically a plugin built against another version of the WIT).
-            if reason.contains("failed to convert function to given type") {
-                let reason = format!("a hook's signature differs from this host's WIT (rebuild the plugin with this trunkline-sdk): {reason}");
-                LoadError::World { plugin, reason }
-            } else {
-                LoadError::Start { plugin, reason }
+            // i.e. while instantiating: ask which hook, if any, differs (a
+            // plugin built against another version of the WIT).
+            match crate::signatures::mismatched_hook(&inner.engine, &inner.services, plugin, &limits) {
+                Some(hook) => LoadError::World {
+                    plugin: name,
+                    reason: format!(
+                        "`{hook}` has another signature than this host's WIT (rebuild the plugin with this trunkline-sdk)"
+                    ),
+                },
+                None => LoadError::Start { plugin: name, reason: format!("{:#}", e.error) },
             }
         })
     }
