@@ -561,3 +561,23 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
         &(addr("127.0.0.1:5083"), "INVITE sip:+14155550100@127.0.0.1:5083 SIP/2.0".to_string())
     );
 }
+
+#[test]
+fn a_call_cancelled_while_its_target_name_resolves_sends_nothing_when_the_answer_comes() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&CONFIG.replace("sip:127.0.0.1:5081", "sip:pbx.test:5081"));
+    let caller = addr("127.0.0.1:5070");
+    e.handle_datagram(t0, caller, &invite());
+    sent(&mut e);
+    assert_eq!(e.poll_resolve().as_deref(), Some("pbx.test"));
+    let cancel =
+        String::from_utf8(invite()).unwrap().replace("INVITE sip:", "CANCEL sip:").replace("1 INVITE", "1 CANCEL");
+    e.handle_datagram(t0, caller, cancel.as_bytes());
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]);
+    assert_eq!(e.calls(), 0);
+    let report = e.poll_report().expect("the call is reported");
+    assert!(report.outcome.contains("487"), "{}", report.outcome);
+    e.handle_resolved(t0 + Duration::from_millis(50), "pbx.test", Ok(vec!["127.0.0.1".parse().unwrap()]));
+    assert!(sent(&mut e).is_empty(), "no INVITE for a call that is gone");
+}
