@@ -147,17 +147,17 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         );
         if let Some(term) = &t.termination {
             let carrier = &settings.carriers[term.carrier];
-            let addresses: usize = carrier.gateways.iter().map(|(_, uris)| uris.len()).sum();
+            let gateways = carrier.gateways.len();
             let auth: Vec<&str> =
                 [(!term.acl.is_empty()).then_some("acl"), (!term.credentials.is_empty()).then_some("digest")]
                     .into_iter()
                     .flatten()
                     .collect();
             println!(
-                "    termination {} -> carrier {} ({} gateway address(es)), auth: {}",
+                "    termination {} -> carrier {} ({} gateway(s)), auth: {}",
                 term.domain,
                 carrier.name,
-                addresses,
+                gateways,
                 auth.join(" + ")
             );
         }

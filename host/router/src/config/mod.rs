@@ -341,7 +341,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         defaults: defaults.clone(),
     };
 
-    let carriers = termination::carriers(cx, &raw.carriers)?;
+    let carriers = termination::carriers(cx, &raw.carriers, |t| listen.iter().any(|l| l.transport == listen_of(t)))?;
     let mut trunks = Vec::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     let around = trunk::Around { listen: &listen, defaults: &defaults, carriers: &carriers, base };

@@ -4,7 +4,7 @@
 //! from the configuration itself), gateway host names resolved to IPs.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -49,8 +49,9 @@ struct RawCredential {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Carrier {
     pub name: String,
-    /// `(gateway as configured, target URIs with IP hosts)`.
-    pub gateways: Vec<(String, Vec<String>)>,
+    /// Gateway URIs, in order. A host name is resolved when a call needs
+    /// it (each of its addresses tried in turn), like an origination URI's.
+    pub gateways: Vec<String>,
 }
 
 /// An IP network (`10.0.0.0/8`, `2001:db8::/32`, or one address).
@@ -150,8 +151,13 @@ impl RawTermination {
     }
 }
 
-/// Validate `[[carrier]]` tables, resolving gateway hosts.
-pub(super) fn carriers(cx: &Ctx<'_>, raw: &[RawCarrier]) -> Result<Vec<Carrier>, ConfigError> {
+/// Validate `[[carrier]]` tables; `has_listener` says which transports we
+/// listen on (a gateway's transport needs a listener of it).
+pub(super) fn carriers(
+    cx: &Ctx<'_>,
+    raw: &[RawCarrier],
+    has_listener: impl Fn(trunkline_sip_core::Transport) -> bool,
+) -> Result<Vec<Carrier>, ConfigError> {
     let mut out: Vec<Carrier> = Vec::new();
     for (ci, c) in raw.iter().enumerate() {
         let key = format!("carrier[{ci}]");
@@ -164,48 +170,32 @@ pub(super) fn carriers(cx: &Ctx<'_>, raw: &[RawCarrier]) -> Result<Vec<Carrier>,
         }
         let mut gateways = Vec::new();
         for (gi, g) in c.gateways.iter().enumerate() {
-            let uris =
-                resolve_gateway(g.get_ref()).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
-            gateways.push((g.get_ref().clone(), uris));
+            gateway(g.get_ref(), &has_listener).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
+            gateways.push(g.get_ref().clone());
         }
         out.push(Carrier { name, gateways });
     }
     Ok(out)
 }
 
-/// `sip:host[:port][;params]` to one URI per address of `host`.
-fn resolve_gateway(uri: &str) -> Result<Vec<String>, String> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .ok_or_else(|| format!("`{uri}` is not a sip: URI (TLS gateways are not supported yet)"))?;
-    if rest.contains('@') {
+/// A gateway URI: `sip:` or `sips:`, no user part (the dialed number goes
+/// there), a known transport we listen on, an IP address or DNS name.
+fn gateway(uri: &str, has_listener: impl Fn(trunkline_sip_core::Transport) -> bool) -> Result<(), String> {
+    let lower = uri.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("sip:").or_else(|| lower.strip_prefix("sips:")) else {
+        return Err(format!("`{uri}` is not a sip: or sips: URI"));
+    };
+    if rest.split([';', '?']).next().unwrap_or("").contains('@') {
         return Err(format!("`{uri}`: a gateway URI has no user part (the dialed number goes there)"));
     }
-    let (hostport, params) = match rest.find([';', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
     let transport = trunkline_sip_core::Transport::of_uri(uri).ok_or_else(|| format!("`{uri}`: unknown transport"))?;
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !hostport.ends_with(']') => {
-            (h, p.parse::<u16>().map_err(|_| format!("`{uri}`: bad port"))?)
-        }
-        _ => (hostport, transport.default_port()),
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.is_empty() {
-        return Err(format!("`{uri}` has no host"));
+    if !has_listener(transport) {
+        return Err(format!("`{uri}`: a {transport} gateway needs a {transport} listener in sip.listen"));
     }
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (bare, port).to_socket_addrs().map_err(|e| format!("`{host}` does not resolve: {e}"))?.collect(),
-    };
-    let mut uris: Vec<String> = addrs.into_iter().map(|a| format!("sip:{a}{params}")).collect();
-    uris.dedup();
-    if uris.is_empty() {
-        return Err(format!("`{host}` resolved to no address"));
+    if crate::engine::uri_destination(uri).is_none() {
+        return Err(format!("`{uri}`: the host is neither an IP address nor a DNS name"));
     }
-    Ok(uris)
+    Ok(())
 }
 
 /// Validate one trunk's `[trunk.termination]`.
@@ -328,12 +318,15 @@ mod tests {
     }
 
     #[test]
-    fn gateways_resolve_to_ip_uris() {
-        assert_eq!(resolve_gateway("sip:127.0.0.1:5090").unwrap(), ["sip:127.0.0.1:5090"]);
-        assert_eq!(resolve_gateway("sip:127.0.0.1;transport=tcp").unwrap(), ["sip:127.0.0.1:5060;transport=tcp"]);
-        assert!(resolve_gateway("sip:localhost:5090").unwrap().contains(&"sip:127.0.0.1:5090".to_string()));
-        assert!(resolve_gateway("sips:gw.example").is_err());
-        assert!(resolve_gateway("sip:+1@gw.example").is_err());
+    fn gateways_are_checked_not_resolved() {
+        let udp_only = |t: trunkline_sip_core::Transport| t == trunkline_sip_core::Transport::Udp;
+        assert!(gateway("sip:127.0.0.1:5090", udp_only).is_ok());
+        assert!(gateway("sip:gw.carrier.example", udp_only).is_ok(), "resolved when a call needs it");
+        assert!(gateway("sip:127.0.0.1;transport=tcp", udp_only).unwrap_err().contains("needs a tcp listener"));
+        assert!(gateway("sips:gw.example", |_| true).is_ok());
+        assert!(gateway("sip:+1@gw.example", udp_only).unwrap_err().contains("no user part"));
+        assert!(gateway("sip:gw_1.example", udp_only).unwrap_err().contains("neither an IP"));
+        assert!(gateway("http://gw.example", udp_only).is_err());
         assert!(format!("{:?}", Secret("hunter2".into())) == "Secret(..)");
     }
 }

@@ -155,14 +155,8 @@ fn number_rules(m: &Message, trunk: &Trunk, term: &Termination) -> Result<(), St
     Ok(())
 }
 
-/// The carrier's gateways as targets, every IP in turn: each gets its own
-/// priority so the reference algorithm tries them in order.
+/// The carrier's gateways as targets: each gets its own priority so the
+/// reference algorithm tries them in order (a name's addresses in turn).
 pub(super) fn carrier_targets(carrier: &Carrier) -> Vec<Target> {
-    carrier
-        .gateways
-        .iter()
-        .flat_map(|(_, uris)| uris.iter())
-        .enumerate()
-        .map(|(i, uri)| routing::target(uri.clone(), i as u16))
-        .collect()
+    carrier.gateways.iter().enumerate().map(|(i, uri)| routing::target(uri.clone(), i as u16)).collect()
 }

@@ -124,9 +124,7 @@ impl Engine {
             // has one, else through the configured PSTN gateway.
             let settings = &self.settings;
             let number_gateways: Vec<String> = match settings.trunks[c.trunk].termination.as_ref() {
-                Some(t) => {
-                    settings.carriers[t.carrier].gateways.iter().flat_map(|(_, uris)| uris.iter().cloned()).collect()
-                }
+                Some(t) => settings.carriers[t.carrier].gateways.clone(),
                 None => settings.disaster_recovery.pstn_gateway.iter().cloned().collect(),
             };
             let Some(run) = c.twiml.as_mut() else { return };

@@ -7,7 +7,7 @@ use super::*;
 
 const DOMAIN: &str = "acme-prod.trunkline.test";
 const OWNED: &str = "+14155550100";
-const VERIFIED: &str = "+14155550199";
+pub(super) const VERIFIED: &str = "+14155550199";
 
 /// Lines that hang up an answered call (inserted when a 200 is expected).
 const HANGUP: &str = r#"  <pause milliseconds="100"/>
@@ -29,7 +29,7 @@ const HANGUP: &str = r#"  <pause milliseconds="100"/>
 "#;
 
 /// The customer's scenario: `uac-term.xml` or (with `auth`) `uac-term-auth.xml`.
-fn customer(dir: &Path, auth: bool, caller: &str, expect: u16, extra: &str) -> PathBuf {
+pub(super) fn customer(dir: &Path, auth: bool, caller: &str, expect: u16, extra: &str) -> PathBuf {
     let name = if auth { "uac-term-auth.xml" } else { "uac-term.xml" };
     let hangup = if expect == 200 { HANGUP } else { "" };
     let text = std::fs::read_to_string(fixture(name))
@@ -47,7 +47,13 @@ fn customer(dir: &Path, auth: bool, caller: &str, expect: u16, extra: &str) -> P
 /// A terminating trunk towards `gateways`, with `auth` lines
 /// (`acl = [...]`, `credentials = [...]`).
 fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
-    let gws: Vec<String> = gateways.iter().map(|p| format!("\"sip:127.0.0.1:{p}\"")).collect();
+    let uris: Vec<String> = gateways.iter().map(|p| format!("sip:127.0.0.1:{p}")).collect();
+    term_router_to(&uris, auth, password)
+}
+
+/// The same, with the gateway URIs given in full.
+fn term_router_to(gateways: &[String], auth: &str, password: Option<&str>) -> Router {
+    let gws: Vec<String> = gateways.iter().map(|g| format!("\"{g}\"")).collect();
     let rest = format!(
         "[[carrier]]\nname = \"pstn\"\ngateways = [{}]\n\
          [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"{OWNED}\"]\n\
@@ -60,7 +66,7 @@ fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
     Router::launch_env(setup, password.map(|p| ("ACME_SIP_PASSWORD", p)))
 }
 
-fn run_customer(router: &Router, scenario: &Path, dialed: &str, extra_args: &[&str]) -> bool {
+pub(super) fn run_customer(router: &Router, scenario: &Path, dialed: &str, extra_args: &[&str]) -> bool {
     run_customer_over(Wire::Udp, router, scenario, dialed, extra_args)
 }
 
@@ -104,6 +110,22 @@ fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_
         run_customer(&router, &unknown, "+12125550123", &["-au", "mallory", "-ap", "s3cret-pw"]),
         "an unknown user gets 403"
     );
+}
+
+#[test]
+fn a_carrier_gateway_named_by_host_is_resolved_when_a_call_needs_it() {
+    let gw = free_udp_port();
+    let router = term_router_to(&[format!("sip:localhost:{gw}")], "acl = [\"127.0.0.0/8\"]", None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = customer(dir.path(), false, VERIFIED, 200, "");
+    let answered = run_customer(&router, &ok, "+12125550123", &[]);
+    let reports = router.outcomes(1);
+    let carrier_ok = carrier.wait().unwrap();
+    assert!(answered && carrier_ok.success(), "{reports}");
+    let route = format!("INVITE sip:+12125550123@localhost:{gw} at 127.0.0.1:{gw} -> 180 Ringing -> 200 OK");
+    assert!(reports.contains(&route), "{reports}");
 }
 
 #[test]

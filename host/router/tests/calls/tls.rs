@@ -372,3 +372,30 @@ fn termination_over_tls_with_a_sha256_digest() {
         "{again}"
     );
 }
+
+#[test]
+fn a_carrier_gateway_over_tls_is_dialled_by_name_and_verified_for_it() {
+    use super::termination::{customer, run_customer, VERIFIED};
+    let pki = pki();
+    let (gw, gw_thread) = tls_pbx(pki.named_der.clone(), pki.named_key.clone_key());
+    let d = pki.dir.path().display();
+    let sip = format!("tls = {{ cert = \"{d}/server.pem\", key = \"{d}/server.key\", ca = \"{d}/ca.pem\" }}");
+    let rest = format!(
+        "[[carrier]]\nname = \"pstn\"\ngateways = [\"sips:localhost:{gw}\"]\n\
+         [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\n\
+         [trunk.termination]\ndomain = \"acme-prod.trunkline.test\"\ncarrier = \"pstn\"\n\
+         caller_ids = [\"{VERIFIED}\"]\nacl = [\"127.0.0.0/8\"]\n"
+    );
+    let setup =
+        Setup { listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"], sip: &sip, rest: &rest, ..Setup::default() };
+    let router = Router::launch(setup);
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = customer(dir.path(), false, VERIFIED, 200, "");
+    let answered = run_customer(&router, &scenario, "+12125550123", &[]);
+    let reports = router.outcomes(1);
+    assert!(answered, "the carrier answered over TLS\n{reports}");
+    let route = format!("INVITE sip:+12125550123@localhost:{gw};transport=tls at 127.0.0.1:{gw} -> 200 OK");
+    assert!(reports.contains(&route), "{reports}");
+    let seen = gw_thread.join().unwrap();
+    assert!(seen[0].contains("Via: SIP/2.0/TLS ") && seen[2].starts_with("BYE "), "{seen:?}");
+}
