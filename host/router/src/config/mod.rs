@@ -86,6 +86,8 @@ pub struct Trunk {
     /// Operator labels of numbers (`Support - Primary`).
     pub labels: HashMap<String, String>,
     pub disaster_recovery_url: Option<String>,
+    /// An answered call is hung up (BYE to both parties) after this long.
+    pub max_call_duration: Duration,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.
@@ -147,6 +149,9 @@ pub struct DisasterRecovery {
 
 /// Most origination URIs a trunk may have.
 pub const MAX_ORIGINATION_URIS: usize = 10;
+/// Default and largest `max_call_duration_secs`: 24 hours, one week.
+pub const DEFAULT_MAX_CALL_SECS: u64 = 24 * 3600;
+pub const LONGEST_MAX_CALL_SECS: u64 = 7 * 24 * 3600;
 /// Largest memory limit a plugin may be given, in MiB.
 pub const MAX_PLUGIN_MEMORY_MB: u32 = 256;
 

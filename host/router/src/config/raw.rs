@@ -178,6 +178,8 @@ pub(super) struct RawTrunk {
     #[serde(default)]
     pub(super) numbers: Vec<Spanned<RawNumber>>,
     pub(super) disaster_recovery_url: Option<Spanned<String>>,
+    /// Answered calls are hung up after this long.
+    pub(super) max_call_duration_secs: Option<Spanned<u64>>,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

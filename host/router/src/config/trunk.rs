@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use toml::Spanned;
 use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig};
@@ -12,7 +13,7 @@ use super::raw::{RawNumber, RawTrunk};
 use super::termination::{self, Carrier};
 use super::{
     check_code, check_memory, check_timeout, hex_id, is_plugin_name, ConfigError, Ctx, Listen, ListenTransport,
-    Origination, Trunk, MAX_ORIGINATION_URIS,
+    Origination, Trunk, DEFAULT_MAX_CALL_SECS, LONGEST_MAX_CALL_SECS, MAX_ORIGINATION_URIS,
 };
 
 /// What a trunk is checked against: the rest of the file.
@@ -210,6 +211,17 @@ pub(super) fn trunk(
         }
         None => None,
     };
+    let max_call_duration = match &t.max_call_duration_secs {
+        None => Duration::from_secs(DEFAULT_MAX_CALL_SECS),
+        Some(v) if (60..=LONGEST_MAX_CALL_SECS).contains(v.get_ref()) => Duration::from_secs(*v.get_ref()),
+        Some(v) => {
+            return Err(cx.err(
+                v.span(),
+                format!("{tk}.max_call_duration_secs"),
+                format!("must be 60..={LONGEST_MAX_CALL_SECS} (s)"),
+            ))
+        }
+    };
     Ok(Trunk {
         name,
         id,
@@ -217,6 +229,7 @@ pub(super) fn trunk(
         numbers,
         labels,
         disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
+        max_call_duration,
         chain: Chain { entries },
         origination,
         termination,

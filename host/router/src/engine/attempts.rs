@@ -325,6 +325,8 @@ impl Engine {
         c.phase = Phase::Answered;
         c.answered = Some(now);
         c.session.end_routing_phase();
+        let longest = self.settings.trunks[c.trunk].max_call_duration;
+        self.timers.push(Reverse((now + longest, id, Timer::MaxDuration)));
     }
 }
 

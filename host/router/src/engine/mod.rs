@@ -73,6 +73,8 @@ enum Timer {
     OkRetransmit(u64),
     /// A TwiML `<Pause>` of step N is over.
     TwimlPause(u64),
+    /// The answered call reached its trunk's `max_call_duration_secs`.
+    MaxDuration,
 }
 
 /// The engine. See the module docs.
@@ -178,6 +180,7 @@ impl Engine {
                 Timer::Ring(attempt) => self.ring_timer(now, id, attempt),
                 Timer::OkRetransmit(interval) => self.ok_retransmit(now, id, interval),
                 Timer::TwimlPause(step) => self.twiml_pause_over(now, id, step),
+                Timer::MaxDuration => self.max_duration_reached(now, id),
             }
         }
         self.process(now);

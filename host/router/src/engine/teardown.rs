@@ -72,6 +72,17 @@ impl Engine {
         }
     }
 
+    /// The trunk's maximum call duration is reached: hang up.
+    pub(super) fn max_duration_reached(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get_mut(&id).filter(|c| c.phase == Phase::Answered) else {
+            return; // ended before
+        };
+        let secs = self.settings.trunks[c.trunk].max_call_duration.as_secs();
+        c.route.push(format!("max call duration ({secs} s) reached: BYE to both parties"));
+        tracing::info!(call_id = %c.call.call_id, "call hung up after max_call_duration_secs = {secs}");
+        self.hang_up_both(now, id);
+    }
+
     /// End an answered call from our side: BYE to both parties.
     pub(super) fn hang_up_both(&mut self, now: Instant, id: u64) {
         let (b1, b2) = (self.ids.next(), self.ids.next());

@@ -581,3 +581,36 @@ fn a_call_cancelled_while_its_target_name_resolves_sends_nothing_when_the_answer
     e.handle_resolved(t0 + Duration::from_millis(50), "pbx.test", Ok(vec!["127.0.0.1".parse().unwrap()]));
     assert!(sent(&mut e).is_empty(), "no INVITE for a call that is gone");
 }
+
+#[test]
+fn an_answered_call_is_hung_up_at_the_trunks_max_call_duration() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\nmax_call_duration_secs = 3600"));
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    let out = sent(&mut e);
+    let ok = out.iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("the caller gets the 200").2.clone();
+    let ack = format!(
+        "ACK sip:+14155550100@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-ack1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+12125550123@carrier.example>;tag=a\r\nTo: {}\r\nCall-ID: engine-test\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        ok.header("To").unwrap()
+    );
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), ack.as_bytes());
+    sent(&mut e);
+    // Nothing until the hour is up, then BYE to both parties.
+    let mut byes = Vec::new();
+    while let Some(at) = e.poll_timeout() {
+        e.handle_timeout(at);
+        let out = sent(&mut e);
+        if out.iter().any(|o| o.1.starts_with("BYE")) {
+            assert_eq!(at, t0 + Duration::from_secs(3600), "{out:?}");
+            byes = out.into_iter().filter(|o| o.1.starts_with("BYE")).map(|o| o.0).collect();
+            break;
+        }
+    }
+    assert_eq!(byes, [addr("127.0.0.1:5082"), addr("127.0.0.1:5070")], "the callee (its Contact) and the caller");
+    let report = e.poll_report().expect("the call is reported");
+    assert!(report.route.iter().any(|r| r.contains("max call duration (3600 s) reached")), "{:?}", report.route);
+    assert!(report.outcome.contains("hung up by the router"), "{}", report.outcome);
+}
