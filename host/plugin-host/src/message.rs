@@ -163,10 +163,10 @@ pub(crate) struct Messages {
 
 /// What a plugin's `call` handle refers to: the call of the hook running in
 /// its store. Every hook passes the same borrowed handle (rep 0); the host
-/// answers from [`Messages::call`].
+/// answers from the call it shares with the store for the hook.
 pub struct CallHandle;
 
 /// What a plugin's `request` handle refers to: the request of the hook
 /// running in its store (rep 0, like [`CallHandle`]); the host answers from
-/// [`Messages::request`].
+/// the request it shares with the store for the hook.
 pub struct RequestHandle;

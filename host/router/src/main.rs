@@ -37,7 +37,7 @@ enum Command {
         /// The INVITE, as a SIP message file.
         #[arg(long)]
         request: PathBuf,
-        /// How a target answers: URI-SUBSTRING=STATUS[:CONTACT] (default: every target answers 200).
+        /// How a target answers: `URI-SUBSTRING=STATUS[:CONTACT]` (default: every target answers 200).
         #[arg(long = "answer")]
         answers: Vec<simulate::Answer>,
         /// Seed for the weighted choice among equal priorities.
