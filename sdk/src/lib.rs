@@ -32,10 +32,12 @@
 //! This crate is not the host: it never runs plugins, it only describes them.
 #![deny(missing_docs)]
 
+mod call;
 mod decisions;
 mod headers;
 mod messages;
 mod policy;
+mod wit_helpers;
 
 pub mod schedule;
 
@@ -49,9 +51,10 @@ pub mod numbers;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+pub use call::{Call, CallData};
 pub use decisions::Decision;
 pub use headers::Headers;
-pub use messages::{Call, CallData, Request, Response};
+pub use messages::{Request, Response};
 pub use policy::Policy;
 #[doc(inline)]
 pub use trunkline_sip_core::NameAddr;
