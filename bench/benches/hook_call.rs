@@ -18,7 +18,9 @@
 //! `call` handle and the `headers` interface.
 //!
 //! Besides criterion's report, prints the median and p99 of 20,000 single
-//! calls, which is what the target is written in.
+//! calls, which is what the target is written in; then `e164-guard` and the
+//! plugin that does nothing again, calls alternating between them (both
+//! see the same machine; each call follows one of another plugin).
 //!
 //! Run: `cargo bench -p trunkline-bench --bench hook_call`
 //! Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
@@ -97,18 +99,29 @@ fn wait_ready(rt: &Runtime, ch: &Chain) {
 /// `n` samples of one call through `ch`, each timed alone; `paced` waits
 /// (unmeasured) for prepared instances before each.
 fn samples(rt: &Runtime, ch: &Chain, c0: &Call, r0: &Request, n: usize, paced: bool) -> Vec<Duration> {
-    one_call(rt, ch, &mut c0.clone(), &mut r0.clone());
-    (0..n)
-        .map(|_| {
+    interleaved(rt, &[ch], c0, r0, n, paced).pop().expect("one chain")
+}
+
+/// `n` samples of one call through each of `chains`, taken in turn (call
+/// 1 through each chain, then call 2...), so that every chain sees the
+/// same machine: on this shared machine speed changes within a run.
+fn interleaved(rt: &Runtime, chains: &[&Chain], c0: &Call, r0: &Request, n: usize, paced: bool) -> Vec<Vec<Duration>> {
+    for ch in chains {
+        one_call(rt, ch, &mut c0.clone(), &mut r0.clone());
+    }
+    let mut out = vec![Vec::with_capacity(n); chains.len()];
+    for _ in 0..n {
+        for (ch, times) in chains.iter().zip(&mut out) {
             if paced {
                 wait_ready(rt, ch);
             }
             let (mut c, mut r) = (c0.clone(), r0.clone());
             let t = Instant::now();
             one_call(rt, ch, &mut c, &mut r);
-            t.elapsed()
-        })
-        .collect()
+            times.push(t.elapsed());
+        }
+    }
+    out
 }
 
 fn bench(c: &mut Criterion) {
@@ -134,6 +147,16 @@ fn bench(c: &mut Criterion) {
             }
             percentiles(&format!("on-invite, {how}, {p}"), samples(&rt, &ch, &call0, &req0, 20_000, paced));
         }
+        // The same two, calls alternating: each sees the same machine, and
+        // each call follows one of another plugin (as in a router).
+        let (guard, noop) = (single("e164-guard"), single("defaults"));
+        let mut both = interleaved(&rt, &[&guard, &noop], &call0, &req0, 20_000, paced);
+        let noop_samples = both.pop().expect("two chains");
+        percentiles(
+            &format!("on-invite, {how}, e164-guard, alternating with defaults"),
+            both.pop().expect("two chains"),
+        );
+        percentiles(&format!("on-invite, {how}, defaults, alternating with e164-guard"), noop_samples);
         let ch = single("defaults");
         percentiles(
             &format!("on-invite, {how}, defaults, no headers"),
