@@ -23,7 +23,7 @@
 //! see the same machine; each call follows one of another plugin).
 //!
 //! Run: `cargo bench -p trunkline-bench --bench hook_call`
-//! Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_NO_COW=1.
+//! Experiments: TL_KEEP_RESIDENT=bytes TL_NO_PAGEMAP=1 TL_COW=1.
 
 /// The allocator the router binary ships with (host/router/src/main.rs).
 #[global_allocator]
@@ -54,7 +54,7 @@ fn runtime(prewarm: usize) -> (tempfile::TempDir, Runtime) {
         opts.engine.keep_resident_bytes = v;
     }
     opts.engine.pagemap_scan = std::env::var_os("TL_NO_PAGEMAP").is_none();
-    opts.engine.memory_init_cow = std::env::var_os("TL_NO_COW").is_none();
+    opts.engine.memory_init_cow = std::env::var_os("TL_COW").is_some();
     let rt = Runtime::new(opts).unwrap();
     for (_, r) in rt.load_dir(dir.path(), LoadSource::Startup).unwrap() {
         r.unwrap();

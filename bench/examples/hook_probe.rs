@@ -15,7 +15,7 @@
 //! - `QUIET=1`: before each call, sleep 50 us (a call after idle);
 //! - `AB=1`: two runtimes in this process, A with the default engine
 //!   options and B with those the `TL_*` variables set (`TL_NO_PAGEMAP=1`,
-//!   `TL_NO_COW=1`, `TL_KEEP_RESIDENT=bytes`, `TL_DECOMMIT_BATCH=n`), calls
+//!   `TL_COW=1`, `TL_KEEP_RESIDENT=bytes`, `TL_DECOMMIT_BATCH=n`), calls
 //!   alternating between them (paced): both see the same machine, so an
 //!   effect smaller than this shared machine's slow periods shows.
 
@@ -47,7 +47,7 @@ fn main() {
         let mut b = RuntimeOptions { prewarm, ..RuntimeOptions::default() };
         let var = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<usize>().ok());
         b.engine.pagemap_scan = std::env::var_os("TL_NO_PAGEMAP").is_none();
-        b.engine.memory_init_cow = std::env::var_os("TL_NO_COW").is_none();
+        b.engine.memory_init_cow = std::env::var_os("TL_COW").is_some();
         b.engine.keep_resident_bytes = var("TL_KEEP_RESIDENT").unwrap_or(b.engine.keep_resident_bytes);
         b.engine.decommit_batch = var("TL_DECOMMIT_BATCH").unwrap_or(b.engine.decommit_batch);
         println!("B: {:?}", b.engine);

@@ -26,7 +26,11 @@ pub struct EngineOptions {
     /// (fewer syscalls and TLB shootdowns).
     pub decommit_batch: usize,
     /// Initialise memories from copy-on-write images (fast to map, but the
-    /// first writes fault) instead of copying the data segments.
+    /// first writes fault) instead of copying the data segments. Off: a
+    /// pool slot that served another plugin must have its image mapped
+    /// again, and the pages a hook touches that its `init` did not then
+    /// fault on the call path (bench/README.md, calls alternating between
+    /// plugins); copying happens while the instance is prepared, off it.
     pub memory_init_cow: bool,
     /// Reset kept-resident memory by scanning for the pages a call actually
     /// dirtied (Linux `PAGEMAP_SCAN`, kernel 6.7+; ignored elsewhere).
@@ -41,11 +45,14 @@ impl Default for EngineOptions {
             // Measured on this 2-core machine (bench/README.md): keeping 2 MiB
             // resident and resetting only the pages a call dirtied (PAGEMAP_SCAN)
             // takes a 4-plugin chain from ~340 to ~185 us; keeping memory
-            // resident without the scan, batching decommits or copying data
-            // segments did not help.
+            // resident without the scan or batching decommits did not help.
+            // Copying data segments instead of copy-on-write images: no
+            // change for one plugin called again and again, but with calls
+            // alternating between two plugins `e164-guard`'s p99 fell from
+            // 26-42 us to 13-19 us (session 6).
             keep_resident_bytes: 2 << 20,
             decommit_batch: 1,
-            memory_init_cow: true,
+            memory_init_cow: false,
             pagemap_scan: true,
         }
     }
