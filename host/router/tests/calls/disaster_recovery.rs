@@ -112,10 +112,7 @@ fn twiml_dial_sip_reaches_a_second_pbx_after_say_pause_and_redirect() {
     let mut bad = failing_pbx(broken, 1, dir.path());
     let mut uas = sipp(&["-sn", "uas", "-p", &pbx2.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
-        .status()
-        .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "100"]);
     let reports = router.outcomes(1);
     let (bad_ok, uas_ok) = (bad.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && bad_ok.success() && uas_ok.success(), "answered by the DR PBX\n{reports}");
@@ -180,20 +177,7 @@ fn twiml_dial_number_through_the_gateway_then_reject_busy_gives_486() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(486, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "1"]);
     let reports = router.outcomes(1);
     let (bad_ok, gw_ok) = (bad.wait().unwrap(), gw.wait().unwrap());
     assert!(uac.success(), "the carrier got 486 from <Reject reason=\"busy\">\n{reports}");
@@ -216,20 +200,7 @@ fn a_failed_twiml_fetch_ends_the_call_with_503() {
     let mut bad = failing_pbx(broken, 1, dir.path());
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(503, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "1"]);
     let reports = router.outcomes(1);
     let _ = bad.wait();
     assert!(uac.success(), "the carrier got 503\n{reports}");
@@ -237,81 +208,48 @@ fn a_failed_twiml_fetch_ends_the_call_with_503() {
     assert!(reports.contains("outcome: failed 503 Service Unavailable"), "{reports}");
 }
 
-/// A router whose trunk fails over to `dr_url`, trusting the test CA of `pki`.
-fn https_dr_router(pki: &super::tls::Pki, broken: u16, dr_url: &str) -> Router {
-    let sip = format!("failover_timeout_ms = 300\ntls = {{ ca = \"{}/ca.pem\" }}", pki.dir.path().display());
-    Router::launch(Setup { sip: &sip, rest: &failing_trunk(broken, dr_url), ..Setup::default() })
-}
-
-fn https_twiml(pki: &super::tls::Pki, doc: &str) -> TwimlServer {
+/// One call whose every origination URI fails, so that the router fetches
+/// `<Reject reason="busy"/>` from an HTTPS server whose certificate (from
+/// the test CA the router trusts) names `localhost`, at
+/// `https://URL_HOST:PORT/dr`. The caller expects `expect`. Returns whether
+/// it got it, the call's report and the server.
+fn call_with_https_twiml(url_host: &str, expect: u16) -> (bool, String, TwimlServer) {
+    let pki = super::tls::pki();
     let config = rustls::ServerConfig::builder_with_provider(super::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![pki.named_der.clone()], pki.named_key.clone_key())
         .unwrap();
-    TwimlServer::start_with(&[("/dr", doc)], Some(Arc::new(config)))
+    let https =
+        TwimlServer::start_with(&[("/dr", "<Response><Reject reason=\"busy\"/></Response>")], Some(Arc::new(config)));
+    let (broken, uac_port) = (free_udp_port(), free_udp_port());
+    let sip = format!("failover_timeout_ms = 300\ntls = {{ ca = \"{}/ca.pem\" }}", pki.dir.path().display());
+    let rest = failing_trunk(broken, &format!("https://{url_host}:{}/dr", https.port));
+    let router = Router::launch(Setup { sip: &sip, rest: &rest, ..Setup::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = failing_pbx(broken, 1, dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = super::expect_final(expect, dir.path());
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "1"]);
+    let reports = router.outcomes(1);
+    let _ = bad.wait();
+    (uac.success(), reports, https)
 }
 
 #[test]
 fn twiml_is_fetched_over_https_from_a_server_whose_certificate_names_the_url_host() {
-    let pki = super::tls::pki();
-    let https = https_twiml(&pki, "<Response><Reject reason=\"busy\"/></Response>");
-    let (broken, uac_port) = (free_udp_port(), free_udp_port());
-    let router = https_dr_router(&pki, broken, &format!("https://localhost:{}/dr", https.port));
-    let dir = tempfile::tempdir().unwrap();
-    let mut bad = failing_pbx(broken, 1, dir.path());
-    std::thread::sleep(Duration::from_millis(300));
-    let scenario = super::expect_final(486, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1",
-    ])
-    .status()
-    .unwrap();
-    let reports = router.outcomes(1);
-    let _ = bad.wait();
-    assert!(uac.success(), "the caller got 486 from the TwiML\n{reports}");
+    let (got_486, reports, https) = call_with_https_twiml("localhost", 486);
+    assert!(got_486, "the caller got 486 from the TwiML\n{reports}");
     assert!(reports.contains(&format!("disaster recovery: POST https://localhost:{}/dr", https.port)), "{reports}");
     assert_eq!(https.requests().len(), 1, "one POST over TLS");
 }
 
 #[test]
 fn an_https_twiml_server_whose_certificate_names_another_host_is_not_trusted() {
-    let pki = super::tls::pki();
-    let https = https_twiml(&pki, "<Response><Reject reason=\"busy\"/></Response>");
-    let (broken, uac_port) = (free_udp_port(), free_udp_port());
     // The certificate names `localhost`, the URL its IP.
-    let router = https_dr_router(&pki, broken, &format!("https://127.0.0.1:{}/dr", https.port));
-    let dir = tempfile::tempdir().unwrap();
-    let mut bad = failing_pbx(broken, 1, dir.path());
-    std::thread::sleep(Duration::from_millis(300));
-    let scenario = super::expect_final(503, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1",
-    ])
-    .status()
-    .unwrap();
-    let reports = router.outcomes(1);
-    let _ = bad.wait();
-    assert!(uac.success(), "no TwiML: the caller got the last failure, 503\n{reports}");
+    let (got_503, reports, https) = call_with_https_twiml("127.0.0.1", 503);
+    assert!(got_503, "no TwiML: the caller got the last failure, 503\n{reports}");
     assert!(reports.contains("fetch failed: TLS:"), "{reports}");
     assert!(https.requests().is_empty(), "nothing was posted to the untrusted server");
 }

@@ -144,6 +144,17 @@ fn sipp(args: &[&str]) -> Command {
     c
 }
 
+/// SIPp as the carrier calling +14155550100 through `router`'s UDP listener
+/// from `port`: `how` is `["-sn", "uac"]` or `["-sf", SCENARIO]`, `more` the
+/// count, timing and transport options (`-m`, `-r`, `-d`...).
+fn call_in(router: &Router, port: u16, how: &[&str], more: &[&str]) -> std::process::ExitStatus {
+    let (target, port) = (format!("127.0.0.1:{}", router.port), port.to_string());
+    let mut args = how.to_vec();
+    args.extend([target.as_str(), "-s", "+14155550100", "-p", port.as_str()]);
+    args.extend(more);
+    sipp(&args).status().unwrap()
+}
+
 fn trunk(targets: &[(u16, u16)], extra_plugin_config: &str) -> String {
     let weighted: Vec<(u16, u16, u16)> = targets.iter().map(|&(p, prio)| (p, prio, 1)).collect();
     trunk_weighted(&weighted, extra_plugin_config)
@@ -181,24 +192,7 @@ fn calls_are_answered_after_failover_from_a_silent_target_with_diversion() {
     .spawn()
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "3",
-        "-r",
-        "3",
-        "-d",
-        "200",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "3", "-r", "3", "-d", "200"]);
     let reports = router.outcomes(3);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success(), "SIPp UAC: every call must succeed\n{reports}");
@@ -229,22 +223,7 @@ fn busy_here_is_passed_through_without_failover() {
     let mut uas = sipp(&["-sf", busy_uas.to_str().unwrap(), "-p", &busy.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenario = expect_final(486, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "2",
-        "-r",
-        "2",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "2", "-r", "2"]);
     let reports = router.outcomes(2);
     let _ = uas.wait();
     assert!(uac.success(), "the carrier got 486\n{reports}");
@@ -260,20 +239,7 @@ fn a_plugin_rejects_before_any_target_is_tried() {
     let router = Router::start(&trunk(&[(uas_port, 10)], guard));
     let dir = tempfile::tempdir().unwrap();
     let scenario = expect_final(400, dir.path());
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "1"]);
     let reports = router.outcomes(1);
     assert!(uac.success(), "the carrier got 400\n{reports}");
     assert!(reports.contains("outcome: rejected 400 Caller ID is not an E.164 number"), "{reports}");
@@ -377,10 +343,7 @@ fn a_302_is_followed_to_the_first_contact_only() {
     let mut r = sipp(&["-sf", scenario.to_str().unwrap(), "-p", &redirector.to_string(), "-m", "1"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
-        .status()
-        .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "100"]);
     let reports = router.outcomes(1);
     let (r_ok, uas_ok) = (r.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && r_ok.success() && uas_ok.success(), "{reports}");
@@ -405,24 +368,7 @@ fn a_503_fails_over_to_the_next_priority() {
     let mut bad = sipp(&["-sf", failing.to_str().unwrap(), "-p", &broken.to_string(), "-m", "2"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &good.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "2",
-        "-r",
-        "2",
-        "-d",
-        "100",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "2", "-r", "2", "-d", "100"]);
     let reports = router.outcomes(2);
     let (bad_ok, uas_ok) = (bad.wait().unwrap(), uas.wait().unwrap());
     assert!(uac.success() && bad_ok.success() && uas_ok.success(), "{reports}");
@@ -438,24 +384,7 @@ fn weights_60_20_20_are_honoured_over_1000_calls() {
     let mut pbxs: Vec<Child> =
         ports.iter().map(|p| sipp(&["-sn", "uas", "-p", &p.to_string()]).spawn().unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "1000",
-        "-r",
-        "250",
-        "-d",
-        "0",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1000", "-r", "250", "-d", "0"]);
     let reports = router.outcomes(1000);
     for p in &mut pbxs {
         let _ = p.kill();
@@ -547,10 +476,7 @@ fn sighup_reloads_changed_plugins_and_calls_go_on() {
     );
     let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&["-sn", "uac", &target, "-s", "+14155550100", "-p", &uac_port.to_string(), "-m", "1", "-d", "100"])
-        .status()
-        .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "100"]);
     let reports = router.outcomes(1);
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");

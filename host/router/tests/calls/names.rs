@@ -27,24 +27,7 @@ fn an_origination_uri_with_a_host_name_is_resolved_and_called_and_a_name_that_do
     .spawn()
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "2",
-        "-r",
-        "2",
-        "-d",
-        "200",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "2", "-r", "2", "-d", "200"]);
     let reports = router.outcomes(2);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success(), "SIPp UAC: both calls answered\n{reports}");

@@ -99,24 +99,7 @@ fn udp_in_tcp_out_and_a_refused_connection_fails_over_at_once() {
     );
     let mut uas = sipp(&["-sn", "uas", "-t", "t1", "-p", &pbx.to_string(), "-m", "2"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-m",
-        "2",
-        "-r",
-        "2",
-        "-d",
-        "100",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "2", "-r", "2", "-d", "100"]);
     let reports = router.outcomes(2);
     let uas_ok = uas.wait().unwrap();
     assert!(uac.success() && uas_ok.success(), "UDP caller, TCP PBX: both calls answered\n{reports}");

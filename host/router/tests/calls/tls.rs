@@ -223,22 +223,7 @@ fn origination_over_tls_verifies_the_pbx_certificate() {
         &pki,
         &[(format!("sip:127.0.0.1:{impostor};transport=tls"), 5), (format!("sip:127.0.0.1:{pbx};transport=tls"), 10)],
     );
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &free_udp_port().to_string(),
-        "-m",
-        "1",
-        "-d",
-        "200",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, free_udp_port(), &["-sn", "uac"], &["-m", "1", "-d", "200"]);
     let reports = router.outcomes(1);
     assert!(uac.success(), "{reports}");
     assert!(
@@ -263,22 +248,7 @@ fn a_tls_target_named_by_host_name_must_present_a_certificate_for_that_name() {
     let (pbx, pbx_thread) = tls_pbx(pki.named_der.clone(), pki.named_key.clone_key());
     let router =
         tls_router(&pki, &[(format!("sips:localhost:{wrong_name}"), 5), (format!("sips:localhost:{pbx}"), 10)]);
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &free_udp_port().to_string(),
-        "-m",
-        "1",
-        "-d",
-        "200",
-    ])
-    .status()
-    .unwrap();
+    let uac = call_in(&router, free_udp_port(), &["-sn", "uac"], &["-m", "1", "-d", "200"]);
     let reports = router.outcomes(1);
     assert!(uac.success(), "{reports}");
     assert!(
