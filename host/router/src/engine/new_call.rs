@@ -72,19 +72,9 @@ impl Engine {
         };
         let mut session = self.runtime.start_call(&trunk.chain, &trunk.account, &call.call_id.clone());
         let a_tag = self.ids.next();
-        match session.on_invite(&mut call, &mut request) {
-            InviteOutcome::Continue => {}
-            InviteOutcome::Reject(r) => {
-                let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
-                self.layer.send_response(now, &key, resp);
-                return self.report_unrouted(
-                    session,
-                    &call,
-                    trunk_idx,
-                    r.code,
-                    &format!("rejected {} {}", r.code, r.reason),
-                );
-            }
+        let rejected = match session.on_invite(&mut call, &mut request) {
+            InviteOutcome::Continue => None,
+            InviteOutcome::Reject(r) => Some(r),
             InviteOutcome::Redirect(contacts) => {
                 let mut resp =
                     relay_response(&m, 302, "Moved Temporarily", &a_tag, (&self.locals, from.transport), None);
@@ -101,8 +91,9 @@ impl Engine {
                     &format!("redirected to {}", contacts.join(", ")),
                 );
             }
-        }
-        let queue = match session.select_uri(&call, candidates) {
+        };
+        // A reject from `on-invite` or `select-uri` ends the call the same way.
+        let queue = match rejected.map_or_else(|| session.select_uri(&call, candidates), Err) {
             Ok(sel) if sel.ordered => sel.targets,
             Ok(sel) => {
                 let ids = &mut self.ids;
