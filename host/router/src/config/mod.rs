@@ -194,6 +194,12 @@ fn listen_of(t: trunkline_sip_core::Transport) -> ListenTransport {
     }
 }
 
+/// Whether `listen` has a listener of transport `t` (a target or gateway
+/// of that transport needs one: peers send their requests to it).
+fn listens_on(listen: &[Listen], t: trunkline_sip_core::Transport) -> bool {
+    listen.iter().any(|l| l.transport == listen_of(t))
+}
+
 /// Read and validate `path`. Relative paths inside are relative to its folder.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -296,7 +302,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         max_connections: *max_conns.get_ref() as usize,
         connect_timeout: Duration::from_millis(*failover.get_ref()),
     };
-    let has_listener = |t: ListenTransport| listen.iter().any(|l| l.transport == t);
+    let has_listener = |t| listens_on(&listen, t);
     let tls = match &raw.sip.tls {
         Some(t) => {
             let r = t.get_ref();
@@ -310,7 +316,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     };
     let tls_listen_span = raw.sip.listen.iter().find(|l| l.get_ref().starts_with("tls://")).map(|l| l.span());
     let tls_span = raw.sip.tls.as_ref().map(|t| t.span()).or(tls_listen_span).unwrap_or(0..0);
-    if has_listener(ListenTransport::Tls) {
+    if has_listener(trunkline_sip_core::Transport::Tls) {
         crate::tls::server_config(&tls).map_err(|e| cx.err(tls_span.clone(), "sip.tls", e))?;
     }
     if tls.ca.is_some() {
@@ -346,7 +352,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         defaults: defaults.clone(),
     };
 
-    let carriers = termination::carriers(cx, &raw.carriers, |t| listen.iter().any(|l| l.transport == listen_of(t)))?;
+    let carriers = termination::carriers(cx, &raw.carriers, has_listener)?;
     let mut trunks = Vec::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     let around = trunk::Around { listen: &listen, defaults: &defaults, carriers: &carriers, base };
@@ -373,7 +379,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let d = raw.disaster_recovery;
     if let Some(g) = &d.pstn_gateway {
         let ok = g.get_ref().to_ascii_lowercase().starts_with("sip:")
-            && matches!(trunkline_sip_core::Transport::of_uri(g.get_ref()), Some(t) if t != trunkline_sip_core::Transport::Tls && has_listener(listen_of(t)));
+            && matches!(trunkline_sip_core::Transport::of_uri(g.get_ref()), Some(t) if t != trunkline_sip_core::Transport::Tls && has_listener(t));
         if !ok {
             return Err(cx.err(
                 g.span(),

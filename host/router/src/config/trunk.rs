@@ -12,8 +12,8 @@ use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig};
 use super::raw::{RawNumber, RawTrunk};
 use super::termination::{self, Carrier};
 use super::{
-    check_code, check_memory, check_timeout, hex_id, is_plugin_name, ConfigError, Ctx, Listen, ListenTransport,
-    Origination, Trunk, DEFAULT_MAX_CALL_SECS, LONGEST_MAX_CALL_SECS, MAX_ORIGINATION_URIS,
+    check_code, check_memory, check_timeout, hex_id, is_plugin_name, listens_on, ConfigError, Ctx, Listen, Origination,
+    Trunk, DEFAULT_MAX_CALL_SECS, LONGEST_MAX_CALL_SECS, MAX_ORIGINATION_URIS,
 };
 
 /// What a trunk is checked against: the rest of the file.
@@ -27,8 +27,8 @@ pub(super) struct Around<'a> {
 }
 
 impl Around<'_> {
-    fn has_listener(&self, t: ListenTransport) -> bool {
-        self.listen.iter().any(|l| l.transport == t)
+    fn has_listener(&self, t: trunkline_sip_core::Transport) -> bool {
+        listens_on(self.listen, t)
     }
 }
 
@@ -155,21 +155,21 @@ pub(super) fn trunk(
         }
         match trunkline_sip_core::Transport::of_uri(uri) {
             None => return Err(cx.err(o.uri.span(), format!("{key}.uri"), "unknown transport (udp, tcp or tls)")),
-            Some(trunkline_sip_core::Transport::Tls) if !around.has_listener(ListenTransport::Tls) => {
+            Some(trunkline_sip_core::Transport::Tls) if !around.has_listener(trunkline_sip_core::Transport::Tls) => {
                 return Err(cx.err(
                     o.uri.span(),
                     format!("{key}.uri"),
                     "a TLS target (sips: or ;transport=tls) needs a tls:// listener in sip.listen",
                 ));
             }
-            Some(trunkline_sip_core::Transport::Tcp) if !around.has_listener(ListenTransport::Tcp) => {
+            Some(trunkline_sip_core::Transport::Tcp) if !around.has_listener(trunkline_sip_core::Transport::Tcp) => {
                 return Err(cx.err(
                     o.uri.span(),
                     format!("{key}.uri"),
                     "a ;transport=tcp target needs a tcp:// listener in sip.listen",
                 ));
             }
-            Some(trunkline_sip_core::Transport::Udp) if !around.has_listener(ListenTransport::Udp) => {
+            Some(trunkline_sip_core::Transport::Udp) if !around.has_listener(trunkline_sip_core::Transport::Udp) => {
                 return Err(cx.err(
                     o.uri.span(),
                     format!("{key}.uri"),
