@@ -17,7 +17,7 @@ use crate::bindings::trunkline::policy::types::{Response, Summary, Target};
 use crate::limits::Limits;
 use crate::message::{CallHandle, RequestHandle};
 use crate::plugin::Plugin;
-use crate::state::{HostState, Scope, Services};
+use crate::state::{HostState, Services};
 
 /// The exported interface the hooks live in.
 const HOOKS_INTERFACE: &str = "trunkline:policy/hooks@0.1.0";
@@ -31,10 +31,7 @@ pub(crate) fn mismatched_hook(
     plugin: &Plugin,
     limits: &Limits,
 ) -> Option<&'static str> {
-    let mut store = Store::new(engine, HostState::new(Scope::unassigned(plugin, services.clone()), limits));
-    store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-    store.epoch_deadline_trap();
+    let mut store = crate::warm::new_store(engine, services, plugin, limits);
     let instance = plugin.pre.instance_pre().instantiate(&mut store).ok()?;
     let iface = instance.get_export_index(&mut store, None, HOOKS_INTERFACE)?;
     let func = |store: &mut Store<HostState>, name: &str| -> Option<Func> {

@@ -50,11 +50,7 @@ pub(crate) fn prepare(
     plugin: &Plugin,
     limits: &Limits,
 ) -> Result<Live, PrepareError> {
-    let scope = Scope::unassigned(plugin, services.clone());
-    let mut store = Store::new(engine, HostState::new(scope, limits));
-    store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-    store.epoch_deadline_trap();
+    let mut store = new_store(engine, services, plugin, limits);
     let started = plugin
         .pre
         .instantiate(&mut store)
@@ -64,6 +60,22 @@ pub(crate) fn prepare(
         Ok((policy, hooks)) => Ok(Live { store, policy, hooks }),
         Err(error) => Err(PrepareError { error, refused_memory: store.data().limiter.refused_memory }),
     }
+}
+
+/// A store for an instance of `plugin` under `limits` (memory limiter,
+/// epoch deadline), with no call assigned yet.
+pub(crate) fn new_store(
+    engine: &Engine,
+    services: &Arc<Services>,
+    plugin: &Plugin,
+    limits: &Limits,
+) -> Store<HostState> {
+    let scope = Scope::unassigned(plugin, services.clone());
+    let mut store = Store::new(engine, HostState::new(scope, limits));
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
+    store.epoch_deadline_trap();
+    store
 }
 
 /// Ready instances of one plugin version under one set of limits.
