@@ -81,11 +81,13 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
     let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
+    let tls_client = tls.as_ref().map(|t| t.connector.clone());
     let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let (resolved_tx, mut resolved) = mpsc::channel(256);
-    // The TLS client of `https://` TwiML fetches, made on the first one.
-    let mut https: Option<Option<TlsConnector>> = None;
+    // The TLS client of `https://` TwiML fetches: the one of TLS targets
+    // (same roots) if there is one, else made on the first fetch.
+    let mut https: Option<Option<TlsConnector>> = tls_client.map(Some);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     loop {
