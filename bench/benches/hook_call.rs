@@ -3,14 +3,18 @@
 //! 15-header INVITE, the `on-invite` hook of a real plugin, then the
 //! instance dropped.
 //!
-//! Two ways to get the instance, both measured:
+//! Three ways to get the instance, all measured:
 //! - made on the call path (`prewarm = 0`): the call pays instantiation,
 //!   the guest's `init` and the drop;
-//! - prepared ahead (`prewarm = 8`, the default): a background thread made
-//!   it and drops it; the call pays the hook. Samples wait (unmeasured,
-//!   spinning) until an instance is ready and that thread has nothing to
-//!   do, i.e. the rate is one the thread keeps up with, as in the router
-//!   below saturation.
+//! - prepared ahead by the calling thread while it is idle
+//!   (`Runtime::work_while_idle`), as the router's engine loop does when
+//!   no message is waiting: the call pays the hook;
+//! - prepared ahead by the background thread, as when the engine thread is
+//!   busy: the call pays the hook, on memory last written by the other core.
+//!
+//! Instances kept ready: 8 per plugin. Samples wait (unmeasured, spinning)
+//! until an instance is ready and no preparing or dropping is pending,
+//! i.e. the rate is one the router keeps up with, below saturation.
 //!
 //! The call's data is cloned before the clock starts (the router builds it
 //! once per call, not per hook). Neither the call nor the headers are
@@ -80,9 +84,24 @@ fn one_call(rt: &Runtime, ch: &Chain, c: &mut Call, r: &mut Request) {
     std::hint::black_box(s.on_invite(c, r));
 }
 
+/// Where instances are prepared ahead.
+#[derive(Clone, Copy, PartialEq)]
+enum Prep {
+    /// Not at all: each call makes its own.
+    CallPath,
+    /// By the calling thread, while it waits for the next call.
+    Idle,
+    /// By the runtime's background thread.
+    Background,
+}
+
 /// Until every plugin of `ch` that defines `on-invite` has an instance
-/// ready (the first call of a chain finds none and asks for them).
-fn wait_ready(rt: &Runtime, ch: &Chain) {
+/// ready (the first call of a chain finds none and asks for them) and no
+/// work is pending; `Prep::Idle` does that work here.
+fn wait_ready(rt: &Runtime, ch: &Chain, prep: Prep) {
+    if prep == Prep::Idle {
+        while rt.work_while_idle() {}
+    }
     for e in &ch.entries {
         if !rt.plugin(&e.plugin).is_some_and(|p| p.hook_names().contains(&"on-invite")) {
             continue;
@@ -96,24 +115,24 @@ fn wait_ready(rt: &Runtime, ch: &Chain) {
     }
 }
 
-/// `n` samples of one call through `ch`, each timed alone; `paced` waits
-/// (unmeasured) for prepared instances before each.
-fn samples(rt: &Runtime, ch: &Chain, c0: &Call, r0: &Request, n: usize, paced: bool) -> Vec<Duration> {
-    interleaved(rt, &[ch], c0, r0, n, paced).pop().expect("one chain")
+/// `n` samples of one call through `ch`, each timed alone, prepared
+/// instances waited for (unmeasured) before each unless `prep` is `CallPath`.
+fn samples(rt: &Runtime, ch: &Chain, c0: &Call, r0: &Request, n: usize, prep: Prep) -> Vec<Duration> {
+    interleaved(rt, &[ch], c0, r0, n, prep).pop().expect("one chain")
 }
 
 /// `n` samples of one call through each of `chains`, taken in turn (call
 /// 1 through each chain, then call 2...), so that every chain sees the
 /// same machine: on this shared machine speed changes within a run.
-fn interleaved(rt: &Runtime, chains: &[&Chain], c0: &Call, r0: &Request, n: usize, paced: bool) -> Vec<Vec<Duration>> {
+fn interleaved(rt: &Runtime, chains: &[&Chain], c0: &Call, r0: &Request, n: usize, prep: Prep) -> Vec<Vec<Duration>> {
     for ch in chains {
         one_call(rt, ch, &mut c0.clone(), &mut r0.clone());
     }
     let mut out = vec![Vec::with_capacity(n); chains.len()];
     for _ in 0..n {
         for (ch, times) in chains.iter().zip(&mut out) {
-            if paced {
-                wait_ready(rt, ch);
+            if prep != Prep::CallPath {
+                wait_ready(rt, ch, prep);
             }
             let (mut c, mut r) = (c0.clone(), r0.clone());
             let t = Instant::now();
@@ -137,36 +156,44 @@ fn bench(c: &mut Criterion) {
             .collect(),
     );
 
-    for (prewarm, how) in [(0, "instance made on the call path"), (8, "instance prepared ahead")] {
+    let cases = [
+        (Prep::CallPath, "instance made on the call path"),
+        (Prep::Idle, "instance prepared ahead while idle"),
+        (Prep::Background, "instance prepared ahead in the background"),
+    ];
+    for (prep, how) in cases {
+        let prewarm = if prep == Prep::CallPath { 0 } else { 8 };
         let (_dir, rt) = runtime(prewarm);
-        let paced = prewarm > 0;
         for p in ["e164-guard", "defaults"] {
             let ch = single(p);
             for _ in 0..2_000 {
                 one_call(&rt, &ch, &mut call0.clone(), &mut req0.clone());
             }
-            percentiles(&format!("on-invite, {how}, {p}"), samples(&rt, &ch, &call0, &req0, 20_000, paced));
+            percentiles(&format!("on-invite, {how}, {p}"), samples(&rt, &ch, &call0, &req0, 20_000, prep));
         }
         // The same two, calls alternating: each sees the same machine, and
         // each call follows one of another plugin (as in a router).
         let (guard, noop) = (single("e164-guard"), single("defaults"));
-        let mut both = interleaved(&rt, &[&guard, &noop], &call0, &req0, 20_000, paced);
+        let mut both = interleaved(&rt, &[&guard, &noop], &call0, &req0, 20_000, prep);
         let noop_samples = both.pop().expect("two chains");
         percentiles(
             &format!("on-invite, {how}, e164-guard, alternating with defaults"),
             both.pop().expect("two chains"),
         );
         percentiles(&format!("on-invite, {how}, defaults, alternating with e164-guard"), noop_samples);
+        if prep == Prep::Background {
+            continue;
+        }
         let ch = single("defaults");
         percentiles(
             &format!("on-invite, {how}, defaults, no headers"),
-            samples(&rt, &ch, &bare_call, &bare_req, 20_000, paced),
+            samples(&rt, &ch, &bare_call, &bare_req, 20_000, prep),
         );
         // The first-party chain on one call: e164-guard and diversion-guard
         // define on-invite; the other two do not, so they get no instance.
         percentiles(
             &format!("on-invite, {how}, 4-plugin first-party chain"),
-            samples(&rt, &first_party, &call0, &req0, 10_000, paced),
+            samples(&rt, &first_party, &call0, &req0, 10_000, prep),
         );
 
         let mut g = c.benchmark_group(format!("hook_call/prewarm_{prewarm}"));

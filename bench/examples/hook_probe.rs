@@ -8,6 +8,9 @@
 //! - `once`: headers only in `call`, not again in `request`; `bare`: no headers;
 //! - `TWICE=1`: time a second `on-invite` on the same instance (no first-call costs);
 //! - `PACED=1`: before each call, spin until the warmer thread is idle;
+//! - `HERE=1`: before each call, prepare the instances on this thread
+//!   (`Runtime::work_while_idle`, as the router's engine loop does when
+//!   idle) instead of leaving them to the background thread;
 //! - `PREWARM=N`: instances kept ready (default 8);
 //! - `LOOP=1`: hooks back to back, 1,000 per instance (for `perf record`);
 //! - `FRESH=1`: calls back to back, each on a fresh prepared instance, in
@@ -42,6 +45,7 @@ fn main() {
     let twice = std::env::var_os("TWICE").is_some();
     let paced = std::env::var_os("PACED").is_some();
     let quiet = std::env::var_os("QUIET").is_some();
+    let here = std::env::var_os("HERE").is_some();
     let (mut c0, mut r0) = call(Direction::Termination, "+14155550199", "+12125550123");
     if std::env::var_os("AB").is_some() {
         let mut b = RuntimeOptions { prewarm, ..RuntimeOptions::default() };
@@ -142,6 +146,9 @@ fn main() {
     for _ in 0..calls {
         // Wait until instances are ready (PACED: and the warmer has caught
         // up; QUIET: and the thread slept 50 us, i.e. a call after idle).
+        if here {
+            while rt.work_while_idle() {}
+        }
         loop {
             let n = rt.ready_instances(&plugin, &Limits::default());
             if n > 0 && paced && !rt.warmer_idle() {

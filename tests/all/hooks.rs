@@ -357,6 +357,44 @@ fn instances_prepared_ahead_serve_one_call_each_with_that_calls_scope() {
 }
 
 #[test]
+fn the_calling_thread_prepares_instances_when_it_works_while_idle() {
+    let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
+    let limits = trunkline_tests::steady();
+    let ch = chain(vec![entry("versioned", "", limits.clone())]);
+    let one_call = |id: &str| {
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        assert_eq!(f.rt.start_call(&ch, "AC0001", id).on_invite(&mut c, &mut r), InviteOutcome::Continue);
+        assert_eq!(var(&c, "version"), Some("a"));
+    };
+    let full_and_idle = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while f.rt.ready_instances("versioned", &limits) < 8 || !f.rt.warmer_idle() {
+            assert!(std::time::Instant::now() < deadline, "the set of 8 was never refilled");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    // The first call finds none ready: it makes its own, and the empty set
+    // is refilled at once by the background thread.
+    one_call("idle-0");
+    full_and_idle();
+    assert_eq!(f.rt.instance_counts().made_on_call_path, 1);
+    // Each round takes 5 of the 8; the refill (and the drops) wait 2 ms
+    // for this thread before the background thread takes them.
+    for round in 1..=5 {
+        for i in 0..5 {
+            one_call(&format!("idle-{round}-{i}"));
+        }
+        while f.rt.work_while_idle() {}
+        full_and_idle();
+    }
+    assert!(!f.rt.work_while_idle(), "nothing left to do");
+    let counts = f.rt.instance_counts();
+    assert_eq!(counts.made_on_call_path, 1, "{counts:?}");
+    assert_eq!(counts.prepared_while_idle + counts.prepared_in_background, 8 + 5 * 5, "{counts:?}");
+    assert!(counts.prepared_while_idle > 0, "{counts:?}");
+}
+
+#[test]
 fn prewarm_zero_prepares_nothing() {
     let opts = RuntimeOptions { prewarm: 0, ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts);

@@ -197,13 +197,15 @@ impl CallSession {
         let entry = &self.slots[i].entry;
         let mut live = match inner.warmer.take(plugin, &entry.limits) {
             Some(live) => live,
-            None => crate::warm::prepare(&inner.engine, &inner.services, plugin, &entry.limits).map_err(|e| {
-                if e.error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-                    HookFailure::HostBusy(e.error.to_string())
-                } else {
-                    classify(e.error, e.refused_memory, &entry.limits)
-                }
-            })?,
+            None => crate::warm::prepare(&inner.engine, &inner.services, plugin, &entry.limits)
+                .inspect(|_| inner.warmer.count_call_path())
+                .map_err(|e| {
+                    if e.error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                        HookFailure::HostBusy(e.error.to_string())
+                    } else {
+                        classify(e.error, e.refused_memory, &entry.limits)
+                    }
+                })?,
         };
         let scope = self.runtime.scope(plugin, &self.account, &self.call_id, entry.config.clone());
         live.store.data_mut().assign(scope);

@@ -44,6 +44,7 @@ pub use plugin::{Plugin, PluginInfo};
 pub use runtime::{LoadSource, Loaded, Runtime, RuntimeOptions};
 pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
 pub use state::Services;
+pub use warm::InstanceCounts;
 
 /// The WIT types, as the host sees them. [`Call`](types::Call) and
 /// [`Request`](types::Request) are the host's records (what a plugin's

@@ -21,7 +21,7 @@ use crate::limits::Limits;
 use crate::plugin::{Plugin, PluginInfo};
 use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig, StaticDirectory};
 use crate::state::{HostState, Scope, Services};
-use crate::warm::Warmer;
+use crate::warm::{InstanceCounts, Warmer};
 
 /// One file of a plugins folder and what loading it gave.
 pub type Loaded = (PathBuf, Result<Arc<Plugin>, LoadError>);
@@ -314,6 +314,29 @@ impl Runtime {
     /// up with.
     pub fn warmer_idle(&self) -> bool {
         self.inner.warmer.is_idle()
+    }
+
+    /// Instances are waiting to be prepared or dropped: the thread that
+    /// runs the hooks should call [`Runtime::work_while_idle`] when it has
+    /// nothing else to do.
+    pub fn has_idle_work(&self) -> bool {
+        self.inner.warmer.has_work()
+    }
+
+    /// Do one piece (a few microseconds) of the queued preparing and
+    /// dropping of instances here. Call it from the thread that runs the
+    /// hooks when that thread is idle: instances prepared on the core that
+    /// will call them are in its caches (a hook call on one prepared by the
+    /// background thread, on the other core, measured up to twice as
+    /// long). What is left undone goes to the background thread within
+    /// 2 ms. False: nothing was queued.
+    pub fn work_while_idle(&self) -> bool {
+        self.inner.warmer.work_here(&self.inner.engine, &self.inner.services)
+    }
+
+    /// Where the plugin instances made so far were made.
+    pub fn instance_counts(&self) -> InstanceCounts {
+        self.inner.warmer.counts()
     }
 
     /// Lift plugin `name`'s quarantine (admin request). False if not loaded.

@@ -10,12 +10,21 @@
 //! (empty config, no account, kv writes ignored), serves exactly one call,
 //! and is then dropped, never reused.
 //!
+//! The thread that runs the hooks does this work itself when it is idle
+//! ([`Warmer::work_here`]; the router's engine loop does): an instance made
+//! on the core that will call it is in that core's caches, while one made
+//! on another core must be fetched from there, which on this shared machine
+//! at times doubled a hook call. The background thread takes what that
+//! thread leaves undone for [`HANDOFF_TICKS`] epoch ticks (it is busy), or
+//! at once when a plugin's set runs dry.
+//!
 //! A call never wakes the thread itself: it only queues work, and the epoch
 //! ticker, which wakes every millisecond anyway, wakes the thread when work
-//! is queued. Waking a sleeping thread from the call path (a futex call and
-//! an inter-processor interrupt, slow on a virtual machine) cost more than
-//! the hook call it served.
+//! is due. Waking a sleeping thread from the call path (a futex call and an
+//! inter-processor interrupt, slow on a virtual machine) cost more than the
+//! hook call it served.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
@@ -125,11 +134,34 @@ pub(crate) struct Warmer {
 struct Shared {
     work: Mutex<Work>,
     wake: Condvar,
+    counts: Counts,
+}
+
+/// Where the instances calls took were made.
+#[derive(Default)]
+struct Counts {
+    idle: AtomicU64,
+    background: AtomicU64,
+    call_path: AtomicU64,
+}
+
+/// Where the plugin instances made so far were made (monitoring: many made
+/// on the call path or in the background mean the hooks' thread is busy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstanceCounts {
+    /// Prepared ahead by the hooks' thread while it was idle (the fast case).
+    pub prepared_while_idle: u64,
+    /// Prepared ahead by the background thread.
+    pub prepared_in_background: u64,
+    /// Made by a call that found none ready.
+    pub made_on_call_path: u64,
 }
 
 #[derive(Default)]
 struct Work {
     refill: Vec<(Weak<Plugin>, Limits)>,
+    /// Ticks since `refill` became non-empty.
+    refill_ticks: u32,
     retired: Vec<Live>,
     /// Ticks since `retired` became non-empty.
     retired_ticks: u32,
@@ -147,10 +179,16 @@ const RETIRE_BATCH: usize = 16;
 const RETIRE_AFTER_TICKS: u32 = 20;
 /// Most instances waiting to be dropped; beyond this a call drops its own.
 const RETIRE_MAX: usize = 64;
+/// Epoch ticks (1 ms) queued work waits for the hooks' thread to do it
+/// itself (see [`Warmer::work_here`]) before the background thread does.
+const HANDOFF_TICKS: u32 = 2;
+/// Retired instances [`Warmer::work_here`] drops at a time.
+const DROP_HERE: usize = 8;
 
 impl Warmer {
     pub(crate) fn start(engine: Engine, services: Arc<Services>, depth: usize) -> Self {
-        let shared = Arc::new(Shared { work: Mutex::new(Work::default()), wake: Condvar::new() });
+        let shared =
+            Arc::new(Shared { work: Mutex::new(Work::default()), wake: Condvar::new(), counts: Counts::default() });
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("plugin-warmer".into())
@@ -167,9 +205,12 @@ impl Warmer {
             if !w.retired.is_empty() {
                 w.retired_ticks += 1;
             }
+            if !w.refill.is_empty() {
+                w.refill_ticks += 1;
+            }
             let retire =
                 w.retired.len() >= RETIRE_BATCH || (!w.retired.is_empty() && w.retired_ticks >= RETIRE_AFTER_TICKS);
-            if !w.refill.is_empty() || retire {
+            if w.refill_ticks >= HANDOFF_TICKS || retire {
                 shared.kick(w);
             }
         }
@@ -217,6 +258,59 @@ impl Warmer {
             return;
         }
         w.retired.push(live);
+    }
+
+    /// A call found no instance ready and made one.
+    pub(crate) fn count_call_path(&self) {
+        self.shared.counts.call_path.fetch_add(1, Relaxed);
+    }
+
+    /// Where the instances made so far were made.
+    pub(crate) fn counts(&self) -> InstanceCounts {
+        let c = &self.shared.counts;
+        InstanceCounts {
+            prepared_while_idle: c.idle.load(Relaxed),
+            prepared_in_background: c.background.load(Relaxed),
+            made_on_call_path: c.call_path.load(Relaxed),
+        }
+    }
+
+    /// Work is queued: instances to prepare or to drop.
+    pub(crate) fn has_work(&self) -> bool {
+        let w = self.work();
+        !w.refill.is_empty() || !w.retired.is_empty()
+    }
+
+    /// Do one piece of the queued work on the calling thread, the one that
+    /// runs the hooks, while it has nothing else to do: drop a few retired
+    /// instances, or prepare one instance. Instances prepared here are in
+    /// this core's caches when a call takes them. False: nothing queued.
+    pub(crate) fn work_here(&self, engine: &Engine, services: &Arc<Services>) -> bool {
+        let (retired, item) = {
+            let mut w = self.work();
+            let n = w.retired.len().min(DROP_HERE);
+            let retired: Vec<Live> = w.retired.drain(..n).collect();
+            if w.retired.is_empty() {
+                w.retired_ticks = 0;
+            }
+            let item = if retired.is_empty() { w.refill.pop() } else { None };
+            (retired, item)
+        };
+        if !retired.is_empty() {
+            drop(retired);
+            return true;
+        }
+        let Some((weak, limits)) = item else { return false };
+        let again = weak
+            .upgrade()
+            .is_some_and(|plugin| fill_one(engine, services, &plugin, &limits, self.depth, &self.shared.counts.idle));
+        let mut w = self.work();
+        if again {
+            w.refill.push((weak, limits));
+        } else if w.refill.is_empty() {
+            w.refill_ticks = 0;
+        }
+        true
     }
 
     /// The background thread is waiting and has nothing to do at the next
@@ -267,38 +361,55 @@ impl Shared {
                 w.idle = false;
                 w.kicked = false;
                 w.retired_ticks = 0;
+                w.refill_ticks = 0;
                 (std::mem::take(&mut w.refill), std::mem::take(&mut w.retired))
             };
             drop(retired);
             for (plugin, limits) in refill {
                 if let Some(plugin) = plugin.upgrade() {
-                    fill(engine, services, &plugin, &limits, depth);
+                    while fill_one(engine, services, &plugin, &limits, depth, &self.counts.background) {}
                 }
             }
         }
     }
 }
 
-/// Prepare instances until `plugin`'s set for `limits` holds `depth`. A
-/// failure stops the refill; the next call then instantiates inline and
-/// meets (and reports) the failure itself.
-fn fill(engine: &Engine, services: &Arc<Services>, plugin: &Arc<Plugin>, limits: &Limits, depth: usize) {
-    loop {
-        {
-            let mut sets = plugin.ready.lock();
-            let set = ReadyInstances::set(&mut sets, limits);
-            if set.ready.len() >= depth {
-                set.refilling = false;
-                return;
-            }
+/// Prepare one instance if `plugin`'s set for `limits` holds fewer than
+/// `depth`. True: the set needs more. A failure ends the refill; the next
+/// call then instantiates inline and meets (and reports) the failure itself.
+/// `made` counts the instances prepared.
+fn fill_one(
+    engine: &Engine,
+    services: &Arc<Services>,
+    plugin: &Arc<Plugin>,
+    limits: &Limits,
+    depth: usize,
+    made: &AtomicU64,
+) -> bool {
+    let needed = {
+        let mut sets = plugin.ready.lock();
+        let set = ReadyInstances::set(&mut sets, limits);
+        set.refilling = set.ready.len() < depth;
+        set.refilling
+    };
+    if !needed {
+        return false;
+    }
+    let mut sets;
+    match prepare(engine, services, plugin, limits) {
+        Ok(live) => {
+            made.fetch_add(1, Relaxed);
+            sets = plugin.ready.lock();
+            ReadyInstances::set(&mut sets, limits).ready.push(live);
         }
-        match prepare(engine, services, plugin, limits) {
-            Ok(live) => ReadyInstances::set(&mut plugin.ready.lock(), limits).ready.push(live),
-            Err(e) => {
-                tracing::debug!(plugin = %plugin.info.name, version = %plugin.info.version, "preparing an instance failed: {:#}", e.error);
-                ReadyInstances::set(&mut plugin.ready.lock(), limits).refilling = false;
-                return;
-            }
+        Err(e) => {
+            tracing::debug!(plugin = %plugin.info.name, version = %plugin.info.version, "preparing an instance failed: {:#}", e.error);
+            sets = plugin.ready.lock();
+            ReadyInstances::set(&mut sets, limits).refilling = false;
+            return false;
         }
     }
+    let set = ReadyInstances::set(&mut sets, limits);
+    set.refilling = set.ready.len() < depth;
+    set.refilling
 }

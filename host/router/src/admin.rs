@@ -5,6 +5,7 @@
 //! | request | does |
 //! |---|---|
 //! | `GET /plugins` | name, version and quarantine state of each loaded plugin |
+//! | `GET /instances` | where the plugin instances made so far were made (idle engine thread, background thread, call path) |
 //! | `POST /plugins/reload` | reload every `.wasm` of the folder (audited as `admin`) |
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
 
@@ -74,6 +75,14 @@ async fn handle(mut stream: TcpStream, rt: Runtime, dir: PathBuf) -> std::io::Re
                 .collect();
             (200, format!("[{}]", items.join(",")))
         }
+        ("GET", "/instances") => {
+            let c = rt.instance_counts();
+            let body = format!(
+                "{{\"prepared_while_idle\":{},\"prepared_in_background\":{},\"made_on_call_path\":{}}}",
+                c.prepared_while_idle, c.prepared_in_background, c.made_on_call_path
+            );
+            (200, body)
+        }
         ("POST", "/plugins/reload") => {
             let rt2 = rt.clone();
             let results = tokio::task::spawn_blocking(move || rt2.load_dir(&dir, LoadSource::Admin)).await;
@@ -108,7 +117,11 @@ async fn handle(mut stream: TcpStream, rt: Runtime, dir: PathBuf) -> std::io::Re
                 (404, format!("{{\"error\":\"no plugin named {}\"}}", name.escape_default()))
             }
         }
-        _ => (404, "{\"error\":\"GET /plugins, POST /plugins/reload, POST /plugins/NAME/release\"}".to_string()),
+        _ => (
+            404,
+            "{\"error\":\"GET /plugins, GET /instances, POST /plugins/reload, POST /plugins/NAME/release\"}"
+                .to_string(),
+        ),
     };
     let reason = if status == 200 {
         "OK"

@@ -77,6 +77,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    // Kept to prepare plugin instances on this thread while it is idle.
+    let plugins = runtime.clone();
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
@@ -140,6 +142,11 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 engine.handle_resolved(Instant::now(), &name, result);
             }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
+            // Nothing else was ready: prepare (or drop) a plugin instance
+            // here, where the hooks will run (see `work_while_idle`).
+            _ = tokio::task::yield_now(), if plugins.has_idle_work() => {
+                plugins.work_while_idle();
+            }
             _ = &mut shutdown => {
                 tracing::info!("shutting down with {} call(s) in progress", engine.calls());
                 flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
