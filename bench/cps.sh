@@ -5,14 +5,15 @@
 # 1. trunkline (release build, the four first-party plugins on every call)
 #    on udp 127.0.0.1:46060, a SIPp UAS (../shared/bench/uas-answer.xml) on
 #    46080, SIPp's built-in UAC on 46070 sending CALLS calls of 200 ms at
-#    RATE calls/s to +14155550100. Prints one line in the kit's format.
+#    RATE calls/s to +14155550100. Prints one line in the kit's format, and
+#    where the plugin instances were made (admin GET /instances, on 46090).
 # 2. the Kamailio kit (../shared/bench/kamailio/cps.sh MODE RATE CALLS).
 # 3. the ratio of CPU per successful call, trunkline / Kamailio, and whether
 #    each had zero failed calls.
 # PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone);
 # PREWARM=N sets [plugins] prewarm (instances prepared ahead; 0: none).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
-# what it started. Ports 45060-45080 and 46060-46080 must be free.
+# what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
 rate=${1:?rate} calls=${2:?calls} mode=${3:-native}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,6 +41,8 @@ dir = "plugins"
 watch = false
 max_live_instances = 4000
 prewarm = ${PREWARM:-8}
+[admin]
+listen = "127.0.0.1:46090"
 [[trunk]]
 name = "bench"
 numbers = ["+14155550100"]
@@ -68,6 +71,8 @@ retr=$(echo "$last" | cut -d';' -f"$(col Retransmissions\(C\))")
 cpu_s=$(echo "scale=2; ($c1 - $c0) / $hz" | bc)
 pct=$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)
 echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
+# Where the plugin instances were made (engine thread while idle, background thread, call path).
+command -v curl >/dev/null && echo "instances $(curl -s http://127.0.0.1:46090/instances)"
 plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)
 [ "$plugin_failures" = 0 ] || echo "note: $plugin_failures plugin failure log lines (see deadlines in docs/plugin-runtime.md)"
 finish; pids=(); trap - EXIT

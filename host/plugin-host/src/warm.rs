@@ -160,10 +160,12 @@ pub struct InstanceCounts {
 #[derive(Default)]
 struct Work {
     refill: Vec<(Weak<Plugin>, Limits)>,
-    /// Ticks since `refill` became non-empty.
+    /// Ticks since `refill` became non-empty or the hooks' thread last did
+    /// a piece of it.
     refill_ticks: u32,
     retired: Vec<Live>,
-    /// Ticks since `retired` became non-empty.
+    /// Ticks since `retired` became non-empty or the hooks' thread last
+    /// dropped some.
     retired_ticks: u32,
     /// The ticker asked the thread to run.
     kicked: bool,
@@ -283,33 +285,30 @@ impl Warmer {
 
     /// Do one piece of the queued work on the calling thread, the one that
     /// runs the hooks, while it has nothing else to do: drop a few retired
-    /// instances, or prepare one instance. Instances prepared here are in
+    /// instances and prepare one instance. Instances prepared here are in
     /// this core's caches when a call takes them. False: nothing queued.
     pub(crate) fn work_here(&self, engine: &Engine, services: &Arc<Services>) -> bool {
         let (retired, item) = {
             let mut w = self.work();
             let n = w.retired.len().min(DROP_HERE);
             let retired: Vec<Live> = w.retired.drain(..n).collect();
-            if w.retired.is_empty() {
-                w.retired_ticks = 0;
-            }
-            let item = if retired.is_empty() { w.refill.pop() } else { None };
-            (retired, item)
+            w.retired_ticks = 0;
+            (retired, w.refill.pop())
         };
-        if !retired.is_empty() {
-            drop(retired);
-            return true;
-        }
-        let Some((weak, limits)) = item else { return false };
+        // Drops first: the pool slots they free, in this core's caches, are
+        // the ones the next instances of the same plugin take.
+        let dropped = !retired.is_empty();
+        drop(retired);
+        let Some((weak, limits)) = item else { return dropped };
         let again = weak
             .upgrade()
             .is_some_and(|plugin| fill_one(engine, services, &plugin, &limits, self.depth, &self.shared.counts.idle));
         let mut w = self.work();
         if again {
             w.refill.push((weak, limits));
-        } else if w.refill.is_empty() {
-            w.refill_ticks = 0;
         }
+        // This thread is keeping up: the background thread need not step in.
+        w.refill_ticks = 0;
         true
     }
 
