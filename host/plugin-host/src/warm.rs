@@ -2,15 +2,15 @@
 //!
 //! Creating an instance (a store with its WASI context, instantiation from
 //! the pool, the guest's `init`) costs tens of microseconds, and dropping
-//! one several more. A call should pay neither, so a background thread
-//! keeps a few never-used instances ready per plugin version and limits,
-//! and drops the instances calls are done with.
+//! one several more. A call should pay neither, so a few never-used
+//! instances are kept ready per plugin version and limits, and the
+//! instances calls are done with are dropped later.
 //!
 //! Isolation is unchanged: an instance is prepared with no call's data
 //! (empty config, no account, kv writes ignored), serves exactly one call,
 //! and is then dropped, never reused.
 //!
-//! The thread that runs the hooks does this work itself when it is idle
+//! The thread that runs the hooks does that work itself when it is idle
 //! ([`Warmer::work_here`]; the router's engine loop does): an instance made
 //! on the core that will call it is in that core's caches, while one made
 //! on another core must be fetched from there, which on this shared machine
@@ -199,7 +199,9 @@ impl Warmer {
         Warmer { shared, depth, thread: Some(thread) }
     }
 
-    /// What the epoch ticker calls every tick: wakes the thread if work is queued.
+    /// What the epoch ticker calls every tick: wakes the background thread
+    /// if work is due (left undone by the hooks' thread, or a full batch of
+    /// drops).
     pub(crate) fn kicker(&self) -> impl Fn() + Send + 'static {
         let shared = self.shared.clone();
         move || {
