@@ -15,7 +15,11 @@
 //! - `LOOP=1`: hooks back to back, 1,000 per instance (for `perf record`);
 //! - `FRESH=1`: calls back to back, each on a fresh prepared instance, in
 //!   rounds of `PREWARM - 1` (waiting for a full set between rounds);
+//! - `NATIVE=1`: time parsing a SIP INVITE (native code) instead of the
+//!   hook: a reference for what the machine does to any code, e.g. after
+//!   the thread slept (`QUIET`);
 //! - `QUIET=1`: before each call, sleep 50 us (a call after idle);
+//!   `QUIET=N`: sleep N us;
 //! - `AB=1`: two runtimes in this process, A with the default engine
 //!   options and B with those the `TL_*` variables set (`TL_NO_PAGEMAP=1`,
 //!   `TL_COW=1`, `TL_KEEP_RESIDENT=bytes`, `TL_DECOMMIT_BATCH=n`), calls
@@ -32,6 +36,9 @@ use trunkline_plugin_host::types::Direction;
 use trunkline_plugin_host::{Limits, LoadSource, Runtime, RuntimeOptions};
 use trunkline_tests::{call, chain, entry, install, wasm};
 
+/// What `NATIVE=1` parses instead of calling the hook.
+const INVITE: &[u8] = include_bytes!("../../tests/fixtures/sip/invite-origination.sip");
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let plugin = args.next().unwrap_or_else(|| "defaults".into());
@@ -44,8 +51,13 @@ fn main() {
     let ch = chain(vec![entry(&plugin, "", Limits::default())]);
     let twice = std::env::var_os("TWICE").is_some();
     let paced = std::env::var_os("PACED").is_some();
-    let quiet = std::env::var_os("QUIET").is_some();
+    // QUIET=N: sleep N microseconds before each call (QUIET=1: 50).
+    let quiet: Option<u64> = std::env::var("QUIET").ok().map(|v| match v.parse() {
+        Ok(1) | Err(_) => 50,
+        Ok(n) => n,
+    });
     let here = std::env::var_os("HERE").is_some();
+    let native = std::env::var_os("NATIVE").is_some();
     let (mut c0, mut r0) = call(Direction::Termination, "+14155550199", "+12125550123");
     if std::env::var_os("AB").is_some() {
         let mut b = RuntimeOptions { prewarm, ..RuntimeOptions::default() };
@@ -155,11 +167,15 @@ fn main() {
                 std::hint::spin_loop();
                 continue;
             }
-            if n > 0 && !quiet {
-                break;
-            }
+            let Some(pause) = quiet else {
+                if n > 0 {
+                    break;
+                }
+                std::thread::yield_now();
+                continue;
+            };
             if n > 0 {
-                std::thread::sleep(Duration::from_micros(50));
+                std::thread::sleep(Duration::from_micros(pause));
                 if rt.ready_instances(&plugin, &Limits::default()) == n {
                     break;
                 }
@@ -175,7 +191,11 @@ fn main() {
             std::hint::black_box(s.on_invite(&mut c, &mut r));
         }
         let t1 = Instant::now();
-        std::hint::black_box(s.on_invite(&mut c, &mut r));
+        if native {
+            std::hint::black_box(trunkline_sip_core::message::Message::parse(std::hint::black_box(INVITE)).is_ok());
+        } else {
+            std::hint::black_box(s.on_invite(&mut c, &mut r));
+        }
         let t2 = Instant::now();
         drop(s);
         let t3 = Instant::now();
