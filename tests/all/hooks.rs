@@ -395,6 +395,38 @@ fn the_calling_thread_prepares_instances_when_it_works_while_idle() {
 }
 
 #[test]
+fn a_chain_and_a_reloaded_version_get_instances_before_their_first_call() {
+    let f = fixture(&[(wasm::TP_VERSION_A, "versioned")]);
+    let limits = trunkline_tests::steady();
+    let ch = chain(vec![entry("versioned", "", limits.clone())]);
+    let ready_after_idle_work = || {
+        while f.rt.work_while_idle() {}
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while f.rt.ready_instances("versioned", &limits) < 8 || !f.rt.warmer_idle() {
+            assert!(std::time::Instant::now() < deadline, "the set of 8 was never filled");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    let one_call = |id: &str| {
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        assert_eq!(f.rt.start_call(&ch, "AC0001", id).on_invite(&mut c, &mut r), InviteOutcome::Continue);
+        var(&c, "version").map(str::to_owned)
+    };
+    assert_eq!(f.rt.ready_instances("versioned", &limits), 0, "nothing is prepared unasked");
+    f.rt.prepare_for(&ch);
+    ready_after_idle_work();
+    assert_eq!(one_call("first").as_deref(), Some("a"));
+    // A new version: it gets a set under the limits the old one served.
+    trunkline_tests::install(wasm::TP_VERSION_B, f.dir.path(), "versioned");
+    f.rt.load_file(&f.dir.path().join("versioned.wasm"), trunkline_plugin_host::LoadSource::Admin).unwrap();
+    ready_after_idle_work();
+    assert_eq!(one_call("after-reload").as_deref(), Some("b"));
+    let counts = f.rt.instance_counts();
+    assert_eq!(counts.made_on_call_path, 0, "{counts:?}");
+    assert_eq!(counts.prepared_while_idle + counts.prepared_in_background, 16, "{counts:?}");
+}
+
+#[test]
 fn prewarm_zero_prepares_nothing() {
     let opts = RuntimeOptions { prewarm: 0, ..RuntimeOptions::default() };
     let f = fixture_with(&[(wasm::TP_VERSION_A, "versioned")], opts);

@@ -243,6 +243,11 @@ impl Runtime {
                     map.insert(name.clone(), plugin.clone());
                     map
                 });
+                // The new version gets ready instances under the limits the
+                // old one served, before calls need them.
+                for limits in previous.iter().flat_map(|p| p.ready.limits()) {
+                    self.inner.warmer.request(&plugin, &limits);
+                }
                 let mut e = AuditEntry::new(if previous.is_some() { "reload" } else { "load" }, &name, source.as_str());
                 e.version = Some(plugin.info.version.clone());
                 e.previous = previous.map(|p| p.info.version.clone());
@@ -332,6 +337,18 @@ impl Runtime {
     /// 2 ms. False: nothing was queued.
     pub fn work_while_idle(&self) -> bool {
         self.inner.warmer.work_here(&self.inner.engine, &self.inner.services)
+    }
+
+    /// Have instances of `chain`'s plugins prepared before its first call
+    /// (the router does this for every trunk at startup): that call then
+    /// does not make its own. Plugins not loaded, and plugins that define
+    /// no hook, are skipped.
+    pub fn prepare_for(&self, chain: &Chain) {
+        for e in &chain.entries {
+            if let Some(p) = self.plugin(&e.plugin).filter(|p| !p.hook_names().is_empty()) {
+                self.inner.warmer.request(&p, &e.limits);
+            }
+        }
     }
 
     /// Where the plugin instances made so far were made.

@@ -116,6 +116,11 @@ impl ReadyInstances {
         }
     }
 
+    /// The limits this version has had instances prepared under.
+    pub(crate) fn limits(&self) -> Vec<Limits> {
+        self.lock().iter().map(|s| s.limits.clone()).collect()
+    }
+
     /// Instances ready under `limits`.
     pub(crate) fn count(&self, limits: &Limits) -> usize {
         self.lock().iter().find(|s| s.limits == *limits).map_or(0, |s| s.ready.len())
@@ -250,6 +255,25 @@ impl Warmer {
             }
         }
         live
+    }
+
+    /// Ask for `plugin`'s set under `limits` to be filled before any call
+    /// needs it (at startup, after a reload). Nothing if one is queued or
+    /// the set is full.
+    pub(crate) fn request(&self, plugin: &Arc<Plugin>, limits: &Limits) {
+        if self.depth == 0 {
+            return;
+        }
+        let queue = {
+            let mut sets = plugin.ready.lock();
+            let set = ReadyInstances::set(&mut sets, limits);
+            let queue = !set.refilling && set.ready.len() < self.depth;
+            set.refilling |= queue;
+            queue
+        };
+        if queue {
+            self.work().refill.push((Arc::downgrade(plugin), limits.clone()));
+        }
     }
 
     /// Drop `live` on the background thread, or here if the thread is

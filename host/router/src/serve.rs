@@ -77,8 +77,12 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-    // Kept to prepare plugin instances on this thread while it is idle.
+    // Kept to prepare plugin instances on this thread while it is idle,
+    // starting with those of every trunk's chain: no first call waits.
     let plugins = runtime.clone();
+    for t in &settings.trunks {
+        plugins.prepare_for(&t.chain);
+    }
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     let (events_tx, mut events) = mpsc::channel(1024);
