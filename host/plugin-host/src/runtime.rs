@@ -245,7 +245,8 @@ impl Runtime {
                 });
                 // The new version gets ready instances under the limits the
                 // old one served, before calls need them.
-                for limits in previous.iter().flat_map(|p| p.ready.limits()) {
+                let served = previous.iter().filter(|_| !plugin.hook_names().is_empty());
+                for limits in served.flat_map(|p| p.ready.limits()) {
                     self.inner.warmer.request(&plugin, &limits);
                 }
                 let mut e = AuditEntry::new(if previous.is_some() { "reload" } else { "load" }, &name, source.as_str());
