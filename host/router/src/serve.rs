@@ -248,12 +248,18 @@ fn https_client(cache: &mut Option<Option<TlsConnector>>, settings: &Settings) -
         .clone()
 }
 
-/// Fetch a disaster-recovery TwiML document off the engine's loop.
+/// Fetch a disaster-recovery TwiML document off the engine's loop. The
+/// engine gets an answer even if the fetch task panics (its call then
+/// fails like any failed fetch, instead of waiting forever).
 fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)>, https: Option<TlsConnector>) {
+    let fetch = tokio::spawn(async move {
+        crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref()).await.map_err(|e| e.to_string())
+    });
     tokio::spawn(async move {
-        let result = crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref())
-            .await
-            .map_err(|e| e.to_string());
+        let result = fetch.await.unwrap_or_else(|e| {
+            tracing::error!("TwiML fetch task failed: {e}");
+            Err(format!("internal error: {e}"))
+        });
         let _ = done.send((f.token, result)).await;
     });
 }

@@ -242,8 +242,14 @@ fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
         if size == 0 {
             return Ok(Some(out));
         }
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(FetchError::Malformed("chunk larger than 64 KiB"));
+        }
         if body.len() < start + size + 2 {
             return Ok(None);
+        }
+        if &body[start + size..start + size + 2] != b"\r\n" {
+            return Err(FetchError::Malformed("chunk not followed by CRLF"));
         }
         out.extend_from_slice(&body[start..start + size]);
         body = &body[start + size + 2..];
@@ -253,6 +259,51 @@ fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile or broken server's answer is an error or "wait for
+    /// more", never a panic.
+    #[test]
+    fn hostile_responses_do_not_panic() {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for body in ["ffffffffffffffff\r\nx", "fffffffffffffffe\r\n", "10000\r\n", "-1\r\n", "3\r\nabcXY0\r\n\r\n"] {
+            let raw = format!("{head}{body}");
+            assert!(!matches!(complete_body(raw.as_bytes()), Ok(Some(Ok(_)))), "{body:?}");
+        }
+        let ok = format!("{head}3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(complete_body(ok.as_bytes()).unwrap().unwrap().unwrap(), "abc");
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc",
+            "HTTP/1.1 99999 OK\r\n\r\n",
+            "\r\n\r\n",
+        ] {
+            let _ = complete_body(raw.as_bytes());
+            let _ = body_until_close(raw.as_bytes());
+        }
+        // Every prefix and byte-flipped variant of a valid answer, seeded.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let valid = format!("{head}5\r\n<Resp\r\nA;x=y\r\nonse><Reject/></Response>\r\n0\r\n\r\n").into_bytes();
+        for n in 0..=valid.len() {
+            let _ = complete_body(&valid[..n]);
+        }
+        for _ in 0..20_000 {
+            let mut m = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % m.len() as u64) as usize;
+                let alphabet = b"0123456789abcdefF\r\n;: -";
+                m[i] = alphabet[(next() % alphabet.len() as u64) as usize];
+            }
+            if let Ok(Some(Ok(doc))) = complete_body(&m) {
+                let _ = crate::twiml::parse(&doc);
+            }
+        }
+    }
 
     #[test]
     fn urls() {
