@@ -265,4 +265,45 @@ mod tests {
         assert_eq!(parse(&many), Err(TwimlError::TooManyVerbs));
         assert_eq!(parse(&"x".repeat(MAX_DOCUMENT_BYTES + 1)), Err(TwimlError::TooLarge));
     }
+
+    /// A document comes from the customer's server: whatever it holds, the
+    /// parser (and the URL joining a `<Redirect>` does) answers, never panics.
+    #[test]
+    fn mutated_documents_do_not_panic() {
+        let valid = r#"<?xml version="1.0"?><Response><Pause length="2"/><Dial timeout="10"><Sip>sip:a@127.0.0.1:5090</Sip><Number>+14155550111</Number></Dial><Redirect>/next?x=1</Redirect><Reject reason="busy"/><Hangup/></Response>"#;
+        let base = crate::twiml::fetch::HttpUrl::parse("https://[::1]:8443/dr/twiml?call=1").unwrap();
+        let alphabet = "<>/=\"' &;#x0123456789:?[]@\u{e9}\u{1F600}ResponseDialSipNumber";
+        let pieces: Vec<char> = alphabet.chars().collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut doc: Vec<char> = valid.chars().collect();
+            for _ in 0..1 + next() % 6 {
+                let i = (next() % doc.len() as u64) as usize;
+                let c = pieces[(next() % pieces.len() as u64) as usize];
+                match next() % 3 {
+                    0 => doc[i] = c,
+                    1 => doc.insert(i, c),
+                    _ => {
+                        doc.remove(i);
+                    }
+                }
+            }
+            let doc: String = doc.into_iter().collect();
+            if let Ok(verbs) = parse(&doc) {
+                for v in verbs {
+                    if let Verb::Redirect { url } = v {
+                        let _ = base.join(&url);
+                    }
+                }
+            }
+            let _ = base.join(&doc);
+            let _ = crate::twiml::fetch::HttpUrl::parse(&doc);
+        }
+    }
 }
