@@ -137,6 +137,10 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
         trunk.name,
         trunk.id
     );
+    // As the router does before calls come: instances prepared on this
+    // thread, so the hook times printed are those of a router below saturation.
+    rt.prepare_for(&trunk.chain);
+    while rt.work_while_idle() {}
     let mut session = rt.start_call(&trunk.chain, &trunk.account, &call.call_id.clone());
     let mut route: Vec<String> = Vec::new();
     let mut attempts = 0u32;
