@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod plugin_cmd;
+pub mod resolve;
 pub mod routing;
 pub mod serve;
 pub mod simulate;

@@ -3,9 +3,8 @@
 //! Also here: plugin hot reload on file change (watcher), on SIGHUP, and
 //! through the admin listener.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -14,7 +13,8 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 use trunkline_sip_core::{Peer, Transport};
 
 use crate::config::{ListenTransport, Settings};
-use crate::engine::{Engine, FetchRequest, Locals};
+use crate::engine::{Answer, Engine, FetchRequest, Locals, Question};
+use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -91,6 +91,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let (resolved_tx, mut resolved) = mpsc::channel(256);
+    let resolver = Resolver::new(&settings.dns_servers);
     // The TLS client of `https://` TwiML fetches: the one of TLS targets
     // (same roots) if there is one, else made on the first fetch.
     let mut https: Option<Option<TlsConnector>> = tls_client.map(Some);
@@ -102,8 +103,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             let client = if f.url.secure { https_client(&mut https, &settings) } else { None };
             spawn_fetch(f, fetched_tx.clone(), client);
         }
-        while let Some(name) = engine.poll_resolve() {
-            spawn_resolve(name, resolved_tx.clone());
+        while let Some(question) = engine.poll_resolve() {
+            resolver.spawn(question, resolved_tx.clone());
         }
         let deadline = engine.poll_timeout();
         tokio::select! {
@@ -139,11 +140,11 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 StreamEvent::Closed { peer, id } => streams.closed(peer, id),
             },
             Some((token, result)) = fetched.recv() => engine.handle_fetched(Instant::now(), token, result),
-            Some((name, result)) = resolved.recv() => {
-                if let Ok(addrs) = &result {
-                    streams.learn_name(&name, addrs);
+            Some((question, result)) = resolved.recv() => {
+                if let (Question::Host(name), Ok(Answer::Addrs(addrs))) = (&question, &result) {
+                    streams.learn_name(name, addrs);
                 }
-                engine.handle_resolved(Instant::now(), &name, result);
+                engine.handle_resolved(Instant::now(), &question, result);
             }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
             // Prepare (and drop) plugin instances here, where the hooks run
@@ -261,31 +262,6 @@ fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)
             Err(format!("internal error: {e}"))
         });
         let _ = done.send((f.token, result)).await;
-    });
-}
-
-/// How long a target host name may take to resolve before the call goes
-/// past that target (the reference's failover on silence, 4 s).
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Resolve a target host name (A/AAAA, the system resolver) off the
-/// engine's loop; addresses in the resolver's order, without duplicates.
-fn spawn_resolve(name: String, done: mpsc::Sender<(String, Result<Vec<IpAddr>, String>)>) {
-    tokio::spawn(async move {
-        let result = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), 0))).await {
-            Ok(Ok(addrs)) => {
-                let mut ips: Vec<IpAddr> = Vec::new();
-                for a in addrs {
-                    if !ips.contains(&a.ip()) {
-                        ips.push(a.ip());
-                    }
-                }
-                Ok(ips)
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs())),
-        };
-        let _ = done.send((name, result)).await;
     });
 }
 

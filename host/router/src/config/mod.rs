@@ -128,6 +128,9 @@ pub struct Settings {
     pub carriers: Vec<Carrier>,
     /// `[limits]`: per-source flood protection.
     pub limits: FloodLimits,
+    /// `sip.dns_servers`: where target names (A/AAAA, SRV) are looked up;
+    /// empty: the system's resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// Per-source rate limits.
@@ -297,6 +300,22 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if *max_conns.get_ref() == 0 {
         return Err(cx.err(max_conns.span(), "sip.max_connections", "must be at least 1"));
     }
+    let mut dns_servers = Vec::new();
+    for d in &raw.sip.dns_servers {
+        let text = d.get_ref();
+        let addr = text
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| text.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+        match addr {
+            Some(a) if a.port() != 0 => dns_servers.push(a),
+            _ => {
+                let why =
+                    format!("`{text}` is not an IP address or IP:port (e.g. \"192.0.2.53\" or \"[2001:db8::53]:53\")");
+                return Err(cx.err(d.span(), "sip.dns_servers", why));
+            }
+        }
+    }
     let streams = StreamLimits {
         idle: Duration::from_millis(*idle.get_ref()),
         max_connections: *max_conns.get_ref() as usize,
@@ -439,6 +458,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         disaster_recovery,
         carriers,
         limits,
+        dns_servers,
     })
 }
 

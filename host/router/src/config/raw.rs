@@ -105,6 +105,9 @@ pub(super) struct RawSip {
     pub(super) max_connections: Spanned<u32>,
     /// Certificate, key and CA bundle for TLS.
     pub(super) tls: Option<Spanned<RawTls>>,
+    /// DNS servers (`IP` or `IP:port`) for target names; else the system's.
+    #[serde(default)]
+    pub(super) dns_servers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,9 +13,9 @@ use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, Transactio
 use trunkline_sip_core::Peer;
 use trunkline_sip_core::Transport as SipTransport;
 
-use super::build::{self, relay_response, uri_destination, Destination, Locals, OutgoingInvite};
+use super::build::{self, relay_response, uri_destination, Destination, Ids, Locals, OutgoingInvite};
 use super::call::{Leg, Phase, Queued};
-use super::dns::{Dns, Lookup};
+use super::dns::{srv_order, Answer, Dns, Lookup, Question};
 use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
@@ -32,7 +32,8 @@ impl Engine {
             let (uri, x_headers) = routing::request_uri(&queued.target.uri, &c.dialed);
             // Resolved before `pre-dial`, so that a call waiting for a name
             // runs that hook once per attempt.
-            let (peer, named) = match locate(&mut self.dns, &self.locals, now, id, &uri, &queued, &mut c.queue) {
+            let cx = Context { locals: &self.locals, now, call: id, uri: &uri };
+            let (peer, named) = match locate(&mut self.dns, &mut self.ids, cx, &queued, &mut c.queue) {
                 Located::At(peer) => (peer, false),
                 Located::AtNamed(peer) => (peer, true),
                 Located::Skip(why) => {
@@ -43,6 +44,7 @@ impl Engine {
                     c.queue.insert(0, queued);
                     return;
                 }
+                Located::Expanded => continue,
             };
             let target = queued.target;
             let mut outgoing = c.request.clone();
@@ -334,45 +336,90 @@ impl Engine {
 enum Located {
     /// An IP address in the URI.
     At(Peer),
-    /// An address of the URI's host name.
+    /// An address of the URI's host name (or of its SRV record's host).
     AtNamed(Peer),
     /// Nowhere: why.
     Skip(String),
     /// The name is being resolved: the call resumes with the answer.
     Wait,
+    /// The attempt was replaced by one per SRV record, queued first.
+    Expanded,
 }
 
-/// Where the attempt `queued` (at `uri`, for call `id`) goes. A name's first
-/// usable address is used now and its others are queued right after it
-/// (RFC 3263 §4.3), unless `queued` already carries one of them.
-fn locate(
-    dns: &mut Dns,
-    locals: &Locals,
-    now: Instant,
-    id: u64,
-    uri: &str,
-    queued: &Queued,
-    queue: &mut Vec<Queued>,
-) -> Located {
-    let (transport, host, port) = match uri_destination(uri) {
+/// The SRV service of a transport (RFC 3263 §4.2), if we look one up.
+fn service(transport: SipTransport) -> Option<&'static str> {
+    match transport {
+        SipTransport::Udp => Some("_sip._udp"),
+        SipTransport::Tcp => Some("_sip._tcp"),
+        // A TLS target's certificate is checked against the URI's host,
+        // which an SRV record would replace: not looked up.
+        SipTransport::Tls => None,
+    }
+}
+
+/// Where the attempt `queued` (at `uri`, for call `id`) goes.
+/// - A host without a port is first looked up as a SIP service: its SRV
+///   records, in RFC 2782 order, replace the attempt (each then resolved
+///   as a host, with the record's port); without records, the host itself
+///   is used on the default port (RFC 3263 §4.2).
+/// - A name's first usable address is used now and its others are queued
+///   right after it (RFC 3263 §4.3), unless `queued` already carries one.
+fn locate(dns: &mut Dns, ids: &mut Ids, cx: Context<'_>, queued: &Queued, queue: &mut Vec<Queued>) -> Located {
+    let (transport, uri_host, uri_port, port_given) = match uri_destination(cx.uri) {
         None => return Located::Skip("no host, or unknown transport".into()),
         Some(Destination::Addr(peer)) => return Located::At(peer),
-        Some(Destination::Name { transport, host, port }) => (transport, host, port),
+        Some(Destination::Name { transport, host, port, port_given }) => (transport, host, port, port_given),
+    };
+    let (host, port) = match &queued.via {
+        Some((host, port)) => (host.clone(), *port),
+        None => (uri_host, uri_port),
     };
     if let Some(ip) = queued.addr {
         return Located::AtNamed(Destination::at(transport, ip, port));
     }
-    match dns.lookup(now, &host, id) {
+    if let (None, false, Some(service)) = (&queued.via, port_given, service(transport)) {
+        match dns.lookup(cx.now, &Question::Srv(format!("{service}.{host}")), cx.call) {
+            Lookup::Wait => return Located::Wait,
+            Lookup::Found(Answer::Srv(records)) => {
+                let ordered = srv_order(records, || ids.rand01());
+                if ordered.is_empty() {
+                    return Located::Skip(format!("{host} declares no SIP service (SRV target \".\")"));
+                }
+                let entries = ordered.into_iter().map(|r| Queued {
+                    target: queued.target.clone(),
+                    addr: None,
+                    via: Some((r.target.to_ascii_lowercase(), r.port)),
+                });
+                queue.splice(0..0, entries);
+                return Located::Expanded;
+            }
+            // No SRV record (or no answer): the host itself.
+            Lookup::Found(Answer::Addrs(_)) | Lookup::Failed(_) => {}
+        }
+    }
+    match dns.lookup(cx.now, &Question::Host(host.clone()), cx.call) {
         Lookup::Wait => Located::Wait,
         Lookup::Failed(why) => Located::Skip(format!("{host} does not resolve: {why}")),
-        Lookup::Addrs(addrs) => {
-            let mut usable = addrs.iter().copied().filter(|ip| locals.reaches(transport, *ip));
+        Lookup::Found(Answer::Srv(_)) => Located::Skip(format!("{host}: unexpected answer")),
+        Lookup::Found(Answer::Addrs(addrs)) => {
+            let mut usable = addrs.iter().copied().filter(|ip| cx.locals.reaches(transport, *ip));
             let Some(first) = usable.next() else {
                 return Located::Skip(format!("{host} has no address of our listener's IP version"));
             };
-            let rest: Vec<Queued> = usable.map(|ip| Queued { target: queued.target.clone(), addr: Some(ip) }).collect();
+            let rest: Vec<Queued> = usable
+                .map(|ip| Queued { target: queued.target.clone(), addr: Some(ip), via: queued.via.clone() })
+                .collect();
             queue.splice(0..0, rest);
             Located::AtNamed(Destination::at(transport, first, port))
         }
     }
+}
+
+/// What [`locate`] needs to know of the attempt besides the queue.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    locals: &'a Locals,
+    now: Instant,
+    call: u64,
+    uri: &'a str,
 }

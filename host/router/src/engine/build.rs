@@ -243,7 +243,14 @@ pub(crate) fn uri_peer(uri: &str) -> Option<Peer> {
 #[derive(Debug, PartialEq)]
 pub(crate) enum Destination {
     Addr(Peer),
-    Name { transport: Transport, host: String, port: u16 },
+    /// `port_given`: the URI names the port (else `port` is the
+    /// transport's default, and SRV records may say otherwise).
+    Name {
+        transport: Transport,
+        host: String,
+        port: u16,
+        port_given: bool,
+    },
 }
 
 impl Destination {
@@ -267,6 +274,7 @@ pub(crate) fn uri_destination(uri: &str) -> Option<Destination> {
     } else {
         hostport.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
     };
+    let port_given = port.is_some();
     let port = port.unwrap_or(transport.default_port());
     let host = p.host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
@@ -275,7 +283,7 @@ pub(crate) fn uri_destination(uri: &str) -> Option<Destination> {
     let valid = !host.is_empty()
         && host.len() <= 253
         && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    valid.then(|| Destination::Name { transport, host: host.to_ascii_lowercase(), port })
+    valid.then(|| Destination::Name { transport, host: host.to_ascii_lowercase(), port, port_given })
 }
 
 #[cfg(test)]
@@ -294,11 +302,21 @@ mod tests {
         assert_eq!(uri_peer("sip:pbx.example:5080"), None, "a name is resolved first");
         assert_eq!(
             uri_destination("sip:+1@PBX.example:5080;transport=tcp"),
-            Some(Destination::Name { transport: Transport::Tcp, host: "pbx.example".into(), port: 5080 })
+            Some(Destination::Name {
+                transport: Transport::Tcp,
+                host: "pbx.example".into(),
+                port: 5080,
+                port_given: true
+            })
         );
         assert_eq!(
             uri_destination("sips:sbc.example"),
-            Some(Destination::Name { transport: Transport::Tls, host: "sbc.example".into(), port: 5061 })
+            Some(Destination::Name {
+                transport: Transport::Tls,
+                host: "sbc.example".into(),
+                port: 5061,
+                port_given: false
+            })
         );
         assert_eq!(uri_destination("sip:bad_host!.example"), None);
         let mut ids = Ids::new(7);

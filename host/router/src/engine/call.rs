@@ -27,11 +27,14 @@ pub(crate) struct Queued {
     /// attempt used another address of the same name (RFC 3263 §4.3: a
     /// failed address is followed by the name's next one).
     pub(crate) addr: Option<std::net::IpAddr>,
+    /// For a target whose host has SRV records (RFC 3263 §4.2): the
+    /// record's host and port, used instead of the URI's.
+    pub(crate) via: Option<(String, u16)>,
 }
 
 impl From<Target> for Queued {
     fn from(target: Target) -> Self {
-        Queued { target, addr: None }
+        Queued { target, addr: None, via: None }
     }
 }
 

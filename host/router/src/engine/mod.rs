@@ -48,6 +48,7 @@ use build::Ids;
 pub use build::Locals;
 pub use call::CallReport;
 use call::{CallState, Phase};
+pub use dns::{Answer, Question, SrvRecord};
 pub use flood::Rate;
 pub use twiml::FetchRequest;
 
@@ -202,19 +203,21 @@ impl Engine {
         self.reports.pop_front()
     }
 
-    /// Next target host name to look up (A/AAAA); answer with
-    /// [`Engine::handle_resolved`].
-    pub fn poll_resolve(&mut self) -> Option<String> {
+    /// Next question to look up (a host's A/AAAA records, or a SIP
+    /// service's SRV records); answer with [`Engine::handle_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<Question> {
         self.dns.poll()
     }
 
-    /// The addresses `name` resolved to, or why it did not: calls waiting
-    /// for it go on routing (to the target, or past it).
-    pub fn handle_resolved(&mut self, now: Instant, name: &str, result: Result<Vec<std::net::IpAddr>, String>) {
-        if let Err(why) = &result {
-            tracing::warn!(name, "target host name does not resolve: {why}");
+    /// The answer to `question`, or why there is none: calls waiting for
+    /// it go on routing (to the target, or past it).
+    pub fn handle_resolved(&mut self, now: Instant, question: &Question, result: Result<Answer, String>) {
+        match (&result, question) {
+            (Err(why), Question::Host(name)) => tracing::warn!(%name, "target host name does not resolve: {why}"),
+            (Err(why), Question::Srv(name)) => tracing::debug!(%name, "no SRV records: {why}"),
+            _ => {}
         }
-        for id in self.dns.answer(now, name, result) {
+        for id in self.dns.answer(now, question, result) {
             // Only a call still routing and between attempts was waiting.
             if self.calls.get(&id).is_some_and(|c| c.phase == Phase::Routing && c.leg.is_none()) {
                 self.try_next(now, id);

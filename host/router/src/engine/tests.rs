@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use trunkline_plugin_host::{Runtime, RuntimeOptions};
 use trunkline_sip_core::message::{Message, StartLine};
 
-use super::Engine;
+use super::{Answer, Engine, Question, SrvRecord};
 use crate::config;
 
 const CONFIG: &str = r#"
@@ -27,6 +27,10 @@ priority = 2
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+fn host(name: &str) -> Question {
+    Question::Host(name.into())
 }
 
 fn engine() -> Engine {
@@ -514,13 +518,13 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     let caller = addr("127.0.0.1:5070");
     e.handle_datagram(t0, caller, &invite());
     assert_eq!(firsts(&mut e), [(caller, "SIP/2.0 100 Trying".to_string())], "no INVITE before the name resolves");
-    assert_eq!(e.poll_resolve().as_deref(), Some("pbx.test"));
+    assert_eq!(e.poll_resolve(), Some(host("pbx.test")));
     assert_eq!(e.poll_resolve(), None);
 
     // Our listener is IPv4: the IPv6 address is passed over.
     let t1 = t0 + Duration::from_millis(20);
     let ips = ["::1", "127.0.0.1", "127.0.0.2"].map(|ip| ip.parse().unwrap());
-    e.handle_resolved(t1, "pbx.test", Ok(ips.to_vec()));
+    e.handle_resolved(t1, &host("pbx.test"), Ok(Answer::Addrs(ips.to_vec())));
     let out = sent(&mut e);
     assert_eq!(
         (out[0].0, out[0].1.as_str()),
@@ -553,8 +557,8 @@ fn named_targets_are_resolved_once_through_the_driver_and_a_name_that_fails_is_s
     e.handle_datagram(t1, addr("127.0.0.2:5081"), &unavailable(&b_invite));
     let out = firsts(&mut e);
     assert!(out.iter().all(|o| !o.1.starts_with("INVITE")), "waits for gone.test: {out:?}");
-    assert_eq!(e.poll_resolve().as_deref(), Some("gone.test"));
-    e.handle_resolved(t1, "gone.test", Err("no such host".into()));
+    assert_eq!(e.poll_resolve(), Some(host("gone.test")));
+    e.handle_resolved(t1, &host("gone.test"), Err("no such host".into()));
     let out = firsts(&mut e);
     assert_eq!(
         out.last().unwrap(),
@@ -569,7 +573,7 @@ fn a_call_cancelled_while_its_target_name_resolves_sends_nothing_when_the_answer
     let caller = addr("127.0.0.1:5070");
     e.handle_datagram(t0, caller, &invite());
     sent(&mut e);
-    assert_eq!(e.poll_resolve().as_deref(), Some("pbx.test"));
+    assert_eq!(e.poll_resolve(), Some(host("pbx.test")));
     let cancel =
         String::from_utf8(invite()).unwrap().replace("INVITE sip:", "CANCEL sip:").replace("1 INVITE", "1 CANCEL");
     e.handle_datagram(t0, caller, cancel.as_bytes());
@@ -578,7 +582,11 @@ fn a_call_cancelled_while_its_target_name_resolves_sends_nothing_when_the_answer
     assert_eq!(e.calls(), 0);
     let report = e.poll_report().expect("the call is reported");
     assert!(report.outcome.contains("487"), "{}", report.outcome);
-    e.handle_resolved(t0 + Duration::from_millis(50), "pbx.test", Ok(vec!["127.0.0.1".parse().unwrap()]));
+    e.handle_resolved(
+        t0 + Duration::from_millis(50),
+        &host("pbx.test"),
+        Ok(Answer::Addrs(vec!["127.0.0.1".parse().unwrap()])),
+    );
     assert!(sent(&mut e).is_empty(), "no INVITE for a call that is gone");
 }
 
@@ -613,4 +621,59 @@ fn an_answered_call_is_hung_up_at_the_trunks_max_call_duration() {
     let report = e.poll_report().expect("the call is reported");
     assert!(report.route.iter().any(|r| r.contains("max call duration (3600 s) reached")), "{:?}", report.route);
     assert!(report.outcome.contains("hung up by the router"), "{}", report.outcome);
+}
+
+#[test]
+fn a_host_without_a_port_is_looked_up_as_a_sip_service_first() {
+    let t0 = Instant::now();
+    let config = CONFIG.replace("sip:127.0.0.1:5081", "sip:pbx.test").replace("sip:127.0.0.1:5082", "sip:nosrv.test");
+    let mut e = engine_with(&config);
+    let caller = addr("127.0.0.1:5070");
+    e.handle_datagram(t0, caller, &invite());
+    sent(&mut e);
+    let service = Question::Srv("_sip._udp.pbx.test".into());
+    assert_eq!(e.poll_resolve(), Some(service.clone()));
+    // RFC 2782: priority 5 before 10, whatever the order of the answer.
+    let record = |priority, port, target: &str| SrvRecord { priority, weight: 0, port, target: target.into() };
+    e.handle_resolved(
+        t0,
+        &service,
+        Ok(Answer::Srv(vec![record(10, 5091, "b.pbx.test"), record(5, 5090, "A.pbx.test")])),
+    );
+    assert_eq!(e.poll_resolve(), Some(host("a.pbx.test")), "the record's host, then its addresses");
+    e.handle_resolved(t0, &host("a.pbx.test"), Ok(Answer::Addrs(vec!["127.0.0.1".parse().unwrap()])));
+    let out = sent(&mut e);
+    let first = out.iter().find(|o| o.1.starts_with("INVITE")).expect("an INVITE");
+    assert_eq!(
+        (first.0, first.1.as_str()),
+        (addr("127.0.0.1:5090"), "INVITE sip:+14155550100@pbx.test SIP/2.0"),
+        "the record's port; the Request-URI keeps the name (RFC 3263)"
+    );
+    // A 503: the next record.
+    let mut r = trunkline_sip_core::transaction::response_to(&first.2, 503, "Service Unavailable");
+    for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=b");
+    }
+    e.handle_datagram(t0, addr("127.0.0.1:5090"), &r.to_bytes());
+    sent(&mut e);
+    assert_eq!(e.poll_resolve(), Some(host("b.pbx.test")));
+    e.handle_resolved(t0, &host("b.pbx.test"), Ok(Answer::Addrs(vec!["127.0.0.2".parse().unwrap()])));
+    let out = sent(&mut e);
+    let second = out.iter().find(|o| o.1.starts_with("INVITE")).expect("the next record");
+    assert_eq!(second.0, addr("127.0.0.2:5091"));
+    // It fails too: `nosrv.test` has no SRV record, so its own address on 5060.
+    let mut r = trunkline_sip_core::transaction::response_to(&second.2, 503, "Service Unavailable");
+    for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=c");
+    }
+    e.handle_datagram(t0, addr("127.0.0.2:5091"), &r.to_bytes());
+    sent(&mut e);
+    let none = Question::Srv("_sip._udp.nosrv.test".into());
+    assert_eq!(e.poll_resolve(), Some(none.clone()));
+    e.handle_resolved(t0, &none, Err("no records found".into()));
+    assert_eq!(e.poll_resolve(), Some(host("nosrv.test")));
+    e.handle_resolved(t0, &host("nosrv.test"), Ok(Answer::Addrs(vec!["127.0.0.3".parse().unwrap()])));
+    let out = sent(&mut e);
+    let third = out.iter().find(|o| o.1.starts_with("INVITE")).expect("the host itself");
+    assert_eq!(third.0, addr("127.0.0.3:5060"));
 }
