@@ -88,6 +88,8 @@ pub struct Trunk {
     pub disaster_recovery_url: Option<String>,
     /// An answered call is hung up (BYE to both parties) after this long.
     pub max_call_duration: Duration,
+    /// A REFER from the answering party transfers the caller (else 403).
+    pub call_transfer: bool,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.

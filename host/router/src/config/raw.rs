@@ -183,6 +183,9 @@ pub(super) struct RawTrunk {
     pub(super) disaster_recovery_url: Option<Spanned<String>>,
     /// Answered calls are hung up after this long.
     pub(super) max_call_duration_secs: Option<Spanned<u64>>,
+    /// Accept REFER (blind call transfer) from the answering party.
+    #[serde(default)]
+    pub(super) call_transfer: bool,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

@@ -230,6 +230,7 @@ pub(super) fn trunk(
         labels,
         disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
         max_call_duration,
+        call_transfer: t.call_transfer,
         chain: Chain { entries },
         origination,
         termination,

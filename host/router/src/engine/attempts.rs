@@ -138,6 +138,9 @@ impl Engine {
             self.on_relay_event(now, &key, event);
             return;
         }
+        if self.transfer_txs.contains_key(&key) {
+            return self.on_transfer_event(now, &key, event);
+        }
         let leg = self.by_b_tx.get(&key).copied();
         let current = leg.is_some_and(|(id, attempt)| {
             self.calls.get(&id).and_then(|c| c.leg.as_ref()).is_some_and(|l| l.attempt == attempt)

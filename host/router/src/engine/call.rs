@@ -82,6 +82,8 @@ pub(crate) struct CallState {
     pub(crate) answered: Option<Instant>,
     /// Disaster-recovery TwiML being executed.
     pub(crate) twiml: Option<super::twiml::TwimlRun>,
+    /// A transfer (REFER from the callee) in progress.
+    pub(crate) transfer: Option<super::transfer::Transfer>,
 }
 
 impl CallState {

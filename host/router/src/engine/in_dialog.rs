@@ -114,6 +114,9 @@ impl Engine {
             self.layer.send_response(now, &key, r);
             return;
         }
+        if method == "REFER" {
+            return self.on_refer(now, key, m, id, side);
+        }
         if !RELAYED.contains(&method.as_str()) {
             let mut r = response_to(&m, 501, "Not Implemented");
             r.headers.push(SipHeader { name: "Allow".into(), value: super::ALLOW.into() });

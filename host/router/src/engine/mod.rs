@@ -16,7 +16,7 @@
 //! through `on-redirect` and `on-failure` in `attempts`; disaster-recovery
 //! TwiML in `twiml`; the caller's 2xx resent until its ACK, BYE from either
 //! side and CANCEL before answer in `teardown`; in-dialog requests in
-//! `in_dialog`; per-source rate limits in `flood`; target host names are
+//! `in_dialog`; call transfer (REFER) in `transfer`; per-source rate limits in `flood`; target host names are
 //! resolved through the driver (`dns`).
 
 mod attempts;
@@ -30,6 +30,7 @@ mod teardown;
 mod termination;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod twiml;
 
 use std::cmp::Reverse;
@@ -55,7 +56,8 @@ pub use twiml::FetchRequest;
 use crate::config::Settings;
 
 /// Methods we answer or relay (the Allow header of OPTIONS and 405/501).
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, SUBSCRIBE, PRACK";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, SUBSCRIBE, PRACK, REFER";
 
 /// Digest nonces whose counts are remembered (older ones are re-challenged).
 const MAX_NONCES: usize = 10_000;
@@ -99,6 +101,8 @@ pub struct Engine {
     dns: dns::Dns,
     /// In-dialog requests relayed to the other leg, by client transaction.
     relays: HashMap<TransactionKey, in_dialog::Relay>,
+    /// The INVITEs of call transfers (to the target, and to the caller).
+    transfer_txs: HashMap<TransactionKey, transfer::TransferTx>,
     /// Mints and checks digest nonces (termination authentication).
     nonces: trunkline_sip_core::digest::NonceKey,
     /// Nonce counts seen, against replays.
@@ -131,6 +135,7 @@ impl Engine {
             fetches: VecDeque::new(),
             dns: dns::Dns::default(),
             relays: HashMap::new(),
+            transfer_txs: HashMap::new(),
             nonces: trunkline_sip_core::digest::NonceKey::new(&seed.to_le_bytes()),
             replays: trunkline_sip_core::digest::ReplayGuard::new(MAX_NONCES),
             started: None,

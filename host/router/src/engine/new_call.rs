@@ -144,6 +144,7 @@ impl Engine {
                 first_ring: None,
                 answered: None,
                 twiml: None,
+                transfer: None,
             },
         );
         self.try_next(now, id);

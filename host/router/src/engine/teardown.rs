@@ -109,6 +109,9 @@ impl Engine {
             _ => return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
         };
         self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
+        if !from_caller && self.bye_during_transfer(now, id, &call_id) {
+            return;
+        }
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
         let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) };
@@ -177,6 +180,7 @@ impl Engine {
 
     pub(super) fn close(&mut self, now: Instant, id: u64, outcome: Outcome, status: u16, by: HangupBy, what: String) {
         self.end_relays(now, id);
+        self.end_transfer(now, id);
         let Some(c) = self.calls.remove(&id) else { return };
         self.by_a_call_id.remove(&c.call.call_id);
         for b in &c.b_call_ids {

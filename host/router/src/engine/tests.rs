@@ -677,3 +677,101 @@ fn a_host_without_a_port_is_looked_up_as_a_sip_service_first() {
     let third = out.iter().find(|o| o.1.starts_with("INVITE")).expect("the host itself");
     assert_eq!(third.0, addr("127.0.0.3:5060"));
 }
+
+/// A request from the answering target inside its dialog (`b_invite` is
+/// the INVITE it answered with `ok_for`).
+fn from_callee(b_invite: &Message, method: &str, seq: u32, extra: &str) -> Vec<u8> {
+    format!(
+        "{method} sip:trunkline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5081;branch=z9hG4bK-{method}{seq}\r\n\
+         Max-Forwards: 70\r\nFrom: {};tag=b\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+        b_invite.header("To").unwrap(),
+        b_invite.header("From").unwrap(),
+        b_invite.header("Call-ID").unwrap()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_names_an_address() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    sent(&mut e);
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 403 Call transfer is not enabled on this trunk"]);
+
+    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    sent(&mut e);
+    for (seq, (refer_to, status)) in [
+        (
+            "<sip:+14155550177@pbx.example>",
+            "SIP/2.0 501 Not Implemented (Refer-To must name an IP address we can reach)",
+        ),
+        (
+            "<sip:b@127.0.0.1:5090?Replaces=abc%3Bto-tag%3D1>",
+            "SIP/2.0 501 Not Implemented (attended transfer, Replaces)",
+        ),
+        ("<tel:+14155550177>", "SIP/2.0 400 Bad Request (Refer-To must be a sip: or sips: URI)"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let refer = from_callee(&b1, "REFER", 2 + seq as u32, &format!("Refer-To: {refer_to}\r\n"));
+        e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+        let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+        assert_eq!(firsts, [status], "{refer_to}");
+    }
+}
+
+#[test]
+fn a_transfer_survives_the_referrers_bye_and_a_failed_target_then_ends_the_call() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    sent(&mut e);
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    let out = sent(&mut e);
+    let firsts: Vec<(SocketAddr, String)> = out.iter().map(|o| (o.0, o.1.clone())).collect();
+    assert_eq!(
+        firsts,
+        [
+            (addr("127.0.0.1:5082"), "SIP/2.0 202 Accepted".to_string()),
+            (addr("127.0.0.1:5082"), "NOTIFY sip:pbx@127.0.0.1:5082 SIP/2.0".to_string()),
+            (addr("127.0.0.1:5090"), "INVITE sip:+14155550177@127.0.0.1:5090 SIP/2.0".to_string()),
+        ]
+    );
+    assert_eq!(out[1].2.body, b"SIP/2.0 100 Trying\r\n");
+    assert_eq!(out[1].2.header("Event"), Some("refer"));
+    let target_invite = out[2].2.clone();
+    assert!(target_invite.body.is_empty(), "no offer: the target makes one (RFC 3725 flow I)");
+    assert_eq!(target_invite.header("Referred-By"), None);
+    assert!(target_invite.header("From").unwrap().starts_with("<sip:+12125550123@carrier.example>"), "the caller");
+
+    // The referrer hangs up at once (a blind transfer): the call goes on.
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &from_callee(&b1, "BYE", 3, ""));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 200 OK"], "no BYE to the caller");
+    assert_eq!(e.calls(), 1);
+
+    // The target is busy: with the referrer gone, the call ends.
+    let mut busy = trunkline_sip_core::transaction::response_to(&target_invite, 486, "Busy Here");
+    for h in busy.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(";tag=c");
+    }
+    e.handle_datagram(t0, addr("127.0.0.1:5090"), &busy.to_bytes());
+    let out: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
+    assert!(out.contains(&(addr("127.0.0.1:5070"), "BYE sip:carrier@127.0.0.1:5070 SIP/2.0".to_string())), "{out:?}");
+    assert_eq!(e.calls(), 0);
+    let report = e.poll_report().expect("reported");
+    let route = report.route.join("\n");
+    assert!(route.contains("REFER by the callee to sip:+14155550177@127.0.0.1:5090: INVITE sip:+14155550177@127.0.0.1:5090 -> 486 Busy Here"), "{route}");
+    assert!(route.contains("the referrer hung up; the transfer goes on"), "{route}");
+    assert!(route.contains("transfer failed after the referrer hung up"), "{route}");
+}

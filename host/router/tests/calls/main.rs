@@ -561,6 +561,7 @@ mod names;
 mod tcp;
 mod termination;
 mod tls;
+mod transfer;
 
 #[test]
 fn options_are_answered_and_an_options_flood_is_limited() {

@@ -1,0 +1,370 @@
+//! Call transfer (RFC 3515 REFER, blind): the answering party asks us to
+//! connect the caller to another address instead of itself. With the
+//! trunk's `call_transfer` on, the REFER is accepted (202, then a NOTIFY
+//! "100 Trying", RFC 3515 §2.4.4), the Refer-To target is sent an INVITE
+//! without an offer, its offer goes to the caller in a re-INVITE, and the
+//! caller's answer goes back in the target's ACK (RFC 3725 flow I). The
+//! referrer then gets a NOTIFY with the final status and a BYE, and the
+//! call goes on between the caller and the target. If the target fails,
+//! the referrer is told (NOTIFY with the failure) and the call stays with
+//! it; if the referrer has hung up meanwhile, the call ends.
+//!
+//! Not (yet) done: a REFER from the caller's side (501), attended transfer
+//! (`Replaces`, 501), and Refer-To targets named by host (501: the target
+//! must be an IP address).
+
+use std::time::Instant;
+
+use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::message::{Header as SipHeader, Message};
+use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
+use trunkline_sip_core::{Peer, Transport as SipTransport};
+
+use super::build::{self, uri_peer, OutgoingInvite};
+use super::call::{Leg, Phase};
+use super::in_dialog::Side;
+use super::{reason_of, Engine};
+use trunkline_plugin_host::types::HangupBy;
+
+/// A transfer in progress.
+pub(crate) struct Transfer {
+    /// The Refer-To URI.
+    pub(crate) uri: String,
+    /// The INVITE to the target, where it went, its transaction.
+    invite: Message,
+    to: Peer,
+    tx: TransactionKey,
+    pub(crate) call_id: String,
+    /// The target's dialog, once it answered (its 2xx carried its offer).
+    dialog: Option<Dialog>,
+    /// The re-INVITE to the caller with the target's offer, and its CSeq.
+    reinvite: Option<(TransactionKey, u32)>,
+    /// The target sent a provisional response (a CANCEL may be sent).
+    responded: bool,
+    /// The call's route line about this transfer (what happens is added).
+    route_line: usize,
+    /// The referrer hung up while the target was being called.
+    pub(crate) referrer_gone: bool,
+}
+
+/// One of a transfer's client transactions (kept after the transfer, while
+/// a 2xx may be retransmitted, to send the same ACK again).
+pub(crate) struct TransferTx {
+    pub(crate) call: u64,
+    step: Step,
+    ack: Option<(Peer, Message)>,
+}
+
+/// Which of a transfer's client transactions an event is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The INVITE to the target.
+    Target,
+    /// The re-INVITE to the caller.
+    Caller,
+}
+
+/// The URI of a Refer-To value (`<sip:...>` or a bare URI).
+fn refer_to_uri(value: &str) -> String {
+    let v = value.trim();
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),
+        _ => v.split(';').next().unwrap_or(v).to_owned(),
+    }
+}
+
+fn header(name: &str, value: impl Into<String>) -> SipHeader {
+    SipHeader { name: name.into(), value: value.into() }
+}
+
+impl Engine {
+    /// A REFER inside answered call `id`, from `side`.
+    pub(super) fn on_refer(&mut self, now: Instant, key: TransactionKey, m: Message, id: u64, side: Side) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if side == Side::Caller {
+            return self.respond(now, &key, &m, 501, "Not Implemented (transfer by the caller)");
+        }
+        if !self.settings.trunks[c.trunk].call_transfer {
+            return self.respond(now, &key, &m, 403, "Call transfer is not enabled on this trunk");
+        }
+        if !c.b_dialog.as_mut().is_some_and(|d| d.accept_remote_seq(&m)) {
+            return self.respond(now, &key, &m, 500, "Server Internal Error (CSeq out of order)");
+        }
+        if c.transfer.is_some() {
+            return self.respond(now, &key, &m, 491, "Request Pending (a transfer is in progress)");
+        }
+        let Some(value) = m.header("Refer-To").or_else(|| m.header("r")) else {
+            return self.respond(now, &key, &m, 400, "Bad Request (no Refer-To)");
+        };
+        let uri = refer_to_uri(value);
+        if uri.to_ascii_lowercase().contains("replaces") {
+            return self.respond(now, &key, &m, 501, "Not Implemented (attended transfer, Replaces)");
+        }
+        let lower = uri.to_ascii_lowercase();
+        if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
+            return self.respond(now, &key, &m, 400, "Bad Request (Refer-To must be a sip: or sips: URI)");
+        }
+        let Some(to) = uri_peer(&uri).filter(|p| self.locals.serves(p.transport)) else {
+            return self.respond(now, &key, &m, 501, "Not Implemented (Refer-To must name an IP address we can reach)");
+        };
+
+        // Accepted: 202, then the first NOTIFY of the implicit subscription.
+        let mut accepted = self.tagged_response(&m, 202, "Accepted");
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(b_peer) = c.b_peer() else { return };
+        accepted.headers.push(header("Contact", build::contact(&self.locals, b_peer.transport)));
+        self.layer.send_response(now, &key, accepted);
+        self.notify_referrer(now, id, "100 Trying", false);
+
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
+        let mut request = c.request.clone();
+        request.headers.clear();
+        request.body.clear();
+        if let Some(by) = m.header("Referred-By").or_else(|| m.header("b")) {
+            request.headers.push(trunkline_plugin_host::types::Header { name: "Referred-By".into(), value: by.into() });
+        }
+        let invite = OutgoingInvite {
+            uri: &uri,
+            request: &request,
+            from: c.a_invite.header("From").unwrap_or_default(),
+            to: &format!("<{uri}>"),
+            max_forwards: c.max_forwards,
+            locals: &self.locals,
+            transport: to.transport,
+            call_id: &call_id,
+            from_tag: &from_tag,
+            branch: &branch,
+        }
+        .build();
+        let Some(tx) = self.layer.send_request(now, to, invite.clone()) else { return };
+        c.route.push(format!("REFER by the callee to {uri}: INVITE {uri}"));
+        let route_line = c.route.len() - 1;
+        c.b_call_ids.push(call_id.clone());
+        c.transfer = Some(Transfer {
+            uri,
+            invite,
+            to,
+            tx: tx.clone(),
+            call_id: call_id.clone(),
+            dialog: None,
+            reinvite: None,
+            responded: false,
+            route_line,
+            referrer_gone: false,
+        });
+        self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Target, ack: None });
+        self.by_b_call_id.insert(call_id, id);
+    }
+
+    /// An event of the transfer transaction `key`.
+    pub(super) fn on_transfer_event(&mut self, now: Instant, key: &TransactionKey, event: ClientEvent) {
+        let Some(tx) = self.transfer_txs.get(key) else { return };
+        let (id, step) = (tx.call, tx.step);
+        if let (ClientEvent::Final(r), Some((to, ack))) = (&event, &tx.ack) {
+            if (200..300).contains(&status_of(r)) {
+                self.layer.send_stateless(*to, ack); // a 2xx retransmission
+            }
+            return;
+        }
+        let (status, response) = match event {
+            ClientEvent::Provisional(_) => {
+                if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
+                    t.responded = true;
+                }
+                return;
+            }
+            ClientEvent::Final(r) => (status_of(&r), Some(r)),
+            ClientEvent::Timeout => (408, None),
+            ClientEvent::TransportError => (503, None),
+        };
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.as_mut() else { return };
+        let reason = response.as_ref().map(reason_of).unwrap_or_else(|| "no response".into());
+        match (step, response) {
+            (Step::Target, Some(ok)) if (200..300).contains(&status) => {
+                if t.dialog.is_some() {
+                    return; // a retransmission: the caller has not answered yet
+                }
+                let (Ok(dialog), false) = (Dialog::as_uac(&t.invite, &ok), ok.body.is_empty()) else {
+                    // No offer to give the caller: end the target's call.
+                    t.dialog = Dialog::as_uac(&t.invite, &ok).ok();
+                    return self.transfer_failed(now, id, 488, "Not Acceptable Here (the target made no offer)");
+                };
+                t.dialog = Some(dialog);
+                if let Some(line) = c.route.get_mut(t.route_line) {
+                    line.push_str(" -> 200 OK -> re-INVITE to the caller");
+                }
+                let a_peer = c.a_peer();
+                let branch = self.ids.next();
+                let Some(a) = c.a_dialog.as_mut() else {
+                    return self.transfer_failed(now, id, 500, "Server Internal Error (no caller dialog)");
+                };
+                let mut reinvite = a.request("INVITE", &build::via(&self.locals, a_peer.transport), &branch);
+                let seq = a.local_seq;
+                reinvite.headers.push(header("Contact", build::contact(&self.locals, a_peer.transport)));
+                reinvite.headers.push(header("Content-Type", ok.header("Content-Type").unwrap_or("application/sdp")));
+                reinvite.body = ok.body.clone();
+                let Some(tx) = self.layer.send_request(now, a_peer, reinvite) else { return };
+                if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
+                    t.reinvite = Some((tx.clone(), seq));
+                }
+                self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Caller, ack: None });
+            }
+            (Step::Target, _) => {
+                if let Some(line) = c.route.get_mut(t.route_line) {
+                    line.push_str(&format!(" -> {status} {reason}"));
+                }
+                t.dialog = None;
+                self.transfer_failed(now, id, status, &reason);
+            }
+            (Step::Caller, Some(answer)) if (200..300).contains(&status) => self.transfer_done(now, id, &answer),
+            (Step::Caller, _) if status >= 200 => {
+                if let Some(line) = c.route.get_mut(t.route_line) {
+                    line.push_str(&format!(" -> the caller refused it: {status} {reason}"));
+                }
+                self.transfer_failed(now, id, status, &reason);
+            }
+            (Step::Caller, _) => {}
+        }
+    }
+
+    /// The caller answered the target's offer: ACK both, tell the referrer,
+    /// hang it up, and make the target the call's callee.
+    fn transfer_done(&mut self, now: Instant, id: u64, answer: &Message) {
+        let (b1, b2) = (self.ids.next(), self.ids.next());
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.as_ref() else { return };
+        let (Some(target), Some((a_tx, seq))) = (t.dialog.clone(), t.reinvite.clone()) else { return };
+        let a_peer = c.a_peer();
+        let mut acks = Vec::new();
+        if let Some(a) = c.a_dialog.as_ref() {
+            acks.push((a_tx, a_peer, a.ack(seq, &build::via(&self.locals, a_peer.transport), &b1)));
+        }
+        let target_peer = match t.to.transport {
+            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(t.to),
+            _ => t.to,
+        };
+        let mut ack = target.ack(1, &build::via(&self.locals, target_peer.transport), &b2);
+        ack.headers.push(header("Content-Type", answer.header("Content-Type").unwrap_or("application/sdp")));
+        ack.body = answer.body.clone();
+        acks.push((t.tx.clone(), target_peer, ack));
+        for (key, to, ack) in acks {
+            self.layer.send_stateless(to, &ack);
+            if let Some(tx) = self.transfer_txs.get_mut(&key) {
+                tx.ack = Some((to, ack));
+            }
+        }
+        if !t.referrer_gone {
+            self.notify_referrer(now, id, "200 OK", true);
+            self.hang_up_referrer(now, id);
+        }
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.take() else { return };
+        if let Some(old) = c.b_dialog.as_ref().map(|d| d.id.call_id.clone()) {
+            self.by_b_call_id.remove(&old);
+        }
+        c.attempts += 1;
+        let leg =
+            Leg { attempt: c.attempts, tx: t.tx, invite: t.invite, to: t.to, uri: t.uri.clone(), responded: true };
+        c.leg = Some(leg);
+        c.b_dialog = Some(target);
+        if let Some(line) = c.route.get_mut(t.route_line) {
+            line.push_str(" -> 200 OK");
+        }
+        c.route.push(format!("transferred to {}", t.uri));
+    }
+
+    /// The transfer did not happen (`status`): tell the referrer, end the
+    /// target's call if it answered; if the referrer is gone, end the call.
+    fn transfer_failed(&mut self, now: Instant, id: u64, status: u16, reason: &str) {
+        let (b1, b2) = (self.ids.next(), self.ids.next());
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.take() else { return };
+        self.by_b_call_id.remove(&t.call_id);
+        if let Some(mut d) = t.dialog {
+            let via = build::via(&self.locals, t.to.transport);
+            self.layer.send_stateless(t.to, &d.ack(1, &via, &b1));
+            let bye = d.request("BYE", &via, &b2);
+            self.layer.send_request(now, t.to, bye);
+        }
+        if t.referrer_gone {
+            c.route.push("transfer failed after the referrer hung up: BYE to the caller".into());
+            let a_peer = c.a_peer();
+            if let Some(a) = c.a_dialog.as_mut() {
+                let bye = a.request("BYE", &build::via(&self.locals, a_peer.transport), &self.ids.next());
+                self.layer.send_request(now, a_peer, bye);
+            }
+            return self.end_answered(now, id, HangupBy::Callee);
+        }
+        self.notify_referrer(now, id, &format!("{status} {reason}"), true);
+    }
+
+    /// NOTIFY the referrer of the transfer's progress (`status`: "100
+    /// Trying", "200 OK"...); `last` ends the implicit subscription.
+    fn notify_referrer(&mut self, now: Instant, id: u64, status: &str, last: bool) {
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(to) = c.b_peer() else { return };
+        let Some(d) = c.b_dialog.as_mut() else { return };
+        let mut notify = d.request("NOTIFY", &build::via(&self.locals, to.transport), &branch);
+        notify.headers.push(header("Event", "refer"));
+        let state = if last { "terminated;reason=noresource" } else { "active;expires=60" };
+        notify.headers.push(header("Subscription-State", state));
+        notify.headers.push(header("Contact", build::contact(&self.locals, to.transport)));
+        notify.headers.push(header("Content-Type", "message/sipfrag;version=2.0"));
+        notify.body = format!("SIP/2.0 {status}\r\n").into_bytes();
+        self.layer.send_request(now, to, notify);
+    }
+
+    /// BYE to the referrer, whose part in the call is over.
+    fn hang_up_referrer(&mut self, now: Instant, id: u64) {
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(to) = c.b_peer() else { return };
+        let Some(d) = c.b_dialog.as_mut() else { return };
+        let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
+        self.layer.send_request(now, to, bye);
+    }
+
+    /// A BYE on a callee-side dialog of call `id` that does not end the
+    /// call: from the referrer during a transfer (the transfer goes on),
+    /// from the transfer's target before it is connected (the transfer
+    /// fails), or from a dialog that is no longer the call's. True if it
+    /// was one of those (it was answered 200).
+    pub(super) fn bye_during_transfer(&mut self, now: Instant, id: u64, call_id: &str) -> bool {
+        let Some(c) = self.calls.get_mut(&id) else { return false };
+        let current = c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id);
+        match c.transfer.as_mut() {
+            Some(t) if current => {
+                t.referrer_gone = true;
+                c.route.push("the referrer hung up; the transfer goes on".into());
+                true
+            }
+            Some(t) if t.call_id == call_id => {
+                t.dialog = None; // gone: no BYE for it
+                self.transfer_failed(now, id, 487, "Request Terminated (the target hung up)");
+                true
+            }
+            _ => !current && c.phase == Phase::Answered,
+        }
+    }
+
+    /// The call is over: CANCEL or BYE a transfer's target.
+    pub(super) fn end_transfer(&mut self, now: Instant, id: u64) {
+        let branch = self.ids.next();
+        self.transfer_txs.retain(|_, tx| tx.call != id);
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.take() else { return };
+        match t.dialog {
+            Some(mut d) => {
+                let bye = d.request("BYE", &build::via(&self.locals, t.to.transport), &branch);
+                self.layer.send_request(now, t.to, bye);
+            }
+            None if t.responded => {
+                self.layer.send_request(now, t.to, super::cancel_for(&t.invite));
+            }
+            None => self.layer.abandon(&t.tx),
+        }
+    }
+}
