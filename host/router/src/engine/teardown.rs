@@ -114,7 +114,9 @@ impl Engine {
         }
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) };
+        // A referrer that already hung up during a transfer gets no BYE.
+        let referrer_gone = c.transfer.as_ref().is_some_and(|t| t.referrer_gone);
+        let to = if from_caller { c.b_peer().filter(|_| !referrer_gone) } else { Some(c.a_peer()) };
         let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
         if let (Some(d), Some(to)) = (other, to) {
             let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);

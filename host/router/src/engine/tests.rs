@@ -775,3 +775,36 @@ fn a_transfer_survives_the_referrers_bye_and_a_failed_target_then_ends_the_call(
     assert!(route.contains("the referrer hung up; the transfer goes on"), "{route}");
     assert!(route.contains("transfer failed after the referrer hung up"), "{route}");
 }
+
+#[test]
+fn the_caller_hanging_up_during_a_transfer_cancels_the_target_and_spares_a_gone_referrer() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
+    let b1 = start_call(&mut e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("answered").2;
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    let target_invite = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).expect("to the target").2;
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &from_callee(&b1, "BYE", 3, ""));
+    sent(&mut e);
+    e.handle_datagram(t0, addr("127.0.0.1:5090"), &ringing_for(&target_invite));
+    sent(&mut e);
+    let bye = format!(
+        "BYE sip:+14155550100@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+12125550123@carrier.example>;tag=a\r\nTo: {}\r\nCall-ID: engine-test\r\n\
+         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        ok.header("To").unwrap()
+    );
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), bye.as_bytes());
+    let out: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
+    assert_eq!(
+        out,
+        [
+            (addr("127.0.0.1:5070"), "SIP/2.0 200 OK".to_string()),
+            (addr("127.0.0.1:5090"), "CANCEL sip:+14155550177@127.0.0.1:5090 SIP/2.0".to_string()),
+        ],
+        "no BYE to the referrer, who already left"
+    );
+    assert_eq!(e.calls(), 0);
+}
