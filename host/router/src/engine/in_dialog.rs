@@ -55,8 +55,8 @@ pub(super) fn seq_of(m: &Message) -> u32 {
     m.header("CSeq").and_then(CSeq::parse).map(|c| c.seq).unwrap_or(0)
 }
 
-/// The URI inside a Contact value.
-fn contact_uri(value: &str) -> String {
+/// The URI inside a Contact (or Refer-To) value.
+pub(super) fn contact_uri(value: &str) -> String {
     let v = value.trim();
     match (v.find('<'), v.find('>')) {
         (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),

@@ -678,6 +678,20 @@ fn a_host_without_a_port_is_looked_up_as_a_sip_service_first() {
     assert_eq!(third.0, addr("127.0.0.3:5060"));
 }
 
+/// An engine whose trunk accepts call transfer.
+fn transfer_engine() -> Engine {
+    engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"))
+}
+
+/// A call answered by the first target: the INVITE it got, and the 200
+/// the caller got.
+fn answered_call(e: &mut Engine, t0: Instant) -> (Message, Message) {
+    let b1 = start_call(e, t0);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
+    let ok = sent(e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("answered").2;
+    (b1, ok)
+}
+
 /// A request from the answering target inside its dialog (`b_invite` is
 /// the INVITE it answered with `ok_for`).
 fn from_callee(b_invite: &Message, method: &str, seq: u32, extra: &str) -> Vec<u8> {
@@ -695,18 +709,14 @@ fn from_callee(b_invite: &Message, method: &str, seq: u32, extra: &str) -> Vec<u
 fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_names_an_address() {
     let t0 = Instant::now();
     let mut e = engine();
-    let b1 = start_call(&mut e, t0);
-    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
-    sent(&mut e);
+    let (b1, _) = answered_call(&mut e, t0);
     let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
     e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
     assert_eq!(firsts, ["SIP/2.0 403 Call transfer is not enabled on this trunk"]);
 
-    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
-    let b1 = start_call(&mut e, t0);
-    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
-    sent(&mut e);
+    let mut e = transfer_engine();
+    let (b1, _) = answered_call(&mut e, t0);
     for (seq, (refer_to, status)) in [
         (
             "<sip:+14155550177@pbx.example>",
@@ -731,10 +741,8 @@ fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_names_an_address() {
 #[test]
 fn a_transfer_survives_the_referrers_bye_and_a_failed_target_then_ends_the_call() {
     let t0 = Instant::now();
-    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
-    let b1 = start_call(&mut e, t0);
-    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
-    sent(&mut e);
+    let mut e = transfer_engine();
+    let (b1, _) = answered_call(&mut e, t0);
     let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
     e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
     let out = sent(&mut e);
@@ -779,10 +787,8 @@ fn a_transfer_survives_the_referrers_bye_and_a_failed_target_then_ends_the_call(
 #[test]
 fn the_caller_hanging_up_during_a_transfer_cancels_the_target_and_spares_a_gone_referrer() {
     let t0 = Instant::now();
-    let mut e = engine_with(&CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true"));
-    let b1 = start_call(&mut e, t0);
-    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok_for(&b1));
-    let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("answered").2;
+    let mut e = transfer_engine();
+    let (b1, ok) = answered_call(&mut e, t0);
     let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@127.0.0.1:5090>\r\n");
     e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
     let target_invite = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).expect("to the target").2;

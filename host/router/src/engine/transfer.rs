@@ -22,7 +22,7 @@ use trunkline_sip_core::{Peer, Transport as SipTransport};
 
 use super::build::{self, uri_peer, OutgoingInvite};
 use super::call::{Leg, Phase};
-use super::in_dialog::Side;
+use super::in_dialog::{contact_uri, Side};
 use super::{reason_of, Engine};
 use trunkline_plugin_host::types::HangupBy;
 
@@ -64,15 +64,6 @@ pub(crate) enum Step {
     Caller,
 }
 
-/// The URI of a Refer-To value (`<sip:...>` or a bare URI).
-fn refer_to_uri(value: &str) -> String {
-    let v = value.trim();
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),
-        _ => v.split(';').next().unwrap_or(v).to_owned(),
-    }
-}
-
 fn header(name: &str, value: impl Into<String>) -> SipHeader {
     SipHeader { name: name.into(), value: value.into() }
 }
@@ -96,7 +87,7 @@ impl Engine {
         let Some(value) = m.header("Refer-To").or_else(|| m.header("r")) else {
             return self.respond(now, &key, &m, 400, "Bad Request (no Refer-To)");
         };
-        let uri = refer_to_uri(value);
+        let uri = contact_uri(value);
         if uri.to_ascii_lowercase().contains("replaces") {
             return self.respond(now, &key, &m, 501, "Not Implemented (attended transfer, Replaces)");
         }

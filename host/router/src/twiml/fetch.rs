@@ -281,13 +281,7 @@ mod tests {
             let _ = body_until_close(raw.as_bytes());
         }
         // Every prefix and byte-flipped variant of a valid answer, seeded.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::twiml::xorshift(0x2545_f491_4f6c_dd1d);
         let valid = format!("{head}5\r\n<Resp\r\nA;x=y\r\nonse><Reject/></Response>\r\n0\r\n\r\n").into_bytes();
         for n in 0..=valid.len() {
             let _ = complete_body(&valid[..n]);

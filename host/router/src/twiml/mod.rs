@@ -214,6 +214,17 @@ fn build(verb: &str, e: &BytesStart<'_>, text: String, children: Vec<(String, St
     })
 }
 
+/// A seeded pseudo-random sequence for the mutation tests (xorshift64).
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,13 +285,7 @@ mod tests {
         let base = crate::twiml::fetch::HttpUrl::parse("https://[::1]:8443/dr/twiml?call=1").unwrap();
         let alphabet = "<>/=\"' &;#x0123456789:?[]@\u{e9}\u{1F600}ResponseDialSipNumber";
         let pieces: Vec<char> = alphabet.chars().collect();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             let mut doc: Vec<char> = valid.chars().collect();
             for _ in 0..1 + next() % 6 {
