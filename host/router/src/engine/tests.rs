@@ -814,3 +814,20 @@ fn the_caller_hanging_up_during_a_transfer_cancels_the_target_and_spares_a_gone_
     );
     assert_eq!(e.calls(), 0);
 }
+
+#[test]
+fn a_refer_to_a_number_at_our_termination_domain_goes_out_through_the_trunks_carrier() {
+    let config = format!(
+        "{}[trunk.termination]\ndomain = \"t.trunkline.test\"\ncarrier = \"pstn\"\nacl = [\"10.0.0.0/8\"]\n\
+         [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:5090\"]\n",
+        CONFIG.replace("name = \"t\"", "name = \"t\"\ncall_transfer = true")
+    );
+    let t0 = Instant::now();
+    let mut e = engine_with(&config);
+    let (b1, _) = answered_call(&mut e, t0);
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:+14155550177@T.trunkline.test>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    let out: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
+    assert_eq!(out[0].1, "SIP/2.0 202 Accepted");
+    assert_eq!(out[2], (addr("127.0.0.1:5090"), "INVITE sip:+14155550177@127.0.0.1:5090 SIP/2.0".to_string()));
+}

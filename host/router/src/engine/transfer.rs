@@ -9,9 +9,13 @@
 //! the referrer is told (NOTIFY with the failure) and the call stays with
 //! it; if the referrer has hung up meanwhile, the call ends.
 //!
+//! A Refer-To naming a number at one of our domains (`sip:+14155550177@`
+//! `sip.domains` or the trunk's termination domain) is a transfer to the
+//! PSTN: the number is called through the gateways `<Dial><Number>` uses.
+//!
 //! Not (yet) done: a REFER from the caller's side (501), attended transfer
 //! (`Replaces`, 501), and Refer-To targets named by host (501: the target
-//! must be an IP address).
+//! must be an IP address, or a number at our domain).
 
 use std::time::Instant;
 
@@ -95,7 +99,10 @@ impl Engine {
         if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
             return self.respond(now, &key, &m, 400, "Bad Request (Refer-To must be a sip: or sips: URI)");
         }
-        let Some(to) = uri_peer(&uri).filter(|p| self.locals.serves(p.transport)) else {
+        // A number at one of our domains is a transfer to the PSTN.
+        let trunk = c.trunk;
+        let dialed = self.pstn_number_uri(trunk, &uri).unwrap_or_else(|| uri.clone());
+        let Some(to) = uri_peer(&dialed).filter(|p| self.locals.serves(p.transport)) else {
             return self.respond(now, &key, &m, 501, "Not Implemented (Refer-To must name an IP address we can reach)");
         };
 
@@ -116,7 +123,7 @@ impl Engine {
             request.headers.push(trunkline_plugin_host::types::Header { name: "Referred-By".into(), value: by.into() });
         }
         let invite = OutgoingInvite {
-            uri: &uri,
+            uri: &dialed,
             request: &request,
             from: c.a_invite.header("From").unwrap_or_default(),
             to: &format!("<{uri}>"),
@@ -129,11 +136,11 @@ impl Engine {
         }
         .build();
         let Some(tx) = self.layer.send_request(now, to, invite.clone()) else { return };
-        c.route.push(format!("REFER by the callee to {uri}: INVITE {uri}"));
+        c.route.push(format!("REFER by the callee to {uri}: INVITE {dialed}"));
         let route_line = c.route.len() - 1;
         c.b_call_ids.push(call_id.clone());
         c.transfer = Some(Transfer {
-            uri,
+            uri: dialed,
             invite,
             to,
             tx: tx.clone(),
@@ -289,6 +296,20 @@ impl Engine {
             return self.end_answered(now, id, HangupBy::Callee);
         }
         self.notify_referrer(now, id, &format!("{status} {reason}"), true);
+    }
+
+    /// For a Refer-To `sip:+E164@` one of our domains (`sip.domains`, the
+    /// trunk's termination domain): that number at the first gateway
+    /// numbers of the trunk go through (its termination carrier, else
+    /// `disaster_recovery.pstn_gateway`).
+    fn pstn_number_uri(&self, trunk: usize, uri: &str) -> Option<String> {
+        let p = trunkline_sip_core::NameAddr::parse(uri)?;
+        let host = p.host.to_ascii_lowercase();
+        let ours = self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&host))
+            || self.settings.trunks[trunk].termination.as_ref().is_some_and(|t| t.domain.eq_ignore_ascii_case(&host));
+        let number = p.user.filter(|_| ours)?;
+        let number = number.split(';').next().unwrap_or(number);
+        super::twiml::number_gateways(&self.settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, &number))
     }
 
     /// NOTIFY the referrer of the transfer's progress (`status`: "100

@@ -120,13 +120,7 @@ impl Engine {
     pub(super) fn run_twiml(&mut self, now: Instant, id: u64) {
         loop {
             let Some(c) = self.calls.get_mut(&id) else { return };
-            // <Number> goes out through the trunk's termination carrier if it
-            // has one, else through the configured PSTN gateway.
-            let settings = &self.settings;
-            let number_gateways: Vec<String> = match settings.trunks[c.trunk].termination.as_ref() {
-                Some(t) => settings.carriers[t.carrier].gateways.clone(),
-                None => settings.disaster_recovery.pstn_gateway.iter().cloned().collect(),
-            };
+            let number_gateways = number_gateways(&self.settings, c.trunk);
             let Some(run) = c.twiml.as_mut() else { return };
             run.step += 1;
             run.dial_timeout = None;
@@ -208,8 +202,18 @@ fn call_sid(call_id: &str) -> String {
     format!("CA{h:032x}")
 }
 
+/// Where a PSTN number of trunk `trunk`'s calls goes (`<Dial><Number>`, a
+/// transfer to a number): through the trunk's termination carrier if it
+/// has one, else through the configured PSTN gateway.
+pub(super) fn number_gateways(settings: &crate::config::Settings, trunk: usize) -> Vec<String> {
+    match settings.trunks[trunk].termination.as_ref() {
+        Some(t) => settings.carriers[t.carrier].gateways.clone(),
+        None => settings.disaster_recovery.pstn_gateway.iter().cloned().collect(),
+    }
+}
+
 /// `sip:+NUMBER@gateway` for `<Dial><Number>`.
-fn number_uri(gateway: &str, number: &str) -> Option<String> {
+pub(super) fn number_uri(gateway: &str, number: &str) -> Option<String> {
     let e164 = trunkline_sip_core::E164::parse(number)?;
     let rest = gateway.strip_prefix("sip:").or_else(|| gateway.strip_prefix("SIP:"))?;
     let hostpart = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
