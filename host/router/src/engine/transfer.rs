@@ -309,7 +309,7 @@ impl Engine {
             || self.settings.trunks[trunk].termination.as_ref().is_some_and(|t| t.domain.eq_ignore_ascii_case(&host));
         let number = p.user.filter(|_| ours)?;
         let number = number.split(';').next().unwrap_or(number);
-        super::twiml::number_gateways(&self.settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, &number))
+        super::twiml::number_gateways(&self.settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, number))
     }
 
     /// NOTIFY the referrer of the transfer's progress (`status`: "100
