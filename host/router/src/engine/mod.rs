@@ -223,9 +223,12 @@ impl Engine {
             _ => {}
         }
         for id in self.dns.answer(now, question, result) {
-            // Only a call still routing and between attempts was waiting.
-            if self.calls.get(&id).is_some_and(|c| c.phase == Phase::Routing && c.leg.is_none()) {
-                self.try_next(now, id);
+            // A call still routing and between attempts, or a transfer
+            // whose target is named by host, was waiting.
+            match self.calls.get(&id) {
+                Some(c) if c.phase == Phase::Routing && c.leg.is_none() => self.try_next(now, id),
+                Some(c) if c.transfer.is_some() => self.call_transfer_target(now, id),
+                _ => {}
             }
         }
         self.process(now);

@@ -706,7 +706,7 @@ fn from_callee(b_invite: &Message, method: &str, seq: u32, extra: &str) -> Vec<u
 }
 
 #[test]
-fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_names_an_address() {
+fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_its_target_is_reachable() {
     let t0 = Instant::now();
     let mut e = engine();
     let (b1, _) = answered_call(&mut e, t0);
@@ -719,8 +719,8 @@ fn a_refer_is_refused_unless_the_trunk_allows_transfer_and_names_an_address() {
     let (b1, _) = answered_call(&mut e, t0);
     for (seq, (refer_to, status)) in [
         (
-            "<sip:+14155550177@pbx.example>",
-            "SIP/2.0 501 Not Implemented (Refer-To must name an IP address we can reach)",
+            "<sip:b@127.0.0.1:5090;transport=tcp>",
+            "SIP/2.0 501 Not Implemented (no listener for the Refer-To transport)",
         ),
         (
             "<sip:b@127.0.0.1:5090?Replaces=abc%3Bto-tag%3D1>",
@@ -830,4 +830,37 @@ fn a_refer_to_a_number_at_our_termination_domain_goes_out_through_the_trunks_car
     let out: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
     assert_eq!(out[0].1, "SIP/2.0 202 Accepted");
     assert_eq!(out[2], (addr("127.0.0.1:5090"), "INVITE sip:+14155550177@127.0.0.1:5090 SIP/2.0".to_string()));
+}
+
+#[test]
+fn a_refer_to_a_host_name_waits_for_its_address_and_one_that_does_not_resolve_fails_the_transfer() {
+    let t0 = Instant::now();
+    let mut e = transfer_engine();
+    let (b1, _) = answered_call(&mut e, t0);
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:alice@PBX2.test>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 202 Accepted", "NOTIFY sip:pbx@127.0.0.1:5082 SIP/2.0"], "no INVITE yet");
+    assert_eq!(e.poll_resolve(), Some(host("pbx2.test")));
+    e.handle_resolved(t0, &host("pbx2.test"), Ok(Answer::Addrs(vec!["127.0.0.9".parse().unwrap()])));
+    let out: Vec<(SocketAddr, String)> = sent(&mut e).into_iter().map(|o| (o.0, o.1)).collect();
+    assert_eq!(out, [(addr("127.0.0.9:5060"), "INVITE sip:alice@PBX2.test SIP/2.0".to_string())]);
+
+    // Another call, whose Refer-To does not resolve: the referrer is told.
+    let mut e = transfer_engine();
+    let (b1, _) = answered_call(&mut e, t0);
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:bob@gone.test>\r\n");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
+    sent(&mut e);
+    assert_eq!(e.poll_resolve(), Some(host("gone.test")));
+    e.handle_resolved(t0, &host("gone.test"), Err("no such host".into()));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].1, "NOTIFY sip:pbx@127.0.0.1:5082 SIP/2.0");
+    assert_eq!(
+        String::from_utf8_lossy(&out[0].2.body),
+        "SIP/2.0 503 Service Unavailable (gone.test does not resolve: no such host)\r\n"
+    );
+    assert_eq!(out[0].2.header("Subscription-State"), Some("terminated;reason=noresource"));
+    assert_eq!(e.calls(), 1, "the call stays with the referrer");
 }

@@ -13,9 +13,11 @@
 //! `sip.domains` or the trunk's termination domain) is a transfer to the
 //! PSTN: the number is called through the gateways `<Dial><Number>` uses.
 //!
-//! Not (yet) done: a REFER from the caller's side (501), attended transfer
-//! (`Replaces`, 501), and Refer-To targets named by host (501: the target
-//! must be an IP address, or a number at our domain).
+//! A Refer-To host named by DNS is resolved first (its first address; the
+//! transfer fails with 503 if it does not resolve).
+//!
+//! Not (yet) done: a REFER from the caller's side (501) and attended
+//! transfer (`Replaces`, 501).
 
 use std::time::Instant;
 
@@ -24,20 +26,22 @@ use trunkline_sip_core::message::{Header as SipHeader, Message};
 use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
 use trunkline_sip_core::{Peer, Transport as SipTransport};
 
-use super::build::{self, uri_peer, OutgoingInvite};
+use super::build::{self, uri_destination, uri_peer, Destination, OutgoingInvite};
 use super::call::{Leg, Phase};
+use super::dns::{Answer, Lookup, Question};
 use super::in_dialog::{contact_uri, Side};
 use super::{reason_of, Engine};
 use trunkline_plugin_host::types::HangupBy;
 
 /// A transfer in progress.
 pub(crate) struct Transfer {
-    /// The Refer-To URI.
+    /// The URI called (the Refer-To, or a PSTN number at a gateway).
     pub(crate) uri: String,
-    /// The INVITE to the target, where it went, its transaction.
-    invite: Message,
-    to: Peer,
-    tx: TransactionKey,
+    /// The REFER's Referred-By, passed on to the target.
+    referred_by: Option<String>,
+    /// The INVITE to the target; `None` while its host name resolves.
+    target: Option<TargetCall>,
+    /// Call-ID of the target's leg.
     pub(crate) call_id: String,
     /// The target's dialog, once it answered (its 2xx carried its offer).
     dialog: Option<Dialog>,
@@ -49,6 +53,13 @@ pub(crate) struct Transfer {
     route_line: usize,
     /// The referrer hung up while the target was being called.
     pub(crate) referrer_gone: bool,
+}
+
+/// The INVITE sent to a transfer's target.
+struct TargetCall {
+    invite: Message,
+    to: Peer,
+    tx: TransactionKey,
 }
 
 /// One of a transfer's client transactions (kept after the transfer, while
@@ -102,9 +113,14 @@ impl Engine {
         // A number at one of our domains is a transfer to the PSTN.
         let trunk = c.trunk;
         let dialed = self.pstn_number_uri(trunk, &uri).unwrap_or_else(|| uri.clone());
-        let Some(to) = uri_peer(&dialed).filter(|p| self.locals.serves(p.transport)) else {
-            return self.respond(now, &key, &m, 501, "Not Implemented (Refer-To must name an IP address we can reach)");
+        let reachable = match uri_destination(&dialed) {
+            Some(Destination::Addr(p)) => self.locals.serves(p.transport),
+            Some(Destination::Name { transport, .. }) => self.locals.serves(transport),
+            None => false,
         };
+        if !reachable {
+            return self.respond(now, &key, &m, 501, "Not Implemented (no listener for the Refer-To transport)");
+        }
 
         // Accepted: 202, then the first NOTIFY of the implicit subscription.
         let mut accepted = self.tagged_response(&m, 202, "Accepted");
@@ -115,44 +131,85 @@ impl Engine {
         self.notify_referrer(now, id, "100 Trying", false);
 
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
+        c.route.push(format!("REFER by the callee to {uri}:"));
+        c.transfer = Some(Transfer {
+            uri: dialed,
+            referred_by: m.header("Referred-By").or_else(|| m.header("b")).map(str::to_owned),
+            target: None,
+            call_id: self.ids.next(),
+            dialog: None,
+            reinvite: None,
+            responded: false,
+            route_line: c.route.len() - 1,
+            referrer_gone: false,
+        });
+        self.call_transfer_target(now, id);
+    }
+
+    /// Send call `id`'s transfer target its INVITE, once its host name (if
+    /// it has one) resolved; called again with the answer if it had to wait.
+    pub(super) fn call_transfer_target(&mut self, now: Instant, id: u64) {
+        let (from_tag, branch) = (self.ids.next(), self.ids.next());
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(t) = c.transfer.as_ref().filter(|t| t.target.is_none()) else { return };
+        let (to, named) = match uri_destination(&t.uri) {
+            Some(Destination::Addr(peer)) => (peer, false),
+            Some(Destination::Name { transport, host, port, .. }) => {
+                match self.dns.lookup(now, &Question::Host(host.clone()), id) {
+                    Lookup::Wait => return,
+                    Lookup::Found(Answer::Addrs(addrs)) => {
+                        match addrs.iter().find(|ip| self.locals.reaches(transport, **ip)) {
+                            Some(ip) => (Destination::at(transport, *ip, port), true),
+                            None => {
+                                let why = format!("Service Unavailable ({host} has no address of our IP version)");
+                                return self.transfer_failed(now, id, 503, &why);
+                            }
+                        }
+                    }
+                    Lookup::Failed(why) => {
+                        let why = format!("Service Unavailable ({host} does not resolve: {why})");
+                        return self.transfer_failed(now, id, 503, &why);
+                    }
+                    Lookup::Found(Answer::Srv(_)) => {
+                        return self.transfer_failed(now, id, 500, "Server Internal Error")
+                    }
+                }
+            }
+            None => return self.transfer_failed(now, id, 400, "Bad Request (Refer-To)"),
+        };
         let mut request = c.request.clone();
         request.headers.clear();
         request.body.clear();
-        if let Some(by) = m.header("Referred-By").or_else(|| m.header("b")) {
-            request.headers.push(trunkline_plugin_host::types::Header { name: "Referred-By".into(), value: by.into() });
+        if let Some(by) = &t.referred_by {
+            request
+                .headers
+                .push(trunkline_plugin_host::types::Header { name: "Referred-By".into(), value: by.clone() });
         }
         let invite = OutgoingInvite {
-            uri: &dialed,
+            uri: &t.uri,
             request: &request,
             from: c.a_invite.header("From").unwrap_or_default(),
-            to: &format!("<{uri}>"),
+            to: &format!("<{}>", t.uri),
             max_forwards: c.max_forwards,
             locals: &self.locals,
             transport: to.transport,
-            call_id: &call_id,
+            call_id: &t.call_id,
             from_tag: &from_tag,
             branch: &branch,
         }
         .build();
         let Some(tx) = self.layer.send_request(now, to, invite.clone()) else { return };
-        c.route.push(format!("REFER by the callee to {uri}: INVITE {dialed}"));
-        let route_line = c.route.len() - 1;
-        c.b_call_ids.push(call_id.clone());
-        c.transfer = Some(Transfer {
-            uri: dialed,
-            invite,
-            to,
-            tx: tx.clone(),
-            call_id: call_id.clone(),
-            dialog: None,
-            reinvite: None,
-            responded: false,
-            route_line,
-            referrer_gone: false,
-        });
-        self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Target, ack: None });
-        self.by_b_call_id.insert(call_id, id);
+        let Some(t) = c.transfer.as_mut() else { return };
+        if let Some(line) = c.route.get_mut(t.route_line) {
+            line.push_str(&format!(" INVITE {}", t.uri));
+            if named {
+                line.push_str(&format!(" at {}", to.addr));
+            }
+        }
+        c.b_call_ids.push(t.call_id.clone());
+        self.by_b_call_id.insert(t.call_id.clone(), id);
+        self.transfer_txs.insert(tx.clone(), TransferTx { call: id, step: Step::Target, ack: None });
+        t.target = Some(TargetCall { invite, to, tx });
     }
 
     /// An event of the transfer transaction `key`.
@@ -184,9 +241,10 @@ impl Engine {
                 if t.dialog.is_some() {
                     return; // a retransmission: the caller has not answered yet
                 }
-                let (Ok(dialog), false) = (Dialog::as_uac(&t.invite, &ok), ok.body.is_empty()) else {
+                let Some(sent) = t.target.as_ref() else { return };
+                let (Ok(dialog), false) = (Dialog::as_uac(&sent.invite, &ok), ok.body.is_empty()) else {
                     // No offer to give the caller: end the target's call.
-                    t.dialog = Dialog::as_uac(&t.invite, &ok).ok();
+                    t.dialog = Dialog::as_uac(&sent.invite, &ok).ok();
                     return self.transfer_failed(now, id, 488, "Not Acceptable Here (the target made no offer)");
                 };
                 t.dialog = Some(dialog);
@@ -233,20 +291,23 @@ impl Engine {
         let (b1, b2) = (self.ids.next(), self.ids.next());
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.as_ref() else { return };
-        let (Some(target), Some((a_tx, seq))) = (t.dialog.clone(), t.reinvite.clone()) else { return };
+        let (Some(target), Some((a_tx, seq)), Some(sent)) = (t.dialog.clone(), t.reinvite.clone(), t.target.as_ref())
+        else {
+            return;
+        };
         let a_peer = c.a_peer();
         let mut acks = Vec::new();
         if let Some(a) = c.a_dialog.as_ref() {
             acks.push((a_tx, a_peer, a.ack(seq, &build::via(&self.locals, a_peer.transport), &b1)));
         }
-        let target_peer = match t.to.transport {
-            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(t.to),
-            _ => t.to,
+        let target_peer = match sent.to.transport {
+            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(sent.to),
+            _ => sent.to,
         };
         let mut ack = target.ack(1, &build::via(&self.locals, target_peer.transport), &b2);
         ack.headers.push(header("Content-Type", answer.header("Content-Type").unwrap_or("application/sdp")));
         ack.body = answer.body.clone();
-        acks.push((t.tx.clone(), target_peer, ack));
+        acks.push((sent.tx.clone(), target_peer, ack));
         for (key, to, ack) in acks {
             self.layer.send_stateless(to, &ack);
             if let Some(tx) = self.transfer_txs.get_mut(&key) {
@@ -262,9 +323,16 @@ impl Engine {
         if let Some(old) = c.b_dialog.as_ref().map(|d| d.id.call_id.clone()) {
             self.by_b_call_id.remove(&old);
         }
+        let Some(sent) = t.target else { return };
         c.attempts += 1;
-        let leg =
-            Leg { attempt: c.attempts, tx: t.tx, invite: t.invite, to: t.to, uri: t.uri.clone(), responded: true };
+        let leg = Leg {
+            attempt: c.attempts,
+            tx: sent.tx,
+            invite: sent.invite,
+            to: sent.to,
+            uri: t.uri.clone(),
+            responded: true,
+        };
         c.leg = Some(leg);
         c.b_dialog = Some(target);
         if let Some(line) = c.route.get_mut(t.route_line) {
@@ -280,11 +348,11 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.take() else { return };
         self.by_b_call_id.remove(&t.call_id);
-        if let Some(mut d) = t.dialog {
-            let via = build::via(&self.locals, t.to.transport);
-            self.layer.send_stateless(t.to, &d.ack(1, &via, &b1));
+        if let (Some(mut d), Some(sent)) = (t.dialog, t.target) {
+            let via = build::via(&self.locals, sent.to.transport);
+            self.layer.send_stateless(sent.to, &d.ack(1, &via, &b1));
             let bye = d.request("BYE", &via, &b2);
-            self.layer.send_request(now, t.to, bye);
+            self.layer.send_request(now, sent.to, bye);
         }
         if t.referrer_gone {
             c.route.push("transfer failed after the referrer hung up: BYE to the caller".into());
@@ -368,15 +436,16 @@ impl Engine {
         self.transfer_txs.retain(|_, tx| tx.call != id);
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.take() else { return };
+        let Some(sent) = t.target else { return }; // its name was resolving
         match t.dialog {
             Some(mut d) => {
-                let bye = d.request("BYE", &build::via(&self.locals, t.to.transport), &branch);
-                self.layer.send_request(now, t.to, bye);
+                let bye = d.request("BYE", &build::via(&self.locals, sent.to.transport), &branch);
+                self.layer.send_request(now, sent.to, bye);
             }
             None if t.responded => {
-                self.layer.send_request(now, t.to, super::cancel_for(&t.invite));
+                self.layer.send_request(now, sent.to, super::cancel_for(&sent.invite));
             }
-            None => self.layer.abandon(&t.tx),
+            None => self.layer.abandon(&sent.tx),
         }
     }
 }
