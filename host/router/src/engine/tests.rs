@@ -837,7 +837,7 @@ fn a_refer_to_a_host_name_waits_for_its_address_and_one_that_does_not_resolve_fa
     let t0 = Instant::now();
     let mut e = transfer_engine();
     let (b1, _) = answered_call(&mut e, t0);
-    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:alice@PBX2.test>\r\n");
+    let refer = from_callee(&b1, "REFER", 2, "Refer-To: <sip:alice@PBX2.test?X-Reason=after-hours>\r\n");
     e.handle_datagram(t0, addr("127.0.0.1:5082"), &refer);
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
     assert_eq!(firsts, ["SIP/2.0 202 Accepted", "NOTIFY sip:pbx@127.0.0.1:5082 SIP/2.0"], "no INVITE yet");

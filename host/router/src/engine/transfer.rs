@@ -102,10 +102,14 @@ impl Engine {
         let Some(value) = m.header("Refer-To").or_else(|| m.header("r")) else {
             return self.respond(now, &key, &m, 400, "Bad Request (no Refer-To)");
         };
-        let uri = contact_uri(value);
-        if uri.to_ascii_lowercase().contains("replaces") {
+        // Headers embedded in the URI (`?Replaces=...`) are not part of the
+        // Request-URI (RFC 3261 §19.1.5); Replaces asks for an attended transfer.
+        let full = contact_uri(value);
+        let (uri, embedded) = full.split_once('?').unwrap_or((&full, ""));
+        if embedded.to_ascii_lowercase().split('&').any(|h| h.starts_with("replaces=")) {
             return self.respond(now, &key, &m, 501, "Not Implemented (attended transfer, Replaces)");
         }
+        let uri = uri.to_owned();
         let lower = uri.to_ascii_lowercase();
         if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
             return self.respond(now, &key, &m, 400, "Bad Request (Refer-To must be a sip: or sips: URI)");
