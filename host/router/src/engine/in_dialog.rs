@@ -65,14 +65,14 @@ pub(super) fn contact_uri(value: &str) -> String {
 }
 
 impl CallState {
-    fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+    pub(super) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
         match side {
             Side::Caller => self.a_dialog.as_mut(),
             Side::Callee => self.b_dialog.as_mut(),
         }
     }
 
-    fn peer_of(&self, side: Side) -> Option<Peer> {
+    pub(super) fn peer_of(&self, side: Side) -> Option<Peer> {
         match side {
             Side::Caller => Some(self.a_peer()),
             Side::Callee => self.b_peer(),
@@ -80,7 +80,7 @@ impl CallState {
     }
 }
 
-fn other(side: Side) -> Side {
+pub(super) fn other(side: Side) -> Side {
     match side {
         Side::Caller => Side::Callee,
         Side::Callee => Side::Caller,

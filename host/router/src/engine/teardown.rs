@@ -13,7 +13,7 @@ use trunkline_sip_core::{Peer, Transport as SipTransport};
 
 use super::build::{self, relay_response, uri_peer};
 use super::call::Phase;
-use super::in_dialog::seq_of;
+use super::in_dialog::{other, seq_of, Side};
 use super::{cancel_for, Engine, Timer};
 
 impl Engine {
@@ -109,14 +109,15 @@ impl Engine {
             _ => return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
         };
         self.layer.send_response(now, &key, response_to(&m, 200, "OK"));
-        if !from_caller && self.bye_during_transfer(now, id, &call_id) {
+        let side = if from_caller { Side::Caller } else { Side::Callee };
+        if self.bye_during_transfer(now, id, side, &call_id) {
             return;
         }
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
         // A referrer that already hung up during a transfer gets no BYE.
-        let referrer_gone = c.transfer.as_ref().is_some_and(|t| t.referrer_gone);
-        let to = if from_caller { c.b_peer().filter(|_| !referrer_gone) } else { Some(c.a_peer()) };
+        let gone = c.transfer.as_ref().filter(|t| t.referrer_gone).map(|t| t.referrer);
+        let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) }.filter(|_| gone != Some(other(side)));
         let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
         if let (Some(d), Some(to)) = (other, to) {
             let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
@@ -185,6 +186,10 @@ impl Engine {
         self.end_transfer(now, id);
         let Some(c) = self.calls.remove(&id) else { return };
         self.by_a_call_id.remove(&c.call.call_id);
+        // After a transfer by the caller, the caller's dialog is another.
+        if let Some(d) = &c.a_dialog {
+            self.by_a_call_id.remove(&d.id.call_id);
+        }
         for b in &c.b_call_ids {
             self.by_b_call_id.remove(b);
         }

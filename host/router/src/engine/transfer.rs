@@ -1,23 +1,23 @@
-//! Call transfer (RFC 3515 REFER, blind): the answering party asks us to
-//! connect the caller to another address instead of itself. With the
-//! trunk's `call_transfer` on, the REFER is accepted (202, then a NOTIFY
-//! "100 Trying", RFC 3515 §2.4.4), the Refer-To target is sent an INVITE
-//! without an offer, its offer goes to the caller in a re-INVITE, and the
-//! caller's answer goes back in the target's ACK (RFC 3725 flow I). The
-//! referrer then gets a NOTIFY with the final status and a BYE, and the
-//! call goes on between the caller and the target. If the target fails,
-//! the referrer is told (NOTIFY with the failure) and the call stays with
-//! it; if the referrer has hung up meanwhile, the call ends.
+//! Call transfer (RFC 3515 REFER, blind): one party of an answered call
+//! asks us to connect the other party to a third address instead of
+//! itself. With the trunk's `call_transfer` on, the REFER is accepted (202,
+//! then a NOTIFY "100 Trying", RFC 3515 §2.4.4), the Refer-To target is
+//! sent an INVITE without an offer, its offer goes to the party transferred
+//! in a re-INVITE, and that party's answer goes back in the target's ACK
+//! (RFC 3725 flow I). The referrer then gets a NOTIFY with the final status
+//! and a BYE, and the target takes its place in the call. If the target
+//! fails, the referrer is told (NOTIFY with the failure) and the call stays
+//! as it was; if the referrer has hung up meanwhile, the call ends.
 //!
-//! A Refer-To naming a number at one of our domains (`sip:+14155550177@`
-//! `sip.domains` or the trunk's termination domain) is a transfer to the
-//! PSTN: the number is called through the gateways `<Dial><Number>` uses.
+//! Either party may refer: the PBX that answered an origination call, or
+//! the caller (a PBX on a termination call). A Refer-To naming a number at
+//! one of our domains (`sip:+14155550177@` `sip.domains` or the trunk's
+//! termination domain) is a transfer to the PSTN: the number is called
+//! through the gateways `<Dial><Number>` uses. A Refer-To host named by DNS
+//! is resolved first (its first address; the transfer fails with 503 if it
+//! does not resolve).
 //!
-//! A Refer-To host named by DNS is resolved first (its first address; the
-//! transfer fails with 503 if it does not resolve).
-//!
-//! Not (yet) done: a REFER from the caller's side (501) and attended
-//! transfer (`Replaces`, 501).
+//! Not (yet) done: attended transfer (`Replaces`, 501).
 
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ use trunkline_sip_core::{Peer, Transport as SipTransport};
 use super::build::{self, uri_destination, uri_peer, Destination, OutgoingInvite};
 use super::call::{Leg, Phase};
 use super::dns::{Answer, Lookup, Question};
-use super::in_dialog::{contact_uri, Side};
+use super::in_dialog::{contact_uri, other, Side};
 use super::{reason_of, Engine};
 use trunkline_plugin_host::types::HangupBy;
 
@@ -51,6 +51,8 @@ pub(crate) struct Transfer {
     responded: bool,
     /// The call's route line about this transfer (what happens is added).
     route_line: usize,
+    /// Who sent the REFER; the other party is the one transferred.
+    pub(crate) referrer: Side,
     /// The referrer hung up while the target was being called.
     pub(crate) referrer_gone: bool,
 }
@@ -75,8 +77,8 @@ pub(crate) struct TransferTx {
 pub(crate) enum Step {
     /// The INVITE to the target.
     Target,
-    /// The re-INVITE to the caller.
-    Caller,
+    /// The re-INVITE to the party transferred.
+    Transferee,
 }
 
 fn header(name: &str, value: impl Into<String>) -> SipHeader {
@@ -87,13 +89,10 @@ impl Engine {
     /// A REFER inside answered call `id`, from `side`.
     pub(super) fn on_refer(&mut self, now: Instant, key: TransactionKey, m: Message, id: u64, side: Side) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        if side == Side::Caller {
-            return self.respond(now, &key, &m, 501, "Not Implemented (transfer by the caller)");
-        }
         if !self.settings.trunks[c.trunk].call_transfer {
             return self.respond(now, &key, &m, 403, "Call transfer is not enabled on this trunk");
         }
-        if !c.b_dialog.as_mut().is_some_and(|d| d.accept_remote_seq(&m)) {
+        if !c.dialog_mut(side).is_some_and(|d| d.accept_remote_seq(&m)) {
             return self.respond(now, &key, &m, 500, "Server Internal Error (CSeq out of order)");
         }
         if c.transfer.is_some() {
@@ -129,13 +128,14 @@ impl Engine {
         // Accepted: 202, then the first NOTIFY of the implicit subscription.
         let mut accepted = self.tagged_response(&m, 202, "Accepted");
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(b_peer) = c.b_peer() else { return };
-        accepted.headers.push(header("Contact", build::contact(&self.locals, b_peer.transport)));
+        let Some(referrer) = c.peer_of(side) else { return };
+        accepted.headers.push(header("Contact", build::contact(&self.locals, referrer.transport)));
         self.layer.send_response(now, &key, accepted);
-        self.notify_referrer(now, id, "100 Trying", false);
+        self.notify(now, id, side, "100 Trying", false);
 
         let Some(c) = self.calls.get_mut(&id) else { return };
-        c.route.push(format!("REFER by the callee to {uri}:"));
+        let who = if side == Side::Callee { "callee" } else { "caller" };
+        c.route.push(format!("REFER by the {who} to {uri}:"));
         c.transfer = Some(Transfer {
             uri: dialed,
             referred_by: m.header("Referred-By").or_else(|| m.header("b")).map(str::to_owned),
@@ -145,6 +145,7 @@ impl Engine {
             reinvite: None,
             responded: false,
             route_line: c.route.len() - 1,
+            referrer: side,
             referrer_gone: false,
         });
         self.call_transfer_target(now, id);
@@ -189,10 +190,13 @@ impl Engine {
                 .headers
                 .push(trunkline_plugin_host::types::Header { name: "Referred-By".into(), value: by.clone() });
         }
+        // The target is called as the party transferred: the caller, or the
+        // number the caller dialled.
+        let identity = if t.referrer == Side::Callee { "From" } else { "To" };
         let invite = OutgoingInvite {
             uri: &t.uri,
             request: &request,
-            from: c.a_invite.header("From").unwrap_or_default(),
+            from: c.a_invite.header(identity).unwrap_or_default(),
             to: &format!("<{}>", t.uri),
             max_forwards: c.max_forwards,
             locals: &self.locals,
@@ -211,7 +215,9 @@ impl Engine {
             }
         }
         c.b_call_ids.push(t.call_id.clone());
-        self.by_b_call_id.insert(t.call_id.clone(), id);
+        if t.referrer == Side::Callee {
+            self.by_b_call_id.insert(t.call_id.clone(), id);
+        }
         self.transfer_txs.insert(tx.clone(), TransferTx { call: id, step: Step::Target, ack: None });
         t.target = Some(TargetCall { invite, to, tx });
     }
@@ -252,24 +258,25 @@ impl Engine {
                     return self.transfer_failed(now, id, 488, "Not Acceptable Here (the target made no offer)");
                 };
                 t.dialog = Some(dialog);
+                let transferee = other(t.referrer);
+                let whom = if transferee == Side::Caller { "caller" } else { "callee" };
                 if let Some(line) = c.route.get_mut(t.route_line) {
-                    line.push_str(" -> 200 OK -> re-INVITE to the caller");
+                    line.push_str(&format!(" -> 200 OK -> re-INVITE to the {whom}"));
                 }
-                let a_peer = c.a_peer();
                 let branch = self.ids.next();
-                let Some(a) = c.a_dialog.as_mut() else {
-                    return self.transfer_failed(now, id, 500, "Server Internal Error (no caller dialog)");
+                let (Some(peer), Some(d)) = (c.peer_of(transferee), c.dialog_mut(transferee)) else {
+                    return self.transfer_failed(now, id, 500, "Server Internal Error (no dialog with the transferee)");
                 };
-                let mut reinvite = a.request("INVITE", &build::via(&self.locals, a_peer.transport), &branch);
-                let seq = a.local_seq;
-                reinvite.headers.push(header("Contact", build::contact(&self.locals, a_peer.transport)));
+                let mut reinvite = d.request("INVITE", &build::via(&self.locals, peer.transport), &branch);
+                let seq = d.local_seq;
+                reinvite.headers.push(header("Contact", build::contact(&self.locals, peer.transport)));
                 reinvite.headers.push(header("Content-Type", ok.header("Content-Type").unwrap_or("application/sdp")));
                 reinvite.body = ok.body.clone();
-                let Some(tx) = self.layer.send_request(now, a_peer, reinvite) else { return };
+                let Some(tx) = self.layer.send_request(now, peer, reinvite) else { return };
                 if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
                     t.reinvite = Some((tx.clone(), seq));
                 }
-                self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Caller, ack: None });
+                self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Transferee, ack: None });
             }
             (Step::Target, _) => {
                 if let Some(line) = c.route.get_mut(t.route_line) {
@@ -278,67 +285,83 @@ impl Engine {
                 t.dialog = None;
                 self.transfer_failed(now, id, status, &reason);
             }
-            (Step::Caller, Some(answer)) if (200..300).contains(&status) => self.transfer_done(now, id, &answer),
-            (Step::Caller, _) if status >= 200 => {
+            (Step::Transferee, Some(answer)) if (200..300).contains(&status) => self.transfer_done(now, id, &answer),
+            (Step::Transferee, _) if status >= 200 => {
                 if let Some(line) = c.route.get_mut(t.route_line) {
-                    line.push_str(&format!(" -> the caller refused it: {status} {reason}"));
+                    line.push_str(&format!(" -> refused: {status} {reason}"));
                 }
                 self.transfer_failed(now, id, status, &reason);
             }
-            (Step::Caller, _) => {}
+            (Step::Transferee, _) => {}
         }
     }
 
-    /// The caller answered the target's offer: ACK both, tell the referrer,
-    /// hang it up, and make the target the call's callee.
+    /// The transferee answered the target's offer: ACK both, tell the
+    /// referrer, hang it up, and put the target in its place.
     fn transfer_done(&mut self, now: Instant, id: u64, answer: &Message) {
         let (b1, b2) = (self.ids.next(), self.ids.next());
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.as_ref() else { return };
-        let (Some(target), Some((a_tx, seq)), Some(sent)) = (t.dialog.clone(), t.reinvite.clone(), t.target.as_ref())
+        let (Some(target), Some((reinvite_tx, seq)), Some((sent_to, sent_tx))) =
+            (t.dialog.clone(), t.reinvite.clone(), t.target.as_ref().map(|s| (s.to, s.tx.clone())))
         else {
             return;
         };
-        let a_peer = c.a_peer();
+        let (referrer, transferee, referrer_gone) = (t.referrer, other(t.referrer), t.referrer_gone);
         let mut acks = Vec::new();
-        if let Some(a) = c.a_dialog.as_ref() {
-            acks.push((a_tx, a_peer, a.ack(seq, &build::via(&self.locals, a_peer.transport), &b1)));
+        if let (Some(peer), Some(d)) = (c.peer_of(transferee), c.dialog_mut(transferee)) {
+            acks.push((reinvite_tx, peer, d.ack(seq, &build::via(&self.locals, peer.transport), &b1)));
         }
-        let target_peer = match sent.to.transport {
-            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(sent.to),
-            _ => sent.to,
+        let target_peer = match sent_to.transport {
+            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(sent_to),
+            _ => sent_to,
         };
         let mut ack = target.ack(1, &build::via(&self.locals, target_peer.transport), &b2);
         ack.headers.push(header("Content-Type", answer.header("Content-Type").unwrap_or("application/sdp")));
         ack.body = answer.body.clone();
-        acks.push((sent.tx.clone(), target_peer, ack));
+        acks.push((sent_tx, target_peer, ack));
         for (key, to, ack) in acks {
             self.layer.send_stateless(to, &ack);
             if let Some(tx) = self.transfer_txs.get_mut(&key) {
                 tx.ack = Some((to, ack));
             }
         }
-        if !t.referrer_gone {
-            self.notify_referrer(now, id, "200 OK", true);
-            self.hang_up_referrer(now, id);
+        if !referrer_gone {
+            self.notify(now, id, referrer, "200 OK", true);
+            self.hang_up(now, id, referrer);
         }
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.take() else { return };
-        if let Some(old) = c.b_dialog.as_ref().map(|d| d.id.call_id.clone()) {
-            self.by_b_call_id.remove(&old);
-        }
         let Some(sent) = t.target else { return };
-        c.attempts += 1;
-        let leg = Leg {
-            attempt: c.attempts,
-            tx: sent.tx,
-            invite: sent.invite,
-            to: sent.to,
-            uri: t.uri.clone(),
-            responded: true,
-        };
-        c.leg = Some(leg);
-        c.b_dialog = Some(target);
+        let new_call_id = target.id.call_id.clone();
+        match referrer {
+            Side::Callee => {
+                if let Some(old) = c.b_dialog.as_ref().map(|d| d.id.call_id.clone()) {
+                    self.by_b_call_id.remove(&old);
+                }
+                c.attempts += 1;
+                let leg = Leg {
+                    attempt: c.attempts,
+                    tx: sent.tx,
+                    invite: sent.invite,
+                    to: sent.to,
+                    uri: t.uri.clone(),
+                    responded: true,
+                };
+                c.leg = Some(leg);
+                c.b_dialog = Some(target);
+            }
+            Side::Caller => {
+                // The target takes the caller's place: its requests come
+                // as the caller's, and go where it is.
+                if let Some(old) = c.a_dialog.as_ref().map(|d| d.id.call_id.clone()) {
+                    self.by_a_call_id.remove(&old);
+                }
+                self.by_a_call_id.insert(new_call_id, id);
+                c.a_from = sent.to;
+                c.a_dialog = Some(target);
+            }
+        }
         if let Some(line) = c.route.get_mut(t.route_line) {
             line.push_str(" -> 200 OK");
         }
@@ -359,15 +382,12 @@ impl Engine {
             self.layer.send_request(now, sent.to, bye);
         }
         if t.referrer_gone {
-            c.route.push("transfer failed after the referrer hung up: BYE to the caller".into());
-            let a_peer = c.a_peer();
-            if let Some(a) = c.a_dialog.as_mut() {
-                let bye = a.request("BYE", &build::via(&self.locals, a_peer.transport), &self.ids.next());
-                self.layer.send_request(now, a_peer, bye);
-            }
-            return self.end_answered(now, id, HangupBy::Callee);
+            c.route.push("transfer failed after the referrer hung up: BYE to the other party".into());
+            self.hang_up(now, id, other(t.referrer));
+            let by = if t.referrer == Side::Callee { HangupBy::Callee } else { HangupBy::Caller };
+            return self.end_answered(now, id, by);
         }
-        self.notify_referrer(now, id, &format!("{status} {reason}"), true);
+        self.notify(now, id, t.referrer, &format!("{status} {reason}"), true);
     }
 
     /// For a Refer-To `sip:+E164@` one of our domains (`sip.domains`, the
@@ -384,13 +404,13 @@ impl Engine {
         super::twiml::number_gateways(&self.settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, number))
     }
 
-    /// NOTIFY the referrer of the transfer's progress (`status`: "100
-    /// Trying", "200 OK"...); `last` ends the implicit subscription.
-    fn notify_referrer(&mut self, now: Instant, id: u64, status: &str, last: bool) {
+    /// NOTIFY the referrer (on `side`) of the transfer's progress
+    /// (`status`: "100 Trying", "200 OK"...); `last` ends the implicit
+    /// subscription.
+    fn notify(&mut self, now: Instant, id: u64, side: Side, status: &str, last: bool) {
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(to) = c.b_peer() else { return };
-        let Some(d) = c.b_dialog.as_mut() else { return };
+        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
         let mut notify = d.request("NOTIFY", &build::via(&self.locals, to.transport), &branch);
         notify.headers.push(header("Event", "refer"));
         let state = if last { "terminated;reason=noresource" } else { "active;expires=60" };
@@ -401,26 +421,30 @@ impl Engine {
         self.layer.send_request(now, to, notify);
     }
 
-    /// BYE to the referrer, whose part in the call is over.
-    fn hang_up_referrer(&mut self, now: Instant, id: u64) {
+    /// BYE to the party on `side` (the referrer, whose part is over; or
+    /// the transferee, when the transfer failed after the referrer left).
+    fn hang_up(&mut self, now: Instant, id: u64, side: Side) {
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(to) = c.b_peer() else { return };
-        let Some(d) = c.b_dialog.as_mut() else { return };
+        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
         let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
         self.layer.send_request(now, to, bye);
     }
 
-    /// A BYE on a callee-side dialog of call `id` that does not end the
-    /// call: from the referrer during a transfer (the transfer goes on),
-    /// from the transfer's target before it is connected (the transfer
-    /// fails), or from a dialog that is no longer the call's. True if it
+    /// A BYE from `side` of call `id` that does not end the call: from the
+    /// referrer during a transfer (the transfer goes on), from the
+    /// transfer's target before it is connected (the transfer fails), or
+    /// from a callee-side dialog that is no longer the call's. True if it
     /// was one of those (it was answered 200).
-    pub(super) fn bye_during_transfer(&mut self, now: Instant, id: u64, call_id: &str) -> bool {
+    pub(super) fn bye_during_transfer(&mut self, now: Instant, id: u64, side: Side, call_id: &str) -> bool {
         let Some(c) = self.calls.get_mut(&id) else { return false };
-        let current = c.b_dialog.as_ref().is_some_and(|d| d.id.call_id == call_id);
+        let current = match side {
+            Side::Caller => c.a_dialog.as_ref(),
+            Side::Callee => c.b_dialog.as_ref(),
+        }
+        .is_some_and(|d| d.id.call_id == call_id);
         match c.transfer.as_mut() {
-            Some(t) if current => {
+            Some(t) if current && t.referrer == side => {
                 t.referrer_gone = true;
                 c.route.push("the referrer hung up; the transfer goes on".into());
                 true
@@ -430,7 +454,7 @@ impl Engine {
                 self.transfer_failed(now, id, 487, "Request Terminated (the target hung up)");
                 true
             }
-            _ => !current && c.phase == Phase::Answered,
+            _ => side == Side::Callee && !current && c.phase == Phase::Answered,
         }
     }
 
