@@ -62,7 +62,9 @@ impl Engine {
         let call_id = m.header("Call-ID").unwrap_or_default();
         if let Some(&id) = self.by_a_call_id.get(call_id) {
             let Some(c) = self.calls.get_mut(&id) else { return };
-            if seq_of(&m) == seq_of(&c.a_invite) {
+            // (After a transfer by the caller, the caller's side is another
+            // dialog: its ACKs are for re-INVITEs.)
+            if call_id == c.call.call_id && seq_of(&m) == seq_of(&c.a_invite) {
                 c.a_acked = true;
                 return;
             }
