@@ -87,20 +87,18 @@ impl Engine {
 
     /// End an answered call from our side: BYE to both parties.
     pub(super) fn hang_up_both(&mut self, now: Instant, id: u64) {
-        let (b1, b2) = (self.ids.next(), self.ids.next());
-        let Some(c) = self.calls.get_mut(&id) else { return };
-        let (a_peer, b_peer) = (c.a_peer(), c.b_peer());
-        let mut byes = Vec::new();
-        if let (Some(d), Some(to)) = (c.b_dialog.as_mut(), b_peer) {
-            byes.push((to, d.request("BYE", &build::via(&self.locals, to.transport), &b1)));
-        }
-        if let Some(d) = c.a_dialog.as_mut() {
-            byes.push((a_peer, d.request("BYE", &build::via(&self.locals, a_peer.transport), &b2)));
-        }
-        for (to, bye) in byes {
-            self.layer.send_request(now, to, bye);
-        }
+        self.hang_up(now, id, Side::Callee);
+        self.hang_up(now, id, Side::Caller);
         self.end_answered(now, id, HangupBy::Router);
+    }
+
+    /// BYE to the party on `side` of answered call `id`, in its dialog.
+    pub(super) fn hang_up(&mut self, now: Instant, id: u64, side: Side) {
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
+        let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
+        self.layer.send_request(now, to, bye);
     }
 
     pub(super) fn on_bye(&mut self, now: Instant, key: TransactionKey, m: Message) {
@@ -115,15 +113,11 @@ impl Engine {
         if self.bye_during_transfer(now, id, side, &call_id) {
             return;
         }
-        let branch = self.ids.next();
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(c) = self.calls.get(&id) else { return };
         // A referrer that already hung up during a transfer gets no BYE.
         let gone = c.transfer.as_ref().filter(|t| t.referrer_gone).map(|t| t.referrer);
-        let to = if from_caller { c.b_peer() } else { Some(c.a_peer()) }.filter(|_| gone != Some(other(side)));
-        let other = if from_caller { c.b_dialog.as_mut() } else { c.a_dialog.as_mut() };
-        if let (Some(d), Some(to)) = (other, to) {
-            let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
-            self.layer.send_request(now, to, bye);
+        if gone != Some(other(side)) {
+            self.hang_up(now, id, other(side));
         }
         let by = if from_caller { HangupBy::Caller } else { HangupBy::Callee };
         self.end_answered(now, id, by);

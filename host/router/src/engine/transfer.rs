@@ -421,16 +421,6 @@ impl Engine {
         self.layer.send_request(now, to, notify);
     }
 
-    /// BYE to the party on `side` (the referrer, whose part is over; or
-    /// the transferee, when the transfer failed after the referrer left).
-    fn hang_up(&mut self, now: Instant, id: u64, side: Side) {
-        let branch = self.ids.next();
-        let Some(c) = self.calls.get_mut(&id) else { return };
-        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
-        let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
-        self.layer.send_request(now, to, bye);
-    }
-
     /// A BYE from `side` of call `id` that does not end the call: from the
     /// referrer during a transfer (the transfer goes on), from the
     /// transfer's target before it is connected (the transfer fails), or
