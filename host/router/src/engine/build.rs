@@ -116,7 +116,7 @@ pub(crate) fn contact(locals: &Locals, t: Transport) -> String {
     format!("<sip:trunkline@{};transport={}>", locals.addr(t), t.uri_param())
 }
 
-fn h(name: &str, value: impl Into<String>) -> Header {
+pub(super) fn header(name: &str, value: impl Into<String>) -> Header {
     Header { name: name.into(), value: value.into() }
 }
 
@@ -160,13 +160,13 @@ pub(crate) fn without_tag(value: &str) -> String {
 impl OutgoingInvite<'_> {
     pub(crate) fn build(&self) -> Message {
         let mut headers = vec![
-            h("Via", format!("{};branch={MAGIC_COOKIE}{}", via(self.locals, self.transport), self.branch)),
-            h("Max-Forwards", self.max_forwards.to_string()),
-            h("From", format!("{};tag={}", without_tag(self.from), self.from_tag)),
-            h("To", without_tag(self.to)),
-            h("Call-ID", self.call_id),
-            h("CSeq", "1 INVITE"),
-            h("Contact", contact(self.locals, self.transport)),
+            header("Via", format!("{};branch={MAGIC_COOKIE}{}", via(self.locals, self.transport), self.branch)),
+            header("Max-Forwards", self.max_forwards.to_string()),
+            header("From", format!("{};tag={}", without_tag(self.from), self.from_tag)),
+            header("To", without_tag(self.to)),
+            header("Call-ID", self.call_id),
+            header("CSeq", "1 INVITE"),
+            header("Contact", contact(self.locals, self.transport)),
         ];
         for x in &self.request.headers {
             if LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
@@ -182,11 +182,11 @@ impl OutgoingInvite<'_> {
                     .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel"))
                     .collect();
                 if !kept.is_empty() {
-                    headers.push(h("Supported", kept.join(", ")));
+                    headers.push(header("Supported", kept.join(", ")));
                 }
                 continue;
             }
-            headers.push(h(&x.name, x.value.clone()));
+            headers.push(header(&x.name, x.value.clone()));
         }
         Message {
             start: StartLine::Request { method: "INVITE".into(), uri: self.uri.to_owned() },
@@ -215,12 +215,12 @@ pub(crate) fn relay_response(
         }
     }
     if (101..300).contains(&status) {
-        r.headers.push(h("Contact", contact(contact_as.0, contact_as.1)));
+        r.headers.push(header("Contact", contact(contact_as.0, contact_as.1)));
     }
     if let Some(p) = from_peer {
         if !p.body.is_empty() {
             if let Some(ct) = p.header("Content-Type") {
-                r.headers.push(h("Content-Type", ct));
+                r.headers.push(header("Content-Type", ct));
                 r.body = p.body.clone();
             }
         }

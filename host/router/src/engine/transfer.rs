@@ -22,11 +22,11 @@
 use std::time::Instant;
 
 use trunkline_sip_core::dialog::Dialog;
-use trunkline_sip_core::message::{Header as SipHeader, Message};
+use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
 use trunkline_sip_core::{Peer, Transport as SipTransport};
 
-use super::build::{self, uri_destination, uri_peer, Destination, OutgoingInvite};
+use super::build::{self, header, uri_destination, uri_peer, Destination, OutgoingInvite};
 use super::call::{Leg, Phase};
 use super::dns::{Answer, Lookup, Question};
 use super::in_dialog::{contact_uri, other, Side};
@@ -79,10 +79,6 @@ pub(crate) enum Step {
     Target,
     /// The re-INVITE to the party transferred.
     Transferee,
-}
-
-fn header(name: &str, value: impl Into<String>) -> SipHeader {
-    SipHeader { name: name.into(), value: value.into() }
 }
 
 impl Engine {
