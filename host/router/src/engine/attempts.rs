@@ -400,20 +400,42 @@ fn locate(dns: &mut Dns, ids: &mut Ids, cx: Context<'_>, queued: &Queued, queue:
             Lookup::Found(Answer::Addrs(_)) | Lookup::Failed(_) => {}
         }
     }
-    match dns.lookup(cx.now, &Question::Host(host.clone()), cx.call) {
-        Lookup::Wait => Located::Wait,
-        Lookup::Failed(why) => Located::Skip(format!("{host} does not resolve: {why}")),
-        Lookup::Found(Answer::Srv(_)) => Located::Skip(format!("{host}: unexpected answer")),
-        Lookup::Found(Answer::Addrs(addrs)) => {
-            let mut usable = addrs.iter().copied().filter(|ip| cx.locals.reaches(transport, *ip));
-            let Some(first) = usable.next() else {
-                return Located::Skip(format!("{host} has no address of our listener's IP version"));
-            };
-            let rest: Vec<Queued> = usable
-                .map(|ip| Queued { target: queued.target.clone(), addr: Some(ip), via: queued.via.clone() })
+    match usable_addresses(dns, cx.locals, cx.now, cx.call, transport, &host) {
+        Ok(None) => Located::Wait,
+        Err(why) => Located::Skip(why),
+        Ok(Some(addrs)) => {
+            let rest: Vec<Queued> = addrs[1..]
+                .iter()
+                .map(|ip| Queued { target: queued.target.clone(), addr: Some(*ip), via: queued.via.clone() })
                 .collect();
             queue.splice(0..0, rest);
-            Located::AtNamed(Destination::at(transport, first, port))
+            Located::AtNamed(Destination::at(transport, addrs[0], port))
+        }
+    }
+}
+
+/// The addresses of `host` that our `transport` listener can reach (never
+/// empty), in the resolver's order; `Ok(None)`: being looked up (call
+/// `call` resumes with the answer); `Err`: why there is none.
+pub(super) fn usable_addresses(
+    dns: &mut Dns,
+    locals: &Locals,
+    now: Instant,
+    call: u64,
+    transport: SipTransport,
+    host: &str,
+) -> Result<Option<Vec<std::net::IpAddr>>, String> {
+    match dns.lookup(now, &Question::Host(host.to_owned()), call) {
+        Lookup::Wait => Ok(None),
+        Lookup::Failed(why) => Err(format!("{host} does not resolve: {why}")),
+        Lookup::Found(Answer::Srv(_)) => Err(format!("{host}: unexpected answer")),
+        Lookup::Found(Answer::Addrs(addrs)) => {
+            let usable: Vec<_> = addrs.iter().copied().filter(|ip| locals.reaches(transport, *ip)).collect();
+            if usable.is_empty() {
+                Err(format!("{host} has no address of our listener's IP version"))
+            } else {
+                Ok(Some(usable))
+            }
         }
     }
 }

@@ -26,9 +26,9 @@ use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
 use trunkline_sip_core::{Peer, Transport as SipTransport};
 
+use super::attempts::usable_addresses;
 use super::build::{self, header, uri_destination, uri_peer, Destination, OutgoingInvite};
 use super::call::{Leg, Phase};
-use super::dns::{Answer, Lookup, Question};
 use super::in_dialog::{contact_uri, other, Side};
 use super::{reason_of, Engine};
 use trunkline_plugin_host::types::HangupBy;
@@ -156,24 +156,10 @@ impl Engine {
         let (to, named) = match uri_destination(&t.uri) {
             Some(Destination::Addr(peer)) => (peer, false),
             Some(Destination::Name { transport, host, port, .. }) => {
-                match self.dns.lookup(now, &Question::Host(host.clone()), id) {
-                    Lookup::Wait => return,
-                    Lookup::Found(Answer::Addrs(addrs)) => {
-                        match addrs.iter().find(|ip| self.locals.reaches(transport, **ip)) {
-                            Some(ip) => (Destination::at(transport, *ip, port), true),
-                            None => {
-                                let why = format!("Service Unavailable ({host} has no address of our IP version)");
-                                return self.transfer_failed(now, id, 503, &why);
-                            }
-                        }
-                    }
-                    Lookup::Failed(why) => {
-                        let why = format!("Service Unavailable ({host} does not resolve: {why})");
-                        return self.transfer_failed(now, id, 503, &why);
-                    }
-                    Lookup::Found(Answer::Srv(_)) => {
-                        return self.transfer_failed(now, id, 500, "Server Internal Error")
-                    }
+                match usable_addresses(&mut self.dns, &self.locals, now, id, transport, &host) {
+                    Ok(None) => return,
+                    Ok(Some(addrs)) => (Destination::at(transport, addrs[0], port), true),
+                    Err(why) => return self.transfer_failed(now, id, 503, &format!("Service Unavailable ({why})")),
                 }
             }
             None => return self.transfer_failed(now, id, 400, "Bad Request (Refer-To)"),
