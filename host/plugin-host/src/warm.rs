@@ -95,6 +95,16 @@ struct ReadySet {
     refilling: bool,
 }
 
+impl ReadySet {
+    /// Claim the refill of this set if it holds fewer than `below` and no
+    /// refill is queued or running. True: the caller must queue it.
+    fn claim_refill(&mut self, below: usize) -> bool {
+        let claim = !self.refilling && self.ready.len() < below;
+        self.refilling |= claim;
+        claim
+    }
+}
+
 /// A plugin version's ready instances, one set per distinct limits.
 #[derive(Default)]
 pub(crate) struct ReadyInstances {
@@ -239,8 +249,7 @@ impl Warmer {
             let mut sets = plugin.ready.lock();
             let set = ReadyInstances::set(&mut sets, limits);
             let live = set.ready.pop();
-            let refill = !set.refilling && set.ready.len() <= self.depth / 2;
-            set.refilling |= refill;
+            let refill = set.claim_refill(self.depth / 2 + 1);
             (live, refill, set.ready.is_empty())
         };
         if refill || dry {
@@ -264,13 +273,7 @@ impl Warmer {
         if self.depth == 0 {
             return;
         }
-        let queue = {
-            let mut sets = plugin.ready.lock();
-            let set = ReadyInstances::set(&mut sets, limits);
-            let queue = !set.refilling && set.ready.len() < self.depth;
-            set.refilling |= queue;
-            queue
-        };
+        let queue = ReadyInstances::set(&mut plugin.ready.lock(), limits).claim_refill(self.depth);
         if queue {
             self.work().refill.push((Arc::downgrade(plugin), limits.clone()));
         }
@@ -420,21 +423,19 @@ fn fill_one(
     if !needed {
         return false;
     }
-    let mut sets;
-    match prepare(engine, services, plugin, limits) {
+    let prepared = prepare(engine, services, plugin, limits);
+    let mut sets = plugin.ready.lock();
+    let set = ReadyInstances::set(&mut sets, limits);
+    match prepared {
         Ok(live) => {
             made.fetch_add(1, Relaxed);
-            sets = plugin.ready.lock();
-            ReadyInstances::set(&mut sets, limits).ready.push(live);
+            set.ready.push(live);
+            set.refilling = set.ready.len() < depth;
         }
         Err(e) => {
             tracing::debug!(plugin = %plugin.info.name, version = %plugin.info.version, "preparing an instance failed: {:#}", e.error);
-            sets = plugin.ready.lock();
-            ReadyInstances::set(&mut sets, limits).refilling = false;
-            return false;
+            set.refilling = false;
         }
     }
-    let set = ReadyInstances::set(&mut sets, limits);
-    set.refilling = set.ready.len() < depth;
     set.refilling
 }
