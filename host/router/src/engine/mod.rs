@@ -16,8 +16,9 @@
 //! through `on-redirect` and `on-failure` in `attempts`; disaster-recovery
 //! TwiML in `twiml`; the caller's 2xx resent until its ACK, BYE from either
 //! side and CANCEL before answer in `teardown`; in-dialog requests in
-//! `in_dialog`; call transfer (REFER) in `transfer`; per-source rate limits in `flood`; target host names are
-//! resolved through the driver (`dns`).
+//! `in_dialog`; call transfer (REFER) in `transfer`; per-source rate
+//! limits in `flood`; target host names are resolved through the driver
+//! (`dns`).
 
 mod attempts;
 mod build;
