@@ -2,7 +2,8 @@
 //!
 //! Sans-IO SIP (RFC 3261): parsing and printing messages, typed headers,
 //! the four transaction state machines and the transaction layer (§17),
-//! and dialogs (§12).
+//! where responses go (§18.2.2, RFC 3581), dialogs and route sets (§12),
+//! and reliable provisional responses (RFC 3262).
 //!
 //! It contains no networking code and no async runtime: bytes go in, values
 //! come out, and time is always an argument. `cargo tree -p
@@ -16,6 +17,8 @@ mod e164;
 pub mod header;
 pub mod message;
 mod name_addr;
+pub mod reliable;
+pub mod response_route;
 pub mod transaction;
 pub mod transport;
 

@@ -9,7 +9,7 @@ use trunkline_plugin_host::chain::DialOutcome;
 use trunkline_plugin_host::types::{Fallback, Header, Outcome, RedirectDecision};
 use trunkline_sip_core::dialog::Dialog;
 use trunkline_sip_core::message::Message;
-use trunkline_sip_core::transaction::{status_of, ClientEvent, Timers, TransactionKey};
+use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
 use trunkline_sip_core::Peer;
 use trunkline_sip_core::Transport as SipTransport;
 
@@ -75,13 +75,14 @@ impl Engine {
                 call_id: &call_id,
                 from_tag: &from_tag,
                 branch: &branch,
+                offer_100rel: c.a_reliable.is_some(),
             }
             .build();
             let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
             let attempt = c.attempts;
             c.route.push(if named { format!("INVITE {uri} at {}", peer.addr) } else { format!("INVITE {uri}") });
             c.b_call_ids.push(call_id.clone());
-            c.leg = Some(Leg { attempt, tx: tx.clone(), invite, to: peer, uri, responded: false });
+            c.leg = Some(Leg::new(attempt, tx.clone(), invite, peer, uri));
             self.by_b_tx.insert(tx, (id, attempt));
             self.by_b_call_id.insert(call_id, id);
             let wait = Duration::from_millis(self.settings.failover_timeout_ms);
@@ -164,6 +165,9 @@ impl Engine {
     }
 
     pub(super) fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
+        if !self.target_provisional(now, id, &m) {
+            return; // a reliable 1xx already seen
+        }
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
         let ring = c
@@ -179,13 +183,12 @@ impl Engine {
         }
         if status > 100 && c.phase == Phase::Routing {
             c.first_ring.get_or_insert(now);
-            let (a_tx, a_tag) = (c.a_tx.clone(), c.a_tag.clone());
             let reason_phrase = reason_of(&m);
             let resp = relay_response(
                 &c.a_invite,
                 status,
                 &reason_phrase,
-                &a_tag,
+                &c.a_tag,
                 (&self.locals, c.a_from.transport),
                 Some(&m),
             );
@@ -194,7 +197,7 @@ impl Engine {
                     last.push_str(&format!(" -> {status} {reason_phrase}"));
                 }
             }
-            self.layer.send_response(now, &a_tx, resp);
+            self.provisional_to_caller(now, id, resp);
         }
     }
 
@@ -301,37 +304,53 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return };
         if c.phase == Phase::Answered {
             // A retransmitted 2xx: our ACK was lost; send it again.
-            if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
+            if let (Some(d), Some(to)) = (&c.b_dialog, c.b_hop()) {
                 let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
-                self.layer.send_stateless(to, &ack);
+                self.send_stateless_to(now, &to, &ack);
             }
             return;
         }
         let Some(leg) = c.leg.as_ref() else { return };
-        let b_dialog = Dialog::as_uac(&leg.invite, &ok);
+        // The 2xx confirms the early dialog of its To tag, if a reliable 1xx made one.
+        let b_dialog = match Dialog::as_uac(&leg.invite, &ok) {
+            Ok(d) => match leg.early.iter().find(|e| e.id == d.id) {
+                Some(early) => {
+                    let mut early = early.clone();
+                    early.confirm(&ok);
+                    Ok(early)
+                }
+                None => Ok(d),
+            },
+            Err(e) => Err(e),
+        };
         let a_dialog = Dialog::as_uas(&c.a_invite, &c.a_tag);
-        let resp =
+        let mut resp =
             relay_response(&c.a_invite, 200, &reason_of(&ok), &c.a_tag, (&self.locals, c.a_from.transport), Some(&ok));
-        self.layer.send_response(now, &c.a_tx.clone(), resp.clone());
-        c.a_ok = Some(resp);
-        if c.a_from.transport == SipTransport::Udp {
-            let t1 = Timers::default().t1;
-            self.timers.push(Reverse((now + t1, id, Timer::OkRetransmit(2 * t1.as_millis() as u64))));
+        if c.a_early_sdp.as_ref().is_some_and(|sdp| *sdp == resp.body) {
+            // The caller has this description from a reliable 1xx already.
+            resp.body.clear();
+            resp.headers.retain(|h| !h.name.eq_ignore_ascii_case("Content-Type"));
         }
+        c.a_ok = Some(resp);
         if let (Err(e), _) | (_, Err(e)) = (&b_dialog, &a_dialog) {
             tracing::warn!(call_id = %c.call.call_id, "answered call without a usable dialog: {e}");
         }
         c.b_dialog = b_dialog.ok();
         c.a_dialog = a_dialog.ok();
-        if let (Some(d), Some(to)) = (&c.b_dialog, c.b_peer()) {
-            let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
-            self.layer.send_stateless(to, &ack);
-        }
         c.phase = Phase::Answered;
         c.answered = Some(now);
         c.session.end_routing_phase();
         let longest = self.settings.trunks[c.trunk].max_call_duration;
         self.timers.push(Reverse((now + longest, id, Timer::MaxDuration)));
+        // RFC 3262 §3: no 2xx while a 1xx with a session description awaits its PRACK.
+        if !c.a_reliable.as_ref().is_some_and(|p| p.holds_final()) {
+            self.send_ok(now, id);
+        }
+        let Some(c) = self.calls.get(&id) else { return };
+        if let (Some(d), Some(to)) = (&c.b_dialog, c.b_hop()) {
+            let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
+            self.send_stateless_to(now, &to, &ack);
+        }
     }
 }
 
@@ -350,7 +369,7 @@ enum Located {
 }
 
 /// The SRV service of a transport (RFC 3263 §4.2), if we look one up.
-fn service(transport: SipTransport) -> Option<&'static str> {
+pub(super) fn service(transport: SipTransport) -> Option<&'static str> {
     match transport {
         SipTransport::Udp => Some("_sip._udp"),
         SipTransport::Tcp => Some("_sip._tcp"),

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 
 use trunkline_plugin_host::types::Request;
-use trunkline_sip_core::header::MAGIC_COOKIE;
+use trunkline_sip_core::header::{list, MAGIC_COOKIE};
 use trunkline_sip_core::message::{Header, Message, StartLine};
+use trunkline_sip_core::reliable;
 use trunkline_sip_core::transaction::response_to;
 use trunkline_sip_core::{Peer, Transport};
 
@@ -134,6 +135,9 @@ pub(crate) struct OutgoingInvite<'a> {
     pub(crate) call_id: &'a str,
     pub(crate) from_tag: &'a str,
     pub(crate) branch: &'a str,
+    /// Offer the target reliable provisional responses (`Supported:
+    /// 100rel`): we acknowledge them ourselves (`engine::reliable`).
+    pub(crate) offer_100rel: bool,
 }
 
 /// Strip a `;tag=` parameter from a From/To value.
@@ -168,25 +172,31 @@ impl OutgoingInvite<'_> {
             header("CSeq", "1 INVITE"),
             header("Contact", contact(self.locals, self.transport)),
         ];
+        let mut supported = self.offer_100rel.then_some(reliable::OPTION_TAG).into_iter().collect::<Vec<_>>();
         for x in &self.request.headers {
             if LEG_LOCAL.iter().any(|n| n.eq_ignore_ascii_case(&x.name)) {
                 continue;
             }
-            // We do not relay PRACK for reliable provisionals (RFC 3262): do
-            // not let the target think the caller supports them.
-            if x.name.eq_ignore_ascii_case("Supported") || x.name.eq_ignore_ascii_case("k") {
-                let kept: Vec<&str> = x
-                    .value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel"))
-                    .collect();
-                if !kept.is_empty() {
-                    headers.push(header("Supported", kept.join(", ")));
+            // Reliable provisionals are the router's business on each leg
+            // (RFC 3262, `engine::reliable`): the caller's 100rel is not
+            // passed on as such, nor required of the target.
+            let name = trunkline_sip_core::message::long_name(&x.name);
+            if name.eq_ignore_ascii_case("Supported") || name.eq_ignore_ascii_case("Require") {
+                let others = list(&x.value).filter(|t| !t.eq_ignore_ascii_case(reliable::OPTION_TAG));
+                if name.eq_ignore_ascii_case("Supported") {
+                    supported.extend(others);
+                } else {
+                    let others: Vec<&str> = others.collect();
+                    if !others.is_empty() {
+                        headers.push(header("Require", others.join(", ")));
+                    }
                 }
                 continue;
             }
             headers.push(header(&x.name, x.value.clone()));
+        }
+        if !supported.is_empty() {
+            headers.push(header("Supported", supported.join(", ")));
         }
         Message {
             start: StartLine::Request { method: "INVITE".into(), uri: self.uri.to_owned() },
@@ -197,7 +207,9 @@ impl OutgoingInvite<'_> {
 }
 
 /// A response to the caller's INVITE, relaying `status`, and the body and
-/// Content-Type of the callee's response if any.
+/// Content-Type of the callee's response if any. A response that creates
+/// a dialog (101-299) carries the INVITE's Record-Route values back, in
+/// order (RFC 3261 §12.1.1), so that the caller's proxies stay in its path.
 pub(crate) fn relay_response(
     invite: &Message,
     status: u16,
@@ -215,6 +227,7 @@ pub(crate) fn relay_response(
         }
     }
     if (101..300).contains(&status) {
+        r.headers.extend(invite.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("Record-Route")).cloned());
         r.headers.push(header("Contact", contact(contact_as.0, contact_as.1)));
     }
     if let Some(p) = from_peer {

@@ -6,11 +6,13 @@ use std::time::Instant;
 use trunkline_plugin_host::types::{Call, Request, Response, Target};
 use trunkline_plugin_host::CallSession;
 use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::header::RAck;
 use trunkline_sip_core::message::Message;
+use trunkline_sip_core::reliable::{Provisionals, Receipts};
 use trunkline_sip_core::transaction::TransactionKey;
 use trunkline_sip_core::Peer;
 
-use super::build::uri_peer;
+use super::hop::Hop;
 
 /// Where a call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,32 @@ pub(crate) struct Leg {
     pub(crate) uri: String,
     /// Any response received (stops the failover timer).
     pub(crate) responded: bool,
+    /// The target's reliable 1xx seen so far (RFC 3262 §4).
+    pub(crate) receipts: Receipts,
+    /// Early dialogs the target's reliable 1xx created (their PRACKs; a
+    /// 2xx confirms one).
+    pub(crate) early: Vec<Dialog>,
+    /// A reliable 1xx whose PRACK must carry the caller's answer (its
+    /// offer went to the caller; the caller's PRACK brings the answer):
+    /// the early dialog's To tag and the RAck.
+    pub(crate) prack_pending: Option<(String, RAck)>,
+}
+
+impl Leg {
+    /// Attempt `attempt`: `invite` sent to `to` in transaction `tx`.
+    pub(crate) fn new(attempt: u32, tx: TransactionKey, invite: Message, to: Peer, uri: String) -> Leg {
+        Leg {
+            attempt,
+            tx,
+            invite,
+            to,
+            uri,
+            responded: false,
+            receipts: Receipts::default(),
+            early: Vec::new(),
+            prack_pending: None,
+        }
+    }
 }
 
 /// A call in the engine.
@@ -69,9 +97,19 @@ pub(crate) struct CallState {
     pub(crate) redirects: u32,
     pub(crate) last_failure: Option<Response>,
     pub(crate) phase: Phase,
-    /// The 2xx we sent the caller, resent until `a_acked`.
+    /// The 2xx for the caller, resent until `a_acked` once sent.
     pub(crate) a_ok: Option<Message>,
+    /// When `a_ok` was sent (it waits while a reliable 1xx with a session
+    /// description is not yet acknowledged, RFC 3262 §3).
+    pub(crate) a_ok_sent: Option<Instant>,
     pub(crate) a_acked: bool,
+    /// Our reliable 1xx to the caller, if its INVITE supports 100rel.
+    pub(crate) a_reliable: Option<Provisionals>,
+    /// The engine timer queued for `a_reliable`.
+    pub(crate) a_reliable_armed: Option<Instant>,
+    /// The session description the caller got in a reliable 1xx, under
+    /// its current To tag (`a_tag`).
+    pub(crate) a_early_sdp: Option<Vec<u8>>,
     pub(crate) a_dialog: Option<Dialog>,
     pub(crate) b_dialog: Option<Dialog>,
     /// Call-IDs of every outgoing leg, for cleanup.
@@ -87,22 +125,20 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
-    /// Where in-dialog requests to the caller go: back over its connection
-    /// on a stream transport, else to its Contact (its source if unusable).
-    pub(crate) fn a_peer(&self) -> Peer {
-        if self.a_from.transport != trunkline_sip_core::Transport::Udp {
-            return self.a_from;
-        }
-        self.a_dialog.as_ref().and_then(|d| uri_peer(&d.remote_target)).unwrap_or(self.a_from)
+    /// The next hop of requests to the caller, once its dialog exists.
+    pub(crate) fn a_hop(&self) -> Option<Hop> {
+        self.a_dialog.as_ref().map(|d| Hop::of(d, self.a_from))
     }
 
-    /// Where in-dialog requests to the answering target go (same rule).
-    pub(crate) fn b_peer(&self) -> Option<Peer> {
+    /// The next hop of requests to the answering target.
+    pub(crate) fn b_hop(&self) -> Option<Hop> {
         let leg = self.leg.as_ref()?;
-        if leg.to.transport != trunkline_sip_core::Transport::Udp {
-            return Some(leg.to);
-        }
-        Some(self.b_dialog.as_ref().and_then(|d| uri_peer(&d.remote_target)).unwrap_or(leg.to))
+        self.b_dialog.as_ref().map(|d| Hop::of(d, leg.to))
+    }
+
+    /// Where responses to the caller's INVITE go (its 2xx retransmissions).
+    pub(crate) fn a_reply(&self) -> Peer {
+        trunkline_sip_core::response_route::response_peer(&self.a_invite, self.a_from)
     }
 }
 

@@ -19,6 +19,7 @@ use trunkline_sip_core::Peer;
 
 use super::build::{self, LEG_LOCAL};
 use super::call::{CallState, Phase};
+use super::hop::Hop;
 use super::Engine;
 
 /// One leg of a call.
@@ -38,17 +39,19 @@ pub(crate) struct Relay {
     from: Side,
     /// The request as the requester sent it (responses are built on it).
     request: Message,
+    /// Where responses to the requester go.
     requester: Peer,
     /// CSeq number of the relayed copy (its ACK reuses it).
     sent_seq: u32,
     /// A final response was relayed.
     answered: bool,
     /// The ACK sent on the other leg for a 2xx (sent again if the 2xx is).
-    ack: Option<(Peer, Message)>,
+    ack: Option<(Hop, Message)>,
 }
 
-/// Methods relayed inside a dialog (BYE, ACK and CANCEL have their own paths).
-const RELAYED: [&str; 8] = ["INVITE", "UPDATE", "INFO", "OPTIONS", "MESSAGE", "NOTIFY", "SUBSCRIBE", "PRACK"];
+/// Methods relayed inside a dialog (BYE, ACK and CANCEL have their own
+/// paths; PRACK is answered on each leg, `reliable`).
+const RELAYED: [&str; 7] = ["INVITE", "UPDATE", "INFO", "OPTIONS", "MESSAGE", "NOTIFY", "SUBSCRIBE"];
 
 /// The CSeq number of a message (0 if it has none).
 pub(super) fn seq_of(m: &Message) -> u32 {
@@ -72,10 +75,11 @@ impl CallState {
         }
     }
 
-    pub(super) fn peer_of(&self, side: Side) -> Option<Peer> {
+    /// The next hop of requests to the party on `side`.
+    pub(super) fn hop_of(&self, side: Side) -> Option<Hop> {
         match side {
-            Side::Caller => Some(self.a_peer()),
-            Side::Callee => self.b_peer(),
+            Side::Caller => self.a_hop(),
+            Side::Callee => self.b_hop(),
         }
     }
 }
@@ -99,6 +103,9 @@ impl Engine {
         side: Side,
     ) {
         let method = m.method().unwrap_or_default().to_owned();
+        if method == "PRACK" {
+            return self.on_prack(now, key, m, id, side);
+        }
         let Some(c) = self.calls.get_mut(&id) else { return };
         if c.phase != Phase::Answered {
             // RFC 3261 §14.2: a second INVITE while the first is unanswered gets 500 + Retry-After.
@@ -144,7 +151,7 @@ impl Engine {
                 d.remote_target = contact_uri(contact);
             }
         }
-        let Some(to) = c.peer_of(other(side)) else {
+        let Some(to) = c.hop_of(other(side)) else {
             return self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist");
         };
         let branch = self.ids.next();
@@ -161,23 +168,15 @@ impl Engine {
             req.headers.push(SipHeader { name: "Contact".into(), value: build::contact(&self.locals, to.transport) });
         }
         copy_end_to_end(&m, &mut req);
-        let Some(tx) = self.layer.send_request(now, to, req) else { return };
         if let Some(last) = c.route.last_mut().filter(|_| method == "INVITE") {
             let who = if side == Side::Caller { "caller" } else { "callee" };
             last.push_str(&format!(" -> re-INVITE from the {who}"));
         }
+        let Some(tx) = self.send_request_to(now, &to, req) else { return };
+        let requester = trunkline_sip_core::response_route::response_peer(&m, from);
         self.relays.insert(
             tx,
-            Relay {
-                call: id,
-                server_tx: key,
-                from: side,
-                request: m,
-                requester: from,
-                sent_seq,
-                answered: false,
-                ack: None,
-            },
+            Relay { call: id, server_tx: key, from: side, request: m, requester, sent_seq, answered: false, ack: None },
         );
     }
 
@@ -197,8 +196,8 @@ impl Engine {
         if relay.answered {
             // A 2xx retransmission: the answerer did not get our ACK yet, or
             // the requester's ACK has not come; repeat what we sent.
-            if let Some((to, ack)) = &relay.ack {
-                self.layer.send_stateless(*to, ack);
+            if let Some((to, ack)) = relay.ack.clone() {
+                self.send_stateless_to(now, &to, &ack);
             } else if let Some(r) = response.filter(|_| (200..300).contains(&status)) {
                 let out = self.relayed_response(key, &r, status);
                 let relay = &self.relays[key];
@@ -257,7 +256,7 @@ impl Engine {
 
     /// An ACK for a 2xx to a relayed re-INVITE: ACK the other leg.
     /// True if it was one.
-    pub(super) fn forward_reinvite_ack(&mut self, ack: &Message, id: u64) -> bool {
+    pub(super) fn forward_reinvite_ack(&mut self, now: Instant, ack: &Message, id: u64) -> bool {
         let seq = seq_of(ack);
         let Some((key, _)) = self.relays.iter().find(|(_, r)| {
             r.call == id
@@ -271,13 +270,13 @@ impl Engine {
         let key = key.clone();
         let (side, sent_seq) = (other(self.relays[&key].from), self.relays[&key].sent_seq);
         let Some(c) = self.calls.get_mut(&id) else { return false };
-        let Some(to) = c.peer_of(side) else { return false };
+        let Some(to) = c.hop_of(side) else { return false };
         let via = build::via(&self.locals, to.transport);
         let branch = self.ids.next();
         let Some(d) = c.dialog_mut(side) else { return false };
         let mut out = d.ack(sent_seq, &via, &branch);
         copy_end_to_end(ack, &mut out);
-        self.layer.send_stateless(to, &out);
+        self.send_stateless_to(now, &to, &out);
         if let Some(r) = self.relays.get_mut(&key) {
             r.ack = Some((to, out));
         }

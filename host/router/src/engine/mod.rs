@@ -25,8 +25,10 @@ mod build;
 mod call;
 mod dns;
 mod flood;
+mod hop;
 mod in_dialog;
 mod new_call;
+mod reliable;
 mod teardown;
 mod termination;
 #[cfg(test)]
@@ -79,6 +81,8 @@ enum Timer {
     TwimlPause(u64),
     /// The answered call reached its trunk's `max_call_duration_secs`.
     MaxDuration,
+    /// A reliable 1xx to the caller is due to be repeated (or given up).
+    Reliable,
 }
 
 /// The engine. See the module docs.
@@ -104,6 +108,8 @@ pub struct Engine {
     relays: HashMap<TransactionKey, in_dialog::Relay>,
     /// The INVITEs of call transfers (to the target, and to the caller).
     transfer_txs: HashMap<TransactionKey, transfer::TransferTx>,
+    /// In-dialog requests waiting for their next hop's name to resolve.
+    held: hop::Held,
     /// Mints and checks digest nonces (termination authentication).
     nonces: trunkline_sip_core::digest::NonceKey,
     /// Nonce counts seen, against replays.
@@ -137,6 +143,7 @@ impl Engine {
             dns: dns::Dns::default(),
             relays: HashMap::new(),
             transfer_txs: HashMap::new(),
+            held: hop::Held::default(),
             nonces: trunkline_sip_core::digest::NonceKey::new(&seed.to_le_bytes()),
             replays: trunkline_sip_core::digest::ReplayGuard::new(MAX_NONCES),
             started: None,
@@ -188,6 +195,7 @@ impl Engine {
                 Timer::OkRetransmit(interval) => self.ok_retransmit(now, id, interval),
                 Timer::TwimlPause(step) => self.twiml_pause_over(now, id, step),
                 Timer::MaxDuration => self.max_duration_reached(now, id),
+                Timer::Reliable => self.reliable_timer(now, id),
             }
         }
         self.process(now);
@@ -224,6 +232,10 @@ impl Engine {
             _ => {}
         }
         for id in self.dns.answer(now, question, result) {
+            if id & hop::HELD_WAITER != 0 {
+                self.release_held(now, id);
+                continue;
+            }
             // A call still routing and between attempts, or a transfer
             // whose target is named by host, was waiting.
             match self.calls.get(&id) {
@@ -239,7 +251,7 @@ impl Engine {
         while let Some(ev) = self.layer.poll_event() {
             match ev {
                 LayerEvent::Request { key: Some(key), from, message } => self.on_request(now, key, from, message),
-                LayerEvent::Request { key: None, message, .. } => self.on_ack(message),
+                LayerEvent::Request { key: None, message, .. } => self.on_ack(now, message),
                 LayerEvent::Client { key, event } => self.on_client_event(now, key, event),
                 LayerEvent::Server { key, event } => tracing::debug!(?key, ?event, "server transaction ended"),
                 LayerEvent::Malformed { from, error } => tracing::warn!(%from, "malformed SIP message: {error}"),
@@ -311,7 +323,7 @@ impl Engine {
                 let mut r = response_to(&m, 200, "OK");
                 r.headers.push(SipHeader { name: "Allow".into(), value: ALLOW.into() });
                 r.headers.push(SipHeader { name: "Accept".into(), value: "application/sdp".into() });
-                r.headers.push(SipHeader { name: "Supported".into(), value: String::new() });
+                r.headers.push(SipHeader { name: "Supported".into(), value: "100rel".into() });
                 self.layer.send_response(now, &key, r);
             }
             (_, _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
@@ -338,7 +350,7 @@ fn reason_of(m: &Message) -> String {
 }
 
 /// CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
-/// From, To, CSeq number and top Via.
+/// From, To, CSeq number, top Via and Route headers.
 fn cancel_for(invite: &Message) -> Message {
     let uri = match &invite.start {
         StartLine::Request { uri, .. } => uri.clone(),
@@ -351,6 +363,8 @@ fn cancel_for(invite: &Message) -> Message {
         }
     }
     headers.push(SipHeader { name: "Max-Forwards".into(), value: "70".into() });
-    headers.push(SipHeader { name: "CSeq".into(), value: "1 CANCEL".into() });
+    let seq = invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map_or(1, |c| c.seq);
+    headers.push(SipHeader { name: "CSeq".into(), value: format!("{seq} CANCEL") });
+    headers.extend(invite.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("Route")).cloned());
     Message { start: StartLine::Request { method: "CANCEL".into(), uri }, headers, body: vec![] }
 }

@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use trunkline_plugin_host::chain::InviteOutcome;
 use trunkline_plugin_host::types::{Direction, HangupBy, Outcome, Summary};
+use trunkline_sip_core::header::{list, CSeq};
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
-use trunkline_sip_core::transaction::{response_to, TransactionKey};
+use trunkline_sip_core::reliable::{self, Provisionals};
+use trunkline_sip_core::transaction::{response_to, Timers, TransactionKey};
 use trunkline_sip_core::Peer;
 
 use super::build::relay_response;
@@ -25,10 +27,16 @@ impl Engine {
             Some(Ok(n)) => n.min(255),
             Some(Err(_)) => return self.respond(now, &key, &m, 400, "Bad Request (Max-Forwards)"),
         };
-        // RFC 3261 §8.2.2.3: we support no extension a caller could require.
-        if let Some(required) = m.header("Require") {
+        // RFC 3261 §8.2.2.3: of the extensions a caller may require we
+        // support 100rel (RFC 3262) only.
+        let unsupported: Vec<&str> = m
+            .headers_named("Require")
+            .flat_map(list)
+            .filter(|t| !t.eq_ignore_ascii_case(reliable::OPTION_TAG))
+            .collect();
+        if !unsupported.is_empty() {
             let mut r = response_to(&m, 420, "Bad Extension");
-            r.headers.push(SipHeader { name: "Unsupported".into(), value: required.to_owned() });
+            r.headers.push(SipHeader { name: "Unsupported".into(), value: unsupported.join(", ") });
             self.layer.send_response(now, &key, r);
             return;
         }
@@ -111,6 +119,12 @@ impl Engine {
                 );
             }
         };
+        // RFC 3262 §3: RSeq numbers start at random below 2**31.
+        let a_reliable = reliable::supported(&m).then(|| {
+            let first = (self.ids.rand01() * f64::from(1u32 << 30)) as u32 + 1;
+            let seq = m.header("CSeq").and_then(CSeq::parse).map_or(0, |c| c.seq);
+            Provisionals::new(seq, first, from.transport.reliability(), Timers::default())
+        });
         let id = self.next_call;
         self.next_call += 1;
         self.by_a_call_id.insert(call.call_id.clone(), id);
@@ -135,7 +149,11 @@ impl Engine {
                 last_failure: None,
                 phase: Phase::Routing,
                 a_ok: None,
+                a_ok_sent: None,
                 a_acked: false,
+                a_reliable,
+                a_reliable_armed: None,
+                a_early_sdp: None,
                 a_dialog: None,
                 b_dialog: None,
                 b_call_ids: Vec::new(),

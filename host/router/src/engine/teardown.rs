@@ -13,6 +13,7 @@ use trunkline_sip_core::{Peer, Transport as SipTransport};
 
 use super::build::{self, relay_response, uri_peer};
 use super::call::Phase;
+use super::hop::Hop;
 use super::in_dialog::{other, seq_of, Side};
 use super::{cancel_for, Engine, Timer};
 
@@ -23,12 +24,12 @@ impl Engine {
         let timers = Timers::default();
         let Some(c) = self.calls.get(&id) else { return };
         let (Some(ok), false) = (c.a_ok.clone(), c.a_acked) else { return };
-        if c.answered.is_some_and(|a| now.saturating_duration_since(a) >= timers.timeout()) {
+        if c.a_ok_sent.is_some_and(|a| now.saturating_duration_since(a) >= timers.timeout()) {
             tracing::warn!(call_id = %c.call.call_id, "no ACK for the 200 OK in {} s: hanging up", timers.timeout().as_secs());
             return self.hang_up_both(now, id);
         }
         if c.a_from.transport == SipTransport::Udp {
-            self.layer.send_stateless(c.a_from, &ok); // streams deliver it once
+            self.layer.send_stateless(c.a_reply(), &ok); // streams deliver it once
         }
         let next = interval_ms.min(timers.t2.as_millis() as u64);
         self.timers.push(Reverse((now + Duration::from_millis(next), id, Timer::OkRetransmit(next * 2))));
@@ -55,7 +56,7 @@ impl Engine {
     }
 
     /// The caller's ACK for our 2xx (no transaction: matched by Call-ID).
-    pub(super) fn on_ack(&mut self, m: Message) {
+    pub(super) fn on_ack(&mut self, now: Instant, m: Message) {
         if m.method() != Some("ACK") {
             return; // a request without an RFC 3261 branch: not served
         }
@@ -68,9 +69,9 @@ impl Engine {
                 c.a_acked = true;
                 return;
             }
-            self.forward_reinvite_ack(&m, id);
+            self.forward_reinvite_ack(now, &m, id);
         } else if let Some(&id) = self.by_b_call_id.get(call_id) {
-            self.forward_reinvite_ack(&m, id);
+            self.forward_reinvite_ack(now, &m, id);
         }
     }
 
@@ -96,9 +97,9 @@ impl Engine {
     pub(super) fn hang_up(&mut self, now: Instant, id: u64, side: Side) {
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
+        let (Some(to), Some(d)) = (c.hop_of(side), c.dialog_mut(side)) else { return };
         let bye = d.request("BYE", &build::via(&self.locals, to.transport), &branch);
-        self.layer.send_request(now, to, bye);
+        self.send_request_to(now, &to, bye);
     }
 
     pub(super) fn on_bye(&mut self, now: Instant, key: TransactionKey, m: Message) {
@@ -149,7 +150,10 @@ impl Engine {
 
     /// Send the caller the final response, tell the plugins, report, forget.
     pub(super) fn finish(&mut self, now: Instant, id: u64, code: u16, reason_phrase: &str, outcome: Outcome) {
-        let Some(c) = self.calls.get(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if let Some(p) = c.a_reliable.as_mut() {
+            p.stop(); // a final response: no more reliable 1xx
+        }
         if c.phase == Phase::Routing {
             let resp =
                 relay_response(&c.a_invite, code, reason_phrase, &c.a_tag, (&self.locals, c.a_from.transport), None);
@@ -208,18 +212,13 @@ impl Engine {
     /// the dialog needs: From, Call-ID, CSeq, To tag and Contact.
     pub(super) fn hang_up_stray(&mut self, now: Instant, from: Option<Peer>, ok: Message) {
         let Ok(mut d) = Dialog::as_uac(&ok, &ok) else { return };
-        let to = match from {
-            Some(p) if p.transport != SipTransport::Udp => p,
-            _ => match uri_peer(&d.remote_target).or(from) {
-                Some(p) => p,
-                None => return,
-            },
-        };
+        let Some(peer) = from.or_else(|| uri_peer(&d.remote_target)) else { return };
+        let to = Hop::of(&d, peer);
         let via = build::via(&self.locals, to.transport);
         let ack = d.ack(1, &via, &self.ids.next());
-        self.layer.send_stateless(to, &ack);
+        self.send_stateless_to(now, &to, &ack);
         let bye = d.request("BYE", &via, &self.ids.next());
-        self.layer.send_request(now, to, bye);
+        self.send_request_to(now, &to, bye);
         tracing::info!(
             call_id = ok.header("Call-ID").unwrap_or_default(),
             "late 2xx from an abandoned target: ACKed and hung up"

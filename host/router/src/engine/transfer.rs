@@ -24,11 +24,12 @@ use std::time::Instant;
 use trunkline_sip_core::dialog::Dialog;
 use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
-use trunkline_sip_core::{Peer, Transport as SipTransport};
+use trunkline_sip_core::Peer;
 
 use super::attempts::usable_addresses;
-use super::build::{self, header, uri_destination, uri_peer, Destination, OutgoingInvite};
+use super::build::{self, header, uri_destination, Destination, OutgoingInvite};
 use super::call::{Leg, Phase};
+use super::hop::Hop;
 use super::in_dialog::{contact_uri, other, Side};
 use super::{reason_of, Engine};
 use trunkline_plugin_host::types::HangupBy;
@@ -69,7 +70,7 @@ struct TargetCall {
 pub(crate) struct TransferTx {
     pub(crate) call: u64,
     step: Step,
-    ack: Option<(Peer, Message)>,
+    ack: Option<(Hop, Message)>,
 }
 
 /// Which of a transfer's client transactions an event is for.
@@ -124,7 +125,7 @@ impl Engine {
         // Accepted: 202, then the first NOTIFY of the implicit subscription.
         let mut accepted = self.tagged_response(&m, 202, "Accepted");
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(referrer) = c.peer_of(side) else { return };
+        let Some(referrer) = c.hop_of(side) else { return };
         accepted.headers.push(header("Contact", build::contact(&self.locals, referrer.transport)));
         self.layer.send_response(now, &key, accepted);
         self.notify(now, id, side, "100 Trying", false);
@@ -186,6 +187,7 @@ impl Engine {
             call_id: &t.call_id,
             from_tag: &from_tag,
             branch: &branch,
+            offer_100rel: false,
         }
         .build();
         let Some(tx) = self.layer.send_request(now, to, invite.clone()) else { return };
@@ -208,9 +210,9 @@ impl Engine {
     pub(super) fn on_transfer_event(&mut self, now: Instant, key: &TransactionKey, event: ClientEvent) {
         let Some(tx) = self.transfer_txs.get(key) else { return };
         let (id, step) = (tx.call, tx.step);
-        if let (ClientEvent::Final(r), Some((to, ack))) = (&event, &tx.ack) {
+        if let (ClientEvent::Final(r), Some((to, ack))) = (&event, tx.ack.clone()) {
             if (200..300).contains(&status_of(r)) {
-                self.layer.send_stateless(*to, ack); // a 2xx retransmission
+                self.send_stateless_to(now, &to, &ack); // a 2xx retransmission
             }
             return;
         }
@@ -246,7 +248,7 @@ impl Engine {
                     line.push_str(&format!(" -> 200 OK -> re-INVITE to the {whom}"));
                 }
                 let branch = self.ids.next();
-                let (Some(peer), Some(d)) = (c.peer_of(transferee), c.dialog_mut(transferee)) else {
+                let (Some(peer), Some(d)) = (c.hop_of(transferee), c.dialog_mut(transferee)) else {
                     return self.transfer_failed(now, id, 500, "Server Internal Error (no dialog with the transferee)");
                 };
                 let mut reinvite = d.request("INVITE", &build::via(&self.locals, peer.transport), &branch);
@@ -254,7 +256,7 @@ impl Engine {
                 reinvite.headers.push(header("Contact", build::contact(&self.locals, peer.transport)));
                 reinvite.headers.push(header("Content-Type", ok.header("Content-Type").unwrap_or("application/sdp")));
                 reinvite.body = ok.body.clone();
-                let Some(tx) = self.layer.send_request(now, peer, reinvite) else { return };
+                let Some(tx) = self.send_request_to(now, &peer, reinvite) else { return };
                 if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
                     t.reinvite = Some((tx.clone(), seq));
                 }
@@ -291,19 +293,16 @@ impl Engine {
         };
         let (referrer, transferee, referrer_gone) = (t.referrer, other(t.referrer), t.referrer_gone);
         let mut acks = Vec::new();
-        if let (Some(peer), Some(d)) = (c.peer_of(transferee), c.dialog_mut(transferee)) {
-            acks.push((reinvite_tx, peer, d.ack(seq, &build::via(&self.locals, peer.transport), &b1)));
+        if let (Some(hop), Some(d)) = (c.hop_of(transferee), c.dialog_mut(transferee)) {
+            acks.push((reinvite_tx, hop.clone(), d.ack(seq, &build::via(&self.locals, hop.transport), &b1)));
         }
-        let target_peer = match sent_to.transport {
-            SipTransport::Udp => uri_peer(&target.remote_target).unwrap_or(sent_to),
-            _ => sent_to,
-        };
-        let mut ack = target.ack(1, &build::via(&self.locals, target_peer.transport), &b2);
+        let target_hop = Hop::of(&target, sent_to);
+        let mut ack = target.ack(1, &build::via(&self.locals, target_hop.transport), &b2);
         ack.headers.push(header("Content-Type", answer.header("Content-Type").unwrap_or("application/sdp")));
         ack.body = answer.body.clone();
-        acks.push((sent_tx, target_peer, ack));
+        acks.push((sent_tx, target_hop, ack));
         for (key, to, ack) in acks {
-            self.layer.send_stateless(to, &ack);
+            self.send_stateless_to(now, &to, &ack);
             if let Some(tx) = self.transfer_txs.get_mut(&key) {
                 tx.ack = Some((to, ack));
             }
@@ -322,14 +321,8 @@ impl Engine {
                     self.by_b_call_id.remove(&old);
                 }
                 c.attempts += 1;
-                let leg = Leg {
-                    attempt: c.attempts,
-                    tx: sent.tx,
-                    invite: sent.invite,
-                    to: sent.to,
-                    uri: t.uri.clone(),
-                    responded: true,
-                };
+                let mut leg = Leg::new(c.attempts, sent.tx, sent.invite, sent.to, t.uri.clone());
+                leg.responded = true;
                 c.leg = Some(leg);
                 c.b_dialog = Some(target);
             }
@@ -356,15 +349,18 @@ impl Engine {
         let (b1, b2) = (self.ids.next(), self.ids.next());
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(t) = c.transfer.take() else { return };
-        self.by_b_call_id.remove(&t.call_id);
-        if let (Some(mut d), Some(sent)) = (t.dialog, t.target) {
-            let via = build::via(&self.locals, sent.to.transport);
-            self.layer.send_stateless(sent.to, &d.ack(1, &via, &b1));
-            let bye = d.request("BYE", &via, &b2);
-            self.layer.send_request(now, sent.to, bye);
-        }
         if t.referrer_gone {
             c.route.push("transfer failed after the referrer hung up: BYE to the other party".into());
+        }
+        self.by_b_call_id.remove(&t.call_id);
+        if let (Some(mut d), Some(sent)) = (t.dialog, t.target) {
+            let hop = Hop::of(&d, sent.to);
+            let via = build::via(&self.locals, hop.transport);
+            self.send_stateless_to(now, &hop, &d.ack(1, &via, &b1));
+            let bye = d.request("BYE", &via, &b2);
+            self.send_request_to(now, &hop, bye);
+        }
+        if t.referrer_gone {
             self.hang_up(now, id, other(t.referrer));
             let by = if t.referrer == Side::Callee { HangupBy::Callee } else { HangupBy::Caller };
             return self.end_answered(now, id, by);
@@ -392,7 +388,7 @@ impl Engine {
     fn notify(&mut self, now: Instant, id: u64, side: Side, status: &str, last: bool) {
         let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let (Some(to), Some(d)) = (c.peer_of(side), c.dialog_mut(side)) else { return };
+        let (Some(to), Some(d)) = (c.hop_of(side), c.dialog_mut(side)) else { return };
         let mut notify = d.request("NOTIFY", &build::via(&self.locals, to.transport), &branch);
         notify.headers.push(header("Event", "refer"));
         let state = if last { "terminated;reason=noresource" } else { "active;expires=60" };
@@ -400,7 +396,7 @@ impl Engine {
         notify.headers.push(header("Contact", build::contact(&self.locals, to.transport)));
         notify.headers.push(header("Content-Type", "message/sipfrag;version=2.0"));
         notify.body = format!("SIP/2.0 {status}\r\n").into_bytes();
-        self.layer.send_request(now, to, notify);
+        self.send_request_to(now, &to, notify);
     }
 
     /// A BYE from `side` of call `id` that does not end the call: from the
@@ -439,8 +435,9 @@ impl Engine {
         let Some(sent) = t.target else { return }; // its name was resolving
         match t.dialog {
             Some(mut d) => {
-                let bye = d.request("BYE", &build::via(&self.locals, sent.to.transport), &branch);
-                self.layer.send_request(now, sent.to, bye);
+                let hop = Hop::of(&d, sent.to);
+                let bye = d.request("BYE", &build::via(&self.locals, hop.transport), &branch);
+                self.send_request_to(now, &hop, bye);
             }
             None if t.responded => {
                 self.layer.send_request(now, sent.to, super::cancel_for(&sent.invite));

@@ -2,7 +2,10 @@
 //! a provisional with a To tag), and the requests sent within one.
 //!
 //! A B2BUA holds two dialogs per call: one with the caller (where we are
-//! the UAS) and one with the callee (where we are the UAC).
+//! the UAS) and one with the callee (where we are the UAC). Route sets and
+//! where a request inside a dialog goes are in [`route`].
+
+pub mod route;
 
 use crate::header::{param, CSeq, MAGIC_COOKIE};
 use crate::message::{Header, Message, StartLine};
@@ -36,9 +39,14 @@ pub struct Dialog {
     pub local_party: String,
     /// The peer's URI (To of our requests) with its tag.
     pub remote_party: String,
-    /// Where in-dialog requests go: the peer's Contact URI.
+    /// The peer's Contact URI: the Request-URI of our requests (with a
+    /// loose-routing route set) and where they go without a route set.
+    /// Target refreshes (re-INVITE, UPDATE) change it.
     pub remote_target: String,
-    /// Record-Route URIs in the order our requests must carry them as Route.
+    /// Record-Route URIs in the order our requests must carry them as
+    /// Route (RFC 3261 §12.1): fixed when the dialog is created (and, for
+    /// an early dialog, when a 2xx confirms it); never changed by a target
+    /// refresh.
     pub route_set: Vec<String>,
     /// Last CSeq number we used.
     pub local_seq: u32,
@@ -57,17 +65,7 @@ fn tag_of(value: &str) -> Option<String> {
 
 fn contact_uri(m: &Message) -> Option<String> {
     let c = m.header("Contact")?;
-    NameAddr::parse(c.split(',').next()?).map(|a| a.uri.to_owned())
-}
-
-fn record_route(m: &Message) -> Vec<String> {
-    m.headers_named("Record-Route")
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| {
-            let v = v.trim();
-            v.strip_prefix('<').and_then(|r| r.split('>').next()).map(str::to_owned)
-        })
-        .collect()
+    NameAddr::parse(crate::header::list(c).next()?).map(|a| a.uri.to_owned())
 }
 
 fn header<'a>(m: &'a Message, name: &'static str) -> Result<&'a str, DialogError> {
@@ -75,8 +73,9 @@ fn header<'a>(m: &'a Message, name: &'static str) -> Result<&'a str, DialogError
 }
 
 impl Dialog {
-    /// The dialog we (the UAC) share with the peer after `response` (a 2xx
-    /// or a 1xx with a To tag) to our `request`.
+    /// The dialog we (the UAC) share with the peer after `response` (a 2xx,
+    /// or a 1xx with a To tag: an early dialog) to our `request`. The route
+    /// set is the response's Record-Route, reversed (RFC 3261 §12.1.2).
     pub fn as_uac(request: &Message, response: &Message) -> Result<Dialog, DialogError> {
         let to = header(response, "To")?;
         let from = header(request, "From")?;
@@ -86,7 +85,7 @@ impl Dialog {
             remote_tag: tag_of(to).ok_or(DialogError::Header("To tag"))?,
         };
         let seq = CSeq::parse(header(request, "CSeq")?).ok_or(DialogError::Header("CSeq"))?.seq;
-        let mut route_set = record_route(response);
+        let mut route_set = route::record_route(response);
         route_set.reverse();
         Ok(Dialog {
             id,
@@ -100,7 +99,9 @@ impl Dialog {
     }
 
     /// The dialog we (the UAS) share with the peer after we answer
-    /// `request` with a To tag `local_tag`.
+    /// `request` with a To tag `local_tag`. The route set is the request's
+    /// Record-Route, in order (RFC 3261 §12.1.1); the responses that create
+    /// the dialog must carry those Record-Route values back.
     pub fn as_uas(request: &Message, local_tag: &str) -> Result<Dialog, DialogError> {
         let from = header(request, "From")?;
         let to = header(request, "To")?;
@@ -115,10 +116,34 @@ impl Dialog {
             local_party: format!("{};tag={local_tag}", to.trim()),
             remote_party: from.to_owned(),
             remote_target: contact_uri(request).ok_or(DialogError::Header("Contact"))?,
-            route_set: record_route(request),
+            route_set: route::record_route(request),
             local_seq: 0,
             remote_seq: Some(seq),
         })
+    }
+
+    /// An early dialog (ours as UAC) confirmed by `ok`, a 2xx with the same
+    /// tags: the route set and remote target are taken again from the 2xx
+    /// (RFC 3261 §13.2.2.4); our CSeq goes on from the early dialog's
+    /// requests (PRACK).
+    pub fn confirm(&mut self, ok: &Message) {
+        let mut route_set = route::record_route(ok);
+        route_set.reverse();
+        self.route_set = route_set;
+        if let Some(target) = contact_uri(ok) {
+            self.remote_target = target;
+        }
+        if let Some(to) = ok.header("To") {
+            self.remote_party = to.to_owned();
+        }
+    }
+
+    /// The URI a request in this dialog is sent to (RFC 3261 §12.2.1.1,
+    /// §8.1.2): the first route if there is a route set (a loose router
+    /// receives it with the remote target as Request-URI, a strict router
+    /// as the Request-URI itself), else the remote target.
+    pub fn next_hop(&self) -> &str {
+        self.route_set.first().unwrap_or(&self.remote_target)
     }
 
     /// Check an incoming in-dialog request's CSeq (RFC 3261 §12.2.2): false
@@ -152,18 +177,7 @@ impl Dialog {
     }
 
     fn build(&self, method: &str, via: &str, branch: &str, seq: u32) -> Message {
-        // RFC 3261 §12.2.1.1: loose routing when the first route has `lr`.
-        let loose = self
-            .route_set
-            .first()
-            .is_some_and(|r| param(r.split_once(';').map(|(_, p)| p).unwrap_or(""), "lr").is_some());
-        let (uri, routes): (String, Vec<String>) = if self.route_set.is_empty() || loose {
-            (self.remote_target.clone(), self.route_set.clone())
-        } else {
-            let mut rest: Vec<String> = self.route_set[1..].to_vec();
-            rest.push(self.remote_target.clone());
-            (self.route_set[0].clone(), rest)
-        };
+        let (uri, routes) = route::request_target(&self.route_set, &self.remote_target);
         let h = |n: &str, v: String| Header { name: n.into(), value: v };
         let mut headers = vec![
             h("Via", format!("{via};branch={MAGIC_COOKIE}{branch}")),
@@ -250,6 +264,36 @@ Content-Length: 0
         let bye = d.request("BYE", "SIP/2.0/UDP 127.0.0.1:5060", "b");
         assert_eq!(bye.start, StartLine::Request { method: "BYE".into(), uri: "sip:strict.example".into() });
         assert_eq!(bye.header("Route"), Some("<sip:pbx@10.0.0.5:5080;transport=udp>"));
+    }
+
+    #[test]
+    fn requests_go_to_the_first_route_and_a_target_refresh_keeps_the_route_set() {
+        let mut d = Dialog::as_uac(&msg(INVITE), &msg(OK)).unwrap();
+        assert_eq!(d.next_hop(), "sip:p1.example;lr");
+        d.remote_target = "sip:pbx@10.0.0.9:5090".into();
+        assert_eq!(d.next_hop(), "sip:p1.example;lr", "a target refresh changes only the remote target");
+        let bye = d.request("BYE", "SIP/2.0/UDP 127.0.0.1:5060", "b");
+        assert_eq!(bye.start, StartLine::Request { method: "BYE".into(), uri: "sip:pbx@10.0.0.9:5090".into() });
+        let uas = Dialog::as_uas(&msg(INVITE), "t").unwrap();
+        assert_eq!(uas.route_set, ["sip:edge.example;lr"]);
+        assert_eq!(uas.next_hop(), "sip:edge.example;lr");
+        let no_route = Dialog::as_uas(&msg(&INVITE.replace("Record-Route: <sip:edge.example;lr>\n", "")), "t").unwrap();
+        assert_eq!(no_route.next_hop(), "sip:trunkline@127.0.0.1:5060");
+    }
+
+    #[test]
+    fn a_2xx_confirms_an_early_dialog_with_its_own_route_set_and_the_cseq_goes_on() {
+        let early_resp = OK.replace("SIP/2.0 200 OK", "SIP/2.0 183 Session Progress");
+        let mut d = Dialog::as_uac(&msg(INVITE), &msg(&early_resp)).unwrap();
+        let prack = d.request("PRACK", "SIP/2.0/UDP 127.0.0.1:5060", "p");
+        assert_eq!(prack.header("CSeq"), Some("8 PRACK"));
+        let ok = OK
+            .replace("Record-Route: <sip:p2.example;lr>, <sip:p1.example;lr>", "Record-Route: <sip:p9.example;lr>")
+            .replace("pbx@10.0.0.5:5080", "pbx@10.0.0.6:5080");
+        d.confirm(&msg(&ok));
+        assert_eq!(d.route_set, ["sip:p9.example;lr"]);
+        assert_eq!(d.remote_target, "sip:pbx@10.0.0.6:5080;transport=udp");
+        assert_eq!(d.request("BYE", "SIP/2.0/UDP 127.0.0.1:5060", "b").header("CSeq"), Some("9 BYE"));
     }
 
     #[test]

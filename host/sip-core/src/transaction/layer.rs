@@ -146,7 +146,7 @@ impl Layer {
     /// out of a stream by [`Framer`](crate::transport::Framer)).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         let reliability = from.transport.reliability();
-        let message = match Message::parse(bytes) {
+        let mut message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(error) => {
                 if let Some(reply) = bad_request_reply(bytes, &error) {
@@ -156,6 +156,9 @@ impl Layer {
                 return;
             }
         };
+        if message.method().is_some() {
+            crate::response_route::stamp_via(&mut message, from);
+        }
         let key = TransactionKey::of(&message);
         if let Some(k) = &key {
             let k = k.clone();
@@ -206,7 +209,9 @@ impl Layer {
                         } else {
                             Tx::Server(ServerNonInvite::new(reliability, self.timers))
                         };
-                        self.entries.insert(key.clone(), Entry { tx, peer: from, armed: None });
+                        // Responses go where RFC 3261 §18.2.2 and RFC 3581 say.
+                        let peer = crate::response_route::response_peer(&message, from);
+                        self.entries.insert(key.clone(), Entry { tx, peer, armed: None });
                         self.events.push_back(LayerEvent::Request { key: Some(key), from, message });
                     }
                 }
@@ -253,6 +258,13 @@ impl Layer {
     /// retransmissions by the dialog layer).
     pub fn send_stateless(&mut self, to: Peer, message: &Message) {
         self.transmits.push_back(Transmit { to, bytes: message.to_bytes() });
+    }
+
+    /// The user could not send the request of client transaction `key` at
+    /// all (its next hop has no address): report it as a transport error,
+    /// in turn with the other events, without starting the transaction.
+    pub fn report_unsendable(&mut self, key: TransactionKey) {
+        self.events.push_back(LayerEvent::Client { key, event: ClientEvent::TransportError });
     }
 
     /// The driver could not reach `peer` (a refused or broken connection):

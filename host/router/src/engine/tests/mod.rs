@@ -10,6 +10,9 @@ use trunkline_sip_core::message::{Message, StartLine};
 use super::{Answer, Engine, Question, SrvRecord};
 use crate::config;
 
+mod reliable;
+mod route_set;
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp://127.0.0.1:5060"]
@@ -696,7 +699,7 @@ fn answered_call(e: &mut Engine, t0: Instant) -> (Message, Message) {
 /// the INVITE it answered with `ok_for`).
 fn from_callee(b_invite: &Message, method: &str, seq: u32, extra: &str) -> Vec<u8> {
     format!(
-        "{method} sip:trunkline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5081;branch=z9hG4bK-{method}{seq}\r\n\
+        "{method} sip:trunkline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5082;branch=z9hG4bK-{method}{seq}\r\n\
          Max-Forwards: 70\r\nFrom: {};tag=b\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
         b_invite.header("To").unwrap(),
         b_invite.header("From").unwrap(),
