@@ -558,6 +558,7 @@ fn the_engine_thread_prepares_plugin_instances_while_idle() {
 mod disaster_recovery;
 mod in_dialog;
 mod names;
+mod proxy;
 mod tcp;
 mod termination;
 mod tls;
