@@ -555,10 +555,12 @@ fn the_engine_thread_prepares_plugin_instances_while_idle() {
     assert_eq!(counts(&after, "made_on_call_path"), 0, "not even the first call made its own: {after}");
 }
 
+mod baresip;
 mod disaster_recovery;
 mod in_dialog;
 mod names;
 mod proxy;
+mod reliable;
 mod tcp;
 mod termination;
 mod tls;
