@@ -16,7 +16,9 @@
 //! through `on-redirect` and `on-failure` in `attempts`; disaster-recovery
 //! TwiML in `twiml`; the caller's 2xx resent until its ACK, BYE from either
 //! side and CANCEL before answer in `teardown`; in-dialog requests in
-//! `in_dialog`; call transfer (REFER) in `transfer`; per-source rate
+//! `in_dialog`; where every request inside a dialog goes (its route set's
+//! first hop) in `hop`; reliable provisional responses (100rel) on each
+//! leg in `reliable`; call transfer (REFER) in `transfer`; per-source rate
 //! limits in `flood`; target host names are resolved through the driver
 //! (`dns`).
 
