@@ -304,13 +304,14 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return };
         if c.phase == Phase::Answered {
             // A retransmitted 2xx: our ACK was lost; send it again.
-            if let (Some(d), Some(to)) = (&c.b_dialog, c.b_hop()) {
-                let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
+            if let (Some(ack), Some(to)) = (c.b_ack.clone(), c.b_hop()) {
                 self.send_stateless_to(now, &to, &ack);
             }
             return;
         }
         let Some(leg) = c.leg.as_ref() else { return };
+        // Delayed offer: the caller's answer comes in its ACK.
+        c.b_ack_waits = c.a_invite.body.is_empty() && !ok.body.is_empty() && !leg.early_answered;
         // The 2xx confirms the early dialog of its To tag, if a reliable 1xx made one.
         let b_dialog = match Dialog::as_uac(&leg.invite, &ok) {
             Ok(d) => match leg.early.iter().find(|e| e.id == d.id) {
@@ -346,11 +347,26 @@ impl Engine {
         if !c.a_reliable.as_ref().is_some_and(|p| p.holds_final()) {
             self.send_ok(now, id);
         }
-        let Some(c) = self.calls.get(&id) else { return };
-        if let (Some(d), Some(to)) = (&c.b_dialog, c.b_hop()) {
-            let ack = d.ack(1, &build::via(&self.locals, to.transport), &self.ids.next());
-            self.send_stateless_to(now, &to, &ack);
+        if !self.calls.get(&id).is_some_and(|c| c.b_ack_waits) {
+            self.ack_target(now, id, None);
         }
+    }
+
+    /// ACK the answering target's 2xx, with the body of the caller's ACK
+    /// `answer` if the 2xx carried an offer (RFC 3264 delayed offer).
+    pub(super) fn ack_target(&mut self, now: Instant, id: u64, answer: Option<&Message>) {
+        let branch = self.ids.next();
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let (Some(d), Some(to)) = (&c.b_dialog, c.b_hop()) else { return };
+        let mut ack = d.ack(1, &build::via(&self.locals, to.transport), &branch);
+        if let Some(answer) = answer.filter(|a| !a.body.is_empty()) {
+            if let Some(ct) = answer.header("Content-Type") {
+                ack.headers.push(trunkline_sip_core::Header { name: "Content-Type".into(), value: ct.into() });
+            }
+            ack.body = answer.body.clone();
+        }
+        c.b_ack = Some(ack.clone());
+        self.send_stateless_to(now, &to, &ack);
     }
 }
 

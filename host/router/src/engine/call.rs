@@ -58,6 +58,9 @@ pub(crate) struct Leg {
     /// offer went to the caller; the caller's PRACK brings the answer):
     /// the early dialog's To tag and the RAck.
     pub(crate) prack_pending: Option<(String, RAck)>,
+    /// An offer of this target's (in a reliable 1xx) was answered in our
+    /// PRACK: its 2xx carries no new offer.
+    pub(crate) early_answered: bool,
 }
 
 impl Leg {
@@ -73,6 +76,7 @@ impl Leg {
             receipts: Receipts::default(),
             early: Vec::new(),
             prack_pending: None,
+            early_answered: false,
         }
     }
 }
@@ -112,6 +116,12 @@ pub(crate) struct CallState {
     pub(crate) a_early_sdp: Option<Vec<u8>>,
     pub(crate) a_dialog: Option<Dialog>,
     pub(crate) b_dialog: Option<Dialog>,
+    /// The ACK sent for the answering target's 2xx (sent again when the
+    /// 2xx is).
+    pub(crate) b_ack: Option<Message>,
+    /// The target's 2xx carried an offer (the caller's INVITE had none):
+    /// its ACK waits for the caller's, which carries the answer.
+    pub(crate) b_ack_waits: bool,
     /// Call-IDs of every outgoing leg, for cleanup.
     pub(crate) b_call_ids: Vec<String>,
     pub(crate) route: Vec<String>,

@@ -156,6 +156,8 @@ impl Engine {
                 a_early_sdp: None,
                 a_dialog: None,
                 b_dialog: None,
+                b_ack: None,
+                b_ack_waits: false,
                 b_call_ids: Vec::new(),
                 route: Vec::new(),
                 started: now,

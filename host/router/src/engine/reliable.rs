@@ -123,6 +123,7 @@ impl Engine {
                         prack.headers.push(header("Content-Type", ct));
                     }
                     prack.body = m.body.clone();
+                    leg.early_answered = !prack.body.is_empty();
                     self.send_request_to(now, &hop, prack);
                 }
             }
@@ -156,6 +157,9 @@ impl Engine {
     pub(super) fn reliable_timer(&mut self, now: Instant, id: u64) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(p) = c.a_reliable.as_mut() else { return };
+        if p.poll_timeout().is_none_or(|due| due > now) {
+            return; // a wake-up for a deadline that moved since
+        }
         c.a_reliable_armed = None;
         p.handle_timeout(now);
         if !p.failed() {

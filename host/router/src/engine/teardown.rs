@@ -67,6 +67,9 @@ impl Engine {
             // dialog: its ACKs are for re-INVITEs.)
             if call_id == c.call.call_id && seq_of(&m) == seq_of(&c.a_invite) {
                 c.a_acked = true;
+                if std::mem::take(&mut c.b_ack_waits) {
+                    self.ack_target(now, id, Some(&m));
+                }
                 return;
             }
             self.forward_reinvite_ack(now, &m, id);

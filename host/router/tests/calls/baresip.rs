@@ -28,7 +28,9 @@ pub(super) struct Baresip {
 fn free_sip_port() -> u16 {
     loop {
         let p = free_udp_port();
-        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        if p < u16::MAX
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
         {
             return p;
         }
@@ -296,7 +298,8 @@ fn baresip_calls_out_through_a_termination_trunk_with_digest_authentication() {
          digest_algorithms = [\"MD5\"]\n",
         carrier.port
     );
-    let router = Router::launch_env(Setup { rest: &rest, ..Setup::default() }, Some(("ACME_SIP_PASSWORD", "s3cret-pw")));
+    let router =
+        Router::launch_env(Setup { rest: &rest, ..Setup::default() }, Some(("ACME_SIP_PASSWORD", "s3cret-pw")));
     // The customer's PBX: its calls go to the router (outbound proxy) and
     // are answered with credentials when challenged. (Debian's baresip 1.0,
     // libre 1.1, computes MD5 only and gives up on the first challenge it

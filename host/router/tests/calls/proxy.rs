@@ -21,12 +21,12 @@ impl Kamailio {
     /// to `dest` (`sip:127.0.0.1:PORT`) and in-dialog ones by their Route.
     pub(super) fn start(dest: &str) -> Kamailio {
         let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/kamailio/proxy.cfg");
-        let cfg = std::fs::read_to_string(&kit)
-            .unwrap_or_else(|e| panic!("the shared Kamailio kit is needed beside the repository ({}): {e}", kit.display()));
+        let cfg = std::fs::read_to_string(&kit).unwrap_or_else(|e| {
+            panic!("the shared Kamailio kit is needed beside the repository ({}): {e}", kit.display())
+        });
         let port = free_udp_port();
-        let cfg = cfg
-            .replace("udp:127.0.0.1:45060", &format!("udp:127.0.0.1:{port}"))
-            .replace("sip:127.0.0.1:45080", dest);
+        let cfg =
+            cfg.replace("udp:127.0.0.1:45060", &format!("udp:127.0.0.1:{port}")).replace("sip:127.0.0.1:45080", dest);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kamailio.cfg");
         std::fs::write(&path, cfg).unwrap();

@@ -69,7 +69,8 @@ impl Drop for Twinkle {
 
 /// `uac-100rel.xml` expecting `provisional` (180 or 183) reliably.
 fn caller_scenario(dir: &Path, provisional: u16) -> PathBuf {
-    let text = std::fs::read_to_string(fixture("uac-100rel.xml")).unwrap().replace("PROVISIONAL", &provisional.to_string());
+    let text =
+        std::fs::read_to_string(fixture("uac-100rel.xml")).unwrap().replace("PROVISIONAL", &provisional.to_string());
     let p = dir.join(format!("uac-100rel-{provisional}.xml"));
     std::fs::write(&p, text).unwrap();
     p

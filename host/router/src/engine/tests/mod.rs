@@ -867,3 +867,40 @@ fn a_refer_to_a_host_name_waits_for_its_address_and_one_that_does_not_resolve_fa
     assert_eq!(out[0].2.header("Subscription-State"), Some("terminated;reason=noresource"));
     assert_eq!(e.calls(), 1, "the call stays with the referrer");
 }
+
+#[test]
+fn with_a_delayed_offer_the_targets_ack_carries_the_callers_answer() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let b1 = start_call(&mut e, t0); // the caller's INVITE has no SDP
+    assert!(b1.body.is_empty());
+    let mut ok = Message::parse(&ok_for(&b1)).unwrap();
+    ok.body = b"v=0\r\no=pbx-offer 1 1 IN IP4 127.0.0.1\r\n".to_vec();
+    ok.headers.push(trunkline_sip_core::Header { name: "Content-Type".into(), value: "application/sdp".into() });
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok.to_bytes());
+    let out = sent(&mut e);
+    assert_eq!(out.iter().map(|o| o.1.as_str()).collect::<Vec<_>>(), ["SIP/2.0 200 OK"], "no ACK without the answer");
+    assert_eq!(out[0].2.body, ok.body, "the offer goes to the caller");
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok.to_bytes());
+    assert!(sent(&mut e).iter().all(|o| !o.1.starts_with("ACK")), "a repeated 2xx waits for the answer too");
+    let answer = "v=0\r\no=caller-answer 1 1 IN IP4 127.0.0.1\r\n";
+    let ack = String::from_utf8(invite())
+        .unwrap()
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("1 INVITE", "1 ACK")
+        .replace("z9hG4bK-a1", "z9hG4bK-ack1")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}", answer.len()),
+        );
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), ack.as_bytes());
+    let out = sent(&mut e);
+    assert_eq!(out.iter().map(|o| o.1.as_str()).collect::<Vec<_>>(), ["ACK sip:pbx@127.0.0.1:5082 SIP/2.0"]);
+    assert_eq!(out[0].2.body, answer.as_bytes());
+    assert_eq!(out[0].2.header("Content-Type"), Some("application/sdp"));
+    // A 2xx repeated after that gets the same ACK again.
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &ok.to_bytes());
+    let again = sent(&mut e);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].2.body.as_slice(), again[0].2.header("Via")), (answer.as_bytes(), out[0].2.header("Via")));
+}
