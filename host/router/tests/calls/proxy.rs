@@ -7,6 +7,8 @@
 //! ACK, BYE) came through Kamailio (its Via on top, its Route consumed)
 //! and that no BYE was retransmitted.
 
+use std::os::unix::process::CommandExt;
+
 use super::*;
 
 /// A Kamailio proxy on loopback; stopped (by PID) when dropped.
@@ -30,7 +32,10 @@ impl Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kamailio.cfg");
         std::fs::write(&path, cfg).unwrap();
+        // Its own process group: Kamailio forks workers, and all of them
+        // are stopped with it.
         let child = Command::new("kamailio")
+            .process_group(0)
             .arg("-f")
             .arg(&path)
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-P"])
@@ -53,7 +58,8 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The group of the process we started (its PID), workers included.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
 }
