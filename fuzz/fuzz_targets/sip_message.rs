@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use trunkline_sip_core::dialog::{route, Dialog};
-use trunkline_sip_core::header::{list, RAck, RSeq};
+use trunkline_sip_core::header::{list, RAck, RSeq, Via};
 use trunkline_sip_core::reliable::{Provisionals, Receipts};
 use trunkline_sip_core::response_route::{response_peer, stamp_via};
 use trunkline_sip_core::transaction::{Layer, Reliability, Timers};
@@ -61,6 +61,8 @@ fn read_further(mut m: Message) {
     let mut p = Provisionals::new(1, 1, Reliability::Unreliable, Timers::default());
     p.send(now, m.clone());
     let _ = p.handle_prack(now, &m);
-    stamp_via(&mut m, from);
+    if let Some(via) = m.header("Via").and_then(|v| v.split(',').next()).and_then(Via::parse) {
+        stamp_via(&mut m, &via, from);
+    }
     let _ = response_peer(&m, from);
 }

@@ -365,8 +365,10 @@ impl Engine {
             }
             ack.body = answer.body.clone();
         }
-        c.b_ack = Some(ack.clone());
         self.send_stateless_to(now, &to, &ack);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.b_ack = Some(ack);
+        }
     }
 }
 

@@ -131,36 +131,40 @@ impl Engine {
     /// Start a client transaction for `request` (inside a dialog) toward
     /// `hop`; its key, also when it waits for a name.
     pub(super) fn send_request_to(&mut self, now: Instant, hop: &Hop, request: Message) -> Option<TransactionKey> {
-        let key = TransactionKey::of(&request)?;
-        self.send_to(now, hop, request, Some(key.clone()));
-        Some(key)
+        let waiter = HELD_WAITER | self.held.next;
+        match resolve(&mut self.dns, &self.locals, now, waiter, hop) {
+            Resolved::At(peer) => self.layer.send_request(now, peer, request),
+            Resolved::Wait => {
+                let key = TransactionKey::of(&request)?;
+                self.hold(waiter, hop, request, Some(key.clone()));
+                Some(key)
+            }
+            Resolved::Unreachable(why) => {
+                let key = TransactionKey::of(&request)?;
+                self.unreachable(hop, &why, Some(key.clone()));
+                Some(key)
+            }
+        }
     }
 
     /// Send `message` (an ACK for a 2xx) toward `hop`, outside any transaction.
     pub(super) fn send_stateless_to(&mut self, now: Instant, hop: &Hop, message: &Message) {
-        self.send_to(now, hop, message.clone(), None);
-    }
-
-    fn send_to(&mut self, now: Instant, hop: &Hop, message: Message, key: Option<TransactionKey>) {
         let waiter = HELD_WAITER | self.held.next;
         match resolve(&mut self.dns, &self.locals, now, waiter, hop) {
-            Resolved::At(peer) => self.transmit(now, peer, message, key),
-            Resolved::Wait if self.held.waiting.len() < MAX_HELD => {
-                self.held.next = (self.held.next + 1) % HELD_WAITER;
-                self.held.waiting.insert(waiter, (hop.clone(), message, key));
-            }
-            Resolved::Wait => self.unreachable(hop, "too many requests waiting for DNS", key),
-            Resolved::Unreachable(why) => self.unreachable(hop, &why, key),
+            Resolved::At(peer) => self.layer.send_stateless(peer, message),
+            Resolved::Wait => self.hold(waiter, hop, message.clone(), None),
+            Resolved::Unreachable(why) => self.unreachable(hop, &why, None),
         }
     }
 
-    fn transmit(&mut self, now: Instant, peer: Peer, message: Message, key: Option<TransactionKey>) {
-        match key {
-            Some(_) => {
-                self.layer.send_request(now, peer, message);
-            }
-            None => self.layer.send_stateless(peer, &message),
+    /// Hold a request whose hop's name is being looked up, under `waiter`
+    /// (at most [`MAX_HELD`]; beyond, it fails).
+    fn hold(&mut self, waiter: u64, hop: &Hop, message: Message, key: Option<TransactionKey>) {
+        if self.held.waiting.len() >= MAX_HELD {
+            return self.unreachable(hop, "too many requests waiting for DNS", key);
         }
+        self.held.next = (self.held.next + 1) % HELD_WAITER;
+        self.held.waiting.insert(waiter, (hop.clone(), message, key));
     }
 
     /// A request that cannot go anywhere: its transaction fails like one
@@ -177,7 +181,10 @@ impl Engine {
     pub(super) fn release_held(&mut self, now: Instant, waiter: u64) {
         let Some((hop, message, key)) = self.held.waiting.remove(&waiter) else { return };
         match resolve(&mut self.dns, &self.locals, now, waiter, &hop) {
-            Resolved::At(peer) => self.transmit(now, peer, message, key),
+            Resolved::At(peer) if key.is_some() => {
+                self.layer.send_request(now, peer, message);
+            }
+            Resolved::At(peer) => self.layer.send_stateless(peer, &message),
             Resolved::Wait => {
                 self.held.waiting.insert(waiter, (hop, message, key));
             }

@@ -21,11 +21,18 @@ pub const MAGIC_COOKIE: &str = "z9hG4bK";
 impl Via {
     /// Parse one Via value (not a comma-separated list).
     pub fn parse(value: &str) -> Option<Via> {
-        // LWS is allowed around the slashes of the sent-protocol (RFC 3261 §25.1).
-        let mut value = value.trim().replace('\t', " ");
-        while value.contains(" /") || value.contains("/ ") {
-            value = value.replace(" /", "/").replace("/ ", "/");
-        }
+        // LWS is allowed around the slashes of the sent-protocol (RFC 3261
+        // §25.1): normalised, in a copy only when there is any.
+        let value = value.trim();
+        let value: std::borrow::Cow<'_, str> = if value.contains('\t') || value.contains(" /") || value.contains("/ ") {
+            let mut v = value.replace('\t', " ");
+            while v.contains(" /") || v.contains("/ ") {
+                v = v.replace(" /", "/").replace("/ ", "/");
+            }
+            v.into()
+        } else {
+            value.into()
+        };
         let (proto, rest) = value.split_once(' ')?;
         let mut parts = proto.split('/').map(str::trim);
         let (name, version, transport) = (parts.next()?, parts.next()?, parts.next()?);

@@ -19,7 +19,11 @@ impl TransactionKey {
     /// The key of a message, if its top Via has an RFC 3261 branch (older
     /// peers without one are matched by the dialog layer, not here).
     pub fn of(m: &Message) -> Option<TransactionKey> {
-        let via = Via::parse(m.header("Via")?.split(',').next()?)?;
+        Self::with_via(m, &Via::parse(m.header("Via")?.split(',').next()?)?)
+    }
+
+    /// The key of `m`, whose top Via (already parsed) is `via`.
+    pub fn with_via(m: &Message, via: &Via) -> Option<TransactionKey> {
         if !via.has_rfc3261_branch() {
             return None;
         }

@@ -18,6 +18,7 @@ use super::{
     ClientEvent, ClientInvite, ClientNonInvite, Reliability, ServerEvent, ServerInvite, ServerNonInvite, Timers,
     TransactionKey,
 };
+use crate::header::Via;
 use crate::message::{Header, Message, ParseError, StartLine};
 use crate::transport::Peer;
 
@@ -73,6 +74,13 @@ pub enum LayerEvent {
         /// The response.
         message: Message,
     },
+}
+
+/// Where a message came from, and where responses to it go.
+#[derive(Clone, Copy)]
+struct Endpoints {
+    from: Peer,
+    reply_to: Peer,
 }
 
 enum Tx {
@@ -156,23 +164,28 @@ impl Layer {
                 return;
             }
         };
-        if message.method().is_some() {
-            crate::response_route::stamp_via(&mut message, from);
-        }
-        let key = TransactionKey::of(&message);
+        // The top Via, parsed once: the transaction key, and for a
+        // request its `received`/`rport` stamp and where responses go.
+        let via = message.header("Via").and_then(|v| v.split(',').next()).and_then(Via::parse);
+        let key = via.as_ref().and_then(|v| TransactionKey::with_via(&message, v));
+        let reply_to = match (&via, message.method().is_some()) {
+            (Some(v), true) => crate::response_route::stamp_via(&mut message, v, from),
+            _ => from,
+        };
+        let to = Endpoints { from, reply_to };
         if let Some(k) = &key {
             let k = k.clone();
-            self.dispatch(now, from, reliability, message, Some(k.clone()));
+            self.dispatch(now, to, reliability, message, Some(k.clone()));
             self.pump(&k);
         } else {
-            self.dispatch(now, from, reliability, message, None);
+            self.dispatch(now, to, reliability, message, None);
         }
     }
 
     fn dispatch(
         &mut self,
         now: Instant,
-        from: Peer,
+        Endpoints { from, reply_to }: Endpoints,
         reliability: Reliability,
         message: Message,
         key: Option<TransactionKey>,
@@ -210,8 +223,7 @@ impl Layer {
                             Tx::Server(ServerNonInvite::new(reliability, self.timers))
                         };
                         // Responses go where RFC 3261 §18.2.2 and RFC 3581 say.
-                        let peer = crate::response_route::response_peer(&message, from);
-                        self.entries.insert(key.clone(), Entry { tx, peer, armed: None });
+                        self.entries.insert(key.clone(), Entry { tx, peer: reply_to, armed: None });
                         self.events.push_back(LayerEvent::Request { key: Some(key), from, message });
                     }
                 }
