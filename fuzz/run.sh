@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzz the SIP message parser (with the stream framer and the transaction
-# layer) and the digest credential parser for a bounded time each, from the
-# committed seeds plus the RFC 4475 torture messages. Fails on any panic.
+# Fuzz the SIP message parser (with the stream framer, the transaction
+# layer and what reads a message further), the digest credential parser
+# and the SDP reader/rewriter for a bounded time each, from the committed
+# seeds plus the RFC 4475 torture messages. Fails on any panic.
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,7 +12,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 # RUSTC_BOOTSTRAP (no second toolchain to install).
 export RUSTC_BOOTSTRAP=1
 torture=../../shared/testdata/rfc4475
-for target in sip_message digest; do
+for target in sip_message digest sdp; do
   mkdir -p "corpus/$target"
   if [ "$target" = sip_message ] && [ -d "$torture" ]; then
     cp "$torture"/*.dat "corpus/$target/"

@@ -1,0 +1,19 @@
+//! # trunkline-media-core
+//!
+//! Sans-IO media anchoring for the B2BUA: what the router needs to put
+//! itself in the media path of a call without owning a socket here.
+//!
+//! - [`sdp`]: a line-preserving SDP reader and rewriter (RFC 4566). Every
+//!   line the router does not change is kept byte for byte, in its order,
+//!   with its line ending: unknown attributes, odd line order and all.
+//! - [`ports`]: RTP/RTCP port pairs from a configured range (RTP even,
+//!   RTCP the next port), a released pair resting before reuse.
+//!
+//! It contains no networking code and no async runtime: bytes go in,
+//! values come out, and time is always an argument. `cargo tree -p
+//! trunkline-media-core` must never show tokio, sockets or wasmtime.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod ports;
+pub mod sdp;
