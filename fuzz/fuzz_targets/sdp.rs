@@ -1,12 +1,27 @@
-//! Any bytes through the SDP reader and every rewriter: nothing may panic;
-//! what reads is written back byte for byte, and what the rewriters make
-//! reads again with the same media descriptions.
+//! Any bytes through the SDP reader, every rewriter and a call's anchoring
+//! session: nothing may panic; what reads is written back byte for byte,
+//! what the rewriters make reads again with the same media descriptions,
+//! and a session gives back every port it took.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::time::{Duration, Instant};
+
+use trunkline_media_core::ports::PortPool;
 use trunkline_media_core::sdp::{Direction, Sdp};
+use trunkline_media_core::session::{Session, Side};
 
 fuzz_target!(|data: &[u8]| {
+    let now = Instant::now();
+    let mut ports = PortPool::new(30000..=30011, Duration::from_secs(1)).unwrap();
+    let mut session = Session::new("192.0.2.1".parse().unwrap());
+    for side in [Side::Caller, Side::Callee, Side::Caller] {
+        if let Ok(out) = session.rewrite(now, side, data, &mut ports) {
+            assert!(Sdp::parse(&out).is_ok(), "what the session writes reads");
+        }
+    }
+    session.release(now, &mut ports);
+    assert_eq!(ports.in_use(), 0, "every port given back");
     let Ok(mut sdp) = Sdp::parse(data) else { return };
     assert_eq!(sdp.to_bytes(), data, "an unchanged description is written back as it was");
     let _ = sdp.origin();

@@ -8,6 +8,9 @@
 //!   with its line ending: unknown attributes, odd line order and all.
 //! - [`ports`]: RTP/RTCP port pairs from a configured range (RTP even,
 //!   RTCP the next port), a released pair resting before reuse.
+//! - [`session`]: one call's offer/answer exchanges as the B2BUA in the
+//!   middle sees them: the ports it relays on, where each side wants
+//!   media, the descriptions each side gets (naming only the router).
 //!
 //! It contains no networking code and no async runtime: bytes go in,
 //! values come out, and time is always an argument. `cargo tree -p
@@ -17,3 +20,4 @@
 
 pub mod ports;
 pub mod sdp;
+pub mod session;

@@ -35,6 +35,10 @@ pub enum SdpError {
     /// Larger than [`MAX_SDP`].
     #[error("larger than {MAX_SDP} bytes")]
     TooLarge,
+    /// Media description N (from 0) has an `m=` line that does not read
+    /// (`m=<media> <port> <proto> <fmt>...`).
+    #[error("media description {0} has an unreadable m= line")]
+    BadMedia(usize),
 }
 
 /// One line: its text without the line ending, and the ending itself.

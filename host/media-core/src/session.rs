@@ -1,0 +1,269 @@
+//! One call's anchored media: the offer/answer exchanges of RFC 3264 seen
+//! from the B2BUA in the middle, and the ports the router relays on.
+//!
+//! Every session description that crosses the router goes through
+//! [`Session::rewrite`]: from one side (`from`), for the other (`to`). The
+//! router keeps, per media description (stream), one port pair facing each
+//! side, and learns from each description where that side wants media. The
+//! description the other side gets names only the router: its address in
+//! every `c=`, the port pair facing that side in `m=` and `a=rtcp`, and an
+//! `o=` version that moves only when what that side is told changes.
+//!
+//! - A new media description takes a pair per side; a description with
+//!   port 0 (rejected or removed, RFC 3264 §6, §8.2) gives both back and
+//!   goes on with port 0.
+//! - A new address or port in a later description (re-INVITE, UPDATE, a
+//!   2xx after a preview in 183) replaces what was known: the relay
+//!   follows it.
+//! - Hold passes through: the direction attributes as written; `c=0.0.0.0`
+//!   (RFC 2543 hold) stays `0.0.0.0` for the other side and the stream
+//!   has no destination on that side meanwhile.
+//! - Codecs, `a=rtpmap`/`fmtp` (telephone-event too) and every attribute
+//!   the router does not own pass unchanged: no transcoding.
+//! - Streams that are not RTP over UDP, nor UDPTL (T.38), cannot be
+//!   relayed: they go to the other side with port 0 (declined).
+//!
+//! [`Session::release`] gives every pair back (call over, whatever path it
+//! ended by).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::ports::{Exhausted, PortPool};
+use crate::sdp::{Sdp, SdpError};
+
+/// One side of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The party that called (the router is its UAS).
+    Caller,
+    /// The party called (the router is its UAC).
+    Callee,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+
+    fn at(self) -> usize {
+        match self {
+            Side::Caller => 0,
+            Side::Callee => 1,
+        }
+    }
+}
+
+/// Why a description cannot be anchored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// The body is not SDP (the peer's fault: 488 or 400).
+    #[error("session description: {0}")]
+    Sdp(#[from] SdpError),
+    /// No port pair is free (ours: 503, retry later).
+    #[error("{0}")]
+    Exhausted(#[from] Exhausted),
+}
+
+/// Where one side wants a stream's media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remote {
+    /// RTP destination; `None` while on hold with `0.0.0.0` or before its
+    /// description names an IP address.
+    pub rtp: Option<SocketAddr>,
+    /// RTCP destination (`a=rtcp`, else RTP port + 1; the RTP address with
+    /// `a=rtcp-mux`).
+    pub rtcp: Option<SocketAddr>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP on the RTP port.
+    pub mux: bool,
+}
+
+/// One media description of the call, relayed between the two sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// The router's RTP port facing each side (`[caller, callee]`); RTCP is
+    /// the next port. `None` for a rejected stream.
+    pub local: [Option<u16>; 2],
+    /// Where each side wants media, as its last description said.
+    pub remote: [Option<Remote>; 2],
+    /// `audio`, `video`, `image`...
+    pub kind: String,
+}
+
+impl Stream {
+    /// The router's RTP port facing `side`.
+    pub fn local(&self, side: Side) -> Option<u16> {
+        self.local[side.at()]
+    }
+
+    /// Where `side` wants media.
+    pub fn remote(&self, side: Side) -> Option<Remote> {
+        self.remote[side.at()]
+    }
+}
+
+/// What the router last told one side.
+#[derive(Clone, Debug, Default)]
+struct Told {
+    /// The `o=` version it got.
+    version: Option<u64>,
+    /// The description it got, with the version left out (to compare).
+    body: Vec<u8>,
+}
+
+/// One call's anchored media. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    /// The router's media address, written in every `c=`.
+    address: IpAddr,
+    streams: Vec<Stream>,
+    told: [Told; 2],
+}
+
+impl Session {
+    /// A call whose media the router anchors on `address`.
+    pub fn new(address: IpAddr) -> Session {
+        Session { address, streams: Vec::new(), told: [Told::default(), Told::default()] }
+    }
+
+    /// The streams, in the order of the media descriptions.
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    /// Port pairs held.
+    pub fn ports_held(&self) -> usize {
+        self.streams.iter().flat_map(|s| s.local).flatten().count()
+    }
+
+    /// A description `body` from side `from`, rewritten for the other side
+    /// (see the module docs). New streams take port pairs from `ports`; if
+    /// none is free, the pairs this call of it took are given back and
+    /// the error says so.
+    pub fn rewrite(
+        &mut self,
+        now: Instant,
+        from: Side,
+        body: &[u8],
+        ports: &mut PortPool,
+    ) -> Result<Vec<u8>, MediaError> {
+        let mut sdp = Sdp::parse(body)?;
+        let to = from.other();
+        let before = self.streams.len();
+        let mut taken = Vec::new();
+        for i in 0..sdp.media_count() {
+            let Some(media) = sdp.media(i) else {
+                self.undo(now, before, &taken, ports);
+                return Err(SdpError::BadMedia(i).into());
+            };
+            let relayable = media.is_rtp() || media.proto.eq_ignore_ascii_case("udptl");
+            let (port, kind) = (media.port, media.kind.to_owned());
+            if i >= self.streams.len() {
+                self.streams.push(Stream { local: [None, None], remote: [None, None], kind });
+            }
+            if port == 0 || !relayable {
+                self.streams[i].remote[from.at()] = None;
+                release_stream(now, &mut self.streams[i], ports);
+                sdp.set_port(i, 0);
+                continue;
+            }
+            if self.streams[i].local.iter().any(Option::is_none) {
+                for side in [Side::Caller, Side::Callee] {
+                    if self.streams[i].local[side.at()].is_none() {
+                        match ports.take(now) {
+                            Ok(p) => {
+                                self.streams[i].local[side.at()] = Some(p);
+                                taken.push((i, side));
+                            }
+                            Err(e) => {
+                                self.undo(now, before, &taken, ports);
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                }
+            }
+            self.streams[i].remote[from.at()] = Some(remote_of(&sdp, i, port));
+            let local = self.streams[i].local[to.at()].unwrap_or(0);
+            sdp.set_port(i, local);
+            let rtcp = match sdp.attribute(Some(i), "rtcp").and_then(|v| v.split_ascii_whitespace().next()) {
+                Some(p) if p.parse::<u16>().ok() == Some(port) => local, // muxed on the RTP port
+                _ => local.wrapping_add(1),
+            };
+            sdp.set_rtcp(i, rtcp, self.address);
+        }
+        let all_on_hold = (0..sdp.media_count()).all(|i| sdp.connection(i).is_some_and(|c| c.is_hold()));
+        if !all_on_hold {
+            sdp.set_connection(self.address);
+        }
+        Ok(self.version_for(to, sdp))
+    }
+
+    /// Give back what this description took before failing, and forget
+    /// the streams it added.
+    fn undo(&mut self, now: Instant, before: usize, taken: &[(usize, Side)], ports: &mut PortPool) {
+        for &(i, side) in taken {
+            if let Some(p) = self.streams[i].local[side.at()].take() {
+                ports.release(now, p);
+            }
+        }
+        self.streams.truncate(before);
+    }
+
+    /// Set the `o=` version side `to` gets: the one it got last time if
+    /// the description is otherwise the same, else one more than that (or
+    /// the writer's own version, if higher).
+    fn version_for(&mut self, to: Side, mut sdp: Sdp) -> Vec<u8> {
+        let theirs = sdp.origin().map(|o| o.version);
+        sdp.set_origin_version(0);
+        let body = sdp.to_bytes();
+        let told = &mut self.told[to.at()];
+        let version = match (told.version, theirs) {
+            (Some(v), _) if told.body == body => v,
+            (Some(v), Some(t)) => t.max(v + 1),
+            (Some(v), None) => v + 1,
+            (None, t) => t.unwrap_or(0),
+        };
+        told.version = Some(version);
+        told.body = body;
+        sdp.set_origin_version(version);
+        sdp.to_bytes()
+    }
+
+    /// The call is over: every port pair goes back to `ports`.
+    pub fn release(&mut self, now: Instant, ports: &mut PortPool) {
+        for s in &mut self.streams {
+            release_stream(now, s, ports);
+        }
+    }
+}
+
+fn release_stream(now: Instant, s: &mut Stream, ports: &mut PortPool) {
+    for local in &mut s.local {
+        if let Some(p) = local.take() {
+            ports.release(now, p);
+        }
+    }
+}
+
+/// Where the side that wrote `sdp` wants stream `i` (its RTP port `port`).
+fn remote_of(sdp: &Sdp, i: usize, port: u16) -> Remote {
+    let ip = sdp.connection_ip(i).filter(|ip| !ip.is_unspecified());
+    let mux = sdp.attribute(Some(i), "rtcp-mux").is_some();
+    let rtcp = sdp.attribute(Some(i), "rtcp").and_then(|v| {
+        let mut it = v.split_ascii_whitespace();
+        let port: u16 = it.next()?.parse().ok()?;
+        let addr = it.nth(2).and_then(|a| a.parse::<IpAddr>().ok()).or(ip)?;
+        Some(SocketAddr::new(addr, port))
+    });
+    let rtp = ip.map(|ip| SocketAddr::new(ip, port));
+    let rtcp = if mux { rtp } else { rtcp.or_else(|| ip.map(|ip| SocketAddr::new(ip, port.wrapping_add(1)))) };
+    Remote { rtp, rtcp, mux }
+}
+
+#[cfg(test)]
+mod tests;
