@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use trunkline_plugin_host::types::HangupBy;
 use trunkline_sip_core::dialog::Dialog;
+use trunkline_sip_core::header::RAck;
 use trunkline_sip_core::message::Message;
 use trunkline_sip_core::reliable::{self, Prack, Receipt};
 use trunkline_sip_core::transaction::{response_to, Timers, TransactionKey};
@@ -35,14 +36,13 @@ use super::build::{self, header};
 use super::call::Phase;
 use super::hop::Hop;
 use super::in_dialog::Side;
-use super::{cancel_for, Engine, Timer};
+use super::{Engine, Timer};
 use trunkline_plugin_host::types::Outcome;
 
 impl Engine {
     /// A 1xx from call `id`'s current target: PRACK it if it is a new
     /// reliable one. False if it must be ignored (a repeat, out of order).
     pub(super) fn target_provisional(&mut self, now: Instant, id: u64, m: &Message) -> bool {
-        let branch = self.ids.next();
         let Some(c) = self.calls.get_mut(&id) else { return false };
         let Some(leg) = c.leg.as_mut() else { return false };
         let rack = match leg.receipts.check(m) {
@@ -55,22 +55,35 @@ impl Engine {
             return true;
         };
         let tag = fresh.id.remote_tag.clone();
-        let known = leg.early.iter().position(|d| d.id.remote_tag == tag);
-        let at = known.unwrap_or_else(|| {
+        if !leg.early.iter().any(|d| d.id.remote_tag == tag) {
             leg.early.push(fresh);
-            leg.early.len() - 1
-        });
+        }
         // An offer in the 1xx (our INVITE had none): the caller's PRACK brings the answer.
         if leg.invite.body.is_empty() && !m.body.is_empty() {
             leg.prack_pending = Some((tag, rack));
             return true;
         }
-        let hop = Hop::of(&leg.early[at], leg.to);
-        let d = &mut leg.early[at];
+        self.prack_target(now, id, &tag, &rack, None);
+        true
+    }
+
+    /// PRACK the reliable 1xx `rack` of the current target's early dialog
+    /// `tag`, carrying the body of `answer` (the caller's PRACK) if given.
+    fn prack_target(&mut self, now: Instant, id: u64, tag: &str, rack: &RAck, answer: Option<&Message>) {
+        let branch = self.ids.next();
+        let Some(leg) = self.calls.get_mut(&id).and_then(|c| c.leg.as_mut()) else { return };
+        let Some(d) = leg.early.iter_mut().find(|d| d.id.remote_tag == tag) else { return };
+        let hop = Hop::of(d, leg.to);
         let mut prack = d.request("PRACK", &build::via(&self.locals, hop.transport), &branch);
         prack.headers.push(header("RAck", rack.to_string()));
+        if let Some(answer) = answer {
+            if let Some(ct) = answer.header("Content-Type") {
+                prack.headers.push(header("Content-Type", ct));
+            }
+            prack.body = answer.body.clone();
+            leg.early_answered = !prack.body.is_empty();
+        }
         self.send_request_to(now, &hop, prack);
-        true
     }
 
     /// Send the caller `resp`, a 1xx to its INVITE: reliably if the caller
@@ -111,22 +124,9 @@ impl Engine {
         }
         self.respond(now, &key, &m, 200, "OK");
         // The target's PRACK that waited for this answer.
-        let branch = self.ids.next();
-        let Some(c) = self.calls.get_mut(&id) else { return };
-        if let Some(leg) = c.leg.as_mut() {
-            if let Some((tag, rack)) = leg.prack_pending.take() {
-                if let Some(d) = leg.early.iter_mut().find(|d| d.id.remote_tag == tag) {
-                    let hop = Hop::of(d, leg.to);
-                    let mut prack = d.request("PRACK", &build::via(&self.locals, hop.transport), &branch);
-                    prack.headers.push(header("RAck", rack.to_string()));
-                    if let Some(ct) = m.header("Content-Type") {
-                        prack.headers.push(header("Content-Type", ct));
-                    }
-                    prack.body = m.body.clone();
-                    leg.early_answered = !prack.body.is_empty();
-                    self.send_request_to(now, &hop, prack);
-                }
-            }
+        let pending = self.calls.get_mut(&id).and_then(|c| c.leg.as_mut()).and_then(|l| l.prack_pending.take());
+        if let Some((tag, rack)) = pending {
+            self.prack_target(now, id, &tag, &rack, Some(&m));
         }
         self.flush_reliable(now, id);
         let held = self.calls.get(&id).is_some_and(|c| {
@@ -170,11 +170,7 @@ impl Engine {
         match c.phase {
             Phase::Routing => {
                 if let Some(leg) = c.leg.take() {
-                    if leg.responded {
-                        self.layer.send_request(now, leg.to, cancel_for(&leg.invite));
-                    } else {
-                        self.layer.abandon(&leg.tx);
-                    }
+                    self.withdraw(now, leg);
                 }
                 self.finish(now, id, 500, WHY, Outcome::Failed);
             }

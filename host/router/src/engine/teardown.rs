@@ -12,7 +12,7 @@ use trunkline_sip_core::transaction::{response_to, status_of, Timers, Transactio
 use trunkline_sip_core::{Peer, Transport as SipTransport};
 
 use super::build::{self, relay_response, uri_peer};
-use super::call::Phase;
+use super::call::{Leg, Phase};
 use super::hop::Hop;
 use super::in_dialog::{other, seq_of, Side};
 use super::{cancel_for, Engine, Timer};
@@ -138,17 +138,22 @@ impl Engine {
             return;
         }
         if let Some(leg) = c.leg.take() {
-            if leg.responded {
-                let cancel = cancel_for(&leg.invite);
-                self.layer.send_request(now, leg.to, cancel);
-            } else {
-                self.layer.abandon(&leg.tx);
-            }
             if let Some(last) = c.route.last_mut() {
                 last.push_str(" -> cancelled");
             }
+            self.withdraw(now, leg);
         }
         self.finish(now, id, 487, "Request Terminated", Outcome::Cancelled);
+    }
+
+    /// Stop an attempt the call no longer wants: CANCEL it if the target
+    /// answered anything (RFC 3261 §9.1), else forget its transaction.
+    pub(super) fn withdraw(&mut self, now: Instant, leg: Leg) {
+        if leg.responded {
+            self.layer.send_request(now, leg.to, cancel_for(&leg.invite));
+        } else {
+            self.layer.abandon(&leg.tx);
+        }
     }
 
     /// Send the caller the final response, tell the plugins, report, forget.
