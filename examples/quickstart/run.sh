@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quickstart: build the router and the first-party plugins, then
 #  1. live: start `trunkline run` (live.toml) with a SIPp PBX, place real SIP
-#     calls from a SIPp carrier (answered after failover, rejected by a
-#     plugin), and print each call's hooks, route and outcome;
+#     calls from a SIPp carrier (answered after failover with audio both ways
+#     through the router's media relay, rejected by a plugin), and print each
+#     call's hooks, route, media and outcome;
 #  2. offline: route more scenarios through trunkline.toml with
 #     `trunkline simulate` (same plugins and routing algorithm, simulated
 #     targets), covering what the live engine does not do yet (TwiML).
@@ -41,12 +42,19 @@ live() {
   local out=$here/live.out pids=()
   (cd "$here" && exec "$trunkline" run --config live.toml --print-calls >"$out" 2>"$here/live.err") &
   pids+=($!)
-  sipp -sn uas -i 127.0.0.1 -p 5080 -m 2 -nostdin -timeout 30s >/dev/null 2>&1 &
+  # The PBX echoes the RTP it gets (from its media port 6100).
+  sipp -sn uas -i 127.0.0.1 -p 5080 -mp 6100 -rtp_echo -m 1 -nostdin -timeout 30s >/dev/null 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-  echo "-- 2 calls to +14155550100 (priority-5 target silent: failover to the PBX), 300 ms of talk"
-  sipp -sn uac 127.0.0.1:5060 -s +14155550100 -i 127.0.0.1 -p 5070 -m 2 -r 2 -d 300 -nostdin -timeout 30s >/dev/null 2>&1 \
-    && echo "   SIPp carrier: all calls succeeded" || echo "   SIPp carrier: some calls failed"
+  echo "-- 1 call to +14155550100 (priority-5 target silent: failover to the PBX) with 9 s of audio:"
+  echo "   the carrier plays G.711 and DTMF (SIPp uac_pcap, media port 6000), the PBX echoes it back;"
+  echo "   each side sees only the router's media address, which relays every packet"
+  local media; media=$(mktemp -d)
+  ln -s /usr/share/sip-tester "$media/pcap" # the pcap files SIPp's uac_pcap scenario plays
+  (cd "$media" && sipp -sn uac_pcap 127.0.0.1:5060 -s +14155550100 -i 127.0.0.1 -p 5070 -mp 6000 -m 1 \
+    -nostdin -timeout 30s >/dev/null 2>&1) \
+    && echo "   SIPp carrier: call succeeded" || echo "   SIPp carrier: call failed"
+  rm -rf "$media"
   echo "-- 1 call to +14155550199 (trunk 'strict': e164-guard rejects caller 'sipp')"
   sipp -sn uac 127.0.0.1:5060 -s +14155550199 -i 127.0.0.1 -p 5071 -m 1 -nostdin -timeout 10s >/dev/null 2>&1 \
     || echo "   SIPp carrier: call rejected, as expected"

@@ -8,14 +8,34 @@
 //! of the old stream do not reach the new one. When no pair is free the
 //! caller gets [`Exhausted`] (the call is refused with 503), never a panic.
 //! A pair the driver could not bind (another program holds one of its
-//! ports) is released like any other and rests.
+//! ports) is retired: never handed out again.
+//!
+//! Pairs that finished resting are handed out before pairs never used, so
+//! that the set of ports (and the sockets the relay keeps bound for them)
+//! stays as small as the load needs.
+//!
+//! [`PortSource`] is what the call engine takes ports from: this pool in
+//! tests, the pool wrapped by the relay (which binds each pair before
+//! handing it out) in the router.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-/// How long a released pair rests by default before reuse.
-pub const DEFAULT_REST: Duration = Duration::from_secs(30);
+/// How long a released pair rests by default before reuse: longer than
+/// the jitter and the round trip of a late packet of the old stream, short
+/// enough that thousands of short calls per second do not hold the range.
+pub const DEFAULT_REST: Duration = Duration::from_secs(2);
+
+/// Where a call takes RTP/RTCP port pairs from and gives them back.
+pub trait PortSource {
+    /// Take a pair: its RTP (even) port; RTCP is the next one.
+    fn take(&mut self, now: Instant) -> Result<u16, Exhausted>;
+    /// Give back the pair of RTP port `port`.
+    fn release(&mut self, now: Instant, port: u16);
+    /// Pairs taken and not given back.
+    fn in_use(&self) -> usize;
+}
 
 /// No port pair is free: the range is too small for the calls in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +71,8 @@ pub struct PortPool {
     taken: Vec<bool>,
     base: u16,
     in_use: usize,
+    /// Pairs retired (could not be bound).
+    retired: usize,
     rest: Duration,
 }
 
@@ -62,7 +84,7 @@ impl PortPool {
         let free: VecDeque<u16> = (first..last).filter(|p| p % 2 == 0).collect();
         let Some(&base) = free.front() else { return Err(RangeError::NoPair(first, last)) };
         let taken = vec![false; free.len()];
-        Ok(PortPool { first, last, free, resting: VecDeque::new(), taken, base, in_use: 0, rest })
+        Ok(PortPool { first, last, free, resting: VecDeque::new(), taken, base, in_use: 0, retired: 0, rest })
     }
 
     /// How long a released pair rests.
@@ -77,7 +99,7 @@ impl PortPool {
                 break;
             }
             self.resting.pop_front();
-            self.free.push_back(port);
+            self.free.push_front(port);
         }
         match self.free.pop_front() {
             Some(port) => {
@@ -101,6 +123,35 @@ impl PortPool {
         self.resting.push_back((now, port));
     }
 
+    /// Hand out the free pairs from the `n`-th (modulo their number) on,
+    /// wrapping around.
+    pub fn rotate(&mut self, n: u64) {
+        if !self.free.is_empty() {
+            let k = (n % self.free.len() as u64) as usize;
+            self.free.rotate_left(k);
+        }
+    }
+
+    /// Never hand out the pair of RTP port `port` (taken from this pool)
+    /// again: one of its ports cannot be bound.
+    pub fn retire(&mut self, port: u16) {
+        let slot = port.checked_sub(self.base).filter(|d| d % 2 == 0).map(|d| usize::from(d / 2));
+        let Some(taken) = slot.and_then(|s| self.taken.get_mut(s)).filter(|t| **t) else { return };
+        *taken = false;
+        self.in_use -= 1;
+        self.retired += 1;
+    }
+
+    /// Pairs retired by [`PortPool::retire`].
+    pub fn retired(&self) -> usize {
+        self.retired
+    }
+
+    /// Pairs resting before reuse.
+    pub fn resting(&self) -> usize {
+        self.resting.len()
+    }
+
     /// Pairs taken and not released.
     pub fn in_use(&self) -> usize {
         self.in_use
@@ -109,6 +160,20 @@ impl PortPool {
     /// Pairs in the range.
     pub fn capacity(&self) -> usize {
         self.free.len() + self.resting.len() + self.in_use
+    }
+}
+
+impl PortSource for PortPool {
+    fn take(&mut self, now: Instant) -> Result<u16, Exhausted> {
+        PortPool::take(self, now)
+    }
+
+    fn release(&mut self, now: Instant, port: u16) {
+        PortPool::release(self, now, port)
+    }
+
+    fn in_use(&self) -> usize {
+        PortPool::in_use(self)
     }
 }
 
@@ -146,5 +211,23 @@ mod tests {
         assert_eq!((pool.in_use(), pool.capacity()), (1, 2));
         assert_eq!(pool.take(t0 + rest), Ok(b));
         assert!(pool.take(t0 + rest).is_err(), "b was queued once");
+    }
+
+    #[test]
+    fn rested_pairs_come_before_pairs_never_used_and_retired_ones_never_come_back() {
+        let t0 = Instant::now();
+        let rest = Duration::from_secs(2);
+        let mut pool = PortPool::new(40000..=40007, rest).unwrap();
+        let a = pool.take(t0).unwrap();
+        pool.release(t0, a);
+        assert_eq!(pool.take(t0), Ok(40002), "a rests");
+        assert_eq!(pool.take(t0 + rest), Ok(a), "then a again, before 40004 was ever used");
+        pool.retire(40002);
+        pool.retire(40002); // twice: ignored
+        assert_eq!((pool.in_use(), pool.retired()), (1, 1));
+        pool.release(t0 + rest, 40002); // retired, not taken: ignored
+        assert_eq!(pool.take(t0 + rest * 9), Ok(40004));
+        assert_eq!(pool.take(t0 + rest * 9), Ok(40006));
+        assert!(pool.take(t0 + rest * 9).is_err());
     }
 }

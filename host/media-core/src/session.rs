@@ -29,7 +29,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::ports::{Exhausted, PortPool};
+use crate::ports::{Exhausted, PortSource};
 use crate::sdp::{Sdp, SdpError};
 
 /// One side of a call.
@@ -116,7 +116,7 @@ struct Told {
 }
 
 /// One call's anchored media. See the module docs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Session {
     /// The router's media address, written in every `c=`.
     address: IpAddr,
@@ -149,7 +149,7 @@ impl Session {
         now: Instant,
         from: Side,
         body: &[u8],
-        ports: &mut PortPool,
+        ports: &mut (impl PortSource + ?Sized),
     ) -> Result<Vec<u8>, MediaError> {
         let mut sdp = Sdp::parse(body)?;
         let to = from.other();
@@ -205,7 +205,7 @@ impl Session {
 
     /// Give back what this description took before failing, and forget
     /// the streams it added.
-    fn undo(&mut self, now: Instant, before: usize, taken: &[(usize, Side)], ports: &mut PortPool) {
+    fn undo(&mut self, now: Instant, before: usize, taken: &[(usize, Side)], ports: &mut (impl PortSource + ?Sized)) {
         for &(i, side) in taken {
             if let Some(p) = self.streams[i].local[side.at()].take() {
                 ports.release(now, p);
@@ -234,15 +234,40 @@ impl Session {
         sdp.to_bytes()
     }
 
+    /// A new party on `side` (the next target of a call, after a failover
+    /// or a redirect): what the previous one said and was told is
+    /// forgotten; the ports stay.
+    pub fn forget(&mut self, side: Side) {
+        for s in &mut self.streams {
+            s.remote[side.at()] = None;
+        }
+        self.told[side.at()] = Told::default();
+    }
+
+    /// An offer this session rewrote was refused (a re-INVITE or UPDATE
+    /// answered with a failure, RFC 3264 §8: the session stays as it
+    /// was): where each side wants media and what each was told come back
+    /// from `earlier`, a copy taken before the offer, for every stream
+    /// that still has the same ports. Ports are not given back here: a
+    /// stream the refused offer added keeps its pairs until the call ends.
+    pub fn restore(&mut self, earlier: &Session) {
+        for (s, e) in self.streams.iter_mut().zip(&earlier.streams) {
+            if s.local == e.local {
+                s.remote = e.remote;
+            }
+        }
+        self.told = earlier.told.clone();
+    }
+
     /// The call is over: every port pair goes back to `ports`.
-    pub fn release(&mut self, now: Instant, ports: &mut PortPool) {
+    pub fn release(&mut self, now: Instant, ports: &mut (impl PortSource + ?Sized)) {
         for s in &mut self.streams {
             release_stream(now, s, ports);
         }
     }
 }
 
-fn release_stream(now: Instant, s: &mut Stream, ports: &mut PortPool) {
+fn release_stream(now: Instant, s: &mut Stream, ports: &mut (impl PortSource + ?Sized)) {
     for local in &mut s.local {
         if let Some(p) = local.take() {
             ports.release(now, p);

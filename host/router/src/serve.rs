@@ -12,8 +12,12 @@ use tokio::sync::mpsc;
 use trunkline_plugin_host::{LoadSource, Runtime};
 use trunkline_sip_core::{Peer, Transport};
 
-use crate::config::{ListenTransport, Settings};
-use crate::engine::{Answer, Engine, FetchRequest, Locals, Question};
+use std::collections::HashMap;
+
+use trunkline_relay::{Relay, RelayConfig};
+
+use crate::config::{ListenTransport, MediaMode, Settings};
+use crate::engine::{Answer, Engine, FetchRequest, Locals, MediaCommand, Question};
 use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -85,6 +89,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
+    let mut media = start_relay(&settings, &mut engine)?;
     let (events_tx, mut events) = mpsc::channel(1024);
     let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
     let tls_client = tls.as_ref().map(|t| t.connector.clone());
@@ -98,7 +103,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     loop {
-        flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
+        flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
         while let Some(f) = engine.poll_fetch() {
             let client = if f.url.secure { https_client(&mut https, &settings) } else { None };
             spawn_fetch(f, fetched_tx.clone(), client);
@@ -156,7 +161,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             }
             _ = &mut shutdown => {
                 tracing::info!("shutting down with {} call(s) in progress", engine.calls());
-                flush(udp.as_ref(), &mut streams, &mut engine, opts.print_calls).await;
+                flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
                 return Ok(());
             }
         }
@@ -199,9 +204,62 @@ fn server_secret() -> anyhow::Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// The media relay, if a trunk relays media: its threads started and the
+/// engine's port pairs taken from it (bound before use).
+fn start_relay(settings: &Settings, engine: &mut Engine) -> anyhow::Result<Option<MediaRelay>> {
+    if !settings.trunks.iter().any(|t| t.media == MediaMode::Relay) {
+        return Ok(None);
+    }
+    let m = &settings.media;
+    let files = trunkline_relay::raise_fd_limit().unwrap_or(0);
+    let config = RelayConfig { bind: m.bind, first_port: m.port_min, last_port: m.port_max, threads: m.threads };
+    let relay = Relay::start(&config).context("starting the media relay")?;
+    let mut ports = relay.ports(m.port_rest).map_err(anyhow::Error::msg)?;
+    // Start somewhere unpredictable in the range: another router on the
+    // same address collides less, and a stream's port is harder to guess.
+    ports.start_at(seed_from_clock());
+    engine.set_ports(Box::new(ports));
+    tracing::info!(
+        "media relay on {} (advertised as {}), ports {}-{}, {} thread(s)",
+        m.bind,
+        m.advertise,
+        m.port_min,
+        m.port_max,
+        m.threads
+    );
+    let pairs = usize::from(m.port_max - m.port_min) / 2;
+    if files > 0 && (files as usize) < pairs * 2 + 256 {
+        tracing::warn!(
+            "open files limit {files} < the {} sockets media.port_min..port_max may need: calls past it get 503",
+            pairs * 2
+        );
+    }
+    Ok(Some(MediaRelay { relay, finished: HashMap::new() }))
+}
+
+fn seed_from_clock() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(20)
+}
+
+/// The relay and what finished calls' media did, until their reports go.
+struct MediaRelay {
+    relay: Relay,
+    finished: HashMap<u64, trunkline_relay::CallMedia>,
+}
+
 /// Send what the engine has queued; a stream message that cannot even be
 /// attempted fails its transactions at once.
-async fn flush(udp: Option<&UdpSocket>, streams: &mut Streams, engine: &mut Engine, print: bool) {
+async fn flush(
+    udp: Option<&UdpSocket>,
+    streams: &mut Streams,
+    engine: &mut Engine,
+    media: &mut Option<MediaRelay>,
+    print: bool,
+) {
+    // The relay first: a party told our ports in the messages below may
+    // send media at once.
+    apply_media(engine, media);
     loop {
         let mut failed = Vec::new();
         while let Some(t) = engine.poll_transmit() {
@@ -227,11 +285,30 @@ async fn flush(udp: Option<&UdpSocket>, streams: &mut Streams, engine: &mut Engi
             engine.handle_transport_error(Instant::now(), peer);
         }
     }
-    while let Some(r) = engine.poll_report() {
+    apply_media(engine, media); // what the transport errors above changed
+    while let Some(mut r) = engine.poll_report() {
+        if let Some(done) = media.as_mut().and_then(|m| m.finished.remove(&r.call)) {
+            r.media.push(done.to_string());
+        }
         if print {
             println!("{r}");
         }
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
+    }
+}
+
+/// Give the relay what the engine decided about media.
+fn apply_media(engine: &mut Engine, media: &mut Option<MediaRelay>) {
+    while let Some(cmd) = engine.poll_media() {
+        let Some(m) = media.as_mut() else { continue };
+        match cmd {
+            MediaCommand::Relay { call, streams } => m.relay.apply(call, &streams),
+            MediaCommand::Stop { call } => {
+                if let Some(done) = m.relay.stop(call) {
+                    m.finished.insert(call, done);
+                }
+            }
+        }
     }
 }
 

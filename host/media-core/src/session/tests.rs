@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::ports::PortPool;
 use crate::sdp::Direction;
 
 const ROUTER: &str = "192.0.2.1";
@@ -138,4 +139,27 @@ fn an_explicit_rtcp_port_and_address_are_learnt_and_rewritten() {
     let local = s.streams()[0].local(Side::Callee).unwrap();
     assert!(String::from_utf8_lossy(&to_callee).contains(&format!("a=rtcp:{} IN IP4 {ROUTER}\r\n", local + 1)));
     assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtcp, addr("198.51.100.8:40005"));
+}
+
+#[test]
+fn a_new_target_starts_afresh_and_a_refused_offer_leaves_the_session_as_it_was() {
+    let (t0, mut ports) = (Instant::now(), pool());
+    let mut s = Session::new(ROUTER.parse().unwrap());
+    s.rewrite(t0, Side::Caller, offer("198.51.100.7", 5, 40000, 40010).as_bytes(), &mut ports).unwrap();
+    s.rewrite(t0, Side::Callee, offer("203.0.113.9", 1, 50000, 50010).as_bytes(), &mut ports).unwrap();
+    // Failover: the next target has said nothing yet; the ports stay.
+    s.forget(Side::Callee);
+    assert_eq!(s.streams()[0].remote(Side::Callee), None);
+    assert!(s.streams()[0].remote(Side::Caller).is_some());
+    assert_eq!(ports.in_use(), 4);
+    let answer =
+        read(&s.rewrite(t0, Side::Callee, offer("203.0.113.20", 40, 51000, 51010).as_bytes(), &mut ports).unwrap());
+    assert_eq!(answer.origin().unwrap().version, 40, "a new party: its own version again");
+    // A re-INVITE moving the caller, refused by the callee: back as it was.
+    let before = s.clone();
+    s.rewrite(t0, Side::Caller, offer("198.51.100.99", 6, 41000, 40010).as_bytes(), &mut ports).unwrap();
+    assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtp, addr("198.51.100.99:41000"));
+    s.restore(&before);
+    assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtp, addr("198.51.100.7:40000"));
+    assert_eq!(s.streams()[1].remote(Side::Callee).unwrap().rtp, addr("203.0.113.20:51010"));
 }

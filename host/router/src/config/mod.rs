@@ -19,10 +19,12 @@ use crate::engine::Rate;
 use crate::streams::StreamLimits;
 use crate::tls::TlsFiles;
 
+mod media;
 mod raw;
 mod termination;
 mod trunk;
 
+pub use media::{MediaMode, MediaSettings};
 use raw::RawConfig;
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
@@ -90,6 +92,8 @@ pub struct Trunk {
     pub max_call_duration: Duration,
     /// A REFER from the answering party transfers the caller (else 403).
     pub call_transfer: bool,
+    /// Whether the router anchors the media of the trunk's calls.
+    pub media: MediaMode,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.
@@ -133,6 +137,8 @@ pub struct Settings {
     /// `sip.dns_servers`: where target names (A/AAAA, SRV) are looked up;
     /// empty: the system's resolver configuration.
     pub dns_servers: Vec<SocketAddr>,
+    /// `[media]`: the relay's address and ports.
+    pub media: MediaSettings,
 }
 
 /// Per-source rate limits.
@@ -442,6 +448,9 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         },
         source_slots: *l.source_slots.get_ref() as usize,
     };
+    let relaying = trunks.iter().any(|t| t.media == MediaMode::Relay);
+    let listen_span = raw.sip.listen.first().map(|l| l.span()).unwrap_or(0..0);
+    let media = media::media(cx, raw.media, &listen, listen_span, relaying)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
@@ -461,6 +470,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         carriers,
         limits,
         dns_servers,
+        media,
     })
 }
 

@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     pub(super) disaster_recovery: RawDisasterRecovery,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) media: super::media::RawMedia,
 }
 
 /// `[limits]`: per-source flood protection.
@@ -186,6 +188,9 @@ pub(super) struct RawTrunk {
     /// Accept REFER (blind call transfer) from the answering party.
     #[serde(default)]
     pub(super) call_transfer: bool,
+    /// `relay` (default): the router anchors the call's media; `passthrough`: it does not.
+    #[serde(default)]
+    pub(super) media: super::media::MediaMode,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

@@ -231,6 +231,7 @@ pub(super) fn trunk(
         disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
         max_call_duration,
         call_transfer: t.call_transfer,
+        media: t.media,
         chain: Chain { entries },
         origination,
         termination,

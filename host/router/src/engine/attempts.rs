@@ -16,7 +16,8 @@ use trunkline_sip_core::Transport as SipTransport;
 use super::build::{self, relay_response, uri_destination, Destination, Ids, Locals, OutgoingInvite};
 use super::call::{Leg, Phase, Queued};
 use super::dns::{srv_order, Answer, Dns, Lookup, Question};
-use super::{cancel_for, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
+use super::in_dialog::Side;
+use super::{cancel_for, media, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
 
@@ -64,7 +65,7 @@ impl Engine {
             }
             c.attempts += 1;
             let (call_id, from_tag, branch) = (self.ids.next(), self.ids.next(), self.ids.next());
-            let invite = OutgoingInvite {
+            let mut invite = OutgoingInvite {
                 uri: &uri,
                 request: &outgoing,
                 from: c.a_invite.header("From").unwrap_or_default(),
@@ -78,6 +79,13 @@ impl Engine {
                 offer_100rel: c.a_reliable.is_some(),
             }
             .build();
+            // A new target: it gets the caller's offer, anchored.
+            self.media_new_party(id, Side::Callee);
+            if let Err(e) = self.anchor(now, id, Side::Caller, &mut invite) {
+                let (code, why) = media::refusal(&e);
+                return self.finish(now, id, code, &why, Outcome::Failed);
+            }
+            let Some(c) = self.calls.get_mut(&id) else { return };
             let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
             let attempt = c.attempts;
             c.route.push(if named { format!("INVITE {uri} at {}", peer.addr) } else { format!("INVITE {uri}") });
@@ -164,9 +172,14 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_provisional(&mut self, now: Instant, id: u64, m: Message) {
+    pub(super) fn on_provisional(&mut self, now: Instant, id: u64, mut m: Message) {
         if !self.target_provisional(now, id, &m) {
             return; // a reliable 1xx already seen
+        }
+        if let Err(e) = self.anchor(now, id, Side::Callee, &mut m) {
+            // Early media we cannot anchor is not passed on; the call goes on.
+            tracing::warn!(call_id = m.header("Call-ID").unwrap_or_default(), "target's 1xx: {e}: relayed without it");
+            m.body.clear();
         }
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
@@ -309,6 +322,15 @@ impl Engine {
             }
             return;
         }
+        let Some(to) = c.leg.as_ref().map(|l| l.to) else { return };
+        let mut ok = ok;
+        if let Err(e) = self.anchor(now, id, Side::Callee, &mut ok) {
+            // A 2xx whose description cannot be anchored: that target fails.
+            tracing::warn!(call_id = ok.header("Call-ID").unwrap_or_default(), "target's 2xx: {e}: hung up");
+            self.hang_up_stray(now, Some(to), ok);
+            return self.leg_failed(now, id, 502, "Bad Gateway (unusable session description)", None);
+        }
+        let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(leg) = c.leg.as_ref() else { return };
         // Delayed offer: the caller's answer comes in its ACK.
         c.b_ack_waits = c.a_invite.body.is_empty() && !ok.body.is_empty() && !leg.early_answered;
@@ -364,6 +386,11 @@ impl Engine {
                 ack.headers.push(trunkline_sip_core::Header { name: "Content-Type".into(), value: ct.into() });
             }
             ack.body = answer.body.clone();
+        }
+        if let Err(e) = self.anchor(now, id, Side::Caller, &mut ack) {
+            tracing::warn!(call_id = ack.header("Call-ID").unwrap_or_default(), "caller's answer in its ACK: {e}");
+            ack.body.clear();
+            ack.headers.retain(|h| !h.name.eq_ignore_ascii_case("Content-Type"));
         }
         self.send_stateless_to(now, &to, &ack);
         if let Some(c) = self.calls.get_mut(&id) {

@@ -132,6 +132,8 @@ pub(crate) struct CallState {
     pub(crate) twiml: Option<super::twiml::TwimlRun>,
     /// A transfer (REFER from the callee) in progress.
     pub(crate) transfer: Option<super::transfer::Transfer>,
+    /// The call's anchored media, if its trunk relays media.
+    pub(crate) media: Option<trunkline_media_core::session::Session>,
 }
 
 impl CallState {
@@ -155,6 +157,8 @@ impl CallState {
 /// What the router reports about a finished call.
 #[derive(Clone, Debug)]
 pub struct CallReport {
+    /// The engine's number for the call (as in [`super::MediaCommand`]).
+    pub call: u64,
     pub call_id: String,
     pub trunk: String,
     pub from: String,
@@ -165,6 +169,9 @@ pub struct CallReport {
     pub hooks: Vec<String>,
     /// `answered 200 ...`, `rejected 403 ...`, `failed 486 ...`, `cancelled`.
     pub outcome: String,
+    /// Where the call's media was anchored, and (added by the driver) what
+    /// the relay carried; empty if the media was not relayed.
+    pub media: Vec<String>,
 }
 
 impl std::fmt::Display for CallReport {
@@ -180,6 +187,12 @@ impl std::fmt::Display for CallReport {
         }
         if self.route.is_empty() {
             writeln!(f, "    (no target tried)")?;
+        }
+        if !self.media.is_empty() {
+            writeln!(f, "  media:")?;
+            for m in &self.media {
+                writeln!(f, "    {m}")?;
+            }
         }
         write!(f, "  outcome: {}", self.outcome)
     }

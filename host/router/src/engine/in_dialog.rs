@@ -20,7 +20,7 @@ use trunkline_sip_core::Peer;
 use super::build::{self, LEG_LOCAL};
 use super::call::{CallState, Phase};
 use super::hop::Hop;
-use super::Engine;
+use super::{media, Engine};
 
 /// One leg of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub(crate) struct Relay {
     answered: bool,
     /// The ACK sent on the other leg for a 2xx (sent again if the 2xx is).
     ack: Option<(Hop, Message)>,
+    /// The call's media session before the request's offer (restored if
+    /// the offer is refused).
+    media_before: Option<trunkline_media_core::session::Session>,
 }
 
 /// Methods relayed inside a dialog (BYE, ACK and CANCEL have their own
@@ -172,11 +175,26 @@ impl Engine {
             let who = if side == Side::Caller { "caller" } else { "callee" };
             last.push_str(&format!(" -> re-INVITE from the {who}"));
         }
+        let media_before = if media::carries_sdp(&req) { self.media_checkpoint(id) } else { None };
+        if let Err(e) = self.anchor(now, id, side, &mut req) {
+            let (code, why) = media::refusal(&e);
+            return self.respond(now, &key, &m, code, &why);
+        }
         let Some(tx) = self.send_request_to(now, &to, req) else { return };
         let requester = trunkline_sip_core::response_route::response_peer(&m, from);
         self.relays.insert(
             tx,
-            Relay { call: id, server_tx: key, from: side, request: m, requester, sent_seq, answered: false, ack: None },
+            Relay {
+                call: id,
+                server_tx: key,
+                from: side,
+                request: m,
+                requester,
+                sent_seq,
+                answered: false,
+                ack: None,
+                media_before,
+            },
         );
     }
 
@@ -199,7 +217,7 @@ impl Engine {
             if let Some((to, ack)) = relay.ack.clone() {
                 self.send_stateless_to(now, &to, &ack);
             } else if let Some(r) = response.filter(|_| (200..300).contains(&status)) {
-                let out = self.relayed_response(key, &r, status);
+                let out = self.relayed_response(now, key, &r, status);
                 let relay = &self.relays[key];
                 if !self.layer.send_response(now, &relay.server_tx.clone(), out.clone()) {
                     self.layer.send_stateless(relay.requester, &out);
@@ -208,7 +226,7 @@ impl Engine {
             return;
         }
         let out = match &response {
-            Some(r) => self.relayed_response(key, r, status),
+            Some(r) => self.relayed_response(now, key, r, status),
             None => {
                 let relay = &self.relays[key];
                 response_to(
@@ -218,11 +236,17 @@ impl Engine {
                 )
             }
         };
-        let relay = self.relays.get_mut(key).expect("looked up above");
+        let Some(relay) = self.relays.get_mut(key) else { return };
         let server_tx = relay.server_tx.clone();
         if status >= 200 {
             relay.answered = true;
         }
+        // RFC 3264 §8: a refused offer leaves the session as it was.
+        if let (true, Some(before)) = (status >= 300, relay.media_before.take()) {
+            let call = relay.call;
+            self.media_restore(call, &before);
+        }
+        let Some(relay) = self.relays.get_mut(key) else { return };
         // A 2xx target refresh moves the answerer's remote target.
         if let (true, Some(r)) = ((200..300).contains(&status), &response) {
             let (call, side) = (relay.call, other(relay.from));
@@ -239,9 +263,11 @@ impl Engine {
         }
     }
 
-    /// The requester's response, built from the answerer's.
-    fn relayed_response(&self, key: &TransactionKey, r: &Message, status: u16) -> Message {
+    /// The requester's response, built from the answerer's (its session
+    /// description anchored).
+    fn relayed_response(&mut self, now: Instant, key: &TransactionKey, r: &Message, status: u16) -> Message {
         let relay = &self.relays[key];
+        let (call, answerer) = (relay.call, other(relay.from));
         let mut out = response_to(&relay.request, status, &super::reason_of(r));
         let refresh = matches!(relay.request.method(), Some("INVITE" | "UPDATE" | "SUBSCRIBE"));
         if refresh && (101..300).contains(&status) {
@@ -251,6 +277,14 @@ impl Engine {
             });
         }
         copy_end_to_end(r, &mut out);
+        if let Err(e) = self.anchor(now, call, answerer, &mut out) {
+            tracing::warn!(
+                call_id = r.header("Call-ID").unwrap_or_default(),
+                "in-dialog response: {e}: relayed without it"
+            );
+            out.body.clear();
+            out.headers.retain(|h| !h.name.eq_ignore_ascii_case("Content-Type"));
+        }
         out
     }
 
@@ -268,7 +302,8 @@ impl Engine {
             return false;
         };
         let key = key.clone();
-        let (side, sent_seq) = (other(self.relays[&key].from), self.relays[&key].sent_seq);
+        let (requester, sent_seq) = (self.relays[&key].from, self.relays[&key].sent_seq);
+        let side = other(requester);
         let Some(c) = self.calls.get_mut(&id) else { return false };
         let Some(to) = c.hop_of(side) else { return false };
         let via = build::via(&self.locals, to.transport);
@@ -276,6 +311,11 @@ impl Engine {
         let Some(d) = c.dialog_mut(side) else { return false };
         let mut out = d.ack(sent_seq, &via, &branch);
         copy_end_to_end(ack, &mut out);
+        if let Err(e) = self.anchor(now, id, requester, &mut out) {
+            tracing::warn!(call_id = ack.header("Call-ID").unwrap_or_default(), "answer in an ACK: {e}");
+            out.body.clear();
+            out.headers.retain(|h| !h.name.eq_ignore_ascii_case("Content-Type"));
+        }
         self.send_stateless_to(now, &to, &out);
         if let Some(r) = self.relays.get_mut(&key) {
             r.ack = Some((to, out));

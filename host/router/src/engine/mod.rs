@@ -20,7 +20,8 @@
 //! first hop) in `hop`; reliable provisional responses (100rel) on each
 //! leg in `reliable`; call transfer (REFER) in `transfer`; per-source rate
 //! limits in `flood`; target host names are resolved through the driver
-//! (`dns`).
+//! (`dns`); session descriptions are rewritten for media anchoring and
+//! the relay told what to do in `media`.
 
 mod attempts;
 mod build;
@@ -29,6 +30,7 @@ mod dns;
 mod flood;
 mod hop;
 mod in_dialog;
+mod media;
 mod new_call;
 mod reliable;
 mod teardown;
@@ -56,6 +58,7 @@ pub use call::CallReport;
 use call::{CallState, Phase};
 pub use dns::{Answer, Question, SrvRecord};
 pub use flood::Rate;
+pub use media::MediaCommand;
 pub use twiml::FetchRequest;
 
 use crate::config::Settings;
@@ -122,12 +125,17 @@ pub struct Engine {
     /// The engine's clock origin, the first instant it was given (nonce
     /// timestamps count from it).
     started: Option<Instant>,
+    /// RTP/RTCP port pairs of anchored calls.
+    ports: Box<dyn trunkline_media_core::ports::PortSource + Send>,
+    /// Instructions for the media relay.
+    media_out: VecDeque<MediaCommand>,
 }
 
 impl Engine {
     /// An engine answering on `locals` (named in Via and Contact).
     pub fn new(settings: Arc<Settings>, runtime: Runtime, locals: Locals, seed: u64) -> Self {
         let limits = settings.limits;
+        let ports = media::default_ports(&settings);
         Engine {
             layer: Layer::new(Timers::default()),
             settings,
@@ -151,6 +159,8 @@ impl Engine {
             started: None,
             options_limit: flood::SourceLimiter::new(limits.options, limits.source_slots),
             invite_limit: flood::SourceLimiter::new(limits.invites, limits.source_slots),
+            ports,
+            media_out: VecDeque::new(),
         }
     }
 

@@ -165,6 +165,7 @@ impl Engine {
                 answered: None,
                 twiml: None,
                 transfer: None,
+                media: super::media::session_for(&settings, trunk_idx),
             },
         );
         self.try_next(now, id);
@@ -189,7 +190,7 @@ impl Engine {
             attempts: 0,
         };
         let trace = session.on_call_end(call, &summary);
-        self.report(call, trunk, Vec::new(), &trace, outcome.to_owned());
+        self.report(call, trunk, Vec::new(), &trace, outcome.to_owned(), (0, Vec::new()));
     }
 
     pub(super) fn report(
@@ -199,8 +200,11 @@ impl Engine {
         route: Vec<String>,
         trace: &[trunkline_plugin_host::HookTrace],
         outcome: String,
+        (id, media): (u64, Vec<String>),
     ) {
         self.reports.push_back(CallReport {
+            call: id,
+            media,
             call_id: call.call_id.clone(),
             trunk: self.settings.trunks[trunk].name.clone(),
             from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),

@@ -83,6 +83,11 @@ impl Engine {
             prack.body = answer.body.clone();
             leg.early_answered = !prack.body.is_empty();
         }
+        if let Err(e) = self.anchor(now, id, Side::Caller, &mut prack) {
+            tracing::warn!(call_id = prack.header("Call-ID").unwrap_or_default(), "caller's answer in its PRACK: {e}");
+            prack.body.clear();
+            prack.headers.retain(|h| !h.name.eq_ignore_ascii_case("Content-Type"));
+        }
         self.send_request_to(now, &hop, prack);
     }
 

@@ -192,7 +192,9 @@ impl Engine {
     pub(super) fn close(&mut self, now: Instant, id: u64, outcome: Outcome, status: u16, by: HangupBy, what: String) {
         self.end_relays(now, id);
         self.end_transfer(now, id);
-        let Some(c) = self.calls.remove(&id) else { return };
+        let Some(mut c) = self.calls.remove(&id) else { return };
+        let media = c.media.as_ref().map(super::media::describe).unwrap_or_default();
+        self.media_release(now, id, c.media.take());
         self.by_a_call_id.remove(&c.call.call_id);
         // After a transfer by the caller, the caller's dialog is another.
         if let Some(d) = &c.a_dialog {
@@ -212,7 +214,7 @@ impl Engine {
             attempts: c.attempts,
         };
         let trace = c.session.on_call_end(&c.call, &summary);
-        self.report(&c.call, c.trunk, c.route, &trace, what);
+        self.report(&c.call, c.trunk, c.route, &trace, what, (id, media));
     }
 
     /// ACK and BYE a 2xx to an INVITE we no longer want (a target we

@@ -56,6 +56,9 @@ pub(crate) struct Transfer {
     pub(crate) referrer: Side,
     /// The referrer hung up while the target was being called.
     pub(crate) referrer_gone: bool,
+    /// The call's media session before the target's offer went to the
+    /// transferee (restored if the transfer fails).
+    media_before: Option<trunkline_media_core::session::Session>,
 }
 
 /// The INVITE sent to a transfer's target.
@@ -144,6 +147,7 @@ impl Engine {
             route_line: c.route.len() - 1,
             referrer: side,
             referrer_gone: false,
+            media_before: None,
         });
         self.call_transfer_target(now, id);
     }
@@ -242,7 +246,7 @@ impl Engine {
                     return self.transfer_failed(now, id, 488, "Not Acceptable Here (the target made no offer)");
                 };
                 t.dialog = Some(dialog);
-                let transferee = other(t.referrer);
+                let (referrer, transferee) = (t.referrer, other(t.referrer));
                 let whom = if transferee == Side::Caller { "caller" } else { "callee" };
                 if let Some(line) = c.route.get_mut(t.route_line) {
                     line.push_str(&format!(" -> 200 OK -> re-INVITE to the {whom}"));
@@ -256,9 +260,20 @@ impl Engine {
                 reinvite.headers.push(header("Contact", build::contact(&self.locals, peer.transport)));
                 reinvite.headers.push(header("Content-Type", ok.header("Content-Type").unwrap_or("application/sdp")));
                 reinvite.body = ok.body.clone();
+                // The target takes the referrer's place in the media too.
+                let before = self.media_checkpoint(id);
+                self.media_new_party(id, referrer);
+                if let Err(e) = self.anchor(now, id, referrer, &mut reinvite) {
+                    if let Some(before) = &before {
+                        self.media_restore(id, before);
+                    }
+                    let (code, why) = super::media::refusal(&e);
+                    return self.transfer_failed(now, id, code, &why);
+                }
                 let Some(tx) = self.send_request_to(now, &peer, reinvite) else { return };
                 if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
                     t.reinvite = Some((tx.clone(), seq));
+                    t.media_before = before;
                 }
                 self.transfer_txs.insert(tx, TransferTx { call: id, step: Step::Transferee, ack: None });
             }
@@ -300,6 +315,10 @@ impl Engine {
         let mut ack = target.ack(1, &build::via(&self.locals, target_hop.transport), &b2);
         ack.headers.push(header("Content-Type", answer.header("Content-Type").unwrap_or("application/sdp")));
         ack.body = answer.body.clone();
+        if let Err(e) = self.anchor(now, id, transferee, &mut ack) {
+            tracing::warn!(call_id = ack.header("Call-ID").unwrap_or_default(), "transferee's answer: {e}");
+            ack.body.clear();
+        }
         acks.push((sent_tx, target_hop, ack));
         for (key, to, ack) in acks {
             self.send_stateless_to(now, &to, &ack);
@@ -351,6 +370,9 @@ impl Engine {
         let Some(t) = c.transfer.take() else { return };
         if t.referrer_gone {
             c.route.push("transfer failed after the referrer hung up: BYE to the other party".into());
+        }
+        if let Some(before) = &t.media_before {
+            self.media_restore(id, before);
         }
         self.by_b_call_id.remove(&t.call_id);
         if let (Some(mut d), Some(sent)) = (t.dialog, t.target) {

@@ -43,10 +43,16 @@ impl Baresip {
     pub(super) fn start(account: &str, pki: Option<&Pki>) -> Baresip {
         let dir = tempfile::tempdir().unwrap();
         let (port, ctrl_port) = (free_sip_port(), super::tcp::free_tcp_port());
+        // What it says: a tone from a file, paced in real time (ALSA's
+        // null device is not paced: thousands of packets a second).
+        let tone = dir.path().join("tone.wav");
+        std::fs::write(&tone, super::media::tone_wav(8000, 10)).unwrap();
+        let tone = tone.display();
         let mut config = format!(
-            "poll_method\tepoll\nsip_listen\t127.0.0.1:{port}\ncall_local_timeout\t120\n\
-             audio_player\talsa,null\naudio_source\talsa,null\naudio_alert\talsa,null\n\
-             module_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\talsa.so\nmodule\tctrl_tcp.so\n\
+            "poll_method\tepoll\nsip_listen\t127.0.0.1:{port}\nnet_interface\t127.0.0.1\ncall_local_timeout\t120\n\
+             audio_player\talsa,null\naudio_source\taufile,{tone}\naudio_alert\talsa,null\n\
+             module_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\talsa.so\nmodule\taufile.so\n\
+             module\tctrl_tcp.so\n\
              module_tmp\taccount.so\nmodule_app\tmenu.so\nctrl_tcp_listen\t127.0.0.1:{ctrl_port}\n"
         );
         if let Some(pki) = pki {
@@ -268,6 +274,19 @@ fn call_hold_resume_hang_up(wire: Wire3) {
         let got = received(&party.trace(), party.port, &router);
         assert_eq!(reinvite_directions(&got), ["a=sendonly", "a=sendrecv"], "{got:#?}");
     }
+    // The media was anchored: each party was told only the router's ports
+    // (those of its side in the report), and audio crossed the relay both ways.
+    let (to_caller, to_callee) = super::media::router_ports(&reports);
+    for (party, port) in [(&pbx, to_callee), (&caller, to_caller)] {
+        let got = received(&party.trace(), party.port, &router);
+        let sdp: Vec<&String> = got.iter().filter(|m| m.contains("\nm=audio ")).collect();
+        assert!(!sdp.is_empty(), "{got:#?}");
+        for m in sdp {
+            assert!(m.contains(&format!("m=audio {port} ")), "told only the router's port {port}:\n{m}");
+        }
+    }
+    let (a, b, _) = super::media::relayed(&reports);
+    assert!(a > 25 && b > 25, "audio both ways through the relay:\n{reports}");
 }
 
 #[test]

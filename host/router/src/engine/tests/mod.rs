@@ -10,6 +10,7 @@ use trunkline_sip_core::message::{Message, StartLine};
 use super::{Answer, Engine, Question, SrvRecord};
 use crate::config;
 
+mod media;
 mod reliable;
 mod route_set;
 

@@ -1,0 +1,235 @@
+//! # trunkline-relay
+//!
+//! The media hot path: RTP and RTCP of anchored calls, relayed between the
+//! two parties on the router's ports. The call engine decides (through
+//! `trunkline-media-core`: which ports, where each side wants media); this
+//! crate moves packets.
+//!
+//! - [`Relay`]: the worker threads and the control side. The engine's
+//!   driver gives it each call's streams ([`Relay::apply`]) after every
+//!   offer or answer, and stops the call when it ends ([`Relay::stop`]).
+//! - Each worker thread owns a shard of the sockets (one epoll instance)
+//!   and forwards a packet with one `recv_from` and one `send_to`, with no
+//!   allocation: SSRC, sequence numbers, timestamps and payload are not
+//!   touched (no transcoding).
+//! - [`BoundPorts`]: the port pairs the engine takes from, bound before
+//!   they are handed out (a pair another program holds is retired, never
+//!   handed out). Sockets stay bound while the router runs, so a pair
+//!   reused by a later call costs no system call.
+//! - Sources: a packet must come from where that side's session
+//!   description says (its RTP address, or its RTCP address); any other
+//!   source is dropped and counted.
+//! - Overload sheds: each socket is read a bounded number of packets per
+//!   turn, and what the kernel cannot queue is dropped there; the rate
+//!   relayed stays at the maximum and recovers when the load falls.
+
+mod batch;
+mod ports;
+mod table;
+mod worker;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use trunkline_media_core::session::Stream;
+
+pub use ports::BoundPorts;
+pub use table::StreamCounters;
+use table::{Shared, StreamRelay};
+
+/// How the relay runs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// The address its sockets bind to.
+    pub bind: IpAddr,
+    /// The ports it may bind (the `[media]` port range).
+    pub first_port: u16,
+    /// Last port of the range.
+    pub last_port: u16,
+    /// Worker threads (at least one).
+    pub threads: usize,
+}
+
+/// Counters of the whole relay since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Packets relayed.
+    pub relayed: u64,
+    /// Packets dropped: from a source the session description does not name.
+    pub dropped_source: u64,
+    /// Packets dropped: no call on the port, or nowhere to send them yet.
+    pub dropped_unrouted: u64,
+    /// Packets dropped: the outgoing socket's buffer was full.
+    pub dropped_send: u64,
+}
+
+/// What one finished call's media did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallMedia {
+    /// Per stream, in the order of the media descriptions.
+    pub streams: Vec<StreamCounters>,
+}
+
+impl CallMedia {
+    /// Packets relayed from the caller to the callee, and back.
+    pub fn relayed(&self) -> (u64, u64) {
+        self.streams.iter().fold((0, 0), |(a, b), s| (a + s.relayed[0], b + s.relayed[1]))
+    }
+
+    /// Packets dropped, every reason together.
+    pub fn dropped(&self) -> u64 {
+        self.streams.iter().map(|s| s.dropped_source + s.dropped_unrouted).sum()
+    }
+}
+
+impl std::fmt::Display for CallMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = self.relayed();
+        let source: u64 = self.streams.iter().map(|s| s.dropped_source).sum();
+        let unrouted: u64 = self.streams.iter().map(|s| s.dropped_unrouted).sum();
+        write!(
+            f,
+            "{a} packets relayed caller->callee, {b} callee->caller, {} dropped ({source} from a source the \
+             description does not name, {unrouted} with nowhere to go)",
+            self.dropped()
+        )
+    }
+}
+
+/// The relay: its worker threads and the calls it relays. See the crate docs.
+pub struct Relay {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    calls: HashMap<u64, Vec<Arc<StreamRelay>>>,
+}
+
+impl Relay {
+    /// Start `config.threads` workers for ports in the configured range.
+    pub fn start(config: &RelayConfig) -> io::Result<Relay> {
+        if config.first_port > config.last_port {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty media port range"));
+        }
+        let threads = config.threads.max(1);
+        let mut polls = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            polls.push(mio::Poll::new()?);
+        }
+        let mut registries = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for p in &polls {
+            registries.push(p.registry().try_clone()?);
+            wakers.push(mio::Waker::new(p.registry(), worker::WAKE)?);
+        }
+        let shared = Arc::new(Shared::new(config, registries, wakers));
+        let mut workers = Vec::with_capacity(threads);
+        for (i, poll) in polls.into_iter().enumerate() {
+            let shared = shared.clone();
+            let handle =
+                std::thread::Builder::new().name(format!("rtp-relay-{i}")).spawn(move || worker::run(poll, &shared))?;
+            workers.push(handle);
+        }
+        Ok(Relay { shared, workers, calls: HashMap::new() })
+    }
+
+    /// The port pairs of the relay's range, bound before they are handed
+    /// out, resting `rest` after release.
+    pub fn ports(&self, rest: std::time::Duration) -> Result<BoundPorts, trunkline_media_core::ports::RangeError> {
+        BoundPorts::new(self.shared.clone(), rest)
+    }
+
+    /// Relay call `call`'s `streams` as they now are (after an offer or an
+    /// answer): new streams start, streams gone stop, and the others go on
+    /// with their (maybe new) destinations and counters.
+    pub fn apply(&mut self, call: u64, streams: &[Stream]) {
+        let old = self.calls.remove(&call).unwrap_or_default();
+        let mut now = Vec::with_capacity(streams.len());
+        for s in streams {
+            let ([Some(a), Some(b)], remote) = (s.local, s.remote) else { continue };
+            match old.iter().find(|o| o.local == [a, b]) {
+                Some(o) => {
+                    o.set_remote(remote);
+                    now.push(o.clone());
+                }
+                None => {
+                    let fresh = Arc::new(StreamRelay::new([a, b], remote));
+                    self.shared.route(&fresh);
+                    now.push(fresh);
+                }
+            }
+        }
+        for o in old.iter().filter(|o| !now.iter().any(|n| Arc::ptr_eq(n, o))) {
+            self.shared.unroute(o);
+        }
+        if !now.is_empty() {
+            self.calls.insert(call, now);
+        }
+    }
+
+    /// Call `call` is over: stop relaying it; what its media did.
+    pub fn stop(&mut self, call: u64) -> Option<CallMedia> {
+        let streams = self.calls.remove(&call)?;
+        for s in &streams {
+            self.shared.unroute(s);
+        }
+        Some(CallMedia { streams: streams.iter().map(|s| s.counters()).collect() })
+    }
+
+    /// Calls being relayed.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Ports that currently route to a call (each stream holds four).
+    pub fn routed_ports(&self) -> usize {
+        self.shared.routed()
+    }
+
+    /// Counters since the relay started.
+    pub fn stats(&self) -> RelayStats {
+        let c = &self.shared.counters;
+        RelayStats {
+            relayed: c.relayed.load(Ordering::Relaxed),
+            dropped_source: c.dropped_source.load(Ordering::Relaxed),
+            dropped_unrouted: c.dropped_unrouted.load(Ordering::Relaxed),
+            dropped_send: c.dropped_send.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in &self.shared.wakers {
+            let _ = w.wake();
+        }
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Raise this process's open-file limit to its hard limit (each port the
+/// relay binds is a file descriptor; the usual soft limit of 1024 holds
+/// ~250 anchored streams). Returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit for the kernel to fill in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: as above; raising the soft limit up to the hard one is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(raised.rlim_cur);
+        }
+    }
+    Ok(lim.rlim_cur)
+}

@@ -1,0 +1,236 @@
+//! The relay's shared state: one slot per port of the range (its socket,
+//! once bound, and the stream it belongs to), and per stream where each
+//! side wants media and what was relayed.
+//!
+//! A stream holds four ports: RTP and RTCP facing the caller, RTP and RTCP
+//! facing the callee. A packet that arrives on a port facing one side goes
+//! out of the matching port facing the other side, to where that side's
+//! session description says.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwapOption;
+use trunkline_media_core::session::Remote;
+
+use crate::RelayConfig;
+
+/// Counters of the whole relay.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) relayed: AtomicU64,
+    pub(crate) dropped_source: AtomicU64,
+    pub(crate) dropped_unrouted: AtomicU64,
+    pub(crate) dropped_send: AtomicU64,
+}
+
+/// One port of the range.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// Bound on first use, then kept for the life of the relay.
+    pub(crate) socket: OnceLock<mio::net::UdpSocket>,
+    /// The stream the port belongs to now.
+    pub(crate) route: ArcSwapOption<StreamRelay>,
+}
+
+/// What the workers and the control side share.
+pub(crate) struct Shared {
+    pub(crate) bind: IpAddr,
+    pub(crate) first: u16,
+    pub(crate) last: u16,
+    pub(crate) slots: Box<[Slot]>,
+    registries: Vec<mio::Registry>,
+    pub(crate) wakers: Vec<mio::Waker>,
+    pub(crate) counters: Counters,
+    pub(crate) stop: AtomicBool,
+    routed: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &RelayConfig, registries: Vec<mio::Registry>, wakers: Vec<mio::Waker>) -> Shared {
+        let n = usize::from(config.last_port - config.first_port) + 1;
+        Shared {
+            bind: config.bind,
+            first: config.first_port,
+            last: config.last_port,
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            registries,
+            wakers,
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            routed: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn slot(&self, port: u16) -> Option<&Slot> {
+        port.checked_sub(self.first).and_then(|i| self.slots.get(usize::from(i)))
+    }
+
+    /// The port of slot `index`.
+    pub(crate) fn port_of(&self, index: usize) -> u16 {
+        self.first + index as u16
+    }
+
+    /// Bind the pair of RTP port `rtp` (and RTCP, the next port) if not yet
+    /// bound, each registered with the worker of its pair.
+    pub(crate) fn bind_pair(&self, rtp: u16) -> io::Result<()> {
+        for port in [rtp, rtp + 1] {
+            let Some(slot) = self.slot(port) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("port {port} is out of the range")));
+            };
+            if slot.socket.get().is_some() {
+                continue;
+            }
+            let socket = bind(SocketAddr::new(self.bind, port))?;
+            let index = usize::from(port - self.first);
+            let worker = (index / 2) % self.registries.len();
+            let mut socket = mio::net::UdpSocket::from_std(socket);
+            self.registries[worker].register(&mut socket, mio::Token(index), mio::Interest::READABLE)?;
+            // Only the control side binds: the slot was empty.
+            let _ = slot.socket.set(socket);
+        }
+        Ok(())
+    }
+
+    /// Route the stream's four ports to it.
+    pub(crate) fn route(&self, s: &Arc<StreamRelay>) {
+        for port in s.ports() {
+            if let Some(slot) = self.slot(port) {
+                if slot.route.swap(Some(s.clone())).is_none() {
+                    self.routed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Stop routing the stream's ports (those still routed to it).
+    pub(crate) fn unroute(&self, s: &Arc<StreamRelay>) {
+        for port in s.ports() {
+            let Some(slot) = self.slot(port) else { continue };
+            let current = slot.route.load();
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, s)) {
+                let prev = slot.route.compare_and_swap(&*current, None);
+                if prev.as_ref().is_some_and(|c| Arc::ptr_eq(c, s)) {
+                    self.routed.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn routed(&self) -> usize {
+        self.routed.load(Ordering::Relaxed)
+    }
+}
+
+/// Receive and send buffers asked of the kernel per socket: a few hundred
+/// packets of a burst (one stream carries ~50 packets/s).
+const SOCKET_BUFFER_BYTES: usize = 256 << 10;
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// What one stream did (each array: `[from the caller, from the callee]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounters {
+    /// Packets relayed from each side to the other.
+    pub relayed: [u64; 2],
+    /// Bytes relayed from each side.
+    pub bytes: [u64; 2],
+    /// Packets from a source the session description does not name.
+    pub dropped_source: u64,
+    /// Packets with nowhere to go yet (the other side's address unknown, or on hold with 0.0.0.0).
+    pub dropped_unrouted: u64,
+}
+
+/// One anchored stream. See the module docs.
+pub(crate) struct StreamRelay {
+    /// RTP port facing `[caller, callee]`; RTCP is the next port.
+    pub(crate) local: [u16; 2],
+    remote: Mutex<[Option<Remote>; 2]>,
+    relayed: [AtomicU64; 2],
+    bytes: [AtomicU64; 2],
+    dropped_source: AtomicU64,
+    dropped_unrouted: AtomicU64,
+}
+
+/// Where a packet goes: out of the router's port `port`, to `to`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Forward {
+        port: u16,
+        to: SocketAddr,
+    },
+    /// From a source the session description does not name.
+    WrongSource,
+    /// Nowhere to send it.
+    Unrouted,
+}
+
+impl StreamRelay {
+    pub(crate) fn new(local: [u16; 2], remote: [Option<Remote>; 2]) -> StreamRelay {
+        StreamRelay {
+            local,
+            remote: Mutex::new(remote),
+            relayed: Default::default(),
+            bytes: Default::default(),
+            dropped_source: AtomicU64::new(0),
+            dropped_unrouted: AtomicU64::new(0),
+        }
+    }
+
+    fn ports(&self) -> [u16; 4] {
+        [self.local[0], self.local[0] + 1, self.local[1], self.local[1] + 1]
+    }
+
+    pub(crate) fn set_remote(&self, remote: [Option<Remote>; 2]) {
+        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = remote;
+    }
+
+    /// Decide where `packet`, received on our port `port` from `from`, goes.
+    pub(crate) fn forward(&self, port: u16, from: SocketAddr, packet: &[u8]) -> Verdict {
+        let side = usize::from(port != self.local[0] && port != self.local[0] + 1);
+        let rtcp_port = port == self.local[side] + 1;
+        let remote = *self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mine) = remote[side] else {
+            self.dropped_source.fetch_add(1, Ordering::Relaxed);
+            return Verdict::WrongSource;
+        };
+        // RFC 5761 §4: on a muxed port, packet types 192-223 are RTCP.
+        let rtcp = rtcp_port || (mine.mux && packet.get(1).is_some_and(|pt| (192..=223).contains(pt)));
+        let expected = if rtcp { mine.rtcp } else { mine.rtp };
+        if expected != Some(from) {
+            self.dropped_source.fetch_add(1, Ordering::Relaxed);
+            return Verdict::WrongSource;
+        }
+        let other = 1 - side;
+        let to = remote[other].and_then(|r| if rtcp { r.rtcp } else { r.rtp });
+        let Some(to) = to else {
+            self.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Unrouted;
+        };
+        let muxed = remote[other].is_some_and(|r| r.mux);
+        let port = self.local[other] + u16::from(rtcp && !muxed);
+        self.relayed[side].fetch_add(1, Ordering::Relaxed);
+        self.bytes[side].fetch_add(packet.len() as u64, Ordering::Relaxed);
+        Verdict::Forward { port, to }
+    }
+
+    pub(crate) fn counters(&self) -> StreamCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StreamCounters {
+            relayed: [l(&self.relayed[0]), l(&self.relayed[1])],
+            bytes: [l(&self.bytes[0]), l(&self.bytes[1])],
+            dropped_source: l(&self.dropped_source),
+            dropped_unrouted: l(&self.dropped_unrouted),
+        }
+    }
+}

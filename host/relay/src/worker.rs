@@ -1,0 +1,98 @@
+//! One worker thread: waits on its shard of sockets (one epoll instance)
+//! and relays what they receive.
+//!
+//! mio reports a socket once per burst (edge-triggered), so a socket stays
+//! on the worker's ready list until a read finds it empty. Each turn reads
+//! at most [`BATCH`] packets from each ready socket before going to the
+//! next, so that one flooded port cannot starve the others; under overload
+//! the kernel drops what the sockets cannot queue (shedding) while every
+//! stream keeps its share.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::batch::{Batch, BATCH};
+use crate::table::{Shared, Verdict};
+
+/// The token of the worker's waker (the slots use 0..65536).
+pub(crate) const WAKE: mio::Token = mio::Token(usize::MAX);
+
+pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
+    let mut events = mio::Events::with_capacity(1024);
+    let mut ready: VecDeque<usize> = VecDeque::new();
+    let mut queued = vec![false; shared.slots.len()];
+    let mut batch = Batch::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let timeout = if ready.is_empty() { None } else { Some(Duration::ZERO) };
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != ErrorKind::Interrupted {
+                tracing::error!("media relay worker stopped: {e}");
+                return;
+            }
+        }
+        for ev in &events {
+            let i = ev.token().0;
+            if ev.token() != WAKE && i < queued.len() && !queued[i] {
+                queued[i] = true;
+                ready.push_back(i);
+            }
+        }
+        for _ in 0..ready.len() {
+            let Some(i) = ready.pop_front() else { break };
+            if drain(shared, i, &mut batch) {
+                ready.push_back(i); // more to read: next turn
+            } else {
+                queued[i] = false;
+            }
+        }
+    }
+}
+
+/// Relay what slot `i`'s socket has queued, up to [`BATCH`] packets; true
+/// if it may hold more.
+fn drain(shared: &Shared, i: usize, batch: &mut Batch) -> bool {
+    let Some(socket) = shared.slots[i].socket.get() else { return false };
+    let port = shared.port_of(i);
+    let n = match batch.recv(socket) {
+        Ok(n) => n,
+        // An ICMP error of an earlier send, reported on this socket: the
+        // queue may still hold packets.
+        Err(_) => return true,
+    };
+    for k in 0..n {
+        if let Some((packet, from)) = batch.get(k) {
+            relay(shared, port, from, packet);
+        }
+    }
+    n == BATCH
+}
+
+fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8]) {
+    let c = &shared.counters;
+    let route = shared.slots[usize::from(port - shared.first)].route.load();
+    let Some(stream) = route.as_ref() else {
+        c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    match stream.forward(port, from, packet) {
+        Verdict::Forward { port, to } => {
+            let out = shared.slot(port).and_then(|s| s.socket.get());
+            match out.map(|s| s.send_to(packet, to)) {
+                Some(Ok(_)) => {
+                    c.relayed.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    c.dropped_send.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Verdict::WrongSource => {
+            c.dropped_source.fetch_add(1, Ordering::Relaxed);
+        }
+        Verdict::Unrouted => {
+            c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

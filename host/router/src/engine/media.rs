@@ -1,0 +1,177 @@
+//! Media anchoring (RFC 3264 through the B2BUA): every session description
+//! that crosses the router on a call whose trunk relays media (`media =
+//! "relay"`, the default) is rewritten by the call's media session
+//! (`trunkline_media_core::session`), so that each party sees only the
+//! router's media address; the relay is told each call's streams after
+//! every rewrite ([`Engine::poll_media`]) and to stop when the call ends.
+//!
+//! Where descriptions cross: the caller's offer in each attempt's INVITE
+//! (the next target starts afresh: what an earlier one said is
+//! forgotten); the target's 18x and 2xx; the caller's answer in its ACK
+//! (delayed offer) or PRACK; re-INVITE, UPDATE, their responses and ACKs
+//! in the dialog; a transfer target's offer and the transferee's answer.
+//! A refused re-offer (a failure response) restores what the session was.
+//!
+//! Errors: an offer that is not readable SDP is refused with 488, no free
+//! port pair with 503 (both with a reason); a target's unreadable answer
+//! fails that target like a failure response (502), the call going on to
+//! the next. Every call gives its ports back in `close`, whatever ended it.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use trunkline_media_core::ports::{Exhausted, PortPool, PortSource};
+use trunkline_media_core::session::{MediaError, Session, Side as MediaSide, Stream};
+use trunkline_sip_core::message::Message;
+
+use super::in_dialog::Side;
+use super::Engine;
+use crate::config::{MediaMode, Settings};
+
+/// What the relay must do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaCommand {
+    /// Relay call `call`'s streams as they now are.
+    Relay { call: u64, streams: Vec<Stream> },
+    /// Call `call` is over: stop relaying it.
+    Stop { call: u64 },
+}
+
+/// A source of no ports (a range that holds no pair; configuration
+/// validation prevents it).
+struct NoPorts;
+
+impl PortSource for NoPorts {
+    fn take(&mut self, _: Instant) -> Result<u16, Exhausted> {
+        Err(Exhausted { first: 0, last: 0, in_use: 0, resting: 0 })
+    }
+    fn release(&mut self, _: Instant, _: u16) {}
+    fn in_use(&self) -> usize {
+        0
+    }
+}
+
+/// The engine's port pairs from `[media]` (tests and simulations; the
+/// driver replaces them with the relay's bound ones).
+pub(super) fn default_ports(settings: &Settings) -> Box<dyn PortSource + Send> {
+    let m = &settings.media;
+    match PortPool::new(m.port_min..=m.port_max, m.port_rest) {
+        Ok(pool) => Box::new(pool),
+        Err(_) => Box::new(NoPorts),
+    }
+}
+
+/// A new media session for a call on `trunk`, if it relays media.
+pub(super) fn session_for(settings: &Settings, trunk: usize) -> Option<Session> {
+    (settings.trunks[trunk].media == MediaMode::Relay).then(|| Session::new(settings.media.advertise))
+}
+
+fn side(s: Side) -> MediaSide {
+    match s {
+        Side::Caller => MediaSide::Caller,
+        Side::Callee => MediaSide::Callee,
+    }
+}
+
+/// Whether `m`'s body is a session description (SDP).
+pub(super) fn carries_sdp(m: &Message) -> bool {
+    !m.body.is_empty()
+        && m.header("Content-Type")
+            .is_none_or(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+/// Why an offer could not be anchored: the response the sender gets.
+pub(super) fn refusal(e: &MediaError) -> (u16, String) {
+    match e {
+        MediaError::Sdp(_) => (488, format!("Not Acceptable Here ({e})")),
+        MediaError::Exhausted(why) => {
+            tracing::warn!("call refused: {why} (widen media.port_min..media.port_max)");
+            (503, "Service Unavailable (no media ports free)".into())
+        }
+    }
+}
+
+impl Engine {
+    /// Replace where port pairs come from (the relay's, bound before use).
+    pub fn set_ports(&mut self, ports: Box<dyn PortSource + Send>) {
+        self.ports = ports;
+    }
+
+    /// Next instruction for the relay.
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media_out.pop_front()
+    }
+
+    /// RTP/RTCP port pairs held by calls in progress.
+    pub fn media_ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    /// The router's media address (written in every description it rewrites).
+    pub fn media_address(&self) -> IpAddr {
+        self.settings.media.advertise
+    }
+
+    /// Rewrite `m`'s session description, sent by the party on `from` of
+    /// call `id`, for the other party. Nothing to do (Ok) if the call does
+    /// not relay media or `m` carries no SDP.
+    pub(super) fn anchor(&mut self, now: Instant, id: u64, from: Side, m: &mut Message) -> Result<(), MediaError> {
+        if !carries_sdp(m) {
+            return Ok(());
+        }
+        let Some(c) = self.calls.get_mut(&id) else { return Ok(()) };
+        let Some(session) = c.media.as_mut() else { return Ok(()) };
+        m.body = session.rewrite(now, side(from), &m.body, self.ports.as_mut())?;
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec() });
+        Ok(())
+    }
+
+    /// A new party on `side` of call `id` (the next target, a transfer
+    /// target): what the one before said is forgotten.
+    pub(super) fn media_new_party(&mut self, id: u64, on: Side) {
+        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
+            s.forget(side(on));
+        }
+    }
+
+    /// A copy of call `id`'s media session, to restore if an offer is refused.
+    pub(super) fn media_checkpoint(&self, id: u64) -> Option<Session> {
+        self.calls.get(&id).and_then(|c| c.media.clone())
+    }
+
+    /// An offer was refused: call `id`'s media goes back to `earlier`.
+    pub(super) fn media_restore(&mut self, id: u64, earlier: &Session) {
+        let Some(session) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
+        session.restore(earlier);
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec() });
+    }
+
+    /// Call `id` is over: its ports go back (they rest) and the relay stops.
+    pub(super) fn media_release(&mut self, now: Instant, id: u64, session: Option<Session>) {
+        if let Some(mut s) = session {
+            s.release(now, self.ports.as_mut());
+            self.media_out.push_back(MediaCommand::Stop { call: id });
+        }
+    }
+}
+
+/// The call report's lines about where `session` anchored the media.
+pub(super) fn describe(session: &Session) -> Vec<String> {
+    session
+        .streams()
+        .iter()
+        .filter_map(|s| {
+            let (a, b) = (s.local(MediaSide::Caller)?, s.local(MediaSide::Callee)?);
+            let remote = |side| match s.remote(side).and_then(|r: trunkline_media_core::session::Remote| r.rtp) {
+                Some(addr) => addr.to_string(),
+                None => "-".into(),
+            };
+            Some(format!(
+                "{}: caller {} <-> router :{a} | :{b} <-> callee {}",
+                s.kind,
+                remote(MediaSide::Caller),
+                remote(MediaSide::Callee)
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,335 @@
+//! Media anchoring through the engine: every description rewritten to
+//! name the router, the relay told each call's streams, ports given back
+//! on every way a call ends (10,000 calls through a real relay).
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::engine::MediaCommand;
+use trunkline_media_core::sdp::Sdp;
+use trunkline_sip_core::transaction::response_to;
+use trunkline_sip_core::Header;
+
+const RELAYED: &str = r#"
+[sip]
+listen = ["udp://127.0.0.1:5060"]
+[media]
+advertise = "192.0.2.10"
+port_min = 30000
+port_max = 31999
+[[trunk]]
+name = "t"
+numbers = ["+14155550100"]
+call_transfer = true
+[[trunk.origination]]
+uri = "sip:127.0.0.1:5081"
+priority = 1
+[[trunk.origination]]
+uri = "sip:127.0.0.1:5082"
+priority = 2
+"#;
+
+fn sdp(ip: &str, port: u16, version: u32) -> String {
+    format!(
+        "v=0\r\no=- 7 {version} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=x-odd:kept as is\r\n"
+    )
+}
+
+fn with_body(m: Vec<u8>, body: &str) -> Vec<u8> {
+    String::from_utf8(m)
+        .unwrap()
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        )
+        .into_bytes()
+}
+
+fn invite_sdp(call_id: &str, body: &str) -> Vec<u8> {
+    let m = String::from_utf8(invite()).unwrap().replace("engine-test", call_id).replace("-a1", &format!("-{call_id}"));
+    with_body(m.into_bytes(), body)
+}
+
+fn response_sdp(b_invite: &Message, status: u16, tag: &str, body: &str) -> Vec<u8> {
+    let mut r = response_to(b_invite, status, "X");
+    for h in r.headers.iter_mut().filter(|h| h.name == "To") {
+        h.value.push_str(&format!(";tag={tag}"));
+    }
+    r.headers.push(Header { name: "Contact".into(), value: "<sip:pbx@127.0.0.1:5082>".into() });
+    if !body.is_empty() {
+        r.headers.push(Header { name: "Content-Type".into(), value: "application/sdp".into() });
+        r.body = body.as_bytes().to_vec();
+    }
+    r.to_bytes()
+}
+
+/// The only stream of a description: (its c= address, m= port).
+fn where_(m: &Message) -> (String, u16) {
+    let s = Sdp::parse(&m.body).expect("an SDP body");
+    (s.connection_ip(0).unwrap().to_string(), s.media(0).unwrap().port)
+}
+
+fn relayed(e: &mut Engine) -> Vec<MediaCommand> {
+    std::iter::from_fn(|| e.poll_media()).collect()
+}
+
+#[test]
+fn each_party_sees_only_the_router_and_the_relay_learns_both() {
+    let t0 = Instant::now();
+    let mut e = engine_with(RELAYED);
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("m1", &sdp("198.51.100.7", 40000, 1)));
+    let out = sent(&mut e);
+    let b1 = out.iter().find(|o| o.1.starts_with("INVITE")).unwrap().2.clone();
+    let (ip, to_callee) = where_(&b1);
+    assert_eq!(ip, "192.0.2.10", "media.advertise");
+    assert!((30000..32000).contains(&to_callee) && to_callee % 2 == 0);
+    assert!(String::from_utf8_lossy(&b1.body).contains("a=x-odd:kept as is\r\n"), "unknown lines kept");
+    let cmds = relayed(&mut e);
+    let MediaCommand::Relay { streams, .. } = cmds.last().unwrap() else { panic!("{cmds:?}") };
+    assert_eq!(streams[0].remote[0].unwrap().rtp, Some(addr("198.51.100.7:40000")));
+    assert_eq!(streams[0].remote[1], None, "the target has not answered yet");
+
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 183, "b", &sdp("203.0.113.5", 50000, 9)));
+    let early = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 183")).unwrap().2;
+    let (ip, to_caller) = where_(&early);
+    assert_eq!(ip, "192.0.2.10");
+    assert_ne!(to_caller, to_callee);
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &sdp("203.0.113.5", 50000, 9)));
+    let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
+    assert_eq!(where_(&ok), ("192.0.2.10".into(), to_caller), "same port as the early media");
+    let MediaCommand::Relay { call, streams } = relayed(&mut e).pop().unwrap() else { panic!() };
+    assert_eq!(streams[0].remote[1].unwrap().rtp, Some(addr("203.0.113.5:50000")));
+    assert_eq!(streams[0].local, [Some(to_caller), Some(to_callee)]);
+    assert_eq!(e.media_ports_in_use(), 2);
+
+    e.handle_datagram(
+        t0,
+        addr("127.0.0.1:5070"),
+        &caller_request("BYE", 2, &tag_of(&ok), "z9hG4bK-bye").replace_call("m1"),
+    );
+    sent(&mut e);
+    assert_eq!(relayed(&mut e), [MediaCommand::Stop { call }]);
+    assert_eq!(e.media_ports_in_use(), 0);
+    let report = e.poll_report().unwrap();
+    assert_eq!(
+        report.media,
+        [format!(
+            "audio: caller 198.51.100.7:40000 <-> router :{to_caller} | :{to_callee} <-> callee 203.0.113.5:50000"
+        )]
+    );
+}
+
+fn tag_of(m: &Message) -> String {
+    m.header("To").unwrap().split(";tag=").nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn a_passthrough_trunk_leaves_descriptions_alone() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&RELAYED.replace("call_transfer = true", "media = \"passthrough\""));
+    let offer = sdp("198.51.100.7", 40000, 1);
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("p1", &offer));
+    let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    assert_eq!(b1.body, offer.as_bytes());
+    assert!(relayed(&mut e).is_empty());
+    assert_eq!(e.media_ports_in_use(), 0);
+}
+
+#[test]
+fn an_unreadable_offer_gets_488_and_no_free_port_503() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&RELAYED.replace("port_max = 31999", "port_max = 30003"));
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("u1", "m=audio x RTP/AVP 0\r\n"));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(
+        firsts,
+        ["SIP/2.0 100 Trying", "SIP/2.0 488 Not Acceptable Here (session description: does not start with v=)"]
+    );
+    // Two pairs: one call with one stream takes both.
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("u2", &sdp("198.51.100.7", 40000, 1)));
+    assert!(sent(&mut e).iter().any(|o| o.1.starts_with("INVITE")));
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("u3", &sdp("198.51.100.8", 40000, 1)));
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 100 Trying", "SIP/2.0 503 Service Unavailable (no media ports free)"]);
+    assert_eq!((e.calls(), e.media_ports_in_use()), (1, 2));
+}
+
+#[test]
+fn a_refused_reoffer_leaves_the_media_where_it_was() {
+    let t0 = Instant::now();
+    let mut e = engine_with(RELAYED);
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("r1", &sdp("198.51.100.7", 40000, 1)));
+    let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &sdp("203.0.113.5", 50000, 1)));
+    let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
+    relayed(&mut e);
+    // The caller moves; the callee refuses.
+    let re = with_body(
+        caller_request("INVITE", 2, &tag_of(&ok), "z9hG4bK-re2").replace_call("r1"),
+        &sdp("198.51.100.99", 41000, 2),
+    );
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &re);
+    let re_b = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    assert_eq!(where_(&re_b).0, "192.0.2.10");
+    let MediaCommand::Relay { streams, .. } = relayed(&mut e).pop().unwrap() else { panic!() };
+    assert_eq!(streams[0].remote[0].unwrap().rtp, Some(addr("198.51.100.99:41000")), "followed at once");
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &response_sdp(&re_b, 488, "b", ""));
+    let out = sent(&mut e);
+    assert!(out.iter().any(|o| o.1.starts_with("SIP/2.0 488")), "{out:?}");
+    let MediaCommand::Relay { streams, .. } = relayed(&mut e).pop().unwrap() else { panic!() };
+    assert_eq!(streams[0].remote[0].unwrap().rtp, Some(addr("198.51.100.7:40000")), "back as it was");
+}
+
+/// One call of the leak test, ending the way `n` picks.
+fn mixed_call(e: &mut Engine, now: Instant, n: usize) {
+    let call_id = format!("leak{n}");
+    e.handle_datagram(now, addr("127.0.0.1:5070"), &invite_sdp(&call_id, &sdp("198.51.100.7", 40000, 1)));
+    let Some(b1) = sent(e).into_iter().find(|o| o.1.starts_with("INVITE")).map(|o| o.2) else { return };
+    let answer = sdp("203.0.113.5", 50000, 1);
+    let caller = addr("127.0.0.1:5070");
+    match n % 7 {
+        // Answered, the caller hangs up.
+        0 | 1 => {
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &answer));
+            let ok = sent(e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
+            e.handle_datagram(
+                now,
+                caller,
+                &caller_request("BYE", 2, &tag_of(&ok), &format!("z9hG4bK-bye{n}")).replace_call(&call_id),
+            );
+        }
+        // Early media, then the caller cancels.
+        2 => {
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 183, "b", &answer));
+            let cancel = String::from_utf8(invite_sdp(&call_id, ""))
+                .unwrap()
+                .replace("INVITE sip:", "CANCEL sip:")
+                .replace("1 INVITE", "1 CANCEL");
+            e.handle_datagram(now, caller, cancel.as_bytes());
+        }
+        // Busy: no failover on 486.
+        3 => e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 486, "b", "")),
+        // 503 with early media, failover, the second target answers, then hangs up.
+        4 => {
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 183, "b", &answer));
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 503, "b", ""));
+            let b2 = sent(e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+            e.handle_datagram(now, addr("127.0.0.1:5082"), &response_sdp(&b2, 200, "c", &sdp("203.0.113.6", 52000, 1)));
+            sent(e);
+            e.handle_datagram(now, addr("127.0.0.1:5082"), &from_callee(&b2, "BYE", 1, "").retag("c", n));
+        }
+        // Redirected to a third target that answers; an unreadable
+        // re-offer is refused; the caller hangs up.
+        5 => {
+            let mut moved = Message::parse(&response_sdp(&b1, 302, "b", "")).unwrap();
+            moved.headers.retain(|h| h.name != "Contact");
+            moved.headers.push(Header { name: "Contact".into(), value: "<sip:+14155550100@127.0.0.1:5083>".into() });
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &moved.to_bytes());
+            let b3 = sent(e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+            e.handle_datagram(now, addr("127.0.0.1:5083"), &response_sdp(&b3, 200, "d", &answer));
+            let ok = sent(e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
+            let re = with_body(
+                caller_request("INVITE", 2, &tag_of(&ok), &format!("z9hG4bK-re{n}")).replace_call(&call_id),
+                "junk",
+            );
+            e.handle_datagram(now, caller, &re);
+            e.handle_datagram(
+                now,
+                caller,
+                &caller_request("BYE", 3, &tag_of(&ok), &format!("z9hG4bK-bye{n}")).replace_call(&call_id),
+            );
+        }
+        // Answered and never ACKed: the router hangs up after 32 s.
+        _ => {
+            e.handle_datagram(now, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &answer));
+        }
+    }
+    sent(e);
+}
+
+trait ReplaceCall {
+    fn replace_call(self, call_id: &str) -> Vec<u8>;
+}
+
+impl ReplaceCall for Vec<u8> {
+    fn replace_call(self, call_id: &str) -> Vec<u8> {
+        String::from_utf8(self).unwrap().replace("engine-test", call_id).into_bytes()
+    }
+}
+
+#[test]
+fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() {
+    let t0 = Instant::now();
+    let mut e = engine_with(
+        &RELAYED.replace("port_min = 30000", "port_min = 36000").replace("port_max = 31999", "port_max = 39999"),
+    );
+    let config = trunkline_relay::RelayConfig {
+        bind: "127.0.0.1".parse().unwrap(),
+        first_port: 36000,
+        last_port: 39999,
+        threads: 1,
+    };
+    let mut relay = trunkline_relay::Relay::start(&config).unwrap();
+    e.set_ports(Box::new(relay.ports(Duration::from_secs(2)).unwrap()));
+    let (mut live, mut peak) = (HashSet::new(), 0);
+    let mut now = t0;
+    for n in 0..10_000 {
+        now += Duration::from_millis(20);
+        mixed_call(&mut e, now, n);
+        while let Some(at) = e.poll_timeout().filter(|at| *at <= now) {
+            e.handle_timeout(at);
+            sent(&mut e);
+        }
+        for cmd in relayed(&mut e) {
+            match cmd {
+                MediaCommand::Relay { call, streams } => {
+                    live.insert(call);
+                    relay.apply(call, &streams);
+                }
+                MediaCommand::Stop { call } => {
+                    live.remove(&call);
+                    relay.stop(call);
+                }
+            }
+        }
+        peak = peak.max(relay.calls());
+    }
+    // The calls never ACKed end 32 s later.
+    let end = now + Duration::from_secs(40);
+    while let Some(at) = e.poll_timeout().filter(|at| *at <= end) {
+        e.handle_timeout(at);
+        sent(&mut e);
+    }
+    for cmd in relayed(&mut e) {
+        if let MediaCommand::Stop { call } = cmd {
+            live.remove(&call);
+            relay.stop(call);
+        }
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    for r in std::iter::from_fn(|| e.poll_report()) {
+        *outcomes.entry(r.outcome.split(' ').next().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    let per = |k: &[usize]| (0..10_000).filter(|n| k.contains(&(n % 7))).count();
+    let expected = [("answered", per(&[0, 1, 4, 5, 6])), ("cancelled", per(&[2])), ("failed", per(&[3]))];
+    assert_eq!(outcomes, expected.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    assert!(peak > 100, "calls overlapped ({peak} at most)");
+    assert_eq!(e.calls(), 0);
+    assert_eq!(e.media_ports_in_use(), 0, "every port pair given back");
+    assert!(live.is_empty(), "every relayed call stopped: {} left", live.len());
+    assert_eq!((relay.calls(), relay.routed_ports()), (0, 0), "no relay session left");
+}
+
+trait Retag {
+    fn retag(self, tag: &str, n: usize) -> Vec<u8>;
+}
+
+impl Retag for Vec<u8> {
+    /// A request from the callee whose dialog has To tag `tag` (not `b`),
+    /// its branch unique to call `n`.
+    fn retag(self, tag: &str, n: usize) -> Vec<u8> {
+        let m = String::from_utf8(self).unwrap().replacen(";tag=b", &format!(";tag={tag}"), 1);
+        m.replacen("branch=z9hG4bK-", &format!("branch=z9hG4bK-{n}-"), 1).into_bytes()
+    }
+}

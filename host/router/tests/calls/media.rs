@@ -1,0 +1,122 @@
+//! Anchored media with real RTP: SIPp parties playing and echoing G.711
+//! audio through the router's relay, and what the call report says of it.
+
+use super::*;
+
+/// The router's ports of a report's first stream: (facing the caller,
+/// facing the callee), from `audio: caller A <-> router :P | :Q <-> callee B`.
+pub(super) fn router_ports(report: &str) -> (u16, u16) {
+    let line =
+        report.lines().find(|l| l.contains("<-> router :")).unwrap_or_else(|| panic!("no media line:\n{report}"));
+    let ports: Vec<u16> =
+        line.split(':').filter_map(|p| p.split_whitespace().next().and_then(|n| n.parse().ok())).collect();
+    // caller IP:port, :P, :Q, callee IP:port
+    let n = ports.len();
+    assert!(n >= 4, "{line}");
+    (ports[n - 3], ports[n - 2])
+}
+
+/// Packets relayed (caller->callee, callee->caller) and dropped, from the
+/// report's counters line.
+pub(super) fn relayed(report: &str) -> (u64, u64, u64) {
+    let line = report
+        .lines()
+        .find(|l| l.contains("packets relayed caller->callee"))
+        .unwrap_or_else(|| panic!("no relay counters:\n{report}"));
+    let n: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    assert!(n.len() >= 3, "{line}");
+    (n[0], n[1], n[2])
+}
+
+/// A WAV file (16-bit mono PCM at `rate` Hz) of a 440 Hz tone lasting `secs`.
+pub(super) fn tone_wav(rate: u32, secs: u32) -> Vec<u8> {
+    let samples: Vec<i16> = (0..rate * secs)
+        .map(|i| ((f64::from(i) * 440.0 * std::f64::consts::TAU / f64::from(rate)).sin() * 8000.0) as i16)
+        .collect();
+    let data = (samples.len() * 2) as u32;
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    w
+}
+
+/// A folder where SIPp's `uac_pcap` scenario finds its audio
+/// (`pcap/g711a.pcap`, `pcap/dtmf_2833_1.pcap`: Debian's sip-tester files).
+fn pcap_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    dir
+}
+
+#[test]
+fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_router() {
+    let (uas_port, uac_port, uas_media, uac_media) =
+        (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
+    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = dir.path().join("uas.msg");
+    let mut uas = sipp(&[
+        "-sn",
+        "uas",
+        "-p",
+        &uas_port.to_string(),
+        "-mp",
+        &uas_media.to_string(),
+        "-rtp_echo",
+        "-m",
+        "1",
+        "-trace_msg",
+        "-message_file",
+        msgs.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pcaps = pcap_dir();
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&[
+        "-sn",
+        "uac_pcap",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-mp",
+        &uac_media.to_string(),
+        "-m",
+        "1",
+    ])
+    .current_dir(pcaps.path())
+    .status()
+    .unwrap();
+    let report = router.outcomes(1);
+    assert!(uac.success() && uas.wait().unwrap().success(), "{report}");
+    // The pcap holds 236 audio packets and DTMF 10 more; the PBX echoes each.
+    let (a, b, dropped) = relayed(&report);
+    assert!(a >= 240 && b >= 240, "{report}");
+    assert_eq!(dropped, 0, "{report}");
+    assert!(
+        report.contains(&format!("caller 127.0.0.1:{uac_media} <-> router"))
+            && report.contains(&format!("callee 127.0.0.1:{uas_media}")),
+        "{report}"
+    );
+    // The PBX was told the router's port facing it, not the carrier's.
+    let (_, to_callee) = router_ports(&report);
+    let seen = std::fs::read_to_string(&msgs).unwrap();
+    assert!(seen.contains(&format!("m=audio {to_callee} RTP/AVP")), "{seen}");
+    assert!(!seen.contains(&format!("m=audio {uac_media} ")), "the carrier's media port never reached the PBX");
+}
