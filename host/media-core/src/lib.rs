@@ -12,12 +12,18 @@
 //!   middle sees them: the ports it relays on, where each side wants
 //!   media, the descriptions each side gets (naming only the router).
 //!
+//! - [`rtp`], [`latch`]: the header checks the relay makes on a packet,
+//!   and where one party's media comes from (its description's address,
+//!   or, with symmetric RTP, the source its packets are latched to).
+//!
 //! It contains no networking code and no async runtime: bytes go in,
 //! values come out, and time is always an argument. `cargo tree -p
 //! trunkline-media-core` must never show tokio, sockets or wasmtime.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod latch;
 pub mod ports;
+pub mod rtp;
 pub mod sdp;
 pub mod session;

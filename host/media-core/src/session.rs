@@ -80,6 +80,9 @@ pub struct Remote {
     pub rtcp: Option<SocketAddr>,
     /// `a=rtcp-mux` (RFC 5761): RTCP on the RTP port.
     pub mux: bool,
+    /// The payload types the description offered (a packet with another
+    /// cannot teach the relay a symmetric-RTP source).
+    pub payload_types: crate::rtp::PayloadTypes,
 }
 
 /// One media description of the call, relayed between the two sides.
@@ -287,7 +290,8 @@ fn remote_of(sdp: &Sdp, i: usize, port: u16) -> Remote {
     });
     let rtp = ip.map(|ip| SocketAddr::new(ip, port));
     let rtcp = if mux { rtp } else { rtcp.or_else(|| ip.map(|ip| SocketAddr::new(ip, port.wrapping_add(1)))) };
-    Remote { rtp, rtcp, mux }
+    let payload_types = crate::rtp::PayloadTypes::of(sdp.media(i).map(|m| m.formats).unwrap_or_default());
+    Remote { rtp, rtcp, mux, payload_types }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use trunkline_media_core::ports::PortSource;
+use trunkline_media_core::rtp::PayloadTypes;
 use trunkline_media_core::session::{Remote, Stream};
 use trunkline_relay::{Relay, RelayConfig};
 
@@ -35,11 +36,12 @@ fn main() {
             rtp: Some(SocketAddr::new(ip, port)),
             rtcp: Some(SocketAddr::new(ip, port + 1)),
             mux: false,
+            payload_types: PayloadTypes::of(["0"]),
         };
         let (pa, pb) = (caller_base + 2 * i, callee_base + 2 * i);
         let stream =
             Stream { local: [Some(a), Some(b)], remote: [Some(remote(pa)), Some(remote(pb))], kind: "audio".into() };
-        relay.apply(u64::from(i), &[stream]);
+        relay.apply(u64::from(i), &[stream], false);
         writeln!(out, "{pa} {a} {pb}").unwrap();
     }
     out.flush().unwrap();

@@ -18,7 +18,9 @@
 //!   reused by a later call costs no system call.
 //! - Sources: a packet must come from where that side's session
 //!   description says (its RTP address, or its RTCP address); any other
-//!   source is dropped and counted.
+//!   source is dropped and counted. With symmetric RTP, each side's source
+//!   is learnt from its first valid packet instead
+//!   (`trunkline_media_core::latch` has the rules).
 //! - Overload sheds: each socket is read a bounded number of packets per
 //!   turn, and what the kernel cannot queue is dropped there; the rate
 //!   relayed stays at the maximum and recovers when the load falls.
@@ -89,6 +91,11 @@ impl CallMedia {
 impl std::fmt::Display for CallMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (a, b) = self.relayed();
+        for (who, at) in [("caller", 0), ("callee", 1)] {
+            if let Some(src) = self.streams.iter().find_map(|s| s.latched[at]) {
+                write!(f, "{who} latched to {src} (symmetric RTP); ")?;
+            }
+        }
         let source: u64 = self.streams.iter().map(|s| s.dropped_source).sum();
         let unrouted: u64 = self.streams.iter().map(|s| s.dropped_unrouted).sum();
         write!(
@@ -144,7 +151,9 @@ impl Relay {
     /// Relay call `call`'s `streams` as they now are (after an offer or an
     /// answer): new streams start, streams gone stop, and the others go on
     /// with their (maybe new) destinations and counters.
-    pub fn apply(&mut self, call: u64, streams: &[Stream]) {
+    /// `symmetric`: learn each party's source from its packets (symmetric
+    /// RTP) instead of accepting only the described addresses.
+    pub fn apply(&mut self, call: u64, streams: &[Stream], symmetric: bool) {
         let old = self.calls.remove(&call).unwrap_or_default();
         let mut now = Vec::with_capacity(streams.len());
         for s in streams {
@@ -155,7 +164,7 @@ impl Relay {
                     now.push(o.clone());
                 }
                 None => {
-                    let fresh = Arc::new(StreamRelay::new([a, b], remote));
+                    let fresh = Arc::new(StreamRelay::new([a, b], remote, symmetric));
                     self.shared.route(&fresh);
                     now.push(fresh);
                 }

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwapOption;
+use trunkline_media_core::latch::{self, Latch};
+use trunkline_media_core::rtp;
 use trunkline_media_core::session::Remote;
 
 use crate::RelayConfig;
@@ -149,17 +151,26 @@ pub struct StreamCounters {
     pub dropped_source: u64,
     /// Packets with nowhere to go yet (the other side's address unknown, or on hold with 0.0.0.0).
     pub dropped_unrouted: u64,
+    /// With symmetric RTP: the RTP source each side was latched to.
+    pub latched: [Option<SocketAddr>; 2],
 }
 
 /// One anchored stream. See the module docs.
 pub(crate) struct StreamRelay {
     /// RTP port facing `[caller, callee]`; RTCP is the next port.
     pub(crate) local: [u16; 2],
-    remote: Mutex<[Option<Remote>; 2]>,
+    state: Mutex<State>,
     relayed: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
     dropped_source: AtomicU64,
     dropped_unrouted: AtomicU64,
+}
+
+/// Where each side wants media and where its packets come from.
+struct State {
+    remote: [Option<Remote>; 2],
+    /// Per side: `[RTP, RTCP]` sources (`trunkline_media_core::latch`).
+    latch: [[Latch; 2]; 2],
 }
 
 /// Where a packet goes: out of the router's port `port`, to `to`.
@@ -169,17 +180,22 @@ pub(crate) enum Verdict {
         port: u16,
         to: SocketAddr,
     },
-    /// From a source the session description does not name.
+    /// From a source the session description does not name (or, with
+    /// symmetric RTP, not the latched one).
     WrongSource,
     /// Nowhere to send it.
     Unrouted,
 }
 
 impl StreamRelay {
-    pub(crate) fn new(local: [u16; 2], remote: [Option<Remote>; 2]) -> StreamRelay {
+    /// `symmetric`: learn each side's source from its packets (symmetric RTP).
+    pub(crate) fn new(local: [u16; 2], remote: [Option<Remote>; 2], symmetric: bool) -> StreamRelay {
+        let latch = |r: Option<Remote>| {
+            [Latch::new(symmetric, r.and_then(|r| r.rtp)), Latch::new(symmetric, r.and_then(|r| r.rtcp))]
+        };
         StreamRelay {
             local,
-            remote: Mutex::new(remote),
+            state: Mutex::new(State { remote, latch: [latch(remote[0]), latch(remote[1])] }),
             relayed: Default::default(),
             bytes: Default::default(),
             dropped_source: AtomicU64::new(0),
@@ -191,33 +207,52 @@ impl StreamRelay {
         [self.local[0], self.local[0] + 1, self.local[1], self.local[1] + 1]
     }
 
+    /// New descriptions: a side whose address changed starts learning over.
     pub(crate) fn set_remote(&self, remote: [Option<Remote>; 2]) {
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = remote;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for side in 0..2 {
+            st.latch[side][0].describe(remote[side].and_then(|r| r.rtp));
+            st.latch[side][1].describe(remote[side].and_then(|r| r.rtcp));
+        }
+        st.remote = remote;
     }
 
-    /// Decide where `packet`, received on our port `port` from `from`, goes.
-    pub(crate) fn forward(&self, port: u16, from: SocketAddr, packet: &[u8]) -> Verdict {
+    /// Decide where `packet`, received on our port `port` from `from` at
+    /// `now_ms`, goes.
+    pub(crate) fn forward(&self, port: u16, from: SocketAddr, packet: &[u8], now_ms: u64) -> Verdict {
         let side = usize::from(port != self.local[0] && port != self.local[0] + 1);
         let rtcp_port = port == self.local[side] + 1;
-        let remote = *self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mine) = remote[side] else {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mine) = st.remote[side] else {
             self.dropped_source.fetch_add(1, Ordering::Relaxed);
             return Verdict::WrongSource;
         };
-        // RFC 5761 §4: on a muxed port, packet types 192-223 are RTCP.
-        let rtcp = rtcp_port || (mine.mux && packet.get(1).is_some_and(|pt| (192..=223).contains(pt)));
-        let expected = if rtcp { mine.rtcp } else { mine.rtp };
-        if expected != Some(from) {
+        let kind = rtp::kind(packet);
+        let rtcp = rtcp_port || (mine.mux && kind == rtp::Kind::Rtcp);
+        // A party sends with the payload types the other described (RFC 3264
+        // §5.1), or its own: either is this session's.
+        let theirs = st.remote[1 - side].map(|r| r.payload_types).unwrap_or_default();
+        let (valid, ssrc) = match kind {
+            rtp::Kind::Rtp { payload_type, ssrc } => {
+                (!rtcp && (mine.payload_types.contains(payload_type) || theirs.contains(payload_type)), ssrc)
+            }
+            rtp::Kind::Rtcp => (rtcp, 0),
+            rtp::Kind::Other => (false, 0),
+        };
+        // With rtcp-mux, RTCP comes from the RTP source.
+        let which = usize::from(rtcp && !mine.mux);
+        if st.latch[side][which].check(from, valid, ssrc, now_ms) == latch::Verdict::Reject {
             self.dropped_source.fetch_add(1, Ordering::Relaxed);
             return Verdict::WrongSource;
         }
         let other = 1 - side;
-        let to = remote[other].and_then(|r| if rtcp { r.rtcp } else { r.rtp });
-        let Some(to) = to else {
+        let muxed = st.remote[other].is_some_and(|r| r.mux);
+        let to = st.latch[other][usize::from(rtcp && !muxed)].destination();
+        let Some(to) = to.filter(|_| st.remote[other].is_some()) else {
             self.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
             return Verdict::Unrouted;
         };
-        let muxed = remote[other].is_some_and(|r| r.mux);
+        drop(st);
         let port = self.local[other] + u16::from(rtcp && !muxed);
         self.relayed[side].fetch_add(1, Ordering::Relaxed);
         self.bytes[side].fetch_add(packet.len() as u64, Ordering::Relaxed);
@@ -226,11 +261,13 @@ impl StreamRelay {
 
     pub(crate) fn counters(&self) -> StreamCounters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         StreamCounters {
             relayed: [l(&self.relayed[0]), l(&self.relayed[1])],
             bytes: [l(&self.bytes[0]), l(&self.bytes[1])],
             dropped_source: l(&self.dropped_source),
             dropped_unrouted: l(&self.dropped_unrouted),
+            latched: [st.latch[0][0].latched(), st.latch[1][0].latched()],
         }
     }
 }

@@ -72,7 +72,7 @@ fn anchored(relay: &mut Relay, ports: &mut BoundPorts, a: &Party, b: &Party) -> 
     let mut s = Session::new(LOOPBACK.parse().unwrap());
     s.rewrite(t0, Side::Caller, a.sdp(1).as_bytes(), ports).unwrap();
     s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), ports).unwrap();
-    relay.apply(7, s.streams());
+    relay.apply(7, s.streams(), false);
     let st = &s.streams()[0];
     (s.clone(), st.local(Side::Caller).unwrap(), st.local(Side::Callee).unwrap())
 }
@@ -135,7 +135,7 @@ fn a_new_address_is_followed_at_once_and_rtcp_mux_is_honoured() {
     // The callee moves (re-INVITE) and multiplexes RTCP on its RTP port.
     let moved = b2.sdp(2).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap");
     s.rewrite(Instant::now(), Side::Callee, moved.as_bytes(), &mut ports).unwrap();
-    r.apply(7, s.streams());
+    r.apply(7, s.streams(), false);
     assert_eq!(r.routed_ports(), 4, "same ports, new destination");
     a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
     assert_eq!(Party::recv(&b2.rtp), (rtp_packet(1, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
@@ -166,4 +166,50 @@ fn a_port_another_program_holds_is_retired_and_never_handed_out() {
     assert_eq!(ports.pool().retired(), 1);
     assert!(ports.take(t0).is_err());
     drop(held);
+}
+
+#[test]
+fn behind_nat_strict_drops_and_symmetric_rtp_latches_to_the_valid_source() {
+    for symmetric in [false, true] {
+        let mut r = relay(35400, 35499, 1);
+        let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+        let (a, b) = (Party::new(), Party::new());
+        // The caller's packets come through a NAT: from another port than
+        // its description names (and it is told nothing of that port).
+        let nat = Party::new();
+        let t0 = Instant::now();
+        let mut s = Session::new(LOOPBACK.parse().unwrap());
+        s.rewrite(t0, Side::Caller, a.sdp(1).as_bytes(), &mut ports).unwrap();
+        s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), &mut ports).unwrap();
+        r.apply(9, s.streams(), symmetric);
+        let (to_a, to_b) = (s.streams()[0].local(Side::Caller).unwrap(), s.streams()[0].local(Side::Callee).unwrap());
+        // A stranger's packet with a payload type the caller never offered
+        // arrives first: never latched.
+        let mut wrong_pt = rtp_packet(1, 0xC);
+        wrong_pt[1] = 96;
+        let stranger = Party::new();
+        stranger.rtp.send_to(&wrong_pt, (LOOPBACK, to_a)).unwrap();
+        nat.rtp.send_to(&rtp_packet(2, 0xA), (LOOPBACK, to_a)).unwrap();
+        b.rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 2048];
+        let got = b.rtp.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec());
+        if !symmetric {
+            assert!(got.is_err(), "strict: the NATed caller's packet is dropped");
+            let media = r.stop(9).unwrap();
+            assert_eq!((media.relayed(), media.streams[0].dropped_source), ((0, 0), 2));
+            continue;
+        }
+        assert_eq!(got.unwrap(), rtp_packet(2, 0xA), "symmetric: latched and relayed");
+        // The callee's answer goes back to the NAT's port, not to the description.
+        b.rtp.send_to(&rtp_packet(3, 0xB), (LOOPBACK, to_b)).unwrap();
+        assert_eq!(Party::recv(&nat.rtp).0, rtp_packet(3, 0xB));
+        // Once latched, the stranger cannot take over, even with a valid packet.
+        stranger.rtp.send_to(&rtp_packet(4, 0xC), (LOOPBACK, to_a)).unwrap();
+        nat.rtp.send_to(&rtp_packet(5, 0xA), (LOOPBACK, to_a)).unwrap();
+        assert_eq!(Party::recv(&b.rtp).0, rtp_packet(5, 0xA));
+        let media = r.stop(9).unwrap();
+        assert_eq!(media.streams[0].latched[0], Some(nat.rtp.local_addr().unwrap()));
+        assert_eq!((media.relayed(), media.streams[0].dropped_source), ((2, 1), 2));
+        assert!(media.to_string().contains("caller latched to"), "{media}");
+    }
 }

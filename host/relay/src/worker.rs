@@ -24,6 +24,7 @@ pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
     let mut ready: VecDeque<usize> = VecDeque::new();
     let mut queued = vec![false; shared.slots.len()];
     let mut batch = Batch::new();
+    let epoch = std::time::Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         let timeout = if ready.is_empty() { None } else { Some(Duration::ZERO) };
         if let Err(e) = poll.poll(&mut events, timeout) {
@@ -39,9 +40,11 @@ pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
                 ready.push_back(i);
             }
         }
+        // One clock reading per turn: latching needs milliseconds, not more.
+        let now_ms = epoch.elapsed().as_millis() as u64;
         for _ in 0..ready.len() {
             let Some(i) = ready.pop_front() else { break };
-            if drain(shared, i, &mut batch) {
+            if drain(shared, i, &mut batch, now_ms) {
                 ready.push_back(i); // more to read: next turn
             } else {
                 queued[i] = false;
@@ -52,7 +55,7 @@ pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
 
 /// Relay what slot `i`'s socket has queued, up to [`BATCH`] packets; true
 /// if it may hold more.
-fn drain(shared: &Shared, i: usize, batch: &mut Batch) -> bool {
+fn drain(shared: &Shared, i: usize, batch: &mut Batch, now_ms: u64) -> bool {
     let Some(socket) = shared.slots[i].socket.get() else { return false };
     let port = shared.port_of(i);
     let n = match batch.recv(socket) {
@@ -63,20 +66,20 @@ fn drain(shared: &Shared, i: usize, batch: &mut Batch) -> bool {
     };
     for k in 0..n {
         if let Some((packet, from)) = batch.get(k) {
-            relay(shared, port, from, packet);
+            relay(shared, port, from, packet, now_ms);
         }
     }
     n == BATCH
 }
 
-fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8]) {
+fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8], now_ms: u64) {
     let c = &shared.counters;
     let route = shared.slots[usize::from(port - shared.first)].route.load();
     let Some(stream) = route.as_ref() else {
         c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    match stream.forward(port, from, packet) {
+    match stream.forward(port, from, packet, now_ms) {
         Verdict::Forward { port, to } => {
             let out = shared.slot(port).and_then(|s| s.socket.get());
             match out.map(|s| s.send_to(packet, to)) {

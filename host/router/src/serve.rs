@@ -302,7 +302,7 @@ fn apply_media(engine: &mut Engine, media: &mut Option<MediaRelay>) {
     while let Some(cmd) = engine.poll_media() {
         let Some(m) = media.as_mut() else { continue };
         match cmd {
-            MediaCommand::Relay { call, streams } => m.relay.apply(call, &streams),
+            MediaCommand::Relay { call, streams, symmetric } => m.relay.apply(call, &streams, symmetric),
             MediaCommand::Stop { call } => {
                 if let Some(done) = m.relay.stop(call) {
                     m.finished.insert(call, done);

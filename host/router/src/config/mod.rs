@@ -94,6 +94,8 @@ pub struct Trunk {
     pub call_transfer: bool,
     /// Whether the router anchors the media of the trunk's calls.
     pub media: MediaMode,
+    /// Symmetric RTP: each party's media source latched from its packets.
+    pub symmetric_rtp: bool,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.

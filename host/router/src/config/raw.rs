@@ -191,6 +191,9 @@ pub(super) struct RawTrunk {
     /// `relay` (default): the router anchors the call's media; `passthrough`: it does not.
     #[serde(default)]
     pub(super) media: super::media::MediaMode,
+    /// Learn where a party's media comes from instead of trusting its description (NAT).
+    #[serde(default)]
+    pub(super) symmetric_rtp: bool,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

@@ -232,6 +232,7 @@ pub(super) fn trunk(
         max_call_duration,
         call_transfer: t.call_transfer,
         media: t.media,
+        symmetric_rtp: t.symmetric_rtp,
         chain: Chain { entries },
         origination,
         termination,

@@ -31,8 +31,9 @@ use crate::config::{MediaMode, Settings};
 /// What the relay must do, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaCommand {
-    /// Relay call `call`'s streams as they now are.
-    Relay { call: u64, streams: Vec<Stream> },
+    /// Relay call `call`'s streams as they now are; `symmetric`: learn
+    /// each party's source from its packets (the trunk's `symmetric_rtp`).
+    Relay { call: u64, streams: Vec<Stream>, symmetric: bool },
     /// Call `call` is over: stop relaying it.
     Stop { call: u64 },
 }
@@ -122,7 +123,8 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return Ok(()) };
         let Some(session) = c.media.as_mut() else { return Ok(()) };
         m.body = session.rewrite(now, side(from), &m.body, self.ports.as_mut())?;
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec() });
+        let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec(), symmetric });
         Ok(())
     }
 
@@ -141,9 +143,11 @@ impl Engine {
 
     /// An offer was refused: call `id`'s media goes back to `earlier`.
     pub(super) fn media_restore(&mut self, id: u64, earlier: &Session) {
-        let Some(session) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
+        let Some(session) = c.media.as_mut() else { return };
         session.restore(earlier);
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec() });
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec(), symmetric });
     }
 
     /// Call `id` is over: its ports go back (they rest) and the relay stops.

@@ -560,6 +560,7 @@ mod disaster_recovery;
 mod in_dialog;
 mod media;
 mod names;
+mod nat;
 mod proxy;
 mod reliable;
 mod tcp;

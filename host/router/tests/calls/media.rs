@@ -23,7 +23,10 @@ pub(super) fn relayed(report: &str) -> (u64, u64, u64) {
         .lines()
         .find(|l| l.contains("packets relayed caller->callee"))
         .unwrap_or_else(|| panic!("no relay counters:\n{report}"));
-    let n: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    // After "caller latched to IP:PORT (symmetric RTP); " if any.
+    let at = line.find(" packets relayed caller->callee").unwrap_or(0);
+    let from = line[..at].rfind(|c: char| !c.is_ascii_digit()).map_or(0, |i| i + 1);
+    let n: Vec<u64> = line[from..].split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
     assert!(n.len() >= 3, "{line}");
     (n[0], n[1], n[2])
 }

@@ -98,7 +98,7 @@ fn each_party_sees_only_the_router_and_the_relay_learns_both() {
     e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &sdp("203.0.113.5", 50000, 9)));
     let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
     assert_eq!(where_(&ok), ("192.0.2.10".into(), to_caller), "same port as the early media");
-    let MediaCommand::Relay { call, streams } = relayed(&mut e).pop().unwrap() else { panic!() };
+    let MediaCommand::Relay { call, streams, .. } = relayed(&mut e).pop().unwrap() else { panic!() };
     assert_eq!(streams[0].remote[1].unwrap().rtp, Some(addr("203.0.113.5:50000")));
     assert_eq!(streams[0].local, [Some(to_caller), Some(to_callee)]);
     assert_eq!(e.media_ports_in_use(), 2);
@@ -283,9 +283,9 @@ fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() 
         }
         for cmd in relayed(&mut e) {
             match cmd {
-                MediaCommand::Relay { call, streams } => {
+                MediaCommand::Relay { call, streams, symmetric } => {
                     live.insert(call);
-                    relay.apply(call, &streams);
+                    relay.apply(call, &streams, symmetric);
                 }
                 MediaCommand::Stop { call } => {
                     live.remove(&call);
