@@ -1,5 +1,5 @@
-//! Any bytes through the SDP reader, every rewriter and a call's anchoring
-//! session: nothing may panic; what reads is written back byte for byte,
+//! Any bytes through the SDP reader, every rewriter, a call's anchoring
+//! session (SDES included) and the `a=crypto` parser: nothing may panic; what reads is written back byte for byte,
 //! what the rewriters make reads again with the same media descriptions,
 //! and a session gives back every port it took.
 #![no_main]
@@ -7,6 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 
+use trunkline_media_core::crypto::{Crypto, MasterKey};
 use trunkline_media_core::ports::PortPool;
 use trunkline_media_core::sdp::{Direction, Sdp};
 use trunkline_media_core::session::{Session, Side};
@@ -14,13 +15,18 @@ use trunkline_media_core::session::{Session, Side};
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let mut ports = PortPool::new(30000..=30011, Duration::from_secs(1)).unwrap();
-    let mut session = Session::new("192.0.2.1".parse().unwrap());
+    let mut session = Session::new("192.0.2.1".parse().unwrap()).with_keys(|| Some(MasterKey([7; 30])));
     for side in [Side::Caller, Side::Callee, Side::Caller] {
         if let Ok(out) = session.rewrite(now, side, data, &mut ports) {
             assert!(Sdp::parse(&out).is_ok(), "what the session writes reads");
         }
     }
     session.release(now, &mut ports);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(c) = Crypto::parse(text) {
+            assert_eq!(Crypto::parse(&c.to_value()), Ok(c), "an accepted crypto line prints back");
+        }
+    }
     assert_eq!(ports.in_use(), 0, "every port given back");
     let Ok(mut sdp) = Sdp::parse(data) else { return };
     assert_eq!(sdp.to_bytes(), data, "an unchanged description is written back as it was");

@@ -12,6 +12,8 @@
 //!   middle sees them: the ports it relays on, where each side wants
 //!   media, the descriptions each side gets (naming only the router).
 //!
+//! - [`crypto`]: SDES `a=crypto` lines (RFC 4568): the SRTP suites and
+//!   keys each leg agrees with the router (SRTP is terminated per leg).
 //! - [`rtp`], [`latch`]: the header checks the relay makes on a packet,
 //!   and where one party's media comes from (its description's address,
 //!   or, with symmetric RTP, the source its packets are latched to).
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod latch;
 pub mod ports;
 pub mod rtp;

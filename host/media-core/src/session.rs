@@ -67,6 +67,9 @@ pub enum MediaError {
     /// No port pair is free (ours: 503, retry later).
     #[error("{0}")]
     Exhausted(#[from] Exhausted),
+    /// Secure media that cannot be agreed (the peer's fault: 488).
+    #[error("media description {0}: {1}")]
+    Crypto(usize, String),
 }
 
 /// Where one side wants a stream's media.
@@ -95,6 +98,8 @@ pub struct Stream {
     pub remote: [Option<Remote>; 2],
     /// `audio`, `video`, `image`...
     pub kind: String,
+    /// SRTP agreed with each side (`[caller, callee]`); `None`: plain RTP.
+    pub srtp: [Option<crate::crypto::Srtp>; 2],
 }
 
 impl Stream {
@@ -125,12 +130,48 @@ pub struct Session {
     address: IpAddr,
     streams: Vec<Stream>,
     told: [Told; 2],
+    /// SDES state per stream (`sdes`).
+    sdes: Vec<sdes::Negotiation>,
+    /// Who made the last offer, and whether it was answered.
+    last_offer: Option<Side>,
+    answered: bool,
+    /// The last description each side sent (a repeat is not a new offer).
+    last_in: [Vec<u8>; 2],
+    /// Sides that must get SRTP whatever the other side offered.
+    require_srtp: [bool; 2],
+    /// Where the router's SRTP keys come from (a CSPRNG; `None` if it failed).
+    keys: fn() -> Option<crate::crypto::MasterKey>,
 }
 
 impl Session {
     /// A call whose media the router anchors on `address`.
     pub fn new(address: IpAddr) -> Session {
-        Session { address, streams: Vec::new(), told: [Told::default(), Told::default()] }
+        Session {
+            address,
+            streams: Vec::new(),
+            told: [Told::default(), Told::default()],
+            sdes: Vec::new(),
+            last_offer: None,
+            answered: false,
+            last_in: [Vec::new(), Vec::new()],
+            require_srtp: [false, false],
+            keys: sdes::no_keys,
+        }
+    }
+
+    /// The router's SRTP keys for this call come from `keys` (a
+    /// cryptographically secure source). Without it, an SRTP offer is
+    /// refused (488).
+    pub fn with_keys(mut self, keys: fn() -> Option<crate::crypto::MasterKey>) -> Session {
+        self.keys = keys;
+        self
+    }
+
+    /// `side` gets SRTP (offered RTP/SAVP) even when the other side's offer
+    /// was plain RTP (a secure trunk's PBX).
+    pub fn require_srtp(mut self, side: Side) -> Session {
+        self.require_srtp[side.at()] = true;
+        self
     }
 
     /// The streams, in the order of the media descriptions.
@@ -157,6 +198,7 @@ impl Session {
         let mut sdp = Sdp::parse(body)?;
         let to = from.other();
         let before = self.streams.len();
+        let answer = self.classify(from, body);
         let mut taken = Vec::new();
         for i in 0..sdp.media_count() {
             let Some(media) = sdp.media(i) else {
@@ -166,7 +208,8 @@ impl Session {
             let relayable = media.is_rtp() || media.proto.eq_ignore_ascii_case("udptl");
             let (port, kind) = (media.port, media.kind.to_owned());
             if i >= self.streams.len() {
-                self.streams.push(Stream { local: [None, None], remote: [None, None], kind });
+                self.streams.push(Stream { local: [None, None], remote: [None, None], kind, srtp: [None, None] });
+                self.sdes.push(sdes::Negotiation::default());
             }
             if port == 0 || !relayable {
                 self.streams[i].remote[from.at()] = None;
@@ -198,6 +241,10 @@ impl Session {
                 _ => local.wrapping_add(1),
             };
             sdp.set_rtcp(i, rtcp, self.address);
+            if let Err(e) = self.negotiate(i, from, answer, &mut sdp) {
+                self.undo(now, before, &taken, ports);
+                return Err(e);
+            }
         }
         let all_on_hold = (0..sdp.media_count()).all(|i| sdp.connection(i).is_some_and(|c| c.is_hold()));
         if !all_on_hold {
@@ -215,6 +262,7 @@ impl Session {
             }
         }
         self.streams.truncate(before);
+        self.sdes.truncate(before);
     }
 
     /// Set the `o=` version side `to` gets: the one it got last time if
@@ -243,8 +291,18 @@ impl Session {
     pub fn forget(&mut self, side: Side) {
         for s in &mut self.streams {
             s.remote[side.at()] = None;
+            s.srtp[side.at()] = None;
+        }
+        for n in &mut self.sdes {
+            n.forget(side);
         }
         self.told[side.at()] = Told::default();
+        self.last_in[side.at()].clear();
+        if self.last_offer == Some(side.other()) {
+            self.answered = false; // the offer goes to the new party
+        } else if self.last_offer == Some(side) {
+            self.last_offer = None;
+        }
     }
 
     /// An offer this session rewrote was refused (a re-INVITE or UPDATE
@@ -254,12 +312,18 @@ impl Session {
     /// that still has the same ports. Ports are not given back here: a
     /// stream the refused offer added keeps its pairs until the call ends.
     pub fn restore(&mut self, earlier: &Session) {
-        for (s, e) in self.streams.iter_mut().zip(&earlier.streams) {
+        for (i, (s, e)) in self.streams.iter_mut().zip(&earlier.streams).enumerate() {
             if s.local == e.local {
                 s.remote = e.remote;
+                s.srtp = e.srtp.clone();
+                if let (Some(n), Some(m)) = (self.sdes.get_mut(i), earlier.sdes.get(i)) {
+                    *n = m.clone();
+                }
             }
         }
         self.told = earlier.told.clone();
+        (self.last_offer, self.answered, self.last_in) =
+            (earlier.last_offer, earlier.answered, earlier.last_in.clone());
     }
 
     /// The call is over: every port pair goes back to `ports`.
@@ -294,5 +358,6 @@ fn remote_of(sdp: &Sdp, i: usize, port: u16) -> Remote {
     Remote { rtp, rtcp, mux, payload_types }
 }
 
+mod sdes;
 #[cfg(test)]
 mod tests;

@@ -39,8 +39,12 @@ fn main() {
             payload_types: PayloadTypes::of(["0"]),
         };
         let (pa, pb) = (caller_base + 2 * i, callee_base + 2 * i);
-        let stream =
-            Stream { local: [Some(a), Some(b)], remote: [Some(remote(pa)), Some(remote(pb))], kind: "audio".into() };
+        let stream = Stream {
+            local: [Some(a), Some(b)],
+            remote: [Some(remote(pa)), Some(remote(pb))],
+            kind: "audio".into(),
+            srtp: [None, None],
+        };
         relay.apply(u64::from(i), &[stream], false);
         writeln!(out, "{pa} {a} {pb}").unwrap();
     }

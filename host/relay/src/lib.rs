@@ -27,6 +27,7 @@
 
 mod batch;
 mod ports;
+pub mod srtp;
 mod table;
 mod worker;
 
@@ -67,6 +68,8 @@ pub struct RelayStats {
     pub dropped_unrouted: u64,
     /// Packets dropped: the outgoing socket's buffer was full.
     pub dropped_send: u64,
+    /// SRTP packets dropped: authentication failed (forged, replayed, wrong key).
+    pub dropped_auth: u64,
 }
 
 /// What one finished call's media did.
@@ -84,7 +87,7 @@ impl CallMedia {
 
     /// Packets dropped, every reason together.
     pub fn dropped(&self) -> u64 {
-        self.streams.iter().map(|s| s.dropped_source + s.dropped_unrouted).sum()
+        self.streams.iter().map(|s| s.dropped_source + s.dropped_unrouted + s.dropped_auth).sum()
     }
 }
 
@@ -98,10 +101,15 @@ impl std::fmt::Display for CallMedia {
         }
         let source: u64 = self.streams.iter().map(|s| s.dropped_source).sum();
         let unrouted: u64 = self.streams.iter().map(|s| s.dropped_unrouted).sum();
+        let auth: u64 = self.streams.iter().map(|s| s.dropped_auth).sum();
+        let srtp = |at: usize| if self.streams.iter().any(|s| s.secure[at]) { "SRTP" } else { "RTP" };
         write!(
             f,
-            "{a} packets relayed caller->callee, {b} callee->caller, {} dropped ({source} from a source the \
-             description does not name, {unrouted} with nowhere to go)",
+            "caller {}, callee {}; {a} packets relayed caller->callee, {b} callee->caller, {} dropped ({source} \
+             from a source the description does not name, {unrouted} with nowhere to go, {auth} failing SRTP \
+             authentication)",
+            srtp(0),
+            srtp(1),
             self.dropped()
         )
     }
@@ -160,11 +168,12 @@ impl Relay {
             let ([Some(a), Some(b)], remote) = (s.local, s.remote) else { continue };
             match old.iter().find(|o| o.local == [a, b]) {
                 Some(o) => {
-                    o.set_remote(remote);
+                    o.set(remote, &s.srtp);
                     now.push(o.clone());
                 }
                 None => {
-                    let fresh = Arc::new(StreamRelay::new([a, b], remote, symmetric));
+                    let fresh = Arc::new(StreamRelay::new([a, b], symmetric));
+                    fresh.set(remote, &s.srtp);
                     self.shared.route(&fresh);
                     now.push(fresh);
                 }
@@ -205,6 +214,7 @@ impl Relay {
             dropped_source: c.dropped_source.load(Ordering::Relaxed),
             dropped_unrouted: c.dropped_unrouted.load(Ordering::Relaxed),
             dropped_send: c.dropped_send.load(Ordering::Relaxed),
+            dropped_auth: c.dropped_auth.load(Ordering::Relaxed),
         }
     }
 }

@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwapOption;
+use bytes::BytesMut;
+use trunkline_media_core::crypto::Srtp;
 use trunkline_media_core::latch::{self, Latch};
 use trunkline_media_core::rtp;
 use trunkline_media_core::session::Remote;
 
+use crate::srtp::SrtpParty;
 use crate::RelayConfig;
 
 /// Counters of the whole relay.
@@ -26,6 +29,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_source: AtomicU64,
     pub(crate) dropped_unrouted: AtomicU64,
     pub(crate) dropped_send: AtomicU64,
+    pub(crate) dropped_auth: AtomicU64,
 }
 
 /// One port of the range.
@@ -151,6 +155,10 @@ pub struct StreamCounters {
     pub dropped_source: u64,
     /// Packets with nowhere to go yet (the other side's address unknown, or on hold with 0.0.0.0).
     pub dropped_unrouted: u64,
+    /// SRTP packets that failed authentication (forged, replayed, wrong key).
+    pub dropped_auth: u64,
+    /// Whether each side spoke SRTP (at the end).
+    pub secure: [bool; 2],
     /// With symmetric RTP: the RTP source each side was latched to.
     pub latched: [Option<SocketAddr>; 2],
 }
@@ -159,27 +167,31 @@ pub struct StreamCounters {
 pub(crate) struct StreamRelay {
     /// RTP port facing `[caller, callee]`; RTCP is the next port.
     pub(crate) local: [u16; 2],
+    symmetric: bool,
     state: Mutex<State>,
     relayed: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
     dropped_source: AtomicU64,
     dropped_unrouted: AtomicU64,
+    dropped_auth: AtomicU64,
 }
 
-/// Where each side wants media and where its packets come from.
+/// Where each side wants media, where its packets come from, its SRTP.
 struct State {
     remote: [Option<Remote>; 2],
     /// Per side: `[RTP, RTCP]` sources (`trunkline_media_core::latch`).
     latch: [[Latch; 2]; 2],
+    srtp: [Option<SrtpParty>; 2],
 }
 
 /// Where a packet goes: out of the router's port `port`, to `to`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    Forward {
-        port: u16,
-        to: SocketAddr,
-    },
+    /// `bytes`: what to send instead of the packet (decrypted, or
+    /// encrypted for the other side); `None`: the packet as it came.
+    Forward { port: u16, to: SocketAddr, bytes: Option<BytesMut> },
+    /// SRTP that fails authentication (forged, replayed, wrong key).
+    Unauthenticated,
     /// From a source the session description does not name (or, with
     /// symmetric RTP, not the latched one).
     WrongSource,
@@ -189,17 +201,17 @@ pub(crate) enum Verdict {
 
 impl StreamRelay {
     /// `symmetric`: learn each side's source from its packets (symmetric RTP).
-    pub(crate) fn new(local: [u16; 2], remote: [Option<Remote>; 2], symmetric: bool) -> StreamRelay {
-        let latch = |r: Option<Remote>| {
-            [Latch::new(symmetric, r.and_then(|r| r.rtp)), Latch::new(symmetric, r.and_then(|r| r.rtcp))]
-        };
+    pub(crate) fn new(local: [u16; 2], symmetric: bool) -> StreamRelay {
+        let latch = || [Latch::new(symmetric, None), Latch::new(symmetric, None)];
         StreamRelay {
             local,
-            state: Mutex::new(State { remote, latch: [latch(remote[0]), latch(remote[1])] }),
+            symmetric,
+            state: Mutex::new(State { remote: [None, None], latch: [latch(), latch()], srtp: [None, None] }),
             relayed: Default::default(),
             bytes: Default::default(),
             dropped_source: AtomicU64::new(0),
             dropped_unrouted: AtomicU64::new(0),
+            dropped_auth: AtomicU64::new(0),
         }
     }
 
@@ -207,12 +219,20 @@ impl StreamRelay {
         [self.local[0], self.local[0] + 1, self.local[1], self.local[1] + 1]
     }
 
-    /// New descriptions: a side whose address changed starts learning over.
-    pub(crate) fn set_remote(&self, remote: [Option<Remote>; 2]) {
+    /// New descriptions: a side whose address changed starts learning
+    /// over; a side whose SRTP keys changed gets new contexts. (The media
+    /// core only agrees keys of the right length, which the crate takes;
+    /// were it to refuse them, that side is logged and left without SRTP.)
+    pub(crate) fn set(&self, remote: [Option<Remote>; 2], srtp: &[Option<Srtp>; 2]) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for side in 0..2 {
             st.latch[side][0].describe(remote[side].and_then(|r| r.rtp));
             st.latch[side][1].describe(remote[side].and_then(|r| r.rtcp));
+            if st.srtp[side].as_ref().map(|p| &p.agreed) != srtp[side].as_ref() {
+                st.srtp[side] = srtp[side].as_ref().and_then(|a| {
+                    SrtpParty::new(a).map_err(|e| tracing::warn!("SRTP keys refused by the crate: {e}")).ok()
+                });
+            }
         }
         st.remote = remote;
     }
@@ -241,7 +261,23 @@ impl StreamRelay {
         };
         // With rtcp-mux, RTCP comes from the RTP source.
         let which = usize::from(rtcp && !mine.mux);
-        if st.latch[side][which].check(from, valid, ssrc, now_ms) == latch::Verdict::Reject {
+        // Strict: the source first (nothing to decrypt for a stranger).
+        if !self.symmetric && st.latch[side][which].check(from, valid, ssrc, now_ms) == latch::Verdict::Reject {
+            self.dropped_source.fetch_add(1, Ordering::Relaxed);
+            return Verdict::WrongSource;
+        }
+        let plain = match st.srtp[side].as_mut() {
+            Some(p) => match p.unprotect(packet, rtcp) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    self.dropped_auth.fetch_add(1, Ordering::Relaxed);
+                    return Verdict::Unauthenticated;
+                }
+            },
+            None => None,
+        };
+        // Symmetric: only a packet that passed every check teaches a source.
+        if self.symmetric && st.latch[side][which].check(from, valid, ssrc, now_ms) == latch::Verdict::Reject {
             self.dropped_source.fetch_add(1, Ordering::Relaxed);
             return Verdict::WrongSource;
         }
@@ -252,11 +288,23 @@ impl StreamRelay {
             self.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
             return Verdict::Unrouted;
         };
+        let bytes = match st.srtp[other].as_mut() {
+            Some(p) => match p.protect(plain.as_deref().unwrap_or(packet), rtcp) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    // Plain bytes the crate cannot read as RTP/RTCP: never
+                    // sent unencrypted to a party that speaks SRTP.
+                    self.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
+                    return Verdict::Unrouted;
+                }
+            },
+            None => plain,
+        };
         drop(st);
         let port = self.local[other] + u16::from(rtcp && !muxed);
         self.relayed[side].fetch_add(1, Ordering::Relaxed);
         self.bytes[side].fetch_add(packet.len() as u64, Ordering::Relaxed);
-        Verdict::Forward { port, to }
+        Verdict::Forward { port, to, bytes }
     }
 
     pub(crate) fn counters(&self) -> StreamCounters {
@@ -267,6 +315,8 @@ impl StreamRelay {
             bytes: [l(&self.bytes[0]), l(&self.bytes[1])],
             dropped_source: l(&self.dropped_source),
             dropped_unrouted: l(&self.dropped_unrouted),
+            dropped_auth: l(&self.dropped_auth),
+            secure: [st.srtp[0].is_some(), st.srtp[1].is_some()],
             latched: [st.latch[0][0].latched(), st.latch[1][0].latched()],
         }
     }

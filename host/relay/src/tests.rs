@@ -213,3 +213,140 @@ fn behind_nat_strict_drops_and_symmetric_rtp_latches_to_the_valid_source() {
         assert!(media.to_string().contains("caller latched to"), "{media}");
     }
 }
+
+mod srtp {
+    use super::*;
+    use crate::srtp::SrtpParty;
+    use trunkline_media_core::crypto::{Crypto, MasterKey, Srtp, Suite};
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// RFC 3711 Appendix B.3: this master key and salt derive the session
+    /// encryption key and salt below; the packets the crate encrypts must
+    /// carry the AES counter-mode keystream of those (§4.1.1), computed
+    /// here with an independent AES.
+    #[test]
+    fn rfc_3711_appendix_b_keys_give_the_keystream_the_crate_encrypts_with() {
+        use aes::cipher::{BlockEncrypt, KeyInit};
+        let mut master = [0u8; 30];
+        master[..16].copy_from_slice(&hex("E1F97A0D3E018BE0D64FA32C06DE4139"));
+        master[16..].copy_from_slice(&hex("0EC675AD498AFEEBB6960B3AABE6"));
+        let key = MasterKey(master);
+        let agreed = Srtp { suite: Suite::AesCm128HmacSha1_80, theirs: key.clone(), ours: key };
+        let mut party = SrtpParty::new(&agreed).unwrap();
+        let (ssrc, seq) = (0x1234_5678u32, 7u16);
+        let mut plain = vec![0x80, 0x00];
+        plain.extend_from_slice(&seq.to_be_bytes());
+        plain.extend_from_slice(&[0, 0, 0, 0]);
+        plain.extend_from_slice(&ssrc.to_be_bytes());
+        plain.extend_from_slice(&[0u8; 48]);
+        let sealed = party.protect(&plain, false).unwrap();
+        assert_eq!(sealed.len(), plain.len() + 10, "an 80-bit tag");
+        assert_eq!(&sealed[..12], &plain[..12], "the header stays clear");
+        // IV = (salt * 2^16) XOR (SSRC * 2^64) XOR (index * 2^16), index = seq (ROC 0).
+        let session_key = hex("C61E7A93744F39EE10734AFE3FF7A087");
+        let session_salt = hex("30CBBC08863D8C85D49DB34A9AE1");
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(&session_salt);
+        for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
+            iv[4 + i] ^= b;
+        }
+        for (i, b) in u64::from(seq).to_be_bytes()[2..].iter().enumerate() {
+            iv[8 + i] ^= b;
+        }
+        let aes = aes::Aes128::new_from_slice(&session_key).unwrap();
+        let mut keystream = Vec::new();
+        for j in 0u128..3 {
+            let counter = u128::from_be_bytes(iv).wrapping_add(j).to_be_bytes();
+            let mut block = aes::Block::from(counter);
+            aes.encrypt_block(&mut block);
+            keystream.extend_from_slice(&block);
+        }
+        assert_eq!(&sealed[12..60], &keystream[..48], "the payload is zeros XOR the RFC's keystream");
+        // Round trip, then a replay and a forgery are refused.
+        assert_eq!(&party.unprotect(&sealed, false).unwrap()[..], &plain[..]);
+        assert!(party.unprotect(&sealed, false).is_err(), "a replay");
+        let mut forged = party.protect(&rtp_packet(8, ssrc), false).unwrap().to_vec();
+        forged[20] ^= 1;
+        assert!(party.unprotect(&forged, false).is_err(), "a forgery");
+        // SRTCP with its E flag clear and a made-up tag: the crate alone
+        // would accept it unauthenticated; the router refuses it.
+        let mut srtcp = vec![0x80, 200, 0, 6, 0x12, 0x34, 0x56, 0x78];
+        srtcp.extend_from_slice(&[0u8; 20]);
+        srtcp.extend_from_slice(&[0, 0, 0, 1]); // E = 0, index 1
+        srtcp.extend_from_slice(&[0xee; 10]);
+        assert!(party.unprotect(&srtcp, true).is_err(), "unauthenticated SRTCP");
+        let genuine = party.protect(&srtcp[..28], true).unwrap();
+        assert_eq!(&party.unprotect(&genuine, true).unwrap()[..], &srtcp[..28], "genuine SRTCP (E = 1) passes");
+    }
+
+    /// The party's view: it encrypts with its key and decrypts with the
+    /// router's (the reverse of what the router agreed with it).
+    fn party_side(agreed: &Srtp) -> SrtpParty {
+        SrtpParty::new(&Srtp { suite: agreed.suite, theirs: agreed.ours.clone(), ours: agreed.theirs.clone() }).unwrap()
+    }
+
+    fn key_source() -> Option<MasterKey> {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static N: AtomicU8 = AtomicU8::new(100);
+        Some(MasterKey([N.fetch_add(1, Ordering::Relaxed); 30]))
+    }
+
+    #[test]
+    fn an_srtp_caller_is_bridged_to_a_plain_rtp_callee_and_a_wrong_key_is_dropped_and_counted() {
+        let mut r = relay(35500, 35599, 2);
+        let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+        let (a, b) = (Party::new(), Party::new());
+        let t0 = Instant::now();
+        let mut s = Session::new(LOOPBACK.parse().unwrap()).with_keys(key_source);
+        let caller_key = MasterKey([0xaa; 30]);
+        let crypto = Crypto { tag: 1, suite: Suite::AesCm128HmacSha1_80, key: caller_key }.to_value();
+        let offer =
+            a.sdp(1).replace("RTP/AVP", "RTP/SAVP").replace("a=rtpmap", &format!("a=crypto:{crypto}\r\na=rtpmap"));
+        s.rewrite(t0, Side::Caller, offer.as_bytes(), &mut ports).unwrap();
+        // The callee answers the router's SRTP offer with plain RTP.
+        s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), &mut ports).unwrap();
+        let st = s.streams()[0].clone();
+        assert!(st.srtp[0].is_some() && st.srtp[1].is_none());
+        r.apply(3, s.streams(), false);
+        let (to_a, to_b) = (st.local(Side::Caller).unwrap(), st.local(Side::Callee).unwrap());
+        let mut caller = party_side(st.srtp[0].as_ref().unwrap());
+        for seq in 0..20u16 {
+            let plain = rtp_packet(seq, 0xA);
+            a.rtp.send_to(&caller.protect(&plain, false).unwrap(), (LOOPBACK, to_a)).unwrap();
+            assert_eq!(Party::recv(&b.rtp).0, plain, "decrypted for the plain callee");
+            let back = rtp_packet(seq, 0xB);
+            b.rtp.send_to(&back, (LOOPBACK, to_b)).unwrap();
+            let (sealed, _) = Party::recv(&a.rtp);
+            assert_ne!(sealed, back);
+            assert_eq!(&caller.unprotect(&sealed, false).unwrap()[..], &back[..], "encrypted for the SRTP caller");
+        }
+        // SRTCP both ways too.
+        let sr = [0x80, 200, 0, 6, 0, 0, 0, 0xA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        a.rtcp.send_to(&caller.protect(&sr, true).unwrap(), (LOOPBACK, to_a + 1)).unwrap();
+        assert_eq!(Party::recv(&b.rtcp).0, sr);
+        // From the right address but with another key: dropped, counted.
+        let mut impostor = SrtpParty::new(&Srtp {
+            suite: Suite::AesCm128HmacSha1_80,
+            theirs: MasterKey([1; 30]),
+            ours: MasterKey([2; 30]),
+        })
+        .unwrap();
+        for seq in 100..105u16 {
+            a.rtp.send_to(&impostor.protect(&rtp_packet(seq, 0xA), false).unwrap(), (LOOPBACK, to_a)).unwrap();
+        }
+        // A replay of a genuine packet: dropped too.
+        let genuine = caller.protect(&rtp_packet(50, 0xA), false).unwrap();
+        a.rtp.send_to(&genuine, (LOOPBACK, to_a)).unwrap();
+        assert_eq!(Party::recv(&b.rtp).0, rtp_packet(50, 0xA));
+        a.rtp.send_to(&genuine, (LOOPBACK, to_a)).unwrap();
+        a.rtp.send_to(&caller.protect(&rtp_packet(51, 0xA), false).unwrap(), (LOOPBACK, to_a)).unwrap();
+        assert_eq!(Party::recv(&b.rtp).0, rtp_packet(51, 0xA), "the replay was not relayed");
+        let media = r.stop(3).unwrap();
+        assert_eq!(media.streams[0].dropped_auth, 6, "5 under the wrong key and 1 replay");
+        assert_eq!(media.streams[0].secure, [true, false]);
+        assert!(media.to_string().starts_with("caller SRTP, callee RTP;"), "{media}");
+    }
+}

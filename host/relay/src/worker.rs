@@ -80,9 +80,9 @@ fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8], 
         return;
     };
     match stream.forward(port, from, packet, now_ms) {
-        Verdict::Forward { port, to } => {
+        Verdict::Forward { port, to, bytes } => {
             let out = shared.slot(port).and_then(|s| s.socket.get());
-            match out.map(|s| s.send_to(packet, to)) {
+            match out.map(|s| s.send_to(bytes.as_deref().unwrap_or(packet), to)) {
                 Some(Ok(_)) => {
                     c.relayed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -90,6 +90,9 @@ fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8], 
                     c.dropped_send.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        Verdict::Unauthenticated => {
+            c.dropped_auth.fetch_add(1, Ordering::Relaxed);
         }
         Verdict::WrongSource => {
             c.dropped_source.fetch_add(1, Ordering::Relaxed);

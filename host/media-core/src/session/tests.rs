@@ -163,3 +163,120 @@ fn a_new_target_starts_afresh_and_a_refused_offer_leaves_the_session_as_it_was()
     assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtp, addr("198.51.100.7:40000"));
     assert_eq!(s.streams()[1].remote(Side::Callee).unwrap().rtp, addr("203.0.113.20:51010"));
 }
+
+mod sdes {
+    use super::*;
+    use crate::crypto::{Crypto, MasterKey, Suite};
+
+    const A_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn counter_keys() -> Option<MasterKey> {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static N: AtomicU8 = AtomicU8::new(1);
+        Some(MasterKey([N.fetch_add(1, Ordering::Relaxed); 30]))
+    }
+
+    fn savp(addr: &str, version: u64, crypto: &[String]) -> String {
+        let lines: String = crypto.iter().map(|c| format!("a=crypto:{c}\r\n")).collect();
+        format!(
+            "v=0\r\no=x 1 {version} IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+             m=audio 40000 RTP/SAVP 0 101\r\n{lines}a=rtpmap:101 telephone-event/8000\r\n"
+        )
+    }
+
+    fn cryptos(sdp: &Sdp) -> Vec<Crypto> {
+        sdp.attributes(Some(0), "crypto").map(|v| Crypto::parse(v).unwrap()).collect()
+    }
+
+    #[test]
+    fn srtp_is_terminated_on_each_leg_with_keys_of_the_routers_own() {
+        let (t0, mut ports) = (Instant::now(), pool());
+        let mut s = Session::new(ROUTER.parse().unwrap()).with_keys(counter_keys);
+        let offer = savp(
+            "198.51.100.7",
+            1,
+            &[format!("5 AES_CM_128_HMAC_SHA1_32 inline:{A_KEY}"), format!("6 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")],
+        );
+        let to_callee = read(&s.rewrite(t0, Side::Caller, offer.as_bytes(), &mut ports).unwrap());
+        assert_eq!(to_callee.media(0).unwrap().proto, "RTP/SAVP");
+        let ours = cryptos(&to_callee);
+        assert_eq!(
+            ours.iter().map(|c| (c.tag, c.suite)).collect::<Vec<_>>(),
+            [(1, Suite::AesCm128HmacSha1_80), (2, Suite::AesCm128HmacSha1_32)]
+        );
+        assert!(
+            ours.iter()
+                .all(|c| c.key.0 != Crypto::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")).unwrap().key.0),
+            "the caller's key never goes on"
+        );
+        // The callee accepts the router's _80 line with a key of its own.
+        let b_key = MasterKey([0xbb; 30]);
+        let answer = savp(
+            "203.0.113.9",
+            1,
+            &[Crypto { tag: 1, suite: Suite::AesCm128HmacSha1_80, key: b_key.clone() }.to_value()],
+        );
+        let to_caller = read(&s.rewrite(t0, Side::Callee, answer.as_bytes(), &mut ports).unwrap());
+        let back = cryptos(&to_caller);
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (back[0].tag, back[0].suite),
+            (6, Suite::AesCm128HmacSha1_80),
+            "the caller's preferred line, by its tag"
+        );
+        let st = &s.streams()[0];
+        let (a, b) = (st.srtp[0].clone().unwrap(), st.srtp[1].clone().unwrap());
+        assert_eq!(
+            (a.suite, a.theirs.0, a.ours.0),
+            (
+                Suite::AesCm128HmacSha1_80,
+                Crypto::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")).unwrap().key.0,
+                back[0].key.0
+            )
+        );
+        assert_eq!((b.theirs, b.ours), (b_key, ours[0].key.clone()));
+        assert!(!format!("{s:?}").contains(A_KEY) && !format!("{st:?}").contains("187, 187"), "no key in Debug");
+        // The same answer again (a 200 after a 183): same keys, same text.
+        let again = read(&s.rewrite(t0, Side::Callee, answer.as_bytes(), &mut ports).unwrap());
+        assert_eq!(cryptos(&again), back);
+    }
+
+    #[test]
+    fn a_leg_that_requires_srtp_gets_it_while_the_other_stays_plain() {
+        let (t0, mut ports) = (Instant::now(), pool());
+        let mut s = Session::new(ROUTER.parse().unwrap()).with_keys(counter_keys).require_srtp(Side::Callee);
+        let to_callee =
+            read(&s.rewrite(t0, Side::Caller, offer("198.51.100.7", 1, 40000, 0).as_bytes(), &mut ports).unwrap());
+        assert_eq!((to_callee.media(0).unwrap().proto, cryptos(&to_callee).len()), ("RTP/SAVP", 2));
+        let answer = savp(
+            "203.0.113.9",
+            1,
+            &[Crypto { tag: 2, suite: Suite::AesCm128HmacSha1_32, key: MasterKey([7; 30]) }.to_value()],
+        );
+        let to_caller = read(&s.rewrite(t0, Side::Callee, answer.as_bytes(), &mut ports).unwrap());
+        assert_eq!((to_caller.media(0).unwrap().proto, cryptos(&to_caller).len()), ("RTP/AVP", 0));
+        let st = &s.streams()[0];
+        assert_eq!(
+            (st.srtp[0].is_none(), st.srtp[1].as_ref().map(|x| x.suite)),
+            (true, Some(Suite::AesCm128HmacSha1_32))
+        );
+        // A plain answer from a side that requires SRTP is refused.
+        let mut s = Session::new(ROUTER.parse().unwrap()).with_keys(counter_keys).require_srtp(Side::Callee);
+        s.rewrite(t0, Side::Caller, offer("198.51.100.7", 1, 40000, 0).as_bytes(), &mut ports).unwrap();
+        let e = s.rewrite(t0, Side::Callee, offer("203.0.113.9", 1, 50000, 0).as_bytes(), &mut ports).unwrap_err();
+        assert_eq!(e, MediaError::Crypto(0, "SRTP is required".into()));
+    }
+
+    #[test]
+    fn unsupported_parameters_are_refused_with_the_reason_not_ignored() {
+        let (t0, mut ports) = (Instant::now(), pool());
+        let mut s = Session::new(ROUTER.parse().unwrap()).with_keys(counter_keys);
+        let mki = savp("198.51.100.7", 1, &[format!("1 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}|1:4")]);
+        let e = s.rewrite(t0, Side::Caller, mki.as_bytes(), &mut ports).unwrap_err();
+        assert_eq!(e.to_string(), "media description 0: MKI is not supported");
+        assert_eq!(ports.in_use(), 0, "nothing held");
+        let mut keyless = Session::new(ROUTER.parse().unwrap());
+        let ok = savp("198.51.100.7", 1, &[format!("1 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")]);
+        assert!(matches!(keyless.rewrite(t0, Side::Caller, ok.as_bytes(), &mut ports), Err(MediaError::Crypto(0, _))));
+    }
+}

@@ -96,6 +96,9 @@ pub struct Trunk {
     pub media: MediaMode,
     /// Symmetric RTP: each party's media source latched from its packets.
     pub symmetric_rtp: bool,
+    /// Secure trunking: the customer's leg (the PBX) over TLS with SRTP
+    /// only, in both directions.
+    pub secure: bool,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.

@@ -194,6 +194,8 @@ pub(super) struct RawTrunk {
     /// Learn where a party's media comes from instead of trusting its description (NAT).
     #[serde(default)]
     pub(super) symmetric_rtp: bool,
+    /// Secure trunking: the PBX's leg over TLS with SRTP only.
+    pub(super) secure: Option<Spanned<bool>>,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

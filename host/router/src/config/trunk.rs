@@ -185,6 +185,14 @@ pub(super) fn trunk(
                 format!("`{uri}`: the host is neither an IP address nor a DNS name"),
             ));
         }
+        let tls = trunkline_sip_core::Transport::of_uri(uri) == Some(trunkline_sip_core::Transport::Tls);
+        if t.secure.as_ref().is_some_and(|s| *s.get_ref()) && !tls {
+            return Err(cx.err(
+                o.uri.span(),
+                format!("{key}.uri"),
+                "a secure trunk's PBX is reached over TLS: use sips: or ;transport=tls",
+            ));
+        }
         if *o.weight.get_ref() == 0 {
             return Err(cx.err(o.weight.span(), format!("{key}.weight"), "must be 1..=65535"));
         }
@@ -211,6 +219,17 @@ pub(super) fn trunk(
         }
         None => None,
     };
+    let secure = match &t.secure {
+        Some(s) if *s.get_ref() && t.media == super::MediaMode::Passthrough => {
+            return Err(cx.err(
+                s.span(),
+                format!("{tk}.secure"),
+                "a secure trunk needs media = \"relay\" (the router enforces SRTP on the PBX's leg)",
+            ));
+        }
+        Some(s) => *s.get_ref(),
+        None => false,
+    };
     let max_call_duration = match &t.max_call_duration_secs {
         None => Duration::from_secs(DEFAULT_MAX_CALL_SECS),
         Some(v) if (60..=LONGEST_MAX_CALL_SECS).contains(v.get_ref()) => Duration::from_secs(*v.get_ref()),
@@ -233,6 +252,7 @@ pub(super) fn trunk(
         call_transfer: t.call_transfer,
         media: t.media,
         symmetric_rtp: t.symmetric_rtp,
+        secure,
         chain: Chain { entries },
         origination,
         termination,

@@ -20,6 +20,7 @@ use super::in_dialog::Side;
 use super::{cancel_for, media, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
+use trunkline_media_core::session::MediaError;
 
 impl Engine {
     /// Send the INVITE to the next target, or fall back when none is left.
@@ -328,7 +329,11 @@ impl Engine {
             // A 2xx whose description cannot be anchored: that target fails.
             tracing::warn!(call_id = ok.header("Call-ID").unwrap_or_default(), "target's 2xx: {e}: hung up");
             self.hang_up_stray(now, Some(to), ok);
-            return self.leg_failed(now, id, 502, "Bad Gateway (unusable session description)", None);
+            let (code, why) = match e {
+                MediaError::Crypto(..) => media::refusal(&e),
+                _ => (502, "Bad Gateway (unusable session description)".to_owned()),
+            };
+            return self.leg_failed(now, id, code, &why, None);
         }
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(leg) = c.leg.as_ref() else { return };

@@ -20,6 +20,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use trunkline_media_core::crypto::MasterKey;
 use trunkline_media_core::ports::{Exhausted, PortPool, PortSource};
 use trunkline_media_core::session::{MediaError, Session, Side as MediaSide, Stream};
 use trunkline_sip_core::message::Message;
@@ -62,9 +63,29 @@ pub(super) fn default_ports(settings: &Settings) -> Box<dyn PortSource + Send> {
     }
 }
 
-/// A new media session for a call on `trunk`, if it relays media.
-pub(super) fn session_for(settings: &Settings, trunk: usize) -> Option<Session> {
-    (settings.trunks[trunk].media == MediaMode::Relay).then(|| Session::new(settings.media.advertise))
+/// A new media session for a call on `trunk`, if it relays media. On a
+/// secure trunk the PBX's side (`pbx`: the callee of an origination call,
+/// the caller of a termination call) must speak SRTP.
+pub(super) fn session_for(settings: &Settings, trunk: usize, pbx: MediaSide) -> Option<Session> {
+    let t = &settings.trunks[trunk];
+    let session = (t.media == MediaMode::Relay).then(|| Session::new(settings.media.advertise).with_keys(random_key));
+    match session {
+        Some(s) if t.secure => Some(s.require_srtp(pbx)),
+        s => s,
+    }
+}
+
+/// An SRTP master key and salt from the system's CSPRNG (`getrandom`).
+fn random_key() -> Option<MasterKey> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; trunkline_media_core::crypto::MASTER_LEN];
+    match ring::rand::SystemRandom::new().fill(&mut key) {
+        Ok(()) => Some(MasterKey(key)),
+        Err(_) => {
+            tracing::error!("no random bytes for an SRTP key: the SRTP offer is refused");
+            None
+        }
+    }
 }
 
 fn side(s: Side) -> MediaSide {
@@ -84,7 +105,7 @@ pub(super) fn carries_sdp(m: &Message) -> bool {
 /// Why an offer could not be anchored: the response the sender gets.
 pub(super) fn refusal(e: &MediaError) -> (u16, String) {
     match e {
-        MediaError::Sdp(_) => (488, format!("Not Acceptable Here ({e})")),
+        MediaError::Sdp(_) | MediaError::Crypto(..) => (488, format!("Not Acceptable Here ({e})")),
         MediaError::Exhausted(why) => {
             tracing::warn!("call refused: {why} (widen media.port_min..media.port_max)");
             (503, "Service Unavailable (no media ports free)".into())

@@ -11,7 +11,7 @@ use trunkline_sip_core::header::{list, CSeq};
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::reliable::{self, Provisionals};
 use trunkline_sip_core::transaction::{response_to, Timers, TransactionKey};
-use trunkline_sip_core::Peer;
+use trunkline_sip_core::{Peer, Transport};
 
 use super::build::relay_response;
 use super::call::{self, CallReport, CallState, Phase};
@@ -62,6 +62,16 @@ impl Engine {
         };
         let Some((trunk_idx, direction, candidates)) = route else {
             return self.respond(now, &key, &m, 404, "Not Found");
+        };
+        // Secure trunking: the PBX sends its calls over TLS.
+        if settings.trunks[trunk_idx].secure && direction == Direction::Termination && from.transport != Transport::Tls
+        {
+            tracing::warn!(%from, trunk = %settings.trunks[trunk_idx].name, "secure trunk: INVITE not over TLS refused (403)");
+            return self.respond(now, &key, &m, 403, "Forbidden (secure trunk: SIP must arrive over TLS)");
+        }
+        let pbx_side = match direction {
+            Direction::Termination => trunkline_media_core::session::Side::Caller,
+            _ => trunkline_media_core::session::Side::Callee,
         };
         // Plugins are about to run: tell the caller we are on it.
         self.respond(now, &key, &m, 100, "Trying");
@@ -165,7 +175,7 @@ impl Engine {
                 answered: None,
                 twiml: None,
                 transfer: None,
-                media: super::media::session_for(&settings, trunk_idx),
+                media: super::media::session_for(&settings, trunk_idx, pbx_side),
             },
         );
         self.try_next(now, id);

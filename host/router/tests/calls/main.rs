@@ -563,6 +563,7 @@ mod names;
 mod nat;
 mod proxy;
 mod reliable;
+mod secure;
 mod tcp;
 mod termination;
 mod tls;
