@@ -137,6 +137,9 @@ pub struct Session {
     answered: bool,
     /// The last description each side sent (a repeat is not a new offer).
     last_in: [Vec<u8>; 2],
+    /// Whether each side's last description put the call on hold (every
+    /// stream `sendonly`, `recvonly`, `inactive` or at `0.0.0.0`).
+    held: [bool; 2],
     /// Sides that must get SRTP whatever the other side offered.
     require_srtp: [bool; 2],
     /// Where the router's SRTP keys come from (a CSPRNG; `None` if it failed).
@@ -155,6 +158,7 @@ impl Session {
             answered: false,
             last_in: [Vec::new(), Vec::new()],
             require_srtp: [false, false],
+            held: [false, false],
             keys: sdes::no_keys,
         }
     }
@@ -177,6 +181,12 @@ impl Session {
     /// The streams, in the order of the media descriptions.
     pub fn streams(&self) -> &[Stream] {
         &self.streams
+    }
+
+    /// Whether a side's last description put the call on hold (no media
+    /// is expected both ways meanwhile: no inactivity timeout).
+    pub fn on_hold(&self) -> bool {
+        self.held[0] || self.held[1]
     }
 
     /// Port pairs held.
@@ -247,6 +257,11 @@ impl Session {
             }
         }
         let all_on_hold = (0..sdp.media_count()).all(|i| sdp.connection(i).is_some_and(|c| c.is_hold()));
+        self.held[from.at()] = (0..sdp.media_count()).all(|i| {
+            sdp.media(i).is_none_or(|m| m.port == 0)
+                || sdp.direction(i) != crate::sdp::Direction::SendRecv
+                || sdp.connection(i).is_some_and(|c| c.is_hold())
+        });
         if !all_on_hold {
             sdp.set_connection(self.address);
         }

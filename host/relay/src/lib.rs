@@ -172,7 +172,8 @@ impl Relay {
                     now.push(o.clone());
                 }
                 None => {
-                    let fresh = Arc::new(StreamRelay::new([a, b], symmetric));
+                    let now_ms = self.shared.epoch.elapsed().as_millis() as u64;
+                    let fresh = Arc::new(StreamRelay::new([a, b], symmetric, now_ms));
                     fresh.set(remote, &s.srtp);
                     self.shared.route(&fresh);
                     now.push(fresh);
@@ -194,6 +195,20 @@ impl Relay {
             self.shared.unroute(s);
         }
         Some(CallMedia { streams: streams.iter().map(|s| s.counters()).collect() })
+    }
+
+    /// Calls none of whose streams relayed a packet for `idle` (or since
+    /// they started): for the RTP inactivity timeout.
+    pub fn idle_calls(&self, idle: std::time::Duration) -> Vec<u64> {
+        let now_ms = self.shared.epoch.elapsed().as_millis() as u64;
+        let idle_ms = idle.as_millis() as u64;
+        self.calls
+            .iter()
+            .filter(|(_, streams)| {
+                streams.iter().map(|s| s.last_ms()).max().is_some_and(|last| now_ms.saturating_sub(last) >= idle_ms)
+            })
+            .map(|(call, _)| *call)
+            .collect()
     }
 
     /// Calls being relayed.

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) stop: AtomicBool,
     routed: AtomicUsize,
+    /// Time origin of the workers' millisecond clock.
+    pub(crate) epoch: std::time::Instant,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl Shared {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             routed: AtomicUsize::new(0),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -174,6 +177,9 @@ pub(crate) struct StreamRelay {
     dropped_source: AtomicU64,
     dropped_unrouted: AtomicU64,
     dropped_auth: AtomicU64,
+    /// When a packet was last relayed (ms on the relay's clock; the
+    /// stream's creation until then).
+    last_ms: AtomicU64,
 }
 
 /// Where each side wants media, where its packets come from, its SRTP.
@@ -201,7 +207,7 @@ pub(crate) enum Verdict {
 
 impl StreamRelay {
     /// `symmetric`: learn each side's source from its packets (symmetric RTP).
-    pub(crate) fn new(local: [u16; 2], symmetric: bool) -> StreamRelay {
+    pub(crate) fn new(local: [u16; 2], symmetric: bool, now_ms: u64) -> StreamRelay {
         let latch = || [Latch::new(symmetric, None), Latch::new(symmetric, None)];
         StreamRelay {
             local,
@@ -212,7 +218,13 @@ impl StreamRelay {
             dropped_source: AtomicU64::new(0),
             dropped_unrouted: AtomicU64::new(0),
             dropped_auth: AtomicU64::new(0),
+            last_ms: AtomicU64::new(now_ms),
         }
+    }
+
+    /// When a packet was last relayed (ms on the relay's clock).
+    pub(crate) fn last_ms(&self) -> u64 {
+        self.last_ms.load(Ordering::Relaxed)
     }
 
     fn ports(&self) -> [u16; 4] {
@@ -304,6 +316,7 @@ impl StreamRelay {
         let port = self.local[other] + u16::from(rtcp && !muxed);
         self.relayed[side].fetch_add(1, Ordering::Relaxed);
         self.bytes[side].fetch_add(packet.len() as u64, Ordering::Relaxed);
+        self.last_ms.store(now_ms, Ordering::Relaxed);
         Verdict::Forward { port, to, bytes }
     }
 

@@ -350,3 +350,17 @@ mod srtp {
         assert!(media.to_string().starts_with("caller SRTP, callee RTP;"), "{media}");
     }
 }
+
+#[test]
+fn a_call_whose_streams_relay_nothing_becomes_idle_and_a_packet_makes_it_active() {
+    let mut r = relay(35600, 35699, 1);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let (a, b) = (Party::new(), Party::new());
+    let (_s, to_a, _) = anchored(&mut r, &mut ports, &a, &b);
+    assert!(r.idle_calls(Duration::from_secs(60)).is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(r.idle_calls(Duration::from_millis(250)), [7], "nothing relayed since the call started");
+    a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
+    Party::recv(&b.rtp);
+    assert!(r.idle_calls(Duration::from_millis(250)).is_empty(), "a packet was just relayed");
+}

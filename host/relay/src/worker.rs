@@ -24,7 +24,6 @@ pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
     let mut ready: VecDeque<usize> = VecDeque::new();
     let mut queued = vec![false; shared.slots.len()];
     let mut batch = Batch::new();
-    let epoch = std::time::Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         let timeout = if ready.is_empty() { None } else { Some(Duration::ZERO) };
         if let Err(e) = poll.poll(&mut events, timeout) {
@@ -41,7 +40,7 @@ pub(crate) fn run(mut poll: mio::Poll, shared: &Shared) {
             }
         }
         // One clock reading per turn: latching needs milliseconds, not more.
-        let now_ms = epoch.elapsed().as_millis() as u64;
+        let now_ms = shared.epoch.elapsed().as_millis() as u64;
         for _ in 0..ready.len() {
             let Some(i) = ready.pop_front() else { break };
             if drain(shared, i, &mut batch, now_ms) {

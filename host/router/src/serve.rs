@@ -102,6 +102,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut https: Option<Option<TlsConnector>> = tls_client.map(Some);
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
+    // Once a second: calls whose media went silent (media.rtp_timeout_secs).
+    let rtp_timeout = settings.media.rtp_timeout.filter(|_| media.is_some());
+    let mut media_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
         while let Some(f) = engine.poll_fetch() {
@@ -152,6 +156,13 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 engine.handle_resolved(Instant::now(), &question, result);
             }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
+            _ = media_tick.tick(), if rtp_timeout.is_some() => {
+                if let (Some(m), Some(idle)) = (media.as_ref(), rtp_timeout) {
+                    for call in m.relay.idle_calls(idle) {
+                        engine.handle_media_idle(Instant::now(), call);
+                    }
+                }
+            }
             // Prepare (and drop) plugin instances here, where the hooks run
             // (see `work_while_idle`). `yield_now` is pending when first
             // polled, so this runs only after a pass found nothing else

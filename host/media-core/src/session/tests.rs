@@ -92,6 +92,9 @@ fn hold_passes_through_and_zero_address_hold_stays_zero() {
     assert!(to_callee.connection(0).unwrap().is_hold(), "0.0.0.0 stays 0.0.0.0");
     assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtp, None, "nowhere to send meanwhile");
     assert_eq!(ports.in_use(), 4, "held streams keep their ports");
+    assert!(s.on_hold());
+    s.rewrite(t0, Side::Caller, offer("198.51.100.7", 8, 40000, 40010).as_bytes(), &mut ports).unwrap();
+    assert!(!s.on_hold(), "resumed");
 }
 
 #[test]

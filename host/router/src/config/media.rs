@@ -39,6 +39,9 @@ pub(super) struct RawMedia {
     threads: Spanned<u32>,
     /// How long a released port pair rests before another call gets it.
     port_rest_ms: Spanned<u64>,
+    /// An answered call with no packet relayed for this long (and not on
+    /// hold) is hung up; 0: never.
+    rtp_timeout_secs: Spanned<u64>,
 }
 
 impl Default for RawMedia {
@@ -51,6 +54,7 @@ impl Default for RawMedia {
             port_max: z(32_767),
             threads: Spanned::new(0..0, 0),
             port_rest_ms: Spanned::new(0..0, 2_000),
+            rtp_timeout_secs: Spanned::new(0..0, 60),
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct MediaSettings {
     pub threads: usize,
     /// Rest of a released pair before reuse.
     pub port_rest: Duration,
+    /// RTP inactivity timeout of answered calls; `None`: off.
+    pub rtp_timeout: Option<Duration>,
 }
 
 fn ip(cx: &Ctx<'_>, v: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
@@ -133,7 +139,13 @@ pub(super) fn media(
     if *raw.port_rest_ms.get_ref() > 600_000 {
         return Err(cx.err(raw.port_rest_ms.span(), "media.port_rest_ms", "must be 0..=600000"));
     }
+    let rtp_timeout = match *raw.rtp_timeout_secs.get_ref() {
+        0 => None,
+        s if s <= 86_400 => Some(Duration::from_secs(s)),
+        _ => return Err(cx.err(raw.rtp_timeout_secs.span(), "media.rtp_timeout_secs", "must be 0 (off) ..= 86400")),
+    };
     Ok(MediaSettings {
+        rtp_timeout,
         bind,
         advertise,
         port_min: min,

@@ -124,6 +124,22 @@ impl Engine {
         self.media_out.pop_front()
     }
 
+    /// The relay saw no packet of call `call` for `media.rtp_timeout_secs`:
+    /// an answered call not on hold is hung up (BYE to both parties, the
+    /// report says why); a call still ringing, or on hold, is left alone.
+    pub fn handle_media_idle(&mut self, now: Instant, call: u64) {
+        let Some(secs) = self.settings.media.rtp_timeout.map(|t| t.as_secs()) else { return };
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let held = c.media.as_ref().is_none_or(Session::on_hold);
+        if c.phase != super::call::Phase::Answered || held || c.transfer.is_some() {
+            return;
+        }
+        tracing::info!(call_id = %c.call.call_id, "no RTP for {secs} s: hanging up");
+        c.route.push(format!("no media for {secs} s (media.rtp_timeout_secs): BYE to both parties"));
+        self.hang_up_both(now, call);
+        self.process(now);
+    }
+
     /// RTP/RTCP port pairs held by calls in progress.
     pub fn media_ports_in_use(&self) -> usize {
         self.ports.in_use()

@@ -123,3 +123,27 @@ fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_rou
     assert!(seen.contains(&format!("m=audio {to_callee} RTP/AVP")), "{seen}");
     assert!(!seen.contains(&format!("m=audio {uac_media} ")), "the carrier's media port never reached the PBX");
 }
+
+#[test]
+fn a_call_without_media_is_hung_up_after_the_rtp_timeout() {
+    let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+    let rest = format!("{}\n[media]\nrtp_timeout_secs = 2\n", trunk(&[(uas_port, 10)], ""));
+    let router = Router::launch(Setup { rest: &rest, ..Setup::default() });
+    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SIPp talks for 20 s without sending a packet of media.
+    let _ = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "20000"]);
+    let report = router.outcomes(1);
+    assert!(uas.wait().unwrap().success(), "the PBX got its BYE\n{report}");
+    assert!(report.contains("no media for 2 s (media.rtp_timeout_secs): BYE to both parties"), "{report}");
+    assert!(report.contains("hung up by the router"), "{report}");
+    let talked: u64 = report
+        .split("ms, hung up by the router")
+        .next()
+        .and_then(|s| s.rsplit(", ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    // (The route line above proves the timeout ended it, not SIPp's BYE;
+    // only the lower bound is checked: a loaded machine may be late.)
+    assert!(talked >= 2000, "not before 2 s of silence: {report}");
+}

@@ -333,3 +333,41 @@ impl Retag for Vec<u8> {
         m.replacen("branch=z9hG4bK-", &format!("branch=z9hG4bK-{n}-"), 1).into_bytes()
     }
 }
+
+#[test]
+fn a_silent_answered_call_is_hung_up_unless_it_is_on_hold_or_still_ringing() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&RELAYED.replace("port_max = 31999", "port_max = 31999\nrtp_timeout_secs = 30"));
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("i1", &sdp("198.51.100.7", 40000, 1)));
+    let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    let MediaCommand::Relay { call, .. } = relayed(&mut e).pop().unwrap() else { panic!() };
+    e.handle_media_idle(t0, call);
+    assert!(sent(&mut e).is_empty(), "ringing: left alone");
+    e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &sdp("203.0.113.5", 50000, 1)));
+    let ok = sent(&mut e).into_iter().find(|o| o.1.starts_with("SIP/2.0 200")).unwrap().2;
+    // The caller puts the call on hold (inactive): silence is expected.
+    let hold = sdp("198.51.100.7", 40000, 2).replace("a=x-odd", "a=inactive\r\na=x-odd");
+    let re = with_body(caller_request("INVITE", 2, &tag_of(&ok), "z9hG4bK-hold").replace_call("i1"), &hold);
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &re);
+    let re_b = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &response_sdp(&re_b, 200, "b", &sdp("203.0.113.5", 50000, 2)));
+    sent(&mut e);
+    e.handle_media_idle(t0, call);
+    assert!(sent(&mut e).iter().all(|o| !o.1.starts_with("BYE")), "on hold: left alone");
+    // Resumed, then silent: BYE to both parties, and the report says why.
+    let resume = with_body(
+        caller_request("INVITE", 3, &tag_of(&ok), "z9hG4bK-resume").replace_call("i1"),
+        &sdp("198.51.100.7", 40000, 3),
+    );
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &resume);
+    let re_b = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
+    e.handle_datagram(t0, addr("127.0.0.1:5082"), &response_sdp(&re_b, 200, "b", &sdp("203.0.113.5", 50000, 3)));
+    sent(&mut e);
+    e.handle_media_idle(t0, call);
+    let byes: Vec<SocketAddr> = sent(&mut e).into_iter().filter(|o| o.1.starts_with("BYE")).map(|o| o.0).collect();
+    assert_eq!(byes, [addr("127.0.0.1:5082"), addr("127.0.0.1:5070")]);
+    let report = e.poll_report().unwrap();
+    assert!(report.route.iter().any(|r| r.contains("no media for 30 s (media.rtp_timeout_secs)")), "{report}");
+    assert!(report.outcome.contains("hung up by the router"), "{report}");
+    assert_eq!(e.media_ports_in_use(), 0);
+}
