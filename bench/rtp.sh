@@ -8,6 +8,7 @@
 #    PPS packets/s in total spread over the streams, counted where they arrive).
 # 2. the kit: rtpengine (userspace, one thread) with the same PPS, SECONDS and STREAMS.
 # 3. packets/s per core of each (received / seconds / cores used) and the ratio.
+# RELAY_BIN=PATH runs another build of the `pps` example (A/B of a relay change); PEER=0 skips rtpengine.
 # Needs: rtpengine, gcc, bc. Stops only what it started. Ports 42223, 42300-42999, 43300-44999
 # and 51000-51400 must be free.
 set -u
@@ -17,14 +18,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 kit=$(cd "$root/../shared/bench/rtpengine" && pwd)
 cd "$root"
-cargo build --quiet --release -p trunkline-relay --example pps || exit 1
+[ -n "${RELAY_BIN:-}" ] || cargo build --quiet --release -p trunkline-relay --example pps || exit 1
 dir=$(mktemp -d /tmp/tlrtp.XXXXXX)
 relay=
 finish() { [ -n "$relay" ] && kill "$relay" 2>/dev/null; exec 3>&- 2>/dev/null; rm -rf "$dir"; }
 trap finish EXIT
 gcc -O2 -o "$dir/load" "$kit/load.c" || exit 1
 mkfifo "$dir/in"
-"$root/target/release/examples/pps" "$streams" "$threads" 43300 51000 51200 <"$dir/in" >"$dir/calls.txt" 2>"$dir/relay.err" &
+"${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in" >"$dir/calls.txt" 2>"$dir/relay.err" &
 relay=$!
 exec 3>"$dir/in"
 for _ in $(seq 50); do [ "$(wc -l <"$dir/calls.txt")" -ge "$streams" ] && break; sleep 0.1; done
@@ -37,6 +38,7 @@ echo "peer=trunkline threads=$threads $out cpu_pct=$tl_pct"
 exec 3>&-
 wait "$relay" 2>/dev/null; relay=
 echo "  relay counters: $(cat "$dir/relay.err")"
+[ "${PEER:-1}" = 0 ] && exit 0
 rp=$(bash "$kit/pps.sh" "$pps" "$secs" "$streams")
 echo "$rp"
 field() { echo "$2" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }

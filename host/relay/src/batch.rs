@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-/// Datagrams read per call.
+/// Datagrams read (and sent) per call.
 pub(crate) const BATCH: usize = 32;
 
 /// Largest datagram relayed (bigger ones are truncated; RTP over UDP stays
@@ -98,5 +98,74 @@ fn sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
             Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
         }
         _ => None,
+    }
+}
+
+/// Packets to send out of one socket to one destination, in one
+/// `sendmmsg` call: what one read from a socket usually relays (a
+/// stream's burst all goes to the other party). Holds the bytes it was
+/// given only for the call; no allocation per packet.
+pub(crate) struct SendBatch {
+    iovs: Box<[libc::iovec; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
+    addr: socket2::SockAddr,
+    len: usize,
+}
+
+// SAFETY: as `Batch`: the raw pointers point into memory the batch owns
+// or borrows for one `send` call only.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    pub(crate) fn new() -> SendBatch {
+        SendBatch {
+            iovs: Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH]),
+            // SAFETY: all-zero is a valid value for this plain C struct.
+            hdrs: Box::new(unsafe { MaybeUninit::<[libc::mmsghdr; BATCH]>::zeroed().assume_init() }),
+            addr: socket2::SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
+            len: 0,
+        }
+    }
+
+    /// Send `packets` (at most [`BATCH`]) out of `socket` to `to`; how
+    /// many the kernel took (the rest: its buffer is full, they are dropped).
+    pub(crate) fn send<'a>(
+        &mut self,
+        socket: &impl AsRawFd,
+        to: SocketAddr,
+        packets: impl Iterator<Item = &'a [u8]>,
+    ) -> usize {
+        self.addr = socket2::SockAddr::from(to);
+        self.len = 0;
+        for p in packets.take(BATCH) {
+            self.iovs[self.len] = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+            self.len += 1;
+        }
+        for i in 0..self.len {
+            let h = &mut self.hdrs[i];
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = self.addr.len();
+            h.msg_len = 0;
+        }
+        let mut sent = 0;
+        while sent < self.len {
+            // SAFETY: headers `sent..len` point at live iovecs over the
+            // borrowed packets and at `self.addr`, all valid for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.hdrs[sent..].as_mut_ptr(),
+                    (self.len - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            sent += n as usize;
+        }
+        sent
     }
 }
