@@ -11,7 +11,9 @@
 # and SIPp's built-in UAC on 46170 place FEW calls, then (a second run) MANY
 # calls, at 20 calls/s. Prints the instructions of each run and
 # (MANY_total - FEW_total) / (MANY - FEW): the cost of one call without
-# start-up. Needs valgrind and sip-tester. Stops only what it started.
+# start-up. Media is anchored (SDP rewritten, ports taken); MEDIA=passthrough
+# leaves it alone (the figure before issue #13). Needs valgrind and
+# sip-tester. Stops only what it started.
 set -u
 few=${1:-100} many=${2:-600}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,9 +36,14 @@ dir = "plugins"
 watch = false
 max_live_instances = 1
 prewarm = 0
+[media]
+port_min = 20000
+port_max = 59999
+threads = 1
 [[trunk]]
 name = "bench"
 numbers = ["+14155550100"]
+media = "${MEDIA:-relay}"
 [[trunk.origination]]
 uri = "sip:127.0.0.1:46180"
 TOML
