@@ -45,7 +45,7 @@ fn main() {
             kind: "audio".into(),
             srtp: [None, None],
         };
-        relay.apply(u64::from(i), &[stream], false);
+        relay.apply(u64::from(i), &[stream], false, None);
         writeln!(out, "{pa} {a} {pb}").unwrap();
     }
     out.flush().unwrap();

@@ -27,6 +27,7 @@
 
 mod batch;
 mod ports;
+pub mod record;
 pub mod srtp;
 mod table;
 mod worker;
@@ -70,6 +71,8 @@ pub struct RelayStats {
     pub dropped_send: u64,
     /// SRTP packets dropped: authentication failed (forged, replayed, wrong key).
     pub dropped_auth: u64,
+    /// Packets not recorded: the recording queue was full (a slow disk).
+    pub recording_dropped: u64,
 }
 
 /// What one finished call's media did.
@@ -77,6 +80,9 @@ pub struct RelayStats {
 pub struct CallMedia {
     /// Per stream, in the order of the media descriptions.
     pub streams: Vec<StreamCounters>,
+    /// The recording's file, if the call was recorded (written by the
+    /// recording thread; finished shortly after the call).
+    pub recording: Option<std::path::PathBuf>,
 }
 
 impl CallMedia {
@@ -111,7 +117,11 @@ impl std::fmt::Display for CallMedia {
             srtp(0),
             srtp(1),
             self.dropped()
-        )
+        )?;
+        if let Some(file) = &self.recording {
+            write!(f, "; recorded to {}", file.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -120,6 +130,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     calls: HashMap<u64, Vec<Arc<StreamRelay>>>,
+    /// The recording writer, started with the first recorded call.
+    recorder: Option<record::Recorder>,
+    taps: HashMap<u64, Arc<record::Tap>>,
 }
 
 impl Relay {
@@ -147,7 +160,7 @@ impl Relay {
                 std::thread::Builder::new().name(format!("rtp-relay-{i}")).spawn(move || worker::run(poll, &shared))?;
             workers.push(handle);
         }
-        Ok(Relay { shared, workers, calls: HashMap::new() })
+        Ok(Relay { shared, workers, calls: HashMap::new(), recorder: None, taps: HashMap::new() })
     }
 
     /// The port pairs of the relay's range, bound before they are handed
@@ -161,7 +174,8 @@ impl Relay {
     /// with their (maybe new) destinations and counters.
     /// `symmetric`: learn each party's source from its packets (symmetric
     /// RTP) instead of accepting only the described addresses.
-    pub fn apply(&mut self, call: u64, streams: &[Stream], symmetric: bool) {
+    /// `recording`: record the call's first audio stream so.
+    pub fn apply(&mut self, call: u64, streams: &[Stream], symmetric: bool, recording: Option<&record::Recording>) {
         let old = self.calls.remove(&call).unwrap_or_default();
         let mut now = Vec::with_capacity(streams.len());
         for s in streams {
@@ -183,9 +197,35 @@ impl Relay {
         for o in old.iter().filter(|o| !now.iter().any(|n| Arc::ptr_eq(n, o))) {
             self.shared.unroute(o);
         }
+        if let Some(r) = recording {
+            let audio =
+                streams.iter().filter(|s| s.local[0].is_some() && s.local[1].is_some()).position(|s| s.kind == "audio");
+            if let (Some(i), Some(tap)) = (audio, self.tap(call, r)) {
+                now[i].set_tap(Some(tap));
+            }
+        }
         if !now.is_empty() {
             self.calls.insert(call, now);
         }
+    }
+
+    /// The recording tap of `call` (made, and the writer started, once).
+    fn tap(&mut self, call: u64, r: &record::Recording) -> Option<Arc<record::Tap>> {
+        if let Some(t) = self.taps.get(&call) {
+            return Some(t.clone());
+        }
+        if self.recorder.is_none() {
+            match record::Recorder::start() {
+                Ok(rec) => self.recorder = Some(rec),
+                Err(e) => {
+                    tracing::error!("cannot start the recording writer: {e}");
+                    return None;
+                }
+            }
+        }
+        let tap = self.recorder.as_ref()?.tap(call, r);
+        self.taps.insert(call, tap.clone());
+        Some(tap)
     }
 
     /// Call `call` is over: stop relaying it; what its media did.
@@ -193,8 +233,13 @@ impl Relay {
         let streams = self.calls.remove(&call)?;
         for s in &streams {
             self.shared.unroute(s);
+            s.set_tap(None);
         }
-        Some(CallMedia { streams: streams.iter().map(|s| s.counters()).collect() })
+        let recording = self.taps.remove(&call).and_then(|t| t.file.get().cloned());
+        if let Some(rec) = &self.recorder {
+            rec.stop(call);
+        }
+        Some(CallMedia { streams: streams.iter().map(|s| s.counters()).collect(), recording })
     }
 
     /// Calls none of whose streams relayed a packet for `idle` (or since
@@ -230,6 +275,7 @@ impl Relay {
             dropped_unrouted: c.dropped_unrouted.load(Ordering::Relaxed),
             dropped_send: c.dropped_send.load(Ordering::Relaxed),
             dropped_auth: c.dropped_auth.load(Ordering::Relaxed),
+            recording_dropped: self.recorder.as_ref().map_or(0, |r| r.dropped.load(Ordering::Relaxed)),
         }
     }
 }

@@ -19,6 +19,7 @@ use trunkline_media_core::latch::{self, Latch};
 use trunkline_media_core::rtp;
 use trunkline_media_core::session::Remote;
 
+use crate::record::Tap;
 use crate::srtp::SrtpParty;
 use crate::RelayConfig;
 
@@ -188,6 +189,8 @@ struct State {
     /// Per side: `[RTP, RTCP]` sources (`trunkline_media_core::latch`).
     latch: [[Latch; 2]; 2],
     srtp: [Option<SrtpParty>; 2],
+    /// Where this stream's audio is recorded, if the call is.
+    tap: Option<Arc<Tap>>,
 }
 
 /// Where a packet goes: out of the router's port `port`, to `to`.
@@ -212,7 +215,7 @@ impl StreamRelay {
         StreamRelay {
             local,
             symmetric,
-            state: Mutex::new(State { remote: [None, None], latch: [latch(), latch()], srtp: [None, None] }),
+            state: Mutex::new(State { remote: [None, None], latch: [latch(), latch()], srtp: [None, None], tap: None }),
             relayed: Default::default(),
             bytes: Default::default(),
             dropped_source: AtomicU64::new(0),
@@ -247,6 +250,11 @@ impl StreamRelay {
             }
         }
         st.remote = remote;
+    }
+
+    /// Record this stream's RTP through `tap` (or stop).
+    pub(crate) fn set_tap(&self, tap: Option<Arc<Tap>>) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).tap = tap;
     }
 
     /// Decide where `packet`, received on our port `port` from `from` at
@@ -300,6 +308,9 @@ impl StreamRelay {
             self.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
             return Verdict::Unrouted;
         };
+        if let (Some(tap), false) = (&st.tap, rtcp) {
+            tap.offer(side, now_ms, plain.as_deref().unwrap_or(packet), from, to);
+        }
         let bytes = match st.srtp[other].as_mut() {
             Some(p) => match p.protect(plain.as_deref().unwrap_or(packet), rtcp) {
                 Ok(b) => Some(b),

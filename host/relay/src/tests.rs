@@ -72,7 +72,7 @@ fn anchored(relay: &mut Relay, ports: &mut BoundPorts, a: &Party, b: &Party) -> 
     let mut s = Session::new(LOOPBACK.parse().unwrap());
     s.rewrite(t0, Side::Caller, a.sdp(1).as_bytes(), ports).unwrap();
     s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), ports).unwrap();
-    relay.apply(7, s.streams(), false);
+    relay.apply(7, s.streams(), false, None);
     let st = &s.streams()[0];
     (s.clone(), st.local(Side::Caller).unwrap(), st.local(Side::Callee).unwrap())
 }
@@ -135,7 +135,7 @@ fn a_new_address_is_followed_at_once_and_rtcp_mux_is_honoured() {
     // The callee moves (re-INVITE) and multiplexes RTCP on its RTP port.
     let moved = b2.sdp(2).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap");
     s.rewrite(Instant::now(), Side::Callee, moved.as_bytes(), &mut ports).unwrap();
-    r.apply(7, s.streams(), false);
+    r.apply(7, s.streams(), false, None);
     assert_eq!(r.routed_ports(), 4, "same ports, new destination");
     a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
     assert_eq!(Party::recv(&b2.rtp), (rtp_packet(1, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
@@ -181,7 +181,7 @@ fn behind_nat_strict_drops_and_symmetric_rtp_latches_to_the_valid_source() {
         let mut s = Session::new(LOOPBACK.parse().unwrap());
         s.rewrite(t0, Side::Caller, a.sdp(1).as_bytes(), &mut ports).unwrap();
         s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), &mut ports).unwrap();
-        r.apply(9, s.streams(), symmetric);
+        r.apply(9, s.streams(), symmetric, None);
         let (to_a, to_b) = (s.streams()[0].local(Side::Caller).unwrap(), s.streams()[0].local(Side::Callee).unwrap());
         // A stranger's packet with a payload type the caller never offered
         // arrives first: never latched.
@@ -310,7 +310,7 @@ mod srtp {
         s.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), &mut ports).unwrap();
         let st = s.streams()[0].clone();
         assert!(st.srtp[0].is_some() && st.srtp[1].is_none());
-        r.apply(3, s.streams(), false);
+        r.apply(3, s.streams(), false, None);
         let (to_a, to_b) = (st.local(Side::Caller).unwrap(), st.local(Side::Callee).unwrap());
         let mut caller = party_side(st.srtp[0].as_ref().unwrap());
         for seq in 0..20u16 {
@@ -363,4 +363,113 @@ fn a_call_whose_streams_relay_nothing_becomes_idle_and_a_packet_makes_it_active(
     a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
     Party::recv(&b.rtp);
     assert!(r.idle_calls(Duration::from_millis(250)).is_empty(), "a packet was just relayed");
+}
+
+mod recording {
+    use super::*;
+    use crate::record::{alaw, ulaw, RecordMode, Recording};
+
+    fn g711(seq: u16, pt: u8, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// Wait (bounded) for the writer thread to finish the file.
+    fn finished(path: &std::path::Path) -> hound::WavReader<std::io::BufReader<std::fs::File>> {
+        for _ in 0..100 {
+            if let Ok(r) = hound::WavReader::open(path) {
+                if r.len() > 0 {
+                    return r;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no finished recording at {}", path.display());
+    }
+
+    fn call_recorded(
+        mode: RecordMode,
+        pt: u8,
+        dir: &std::path::Path,
+        first: u16,
+    ) -> (Relay, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut r = relay(first, first + 99, 1);
+        let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+        let (a, b) = (Party::new(), Party::new());
+        let t0 = Instant::now();
+        let mut s = Session::new(LOOPBACK.parse().unwrap());
+        let sdp = |p: &Party| p.sdp(1).replace("RTP/AVP 0 101", &format!("RTP/AVP {pt} 101"));
+        s.rewrite(t0, Side::Caller, sdp(&a).as_bytes(), &mut ports).unwrap();
+        s.rewrite(t0, Side::Callee, sdp(&b).as_bytes(), &mut ports).unwrap();
+        let rec = Recording { mode, path: dir.join("call") };
+        r.apply(5, s.streams(), false, Some(&rec));
+        let (to_a, to_b) = (s.streams()[0].local(Side::Caller).unwrap(), s.streams()[0].local(Side::Callee).unwrap());
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        for seq in 0..50u16 {
+            let pa: Vec<u8> = (0..160).map(|i| (i as u8).wrapping_mul(3).wrapping_add(seq as u8)).collect();
+            let pb: Vec<u8> = (0..160).map(|i| 0xff - (i as u8) ^ (seq as u8)).collect();
+            a.rtp.send_to(&g711(seq, pt, 0xA, &pa), (LOOPBACK, to_a)).unwrap();
+            Party::recv(&b.rtp);
+            b.rtp.send_to(&g711(seq, pt, 0xB, &pb), (LOOPBACK, to_b)).unwrap();
+            Party::recv(&a.rtp);
+            from_a.push(pa);
+            from_b.push(pb);
+        }
+        (r, from_a, from_b)
+    }
+
+    #[test]
+    fn a_dual_recording_holds_each_partys_samples_on_its_own_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, from_a, from_b) = call_recorded(RecordMode::Dual, 0, dir.path(), 35700);
+        let media = r.stop(5).unwrap();
+        let file = media.recording.clone().expect("the report names the file");
+        assert_eq!(file, dir.path().join("call.wav"));
+        assert!(media.to_string().contains("recorded to"), "{media}");
+        let mut wav = finished(&file);
+        let spec = wav.spec();
+        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
+        let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+        let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+        let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+        let caller: Vec<i16> = from_a.concat().into_iter().map(ulaw).collect();
+        let callee: Vec<i16> = from_b.concat().into_iter().map(ulaw).collect();
+        assert_eq!(&left[..caller.len()], &caller[..], "the caller, sample for sample, on the left");
+        // The callee started a little later: its samples from there on.
+        let at = (0..800).find(|&o| right[o..].starts_with(&callee));
+        assert!(at.is_some(), "the callee, sample for sample, on the right, offset by when it started");
+        assert!(right[..at.unwrap()].iter().all(|s| *s == 0), "silence before it");
+        assert_eq!(r.stats().recording_dropped, 0);
+    }
+
+    #[test]
+    fn a_single_recording_mixes_and_other_codecs_go_to_pcap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, from_a, _) = call_recorded(RecordMode::Single, 8, dir.path(), 35800);
+        let file = r.stop(5).unwrap().recording.unwrap();
+        let mut wav = finished(&file);
+        assert_eq!(wav.spec().channels, 1);
+        let n = wav.samples::<i16>().count();
+        assert!(n >= from_a.concat().len(), "{n} samples");
+        assert_eq!(alaw(0xd5), 8, "A-law's smallest positive step");
+        // A codec that is not G.711: the RTP as relayed, in a pcap file.
+        let pcap_dir = tempfile::tempdir().unwrap();
+        let (mut r, _, _) = call_recorded(RecordMode::Dual, 96, pcap_dir.path(), 35900);
+        let file = r.stop(5).unwrap().recording.unwrap();
+        assert_eq!(file, pcap_dir.path().join("call.pcap"));
+        let mut bytes = Vec::new();
+        for _ in 0..100 {
+            bytes = std::fs::read(&file).unwrap_or_default();
+            if bytes.len() >= 24 + 100 * (16 + 28 + 172) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes(), "a pcap file");
+        assert_eq!(bytes.len(), 24 + 100 * (16 + 28 + 172), "100 packets of 172 bytes, both ways");
+    }
 }

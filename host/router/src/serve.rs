@@ -225,6 +225,10 @@ fn start_relay(settings: &Settings, engine: &mut Engine) -> anyhow::Result<Optio
     let files = trunkline_relay::raise_fd_limit().unwrap_or(0);
     let config = RelayConfig { bind: m.bind, first_port: m.port_min, last_port: m.port_max, threads: m.threads };
     let relay = Relay::start(&config).context("starting the media relay")?;
+    if settings.trunks.iter().any(|t| t.recording != crate::config::RecordingMode::Off) {
+        trunkline_relay::record::prepare_dir(&m.recording_dir)
+            .with_context(|| format!("making the recordings folder {}", m.recording_dir.display()))?;
+    }
     let mut ports = relay.ports(m.port_rest).map_err(anyhow::Error::msg)?;
     // Start somewhere unpredictable in the range: another router on the
     // same address collides less, and a stream's port is harder to guess.
@@ -313,7 +317,9 @@ fn apply_media(engine: &mut Engine, media: &mut Option<MediaRelay>) {
     while let Some(cmd) = engine.poll_media() {
         let Some(m) = media.as_mut() else { continue };
         match cmd {
-            MediaCommand::Relay { call, streams, symmetric } => m.relay.apply(call, &streams, symmetric),
+            MediaCommand::Relay { call, streams, symmetric, recording } => {
+                m.relay.apply(call, &streams, symmetric, recording.as_ref())
+            }
             MediaCommand::Stop { call } => {
                 if let Some(done) = m.relay.stop(call) {
                     m.finished.insert(call, done);

@@ -24,6 +24,18 @@ pub enum MediaMode {
     Passthrough,
 }
 
+/// Whether a trunk's calls are recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingMode {
+    #[default]
+    Off,
+    /// One channel, both parties mixed.
+    Single,
+    /// Two channels: the caller left, the callee right.
+    Dual,
+}
+
 /// `[media]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +54,8 @@ pub(super) struct RawMedia {
     /// An answered call with no packet relayed for this long (and not on
     /// hold) is hung up; 0: never.
     rtp_timeout_secs: Spanned<u64>,
+    /// Where recordings are written.
+    recording_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RawMedia {
@@ -55,6 +69,7 @@ impl Default for RawMedia {
             threads: Spanned::new(0..0, 0),
             port_rest_ms: Spanned::new(0..0, 2_000),
             rtp_timeout_secs: Spanned::new(0..0, 60),
+            recording_dir: None,
         }
     }
 }
@@ -75,6 +90,9 @@ pub struct MediaSettings {
     pub port_rest: Duration,
     /// RTP inactivity timeout of answered calls; `None`: off.
     pub rtp_timeout: Option<Duration>,
+    /// Where recordings are written (made when the router starts if a
+    /// trunk records).
+    pub recording_dir: std::path::PathBuf,
 }
 
 fn ip(cx: &Ctx<'_>, v: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
@@ -89,6 +107,7 @@ pub(super) fn media(
     listen: &[Listen],
     listen_span: std::ops::Range<usize>,
     relaying: bool,
+    base: &std::path::Path,
 ) -> Result<MediaSettings, ConfigError> {
     let bind = match &raw.bind {
         Some(b) => ip(cx, b, "media.bind")?,
@@ -146,6 +165,7 @@ pub(super) fn media(
     };
     Ok(MediaSettings {
         rtp_timeout,
+        recording_dir: base.join(raw.recording_dir.as_deref().unwrap_or(std::path::Path::new("recordings"))),
         bind,
         advertise,
         port_min: min,

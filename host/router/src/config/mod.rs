@@ -24,7 +24,7 @@ mod raw;
 mod termination;
 mod trunk;
 
-pub use media::{MediaMode, MediaSettings};
+pub use media::{MediaMode, MediaSettings, RecordingMode};
 use raw::RawConfig;
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
@@ -99,6 +99,8 @@ pub struct Trunk {
     /// Secure trunking: the customer's leg (the PBX) over TLS with SRTP
     /// only, in both directions.
     pub secure: bool,
+    /// Whether (and how) the trunk's calls are recorded.
+    pub recording: RecordingMode,
     pub chain: Chain,
     pub origination: Vec<Origination>,
     /// Calls from the customer to the PSTN, if this trunk terminates.
@@ -455,7 +457,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     };
     let relaying = trunks.iter().any(|t| t.media == MediaMode::Relay);
     let listen_span = raw.sip.listen.first().map(|l| l.span()).unwrap_or(0..0);
-    let media = media::media(cx, raw.media, &listen, listen_span, relaying)?;
+    let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),

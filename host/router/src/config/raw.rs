@@ -196,6 +196,8 @@ pub(super) struct RawTrunk {
     pub(super) symmetric_rtp: bool,
     /// Secure trunking: the PBX's leg over TLS with SRTP only.
     pub(super) secure: Option<Spanned<bool>>,
+    /// `off`, `single` (mixed) or `dual` (a channel per party).
+    pub(super) recording: Option<Spanned<super::media::RecordingMode>>,
     /// TLS below 1.2 for this trunk: refused (rustls cannot offer it).
     pub(super) allow_deprecated_tls: Option<Spanned<bool>>,
     #[serde(default)]

@@ -230,6 +230,17 @@ pub(super) fn trunk(
         Some(s) => *s.get_ref(),
         None => false,
     };
+    let recording = match &t.recording {
+        Some(r) if *r.get_ref() != super::RecordingMode::Off && t.media == super::MediaMode::Passthrough => {
+            return Err(cx.err(
+                r.span(),
+                format!("{tk}.recording"),
+                "recording needs media = \"relay\" (the router records what it relays)",
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => super::RecordingMode::Off,
+    };
     let max_call_duration = match &t.max_call_duration_secs {
         None => Duration::from_secs(DEFAULT_MAX_CALL_SECS),
         Some(v) if (60..=LONGEST_MAX_CALL_SECS).contains(v.get_ref()) => Duration::from_secs(*v.get_ref()),
@@ -253,6 +264,7 @@ pub(super) fn trunk(
         media: t.media,
         symmetric_rtp: t.symmetric_rtp,
         secure,
+        recording,
         chain: Chain { entries },
         origination,
         termination,

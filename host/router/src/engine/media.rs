@@ -27,14 +27,16 @@ use trunkline_sip_core::message::Message;
 
 use super::in_dialog::Side;
 use super::Engine;
-use crate::config::{MediaMode, Settings};
+use crate::config::{MediaMode, RecordingMode, Settings};
+use trunkline_relay::record::{RecordMode, Recording};
 
 /// What the relay must do, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaCommand {
     /// Relay call `call`'s streams as they now are; `symmetric`: learn
-    /// each party's source from its packets (the trunk's `symmetric_rtp`).
-    Relay { call: u64, streams: Vec<Stream>, symmetric: bool },
+    /// each party's source from its packets (the trunk's `symmetric_rtp`);
+    /// `recording`: record the call so (the trunk's `recording`).
+    Relay { call: u64, streams: Vec<Stream>, symmetric: bool, recording: Option<Recording> },
     /// Call `call` is over: stop relaying it.
     Stop { call: u64 },
 }
@@ -93,6 +95,23 @@ fn side(s: Side) -> MediaSide {
         Side::Caller => MediaSide::Caller,
         Side::Callee => MediaSide::Callee,
     }
+}
+
+/// How call `id` (Call-ID `call_id`) of `trunk` is recorded, if it is:
+/// `media.recording_dir/<id>-<Call-ID>` (characters other than letters,
+/// digits, `.`, `-` and `_` replaced: a Call-ID is the peer's text).
+fn recording_of(settings: &Settings, trunk: usize, id: u64, call_id: &str) -> Option<Recording> {
+    let mode = match settings.trunks[trunk].recording {
+        RecordingMode::Off => return None,
+        RecordingMode::Single => RecordMode::Single,
+        RecordingMode::Dual => RecordMode::Dual,
+    };
+    let safe: String = call_id
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    Some(Recording { mode, path: settings.media.recording_dir.join(format!("{id}-{safe}")) })
 }
 
 /// Whether `m`'s body is a session description (SDP).
@@ -161,7 +180,9 @@ impl Engine {
         let Some(session) = c.media.as_mut() else { return Ok(()) };
         m.body = session.rewrite(now, side(from), &m.body, self.ports.as_mut())?;
         let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec(), symmetric });
+        let recording = recording_of(&self.settings, c.trunk, id, &c.call.call_id);
+        let streams = session.streams().to_vec();
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
         Ok(())
     }
 
@@ -182,9 +203,11 @@ impl Engine {
     pub(super) fn media_restore(&mut self, id: u64, earlier: &Session) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
+        let recording = recording_of(&self.settings, c.trunk, id, &c.call.call_id);
         let Some(session) = c.media.as_mut() else { return };
         session.restore(earlier);
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams: session.streams().to_vec(), symmetric });
+        let streams = session.streams().to_vec();
+        self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
     }
 
     /// Call `id` is over: its ports go back (they rest) and the relay stops.

@@ -147,3 +147,69 @@ fn a_call_without_media_is_hung_up_after_the_rtp_timeout() {
     // only the lower bound is checked: a loaded machine may be late.)
     assert!(talked >= 2000, "not before 2 s of silence: {report}");
 }
+
+#[test]
+fn a_dual_recording_of_sipp_audio_has_the_callers_audio_left_and_its_echo_right() {
+    let (uas_port, uac_port, uas_media, uac_media) =
+        (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
+    let recordings = tempfile::tempdir().unwrap();
+    // `recording` belongs to the trunk (before its origination tables).
+    let rest = trunk(&[(uas_port, 10)], "").replacen(
+        "[[trunk.origination]]",
+        "recording = \"dual\"\n[[trunk.origination]]",
+        1,
+    ) + &format!("[media]\nrecording_dir = \"{}\"\n", recordings.path().display());
+    let router = Router::launch(Setup { rest: &rest, ..Setup::default() });
+    let mut uas =
+        sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-mp", &uas_media.to_string(), "-rtp_echo", "-m", "1"])
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pcaps = pcap_dir();
+    let target = format!("127.0.0.1:{}", router.port);
+    let uac = sipp(&[
+        "-sn",
+        "uac_pcap",
+        &target,
+        "-s",
+        "+14155550100",
+        "-p",
+        &uac_port.to_string(),
+        "-mp",
+        &uac_media.to_string(),
+        "-m",
+        "1",
+    ])
+    .current_dir(pcaps.path())
+    .status()
+    .unwrap();
+    let report = router.outcomes(1);
+    assert!(uac.success() && uas.wait().unwrap().success(), "{report}");
+    let file = report
+        .split("recorded to ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("the report names the recording:\n{report}"));
+    assert!(file.starts_with(recordings.path()) && file.extension().is_some_and(|e| e == "wav"), "{report}");
+    // The writer finishes the file off the call path: wait for it (bounded).
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut wav) = hound::WavReader::open(&file) {
+            assert_eq!((wav.spec().channels, wav.spec().sample_rate), (2, 8000));
+            samples = wav.samples::<i16>().map(Result::unwrap).collect();
+            if !samples.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    // The pcap holds 236 packets of 20 ms of A-law: about 4.7 s of audio.
+    assert!(left.len() >= 8000 * 4, "{} samples", left.len());
+    let start = left.iter().position(|s| *s != 0).expect("the caller's audio");
+    let piece = &left[start..start + 8000];
+    let echo = (0..8000).find(|&o| right.get(start + o..start + o + 8000) == Some(piece));
+    assert!(echo.is_some(), "the PBX's echo, a little later, on the right channel");
+}

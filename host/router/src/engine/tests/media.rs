@@ -283,9 +283,9 @@ fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() 
         }
         for cmd in relayed(&mut e) {
             match cmd {
-                MediaCommand::Relay { call, streams, symmetric } => {
+                MediaCommand::Relay { call, streams, symmetric, recording } => {
                     live.insert(call);
-                    relay.apply(call, &streams, symmetric);
+                    relay.apply(call, &streams, symmetric, recording.as_ref());
                 }
                 MediaCommand::Stop { call } => {
                     live.remove(&call);
