@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use crate::messages::lazily;
 use crate::wit::trunkline::policy::headers::Message;
 use crate::wit::trunkline::policy::types as wit;
-use crate::{Direction, Headers, Party, Transport, Variable};
+use crate::{Direction, Headers, MediaFacts, Party, RecordingMode, Transport, Variable};
 
 /// The call a hook runs for.
 ///
@@ -39,6 +39,10 @@ pub struct Call {
     source_address: OnceCell<String>,
     transport: OnceCell<Transport>,
     variables: OnceCell<Vec<Variable>>,
+    media: OnceCell<MediaFacts>,
+    /// In native tests: how `start_recording` was asked (what the host
+    /// would have recorded).
+    recording: std::cell::Cell<Option<RecordingMode>>,
     /// Headers of the inbound INVITE, after edits of earlier plugins.
     pub headers: Headers,
 }
@@ -76,6 +80,8 @@ pub struct CallData {
     pub transport: Transport,
     /// Call variables set so far.
     pub variables: Vec<Variable>,
+    /// What the call's media is (no address, port or key).
+    pub media: MediaFacts,
 }
 
 impl Call {
@@ -109,6 +115,7 @@ impl Call {
         let _ = call.source_address.set(data.source_address);
         let _ = call.transport.set(data.transport);
         let _ = call.variables.set(data.variables);
+        let _ = call.media.set(data.media);
         call
     }
 
@@ -126,6 +133,8 @@ impl Call {
             source_address: OnceCell::new(),
             transport: OnceCell::new(),
             variables: OnceCell::new(),
+            media: OnceCell::new(),
+            recording: std::cell::Cell::new(None),
             headers,
         }
     }
@@ -251,6 +260,52 @@ impl Call {
     /// ```
     pub fn variables(&self) -> &[Variable] {
         self.part(&self.variables, |c| c.variables(), Vec::new).as_slice()
+    }
+
+    /// What the call's media is: anchored by the router, encrypted, the
+    /// codecs the caller offered, recorded. Never an address or a key.
+    ///
+    /// ```
+    /// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+    /// let g711 = call.media().codecs.iter().any(|c| c.starts_with("PCMU/") || c.starts_with("PCMA/"));
+    /// assert!(g711);
+    /// ```
+    pub fn media(&self) -> &MediaFacts {
+        let none = || MediaFacts { anchored: false, secure: false, codecs: Vec::new(), recording: false };
+        self.part(&self.media, |c| c.media(), none)
+    }
+
+    /// Record this call (`RecordingMode::Single`: mixed; `Dual`: the
+    /// caller left, the callee right). Only in `pre_dial`, on a trunk that
+    /// relays media: true if the call will be recorded. In native tests it
+    /// is granted when the call's media is anchored, and
+    /// [`Call::recording_requested`] tells what was asked.
+    ///
+    /// ```
+    /// use trunkline_sdk::{testing::CallBuilder, RecordingMode};
+    /// let call = CallBuilder::origination().build();
+    /// assert!(call.start_recording(RecordingMode::Dual));
+    /// assert_eq!(call.recording_requested(), Some(RecordingMode::Dual));
+    /// ```
+    pub fn start_recording(&self, mode: RecordingMode) -> bool {
+        match self.host {
+            // SAFETY: `host` is the borrowed `call` of the running hook; the
+            // handle is lent, never dropped here.
+            Some(h) => std::mem::ManuallyDrop::new(unsafe { wit::Call::from_handle(h) }).start_recording(mode),
+            None => {
+                let granted = self.media().anchored;
+                if granted {
+                    self.recording.set(Some(mode));
+                }
+                granted
+            }
+        }
+    }
+
+    /// In native tests: the recording a hook asked for with
+    /// [`Call::start_recording`] (inside a plugin: `None`, the host keeps it).
+    pub fn recording_requested(&self) -> Option<RecordingMode> {
+        self.recording.get()
     }
 }
 

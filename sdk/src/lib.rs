@@ -154,6 +154,13 @@ pub use wit::trunkline::policy::types::Health;
 #[doc(inline)]
 pub use wit::trunkline::policy::types::InviteEdits;
 /// ```
+/// let call = trunkline_sdk::testing::CallBuilder::origination().build();
+/// let facts: &trunkline_sdk::MediaFacts = call.media();
+/// assert!(facts.anchored && !facts.secure);
+/// ```
+#[doc(inline)]
+pub use wit::trunkline::policy::types::MediaFacts;
+/// ```
 /// # fn f(s: &trunkline_sdk::Summary) {
 /// let answered = s.outcome == trunkline_sdk::Outcome::Answered;
 /// # }
@@ -167,6 +174,9 @@ pub use wit::trunkline::policy::types::Outcome;
 /// ```
 #[doc(inline)]
 pub use wit::trunkline::policy::types::Party;
+/// How [`Call::start_recording`] records: `Single` (mixed) or `Dual`.
+#[doc(inline)]
+pub use wit::trunkline::policy::types::RecordingMode;
 /// ```
 /// let r = trunkline_sdk::Reject::new(486, "Busy Here");
 /// ```

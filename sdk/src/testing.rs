@@ -370,6 +370,12 @@ impl CallBuilder {
                 source_address: "127.0.0.1:5070".into(),
                 transport: Transport::Udp,
                 variables: Vec::new(),
+                media: crate::MediaFacts {
+                    anchored: true,
+                    secure: false,
+                    codecs: vec!["PCMU/8000".into(), "PCMA/8000".into(), "telephone-event/8000".into()],
+                    recording: false,
+                },
             },
         }
     }

@@ -443,3 +443,24 @@ fn prewarm_zero_prepares_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(f.rt.ready_instances("versioned", &limits), 0);
 }
+
+#[test]
+fn a_plugin_reads_the_media_facts_and_asks_for_recording_only_in_pre_dial_on_an_anchored_call() {
+    let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+    let ch = chain(vec![entry("recorder", "name = \"rec\"\nrecord = \"dual\"", trunkline_tests::steady())]);
+    let (c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    let mut s = f.rt.start_call(&ch, "AC0001", "media-1");
+    assert_eq!(s.recording_requested(), None);
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:127.0.0.1:5080", 10)), Ok(DialOutcome::Send));
+    let header = |name: &str| r.headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
+    assert_eq!(header("X-Media").as_deref(), Some("anchored=true secure=false codecs=PCMU/8000,telephone-event/8000"));
+    assert_eq!(header("X-Recording").as_deref(), Some("true"));
+    assert_eq!(s.recording_requested(), Some(trunkline_plugin_host::types::RecordingMode::Dual));
+    // A trunk that does not relay media cannot record: refused.
+    let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+    std::sync::Arc::make_mut(&mut c.record).media.anchored = false;
+    let mut s = f.rt.start_call(&ch, "AC0001", "media-2");
+    assert_eq!(s.pre_dial(&c, &mut r, &target("sip:127.0.0.1:5080", 10)), Ok(DialOutcome::Send));
+    assert_eq!(r.headers.iter().find(|h| h.name == "X-Recording").map(|h| h.value.as_str()), Some("false"));
+    assert_eq!(s.recording_requested(), None);
+}

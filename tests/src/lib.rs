@@ -109,6 +109,12 @@ pub fn call(direction: Direction, from: &str, to: &str) -> (Call, Request) {
         source_address: "127.0.0.1:5070".into(),
         transport: Transport::Udp,
         variables: vec![],
+        media: trunkline_plugin_host::types::MediaFacts {
+            anchored: true,
+            secure: false,
+            codecs: vec!["PCMU/8000".into(), "telephone-event/8000".into()],
+            recording: false,
+        },
     };
     let request = RequestRecord { method: "INVITE".into(), uri: format!("sip:{to}@{domain}"), body: SDP.into() };
     (Call::new(record, headers.clone()), Request::new(request, headers))

@@ -107,6 +107,8 @@ pub struct CallSession {
     account: Arc<str>,
     call_id: Arc<str>,
     trace: Vec<HookTrace>,
+    /// A plugin asked in `pre-dial` for the call to be recorded, so.
+    recording: Option<crate::bindings::trunkline::policy::types::RecordingMode>,
 }
 
 /// The handle every hook's `call` argument is: it stands for the call set
@@ -138,7 +140,14 @@ impl About<'_> {
             About::Response(r) => (None, Some(r.headers.clone())),
             About::Nothing => (None, None),
         };
-        Messages { call: Some(call.record.clone()), request, inbound: Some(call.headers.clone()), current }
+        Messages {
+            call: Some(call.record.clone()),
+            request,
+            inbound: Some(call.headers.clone()),
+            current,
+            may_record: false,
+            recording: None,
+        }
     }
 }
 
@@ -163,7 +172,20 @@ impl CallSession {
             .iter()
             .map(|e| Slot { entry: e.clone(), plugin: plugins.get(&*e.plugin).cloned(), live: None })
             .collect();
-        CallSession { runtime, slots, account: account.into(), call_id: call_id.into(), trace: Vec::new() }
+        CallSession {
+            runtime,
+            slots,
+            account: account.into(),
+            call_id: call_id.into(),
+            trace: Vec::new(),
+            recording: None,
+        }
+    }
+
+    /// How a plugin asked (`call.start-recording` in `pre-dial`) for the
+    /// call to be recorded, if one did.
+    pub fn recording_requested(&self) -> Option<crate::bindings::trunkline::policy::types::RecordingMode> {
+        self.recording
     }
 
     /// Hook calls so far, in order.
@@ -247,11 +269,15 @@ impl CallSession {
         let limits = &slot.entry.limits;
         let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-        live.store.data_mut().messages = about.messages(call);
+        live.store.data_mut().messages = Messages { may_record: hook == HookSet::PRE_DIAL, ..about.messages(call) };
         let result = f(&live.policy, &mut live.store);
         let state = live.store.data_mut();
+        let recording = state.messages.recording.take();
         // Released now, so that the caller edits the call and headers in place.
         state.messages = Messages::default();
+        if let (Ok(_), Some(mode)) = (&result, recording) {
+            self.recording = Some(mode);
+        }
         let failure = match result {
             Ok(r) => match check(&r) {
                 Ok(()) => {

@@ -127,6 +127,8 @@ pub struct CallRecord {
     pub transport: wit::Transport,
     /// Call variables set so far, in order.
     pub variables: Vec<wit::Variable>,
+    /// What the call's media is (no address, port or key).
+    pub media: wit::MediaFacts,
 }
 
 /// What the host knows of a request: what the WIT `request` resource answers.
@@ -159,6 +161,10 @@ pub(crate) struct Messages {
     pub(crate) request: Option<Arc<RequestRecord>>,
     pub(crate) inbound: Option<HeaderList>,
     pub(crate) current: Option<HeaderList>,
+    /// The running hook may ask for the call to be recorded (`pre-dial`).
+    pub(crate) may_record: bool,
+    /// What it asked (`call.start-recording`).
+    pub(crate) recording: Option<wit::RecordingMode>,
 }
 
 /// What a plugin's `call` handle refers to: the call of the hook running in

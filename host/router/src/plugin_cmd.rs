@@ -96,6 +96,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         trunk_name: "local",
         source_address: "127.0.0.1:5070".into(),
         transport: trunkline_plugin_host::types::Transport::Udp,
+        media: trunkline_plugin_host::types::MediaFacts {
+            anchored: true,
+            secure: false,
+            codecs: trunkline_media_core::sdp::Sdp::parse(&m.body).map(|s| s.audio_codecs().0).unwrap_or_default(),
+            recording: false,
+        },
     };
     let (mut call, mut request) = call_from_invite(&m, &origin)?;
     let mut s = rt.start_call(&chain, "AC-local", &call.call_id.clone());

@@ -127,6 +127,7 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
         trunk_name: &trunk.name,
         source_address: "127.0.0.1:5070".into(),
         transport: trunkline_plugin_host::types::Transport::Udp,
+        media: crate::sipcall::media_facts(trunk, &m.body),
     };
     let (mut call, mut request) = call_from_invite(&m, &origin)?;
     println!(

@@ -1,7 +1,8 @@
 //! Turning a SIP message into the call and request records plugins see.
 
 use trunkline_plugin_host::types::{
-    Call, CallRecord, Direction, Header, HeaderList, Party, Request, RequestRecord, Response, ResponseRecord, Transport,
+    Call, CallRecord, Direction, Header, HeaderList, MediaFacts, Party, Request, RequestRecord, Response,
+    ResponseRecord, Transport,
 };
 use trunkline_sip_core::{Message, NameAddr, StartLine};
 
@@ -30,6 +31,20 @@ pub struct CallOrigin<'a> {
     pub trunk_name: &'a str,
     pub source_address: String,
     pub transport: Transport,
+    /// What plugins may know of the call's media.
+    pub media: MediaFacts,
+}
+
+/// The media facts of a call on `trunk` whose INVITE carries `body`: the
+/// caller's audio codecs and whether it offered SRTP (no address, no key).
+pub fn media_facts(trunk: &crate::config::Trunk, body: &[u8]) -> MediaFacts {
+    let (codecs, srtp) = trunkline_media_core::sdp::Sdp::parse(body).map(|s| s.audio_codecs()).unwrap_or_default();
+    MediaFacts {
+        anchored: trunk.media == crate::config::MediaMode::Relay,
+        secure: srtp || trunk.secure,
+        codecs,
+        recording: trunk.recording != crate::config::RecordingMode::Off,
+    }
 }
 
 /// The call and its INVITE as plugins see them.
@@ -52,6 +67,7 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
         source_address: origin.source_address.clone(),
         transport: origin.transport,
         variables: Vec::new(),
+        media: origin.media.clone(),
     };
     let request =
         RequestRecord { method: method.clone(), uri: uri.clone(), body: String::from_utf8_lossy(&m.body).into_owned() };

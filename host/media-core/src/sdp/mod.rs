@@ -187,6 +187,42 @@ impl Sdp {
             .map(|(_, v)| v.unwrap_or(""))
     }
 
+    /// The codecs of the first audio description, `NAME/RATE` in its
+    /// order (from `a=rtpmap`, else the static payload types of RFC 3551),
+    /// and whether it is SRTP (`RTP/SAVP`): what plugins may know of the
+    /// media offered.
+    pub fn audio_codecs(&self) -> (Vec<String>, bool) {
+        let Some((i, m)) =
+            (0..self.media_count()).filter_map(|i| Some((i, self.media(i)?))).find(|(_, m)| m.kind == "audio")
+        else {
+            return (Vec::new(), false);
+        };
+        let codecs = m
+            .formats
+            .iter()
+            .filter_map(|pt| {
+                let mapped = self.attributes(Some(i), "rtpmap").find_map(|v| {
+                    let (n, codec) = v.split_once(' ')?;
+                    (n == *pt).then(|| codec.split('/').take(2).collect::<Vec<_>>().join("/"))
+                });
+                mapped.or_else(|| {
+                    let name = match *pt {
+                        "0" => "PCMU/8000",
+                        "3" => "GSM/8000",
+                        "4" => "G723/8000",
+                        "8" => "PCMA/8000",
+                        "9" => "G722/8000",
+                        "13" => "CN/8000",
+                        "18" => "G729/8000",
+                        _ => return None,
+                    };
+                    Some(name.to_owned())
+                })
+            })
+            .collect();
+        (codecs, m.is_srtp())
+    }
+
     /// Every value of attribute `name` in media description `i` (or the
     /// session level), in order.
     pub fn attributes<'a>(&'a self, i: Option<usize>, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

@@ -117,3 +117,17 @@ fn a_port_count_is_kept_and_odd_spacing_survives() {
     sdp.set_origin_version(8);
     assert_eq!(sdp.to_bytes(), b"v=0\r\no=-  1   8 IN IP4 a\r\nm=audio  6000/2  RTP/AVP 0\r\n");
 }
+
+#[test]
+fn the_audio_codecs_offered_are_named_from_rtpmap_or_the_static_table() {
+    let sdp = Sdp::parse(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+          m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+          m=audio 4000 RTP/SAVP 8 0 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+    )
+    .unwrap();
+    let (codecs, srtp) = sdp.audio_codecs();
+    assert_eq!(codecs, ["PCMA/8000", "PCMU/8000", "opus/48000", "telephone-event/8000"]);
+    assert!(srtp);
+    assert_eq!(Sdp::parse(b"v=0\r\n").unwrap().audio_codecs(), (Vec::new(), false));
+}

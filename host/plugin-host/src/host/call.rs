@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 
 use wasmtime::component::Resource;
 
-use crate::bindings::trunkline::policy::types::{Direction, HostCall, Party, Transport, Variable};
+use crate::bindings::trunkline::policy::types::{
+    Direction, HostCall, MediaFacts, Party, RecordingMode, Transport, Variable,
+};
 use crate::message::{CallHandle, CallRecord};
 use crate::state::HostState;
 
@@ -29,6 +31,7 @@ static NO_CALL: LazyLock<CallRecord> = LazyLock::new(|| {
         source_address: String::new(),
         transport: Transport::Udp,
         variables: Vec::new(),
+        media: MediaFacts { anchored: false, secure: false, codecs: Vec::new(), recording: false },
     }
 });
 
@@ -82,6 +85,20 @@ impl HostCall for HostState {
 
     fn variables(&mut self, _: Resource<CallHandle>) -> Vec<Variable> {
         self.call().variables.clone()
+    }
+
+    fn media(&mut self, _: Resource<CallHandle>) -> MediaFacts {
+        self.call().media.clone()
+    }
+
+    /// Granted in `pre-dial` on an anchored call; the chain hands the
+    /// request to the engine when the hook returns.
+    fn start_recording(&mut self, _: Resource<CallHandle>, mode: RecordingMode) -> bool {
+        let allowed = self.messages.may_record && self.call().media.anchored;
+        if allowed {
+            self.messages.recording = Some(mode);
+        }
+        allowed
     }
 
     /// Handles are only ever lent to a plugin, never given: nothing to free.

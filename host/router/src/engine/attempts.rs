@@ -52,7 +52,12 @@ impl Engine {
             let mut outgoing = c.request.clone();
             outgoing.uri = uri.clone();
             outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
-            match c.session.pre_dial(&c.call, &mut outgoing, &target) {
+            let dial = c.session.pre_dial(&c.call, &mut outgoing, &target);
+            if let Some(mode) = c.session.recording_requested() {
+                c.record = Some(media::record_mode(mode));
+                std::sync::Arc::make_mut(&mut c.call.record).media.recording = true;
+            }
+            match dial {
                 Ok(DialOutcome::Send) => {}
                 Ok(DialOutcome::Skip) => {
                     c.route.push(format!("{uri}: skipped by a plugin"));

@@ -134,6 +134,9 @@ pub(crate) struct CallState {
     pub(crate) transfer: Option<super::transfer::Transfer>,
     /// The call's anchored media, if its trunk relays media.
     pub(crate) media: Option<trunkline_media_core::session::Session>,
+    /// A plugin asked in `pre-dial` for the call to be recorded, so
+    /// (whatever the trunk's `recording`).
+    pub(crate) record: Option<trunkline_relay::record::RecordMode>,
 }
 
 impl CallState {

@@ -28,7 +28,8 @@ use trunkline_sip_core::message::Message;
 use super::in_dialog::Side;
 use super::Engine;
 use crate::config::{MediaMode, RecordingMode, Settings};
-use trunkline_relay::record::{RecordMode, Recording};
+pub(super) use trunkline_relay::record::RecordMode;
+use trunkline_relay::record::Recording;
 
 /// What the relay must do, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,11 +101,19 @@ fn side(s: Side) -> MediaSide {
 /// How call `id` (Call-ID `call_id`) of `trunk` is recorded, if it is:
 /// `media.recording_dir/<id>-<Call-ID>` (characters other than letters,
 /// digits, `.`, `-` and `_` replaced: a Call-ID is the peer's text).
-fn recording_of(settings: &Settings, trunk: usize, id: u64, call_id: &str) -> Option<Recording> {
-    let mode = match settings.trunks[trunk].recording {
-        RecordingMode::Off => return None,
-        RecordingMode::Single => RecordMode::Single,
-        RecordingMode::Dual => RecordMode::Dual,
+/// `asked`: a plugin's request, which wins over the trunk's setting.
+fn recording_of(
+    settings: &Settings,
+    trunk: usize,
+    asked: Option<RecordMode>,
+    id: u64,
+    call_id: &str,
+) -> Option<Recording> {
+    let mode = match (asked, settings.trunks[trunk].recording) {
+        (Some(m), _) => m,
+        (None, RecordingMode::Off) => return None,
+        (None, RecordingMode::Single) => RecordMode::Single,
+        (None, RecordingMode::Dual) => RecordMode::Dual,
     };
     let safe: String = call_id
         .chars()
@@ -112,6 +121,14 @@ fn recording_of(settings: &Settings, trunk: usize, id: u64, call_id: &str) -> Op
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
         .collect();
     Some(Recording { mode, path: settings.media.recording_dir.join(format!("{id}-{safe}")) })
+}
+
+/// A plugin's recording mode as the relay knows it.
+pub(super) fn record_mode(m: trunkline_plugin_host::types::RecordingMode) -> RecordMode {
+    match m {
+        trunkline_plugin_host::types::RecordingMode::Single => RecordMode::Single,
+        trunkline_plugin_host::types::RecordingMode::Dual => RecordMode::Dual,
+    }
 }
 
 /// Whether `m`'s body is a session description (SDP).
@@ -180,7 +197,7 @@ impl Engine {
         let Some(session) = c.media.as_mut() else { return Ok(()) };
         m.body = session.rewrite(now, side(from), &m.body, self.ports.as_mut())?;
         let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-        let recording = recording_of(&self.settings, c.trunk, id, &c.call.call_id);
+        let recording = recording_of(&self.settings, c.trunk, c.record, id, &c.call.call_id);
         let streams = session.streams().to_vec();
         self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
         Ok(())
@@ -203,7 +220,7 @@ impl Engine {
     pub(super) fn media_restore(&mut self, id: u64, earlier: &Session) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-        let recording = recording_of(&self.settings, c.trunk, id, &c.call.call_id);
+        let recording = recording_of(&self.settings, c.trunk, c.record, id, &c.call.call_id);
         let Some(session) = c.media.as_mut() else { return };
         session.restore(earlier);
         let streams = session.streams().to_vec();

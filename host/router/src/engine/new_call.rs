@@ -83,6 +83,7 @@ impl Engine {
             trunk_name: &trunk.name,
             source_address: from.addr.to_string(),
             transport: routing::plugin_transport(from.transport),
+            media: crate::sipcall::media_facts(trunk, &m.body),
         };
         let (mut call, mut request) = match call_from_invite(&m, &origin) {
             Ok(v) => v,
@@ -176,6 +177,7 @@ impl Engine {
                 twiml: None,
                 transfer: None,
                 media: super::media::session_for(&settings, trunk_idx, pbx_side),
+                record: None,
             },
         );
         self.try_next(now, id);

@@ -4,7 +4,9 @@
 //!   `invites-<name>`) and invites seen by this instance in static memory
 //!   (variable `instance-invites`); rejects with `reject_code` if set.
 //! - `select-uri`: reverses the candidates if `reverse = true` (as `ordered`).
-//! - `pre-dial`: adds `X-Dialed-By: <name>`; skips targets containing `skip`.
+//! - `pre-dial`: adds `X-Dialed-By: <name>`; skips targets containing `skip`;
+//!   with `record` (`single` or `dual`) asks for the call to be recorded,
+//!   setting `X-Media` (the media facts it read) and `X-Recording` (granted).
 //! - `on-redirect`: follows `follow` if set, else default.
 //! - `on-failure`: returns `twiml_url` if set, else default.
 //! - `on-call-end`: increments metric `ended` and kv `ended`.
@@ -82,7 +84,7 @@ impl Policy for Recorder {
             Selection::Default
         }
     }
-    fn pre_dial(&self, _: &Call, request: &Request, target: &Target) -> DialDecision {
+    fn pre_dial(&self, call: &Call, request: &Request, target: &Target) -> DialDecision {
         if target.uri.contains("skip") {
             return DialDecision::Skip;
         }
@@ -90,6 +92,15 @@ impl Policy for Recorder {
             HeaderEdit::add("X-Dialed-By", name()),
             HeaderEdit::set("X-Dialed-Request", format!("{} {}", request.method(), request.uri())),
         ];
+        // Config `record = "single" | "dual"`: ask for the call to be
+        // recorded, and say what the media facts were and whether it was granted.
+        if let Some(mode) = config::text("record") {
+            let mode = if mode == "single" { RecordingMode::Single } else { RecordingMode::Dual };
+            let m = call.media();
+            let facts = format!("anchored={} secure={} codecs={}", m.anchored, m.secure, m.codecs.join(","));
+            edits.push(HeaderEdit::set("X-Media", facts));
+            edits.push(HeaderEdit::set("X-Recording", call.start_recording(mode).to_string()));
+        }
         let prior = request.headers_named("X-Dialed-By");
         if !prior.is_empty() {
             edits.push(HeaderEdit::add("X-Saw-Dialed-By", prior.join(",")));
