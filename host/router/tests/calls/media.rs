@@ -64,50 +64,48 @@ fn pcap_dir() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_router() {
+/// One call of SIPp's `uac_pcap` (9 s of G.711 and DTMF from its media
+/// port) to a SIPp PBX echoing RTP, through a router whose trunk is
+/// `extra` lines plus an origination URI to the PBX, and `rest` after it.
+struct EchoCall {
+    report: String,
+    /// What the PBX received (its `-trace_msg` file).
+    pbx_saw: String,
+    /// The media ports of the carrier and the PBX.
+    uac_media: u16,
+    uas_media: u16,
+}
+
+fn echo_call(extra: &str, rest: &str) -> EchoCall {
     let (uas_port, uac_port, uas_media, uac_media) =
         (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
-    let router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    // Trunk keys go before its origination tables.
+    let config =
+        trunk(&[(uas_port, 10)], "").replacen("[[trunk.origination]]", &format!("{extra}[[trunk.origination]]"), 1)
+            + rest;
+    let router = Router::launch(Setup { rest: &config, ..Setup::default() });
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("uas.msg");
-    let mut uas = sipp(&[
-        "-sn",
-        "uas",
-        "-p",
-        &uas_port.to_string(),
-        "-mp",
-        &uas_media.to_string(),
-        "-rtp_echo",
-        "-m",
-        "1",
-        "-trace_msg",
-        "-message_file",
-        msgs.to_str().unwrap(),
-    ])
-    .spawn()
-    .unwrap();
+    let (port, media, trace) = (uas_port.to_string(), uas_media.to_string(), msgs.to_str().unwrap());
+    let mut uas =
+        sipp(&["-sn", "uas", "-p", &port, "-mp", &media, "-rtp_echo", "-m", "1", "-trace_msg", "-message_file", trace])
+            .spawn()
+            .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let pcaps = pcap_dir();
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac_pcap",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-mp",
-        &uac_media.to_string(),
-        "-m",
-        "1",
-    ])
-    .current_dir(pcaps.path())
-    .status()
-    .unwrap();
+    let (target, port, media) = (format!("127.0.0.1:{}", router.port), uac_port.to_string(), uac_media.to_string());
+    let uac = sipp(&["-sn", "uac_pcap", &target, "-s", "+14155550100", "-p", &port, "-mp", &media, "-m", "1"])
+        .current_dir(pcaps.path())
+        .status()
+        .unwrap();
     let report = router.outcomes(1);
     assert!(uac.success() && uas.wait().unwrap().success(), "{report}");
+    EchoCall { report, pbx_saw: std::fs::read_to_string(&msgs).unwrap_or_default(), uac_media, uas_media }
+}
+
+#[test]
+fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_router() {
+    let EchoCall { report, pbx_saw: seen, uac_media, uas_media } = echo_call("", "");
     // The pcap holds 236 audio packets and DTMF 10 more; the PBX echoes each.
     let (a, b, dropped) = relayed(&report);
     assert!(a >= 240 && b >= 240, "{report}");
@@ -119,7 +117,6 @@ fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_rou
     );
     // The PBX was told the router's port facing it, not the carrier's.
     let (_, to_callee) = router_ports(&report);
-    let seen = std::fs::read_to_string(&msgs).unwrap();
     assert!(seen.contains(&format!("m=audio {to_callee} RTP/AVP")), "{seen}");
     assert!(!seen.contains(&format!("m=audio {uac_media} ")), "the carrier's media port never reached the PBX");
 }
@@ -150,41 +147,9 @@ fn a_call_without_media_is_hung_up_after_the_rtp_timeout() {
 
 #[test]
 fn a_dual_recording_of_sipp_audio_has_the_callers_audio_left_and_its_echo_right() {
-    let (uas_port, uac_port, uas_media, uac_media) =
-        (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
     let recordings = tempfile::tempdir().unwrap();
-    // `recording` belongs to the trunk (before its origination tables).
-    let rest = trunk(&[(uas_port, 10)], "").replacen(
-        "[[trunk.origination]]",
-        "recording = \"dual\"\n[[trunk.origination]]",
-        1,
-    ) + &format!("[media]\nrecording_dir = \"{}\"\n", recordings.path().display());
-    let router = Router::launch(Setup { rest: &rest, ..Setup::default() });
-    let mut uas =
-        sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-mp", &uas_media.to_string(), "-rtp_echo", "-m", "1"])
-            .spawn()
-            .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let pcaps = pcap_dir();
-    let target = format!("127.0.0.1:{}", router.port);
-    let uac = sipp(&[
-        "-sn",
-        "uac_pcap",
-        &target,
-        "-s",
-        "+14155550100",
-        "-p",
-        &uac_port.to_string(),
-        "-mp",
-        &uac_media.to_string(),
-        "-m",
-        "1",
-    ])
-    .current_dir(pcaps.path())
-    .status()
-    .unwrap();
-    let report = router.outcomes(1);
-    assert!(uac.success() && uas.wait().unwrap().success(), "{report}");
+    let media = format!("[media]\nrecording_dir = \"{}\"\n", recordings.path().display());
+    let report = echo_call("recording = \"dual\"\n", &media).report;
     let file = report
         .split("recorded to ")
         .nth(1)
