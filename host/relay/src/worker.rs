@@ -120,7 +120,7 @@ fn relay(
     now_ms: u64,
 ) -> Option<(u16, std::net::SocketAddr, Option<bytes::BytesMut>)> {
     let c = &shared.counters;
-    let route = shared.slots[usize::from(port - shared.first)].route.load();
+    let route = shared.slots[usize::from(port - shared.first)].route.read().unwrap_or_else(|e| e.into_inner());
     let Some(stream) = route.as_ref() else {
         c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
         return None;
