@@ -8,6 +8,10 @@
 #    PPS packets/s in total spread over the streams, counted where they arrive).
 # 2. the kit: rtpengine (userspace, one thread) with the same PPS, SECONDS and STREAMS.
 # 3. packets/s per core of each (received / seconds / cores used) and the ratio.
+# 4. added one-way latency, p50 and p99, at LAT_PPS packets/s (default 20000, below both
+#    saturations) for SECONDS: host/relay's `latency` example (a timestamp in each packet, one
+#    clock) through each relay, minus the same generator sending straight to the receiver. The
+#    rtpengine of this step is started as the kit starts it (its flags and ng.py).
 # RELAY_BIN=PATH runs another build of the `pps` example (A/B of a relay change); PEER=0 skips rtpengine.
 # Needs: rtpengine, gcc, bc. Stops only what it started. Ports 42223, 42300-42999, 43300-44999
 # and 51000-51400 must be free.
@@ -19,9 +23,12 @@ root=$(cd "$here/.." && pwd)
 kit=$(cd "$root/../shared/bench/rtpengine" && pwd)
 cd "$root"
 [ -n "${RELAY_BIN:-}" ] || cargo build --quiet --release -p trunkline-relay --example pps || exit 1
+cargo build --quiet --release -p trunkline-relay --example latency || exit 1
+latency="$root/target/release/examples/latency"
 dir=$(mktemp -d /tmp/tlrtp.XXXXXX)
 relay=
-finish() { [ -n "$relay" ] && kill "$relay" 2>/dev/null; exec 3>&- 2>/dev/null; rm -rf "$dir"; }
+rtpe=
+finish() { [ -n "$relay" ] && kill "$relay" 2>/dev/null; [ -n "$rtpe" ] && kill "$rtpe" 2>/dev/null; exec 3>&- 2>/dev/null; rm -rf "$dir"; }
 trap finish EXIT
 gcc -O2 -o "$dir/load" "$kit/load.c" || exit 1
 mkfifo "$dir/in"
@@ -38,7 +45,7 @@ echo "peer=trunkline threads=$threads $out cpu_pct=$tl_pct"
 exec 3>&-
 wait "$relay" 2>/dev/null; relay=
 echo "  relay counters: $(cat "$dir/relay.err")"
-[ "${PEER:-1}" = 0 ] && exit 0
+if [ "${PEER:-1}" = 0 ]; then exit 0; fi
 rp=$(bash "$kit/pps.sh" "$pps" "$secs" "$streams")
 echo "$rp"
 field() { echo "$2" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
@@ -49,3 +56,27 @@ tl=$(per_core "$(field received "$out")" "$tl_pct")
 re=$(per_core "$(field received "$rp")" "$(field cpu_pct "$rp")")
 ratio=$([ "$re" -gt 0 ] && echo "scale=2; $tl / $re" | bc || echo "n/a")
 echo "pps_per_core trunkline=$tl rtpengine=$re ratio=$ratio loss_pct trunkline=$(field loss_pct "$out") rtpengine=$(field loss_pct "$rp")"
+
+# 4. Added latency at LAT_PPS.
+lat_pps=${LAT_PPS:-20000}
+field_of() { echo "$2" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
+mkfifo "$dir/in2"
+"${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in2" >"$dir/calls2.txt" 2>/dev/null &
+relay=$!
+exec 3>"$dir/in2"
+for _ in $(seq 50); do [ "$(wc -l <"$dir/calls2.txt")" -ge "$streams" ] && break; sleep 0.1; done
+floor=$("$latency" "$lat_pps" "$secs" direct <"$dir/calls2.txt")
+ours=$("$latency" "$lat_pps" "$secs" <"$dir/calls2.txt")
+exec 3>&-; wait "$relay" 2>/dev/null; relay=
+rtpengine --foreground --log-stderr --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:42223 \
+  --port-min=42300 --port-max=42999 --log-level=4 --num-threads=1 --no-fallback >"$dir/rtp.log" 2>&1 &
+rtpe=$!
+for _ in $(seq 30); do ss -lun | grep -q 127.0.0.1:42223 && break; sleep 0.1; done
+python3 "$kit/ng.py" "$streams" 51000 >"$dir/calls3.txt" || { echo "ng setup failed"; exit 1; }
+theirs=$("$latency" "$lat_pps" "$secs" <"$dir/calls3.txt")
+kill "$rtpe" 2>/dev/null; rtpe=
+added() { echo $(( $(field_of "$1" "$2") - $(field_of "$1" "$floor") )); }
+echo "latency pps=$lat_pps floor(direct): $floor"
+echo "latency trunkline: $ours"
+echo "latency rtpengine: $theirs"
+echo "added_latency_us trunkline p50=$(added p50_us "$ours") p99=$(added p99_us "$ours") rtpengine p50=$(added p50_us "$theirs") p99=$(added p99_us "$theirs")"

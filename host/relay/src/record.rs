@@ -69,7 +69,7 @@ impl Recorder {
     pub(crate) fn tap(&self, call: u64, r: &Recording) -> Arc<Tap> {
         let file = Arc::new(OnceLock::new());
         let _ = self.tx.send(Event::Start { call, mode: r.mode, path: r.path.clone(), file: file.clone() });
-        Arc::new(Tap { call, tx: self.tx.clone(), dropped: self.dropped.clone(), file })
+        Arc::new(Tap { call, tx: self.tx.clone(), dropped: self.dropped.clone(), base: r.path.clone(), file })
     }
 
     /// Call `call` is over: its file is finished off the hot path.
@@ -83,7 +83,10 @@ pub(crate) struct Tap {
     call: u64,
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
-    /// The file written, once the first packet chose its kind.
+    base: PathBuf,
+    /// The file written, chosen by the first audio packet (here, on the
+    /// relay's side, so that the call's report can name it as soon as the
+    /// call ends; the writer follows the same choice).
     pub(crate) file: Arc<OnceLock<PathBuf>>,
 }
 
@@ -91,6 +94,14 @@ impl Tap {
     /// A plain RTP packet from `side` (0 caller, 1 callee): queued, or
     /// dropped and counted if the writer is behind.
     pub(crate) fn offer(&self, side: usize, at_ms: u64, packet: &[u8], from: SocketAddr, to: SocketAddr) {
+        if self.file.get().is_none() {
+            match rtp_payload(packet).and_then(|(pt, _, payload)| file_kind(pt, payload.len())) {
+                Some(ext) => {
+                    let _ = self.file.set(self.base.with_extension(ext));
+                }
+                None => return, // DTMF or comfort noise before any audio
+            }
+        }
         let ev = Event::Packet { call: self.call, side, at_ms, packet: packet.to_vec(), from, to };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(ev) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -114,6 +125,18 @@ fn rtp_payload(p: &[u8]) -> Option<(u8, u32, &[u8])> {
     }
     let payload = p.get(at..end)?;
     Some((p[1] & 0x7f, u32::from_be_bytes([p[4], p[5], p[6], p[7]]), payload))
+}
+
+/// What the first audio packet makes of a recording: `wav` for G.711,
+/// `pcap` for another codec; `None` for DTMF and comfort noise (not audio:
+/// wait for the next packet).
+fn file_kind(pt: u8, payload_len: usize) -> Option<&'static str> {
+    match pt {
+        0 | 8 => Some("wav"),
+        13 | 101 => None,
+        96..=127 if payload_len <= 4 => None, // a telephone-event under another number
+        _ => Some("pcap"),
+    }
 }
 
 /// G.711 mu-law to linear (ITU-T G.711).
@@ -232,17 +255,13 @@ impl CallRec {
     ) -> std::io::Result<()> {
         let Some((pt, ts, payload)) = rtp_payload(packet) else { return Ok(()) };
         if let Writer::Pending = self.writer {
-            if pt == 101 || pt == 13 || (96..=127).contains(&pt) && payload.len() <= 4 {
-                return Ok(()); // DTMF or comfort noise before any audio: wait
-            }
-            self.writer = if pt == 0 || pt == 8 {
-                let file = self.path.with_extension("wav");
+            // The tap chose the kind before it queued the packet.
+            let Some(file) = self.file.get().cloned() else { return Ok(()) };
+            self.writer = if file.extension().is_some_and(|e| e == "wav") {
                 let tmp = |n| self.path.with_extension(format!("side{n}.raw"));
                 let channels = [Channel::new(tmp(0))?, Channel::new(tmp(1))?];
-                let _ = self.file.set(file);
                 Writer::Wav { channels, start_ms: at_ms }
             } else {
-                let file = self.path.with_extension("pcap");
                 let mut out = BufWriter::new(File::create(&file)?);
                 // pcap global header: magic, v2.4, UTC, accuracy, snaplen, raw IP.
                 out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
@@ -250,7 +269,6 @@ impl CallRec {
                 out.write_all(&[0; 8])?;
                 out.write_all(&65_535u32.to_le_bytes())?;
                 out.write_all(&101u32.to_le_bytes())?; // LINKTYPE_RAW
-                let _ = self.file.set(file);
                 Writer::Pcap(out)
             };
         }

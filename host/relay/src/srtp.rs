@@ -34,6 +34,18 @@ fn srtcp_encrypted(packet: &[u8]) -> bool {
     packet.len() >= 8 + TAIL && packet[packet.len() - TAIL] & 0x80 != 0
 }
 
+/// Whether the RTP header rtc-srtp reads from `packet` is no longer than
+/// the packet. The crate encrypts from the header's *re-marshalled* size,
+/// which a header extension can make longer than the bytes received:
+/// rtc-srtp 0.20.5 then slices past the end and panics (found by the
+/// `srtp` fuzz target; a party sending plain RTP could kill a relay worker
+/// if the other party speaks SRTP). Such packets are refused here.
+fn header_fits(packet: &[u8]) -> bool {
+    use rtc_shared::marshal::{MarshalSize, Unmarshal};
+    let mut buf = packet;
+    rtc_rtp::Header::unmarshal(&mut buf).is_ok_and(|h| h.marshal_size() <= packet.len())
+}
+
 /// Packets remembered against replays.
 const REPLAY_WINDOW: usize = 64;
 
@@ -85,6 +97,9 @@ impl SrtpParty {
 
     /// A plain packet for the party, encrypted.
     pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<BytesMut, String> {
+        if !rtcp && !header_fits(packet) {
+            return Err("RTP header longer than the packet".into());
+        }
         let r = if rtcp { self.encrypt.encrypt_rtcp(packet) } else { self.encrypt.encrypt_rtp(packet) };
         r.map_err(|e| e.to_string())
     }

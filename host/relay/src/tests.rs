@@ -278,6 +278,11 @@ mod srtp {
         srtcp.extend_from_slice(&[0, 0, 0, 1]); // E = 0, index 1
         srtcp.extend_from_slice(&[0xee; 10]);
         assert!(party.unprotect(&srtcp, true).is_err(), "unauthenticated SRTCP");
+        // A plain RTP packet whose header extension rtc-srtp re-marshals
+        // longer than the packet (the fuzz target's find): refused, no panic.
+        let crafted =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/srtp/regression-header-extension"));
+        assert!(party.protect(&crafted.unwrap(), false).is_err());
         let genuine = party.protect(&srtcp[..28], true).unwrap();
         assert_eq!(&party.unprotect(&genuine, true).unwrap()[..], &srtcp[..28], "genuine SRTCP (E = 1) passes");
     }

@@ -125,7 +125,14 @@ fn relay(
         c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    match stream.forward(port, from, packet, now_ms) {
+    // A panic in a crate on the packet path (rtc-srtp had two, see `srtp`)
+    // costs that packet, not the worker and every stream it serves.
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.forward(port, from, packet, now_ms)));
+    let Ok(verdict) = verdict else {
+        c.dropped_unrouted.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    match verdict {
         Verdict::Forward { port, to, bytes } => Some((port, to, bytes)),
         Verdict::Unauthenticated => {
             c.dropped_auth.fetch_add(1, Ordering::Relaxed);
