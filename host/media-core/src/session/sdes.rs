@@ -83,10 +83,12 @@ impl Session {
     /// The router's key toward `side` for `suite` in stream `i` (made once).
     fn our_key(&mut self, i: usize, side: Side, suite: Suite) -> Result<MasterKey, MediaError> {
         let slot = &mut self.sdes[i].ours[side.at()][suite_at(suite)];
-        if slot.is_none() {
-            *slot = Some((self.keys)().ok_or_else(|| MediaError::Crypto(i, "no source of SRTP keys".into()))?);
+        if let Some(key) = slot {
+            return Ok(key.clone());
         }
-        Ok(slot.clone().expect("set above"))
+        let key = (self.keys)().ok_or_else(|| MediaError::Crypto(i, "no source of SRTP keys".into()))?;
+        *slot = Some(key.clone());
+        Ok(key)
     }
 
     /// SDES for stream `i` of a description from `from` (an answer if
