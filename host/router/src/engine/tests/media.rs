@@ -10,24 +10,15 @@ use trunkline_media_core::sdp::Sdp;
 use trunkline_sip_core::transaction::response_to;
 use trunkline_sip_core::Header;
 
-const RELAYED: &str = r#"
-[sip]
-listen = ["udp://127.0.0.1:5060"]
-[media]
-advertise = "192.0.2.10"
-port_min = 30000
-port_max = 31999
-[[trunk]]
-name = "t"
-numbers = ["+14155550100"]
-call_transfer = true
-[[trunk.origination]]
-uri = "sip:127.0.0.1:5081"
-priority = 1
-[[trunk.origination]]
-uri = "sip:127.0.0.1:5082"
-priority = 2
-"#;
+/// The engine tests' configuration with media anchored on 192.0.2.10,
+/// ports 30000-31999.
+fn relayed_config() -> String {
+    CONFIG.replacen(
+        "[[trunk]]",
+        "[media]\nadvertise = \"192.0.2.10\"\nport_min = 30000\nport_max = 31999\n[[trunk]]",
+        1,
+    )
+}
 
 fn sdp(ip: &str, port: u16, version: u32) -> String {
     format!(
@@ -77,7 +68,7 @@ fn relayed(e: &mut Engine) -> Vec<MediaCommand> {
 #[test]
 fn each_party_sees_only_the_router_and_the_relay_learns_both() {
     let t0 = Instant::now();
-    let mut e = engine_with(RELAYED);
+    let mut e = engine_with(&relayed_config());
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("m1", &sdp("198.51.100.7", 40000, 1)));
     let out = sent(&mut e);
     let b1 = out.iter().find(|o| o.1.starts_with("INVITE")).unwrap().2.clone();
@@ -127,7 +118,10 @@ fn tag_of(m: &Message) -> String {
 #[test]
 fn a_passthrough_trunk_leaves_descriptions_alone() {
     let t0 = Instant::now();
-    let mut e = engine_with(&RELAYED.replace("call_transfer = true", "media = \"passthrough\""));
+    let mut e = engine_with(
+        &relayed_config()
+            .replace("numbers = [\"+14155550100\"]", "numbers = [\"+14155550100\"]\nmedia = \"passthrough\""),
+    );
     let offer = sdp("198.51.100.7", 40000, 1);
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("p1", &offer));
     let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
@@ -139,7 +133,7 @@ fn a_passthrough_trunk_leaves_descriptions_alone() {
 #[test]
 fn an_unreadable_offer_gets_488_and_no_free_port_503() {
     let t0 = Instant::now();
-    let mut e = engine_with(&RELAYED.replace("port_max = 31999", "port_max = 30003"));
+    let mut e = engine_with(&relayed_config().replace("port_max = 31999", "port_max = 30003"));
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("u1", "m=audio x RTP/AVP 0\r\n"));
     let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
     assert_eq!(
@@ -158,7 +152,7 @@ fn an_unreadable_offer_gets_488_and_no_free_port_503() {
 #[test]
 fn a_refused_reoffer_leaves_the_media_where_it_was() {
     let t0 = Instant::now();
-    let mut e = engine_with(RELAYED);
+    let mut e = engine_with(&relayed_config());
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("r1", &sdp("198.51.100.7", 40000, 1)));
     let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
     e.handle_datagram(t0, addr("127.0.0.1:5081"), &response_sdp(&b1, 200, "b", &sdp("203.0.113.5", 50000, 1)));
@@ -262,7 +256,9 @@ impl ReplaceCall for Vec<u8> {
 fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() {
     let t0 = Instant::now();
     let mut e = engine_with(
-        &RELAYED.replace("port_min = 30000", "port_min = 36000").replace("port_max = 31999", "port_max = 39999"),
+        &relayed_config()
+            .replace("port_min = 30000", "port_min = 36000")
+            .replace("port_max = 31999", "port_max = 39999"),
     );
     let config = trunkline_relay::RelayConfig {
         bind: "127.0.0.1".parse().unwrap(),
@@ -337,7 +333,7 @@ impl Retag for Vec<u8> {
 #[test]
 fn a_silent_answered_call_is_hung_up_unless_it_is_on_hold_or_still_ringing() {
     let t0 = Instant::now();
-    let mut e = engine_with(&RELAYED.replace("port_max = 31999", "port_max = 31999\nrtp_timeout_secs = 30"));
+    let mut e = engine_with(&relayed_config().replace("port_max = 31999", "port_max = 31999\nrtp_timeout_secs = 30"));
     e.handle_datagram(t0, addr("127.0.0.1:5070"), &invite_sdp("i1", &sdp("198.51.100.7", 40000, 1)));
     let b1 = sent(&mut e).into_iter().find(|o| o.1.starts_with("INVITE")).unwrap().2;
     let MediaCommand::Relay { call, .. } = relayed(&mut e).pop().unwrap() else { panic!() };
