@@ -416,7 +416,7 @@ mod recording {
         let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
         for seq in 0..50u16 {
             let pa: Vec<u8> = (0..160).map(|i| (i as u8).wrapping_mul(3).wrapping_add(seq as u8)).collect();
-            let pb: Vec<u8> = (0..160).map(|i| 0xff - (i as u8) ^ (seq as u8)).collect();
+            let pb: Vec<u8> = (0..160).map(|i| (0xff - (i as u8)) ^ (seq as u8)).collect();
             a.rtp.send_to(&g711(seq, pt, 0xA, &pa), (LOOPBACK, to_a)).unwrap();
             Party::recv(&b.rtp);
             b.rtp.send_to(&g711(seq, pt, 0xB, &pb), (LOOPBACK, to_b)).unwrap();

@@ -98,10 +98,14 @@ fn drain(shared: &Shared, i: usize, batch: &mut Batch, out: &mut Outgoing, now_m
     n == BATCH
 }
 
+/// Where one packet goes: out of port, to, and the bytes to send instead
+/// of the packet (decrypted or encrypted), if any.
+type Forward = (u16, std::net::SocketAddr, Option<bytes::BytesMut>);
+
 /// A worker's outgoing packets of one read: (index in the read batch,
 /// (port, destination, bytes to send instead of the packet)).
 pub(crate) struct Outgoing {
-    forwards: Vec<(usize, (u16, std::net::SocketAddr, Option<bytes::BytesMut>))>,
+    forwards: Vec<(usize, Forward)>,
     send: SendBatch,
 }
 
@@ -112,13 +116,7 @@ impl Outgoing {
 }
 
 /// Where one packet goes, if anywhere (counted here if nowhere).
-fn relay(
-    shared: &Shared,
-    port: u16,
-    from: std::net::SocketAddr,
-    packet: &[u8],
-    now_ms: u64,
-) -> Option<(u16, std::net::SocketAddr, Option<bytes::BytesMut>)> {
+fn relay(shared: &Shared, port: u16, from: std::net::SocketAddr, packet: &[u8], now_ms: u64) -> Option<Forward> {
     let c = &shared.counters;
     let route = shared.slots[usize::from(port - shared.first)].route.read().unwrap_or_else(|e| e.into_inner());
     let Some(stream) = route.as_ref() else {
