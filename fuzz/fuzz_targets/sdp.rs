@@ -1,5 +1,5 @@
 //! Any bytes through the SDP reader, every rewriter, a call's anchoring
-//! session (SDES included) and the `a=crypto` parser: nothing may panic; what reads is written back byte for byte,
+//! session (SDES included, and the router answering an offer itself) and the `a=crypto` parser: nothing may panic; what reads is written back byte for byte,
 //! what the rewriters make reads again with the same media descriptions,
 //! and a session gives back every port it took.
 #![no_main]
@@ -22,6 +22,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     session.release(now, &mut ports);
+    // The router answering the bytes itself (a DR <Play>), twice (a re-offer).
+    let mut here = Session::new("192.0.2.1".parse().unwrap()).with_keys(|| Some(MasterKey([9; 30])));
+    for _ in 0..2 {
+        if let Ok(answer) = here.answer_here(now, data, &mut ports) {
+            let sdp = Sdp::parse(&answer.body).expect("the router's own answer reads");
+            assert!(sdp.media(answer.stream).is_some_and(|m| m.port != 0), "the played stream is accepted");
+        }
+    }
+    here.release(now, &mut ports);
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(c) = Crypto::parse(text) {
             assert_eq!(Crypto::parse(&c.to_value()), Ok(c), "an accepted crypto line prints back");

@@ -18,6 +18,9 @@
 //!   and where one party's media comes from (its description's address,
 //!   or, with symmetric RTP, the source its packets are latched to).
 //!
+//! - [`g711`], [`wav`]: the audio the router itself plays (a DR
+//!   `<Play>`): WAV files read, G.711 coded.
+//!
 //! It contains no networking code and no async runtime: bytes go in,
 //! values come out, and time is always an argument. `cargo tree -p
 //! trunkline-media-core` must never show tokio, sockets or wasmtime.
@@ -25,8 +28,10 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod g711;
 pub mod latch;
 pub mod ports;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod wav;

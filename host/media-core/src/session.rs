@@ -70,6 +70,9 @@ pub enum MediaError {
     /// Secure media that cannot be agreed (the peer's fault: 488).
     #[error("media description {0}: {1}")]
     Crypto(usize, String),
+    /// The router answers itself and has no codec in common (488).
+    #[error("{0}")]
+    Codec(String),
 }
 
 /// Where one side wants a stream's media.
@@ -373,6 +376,9 @@ fn remote_of(sdp: &Sdp, i: usize, port: u16) -> Remote {
     Remote { rtp, rtcp, mux, payload_types }
 }
 
+mod local;
 mod sdes;
+
+pub use local::LocalAnswer;
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@
 //!   relayed stays at the maximum and recovers when the load falls.
 
 mod batch;
+pub mod play;
 mod ports;
 pub mod record;
 pub mod srtp;
@@ -108,6 +109,10 @@ impl std::fmt::Display for CallMedia {
         let source: u64 = self.streams.iter().map(|s| s.dropped_source).sum();
         let unrouted: u64 = self.streams.iter().map(|s| s.dropped_unrouted).sum();
         let auth: u64 = self.streams.iter().map(|s| s.dropped_auth).sum();
+        let played: u64 = self.streams.iter().map(|s| s.played).sum();
+        if played > 0 {
+            write!(f, "{played} packets played to the caller; ")?;
+        }
         let srtp = |at: usize| if self.streams.iter().any(|s| s.secure[at]) { "SRTP" } else { "RTP" };
         write!(
             f,
@@ -133,6 +138,8 @@ pub struct Relay {
     /// The recording writer, started with the first recorded call.
     recorder: Option<record::Recorder>,
     taps: HashMap<u64, Arc<record::Tap>>,
+    /// The thread of `<Play>`, started with the first playback.
+    player: Option<play::Player>,
 }
 
 impl Relay {
@@ -160,7 +167,7 @@ impl Relay {
                 std::thread::Builder::new().name(format!("rtp-relay-{i}")).spawn(move || worker::run(poll, &shared))?;
             workers.push(handle);
         }
-        Ok(Relay { shared, workers, calls: HashMap::new(), recorder: None, taps: HashMap::new() })
+        Ok(Relay { shared, workers, calls: HashMap::new(), recorder: None, taps: HashMap::new(), player: None })
     }
 
     /// The port pairs of the relay's range, bound before they are handed
@@ -228,8 +235,39 @@ impl Relay {
         Some(tap)
     }
 
+    /// Play `clip` to the caller of `call` on the stream whose port facing
+    /// the caller is `port`, `loops` times (`None`: until the call stops).
+    /// False if the call has no such stream (or the playing thread could
+    /// not start: logged).
+    pub fn play(&mut self, call: u64, port: u16, clip: play::Clip, loops: Option<u32>) -> bool {
+        let Some(stream) = self.calls.get(&call).and_then(|s| s.iter().find(|s| s.local[0] == port)).cloned() else {
+            return false;
+        };
+        if self.player.is_none() {
+            match play::Player::start(self.shared.clone()) {
+                Ok(p) => self.player = Some(p),
+                Err(e) => {
+                    tracing::error!("cannot start the playing thread: {e}");
+                    return false;
+                }
+            }
+        }
+        if let Some(p) = &self.player {
+            p.play(call, stream, clip, loops);
+        }
+        true
+    }
+
+    /// Playbacks in progress.
+    pub fn playing(&self) -> usize {
+        self.player.as_ref().map_or(0, play::Player::playing)
+    }
+
     /// Call `call` is over: stop relaying it; what its media did.
     pub fn stop(&mut self, call: u64) -> Option<CallMedia> {
+        if let Some(p) = &self.player {
+            p.stop(call);
+        }
         let streams = self.calls.remove(&call)?;
         for s in &streams {
             self.shared.unroute(s);

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 
+use trunkline_media_core::g711::{decode_alaw, decode_ulaw};
+
 /// Packets waiting for the writer, across all calls (~10 s of 100 calls).
 const QUEUE: usize = 100_000;
 
@@ -137,26 +139,6 @@ fn file_kind(pt: u8, payload_len: usize) -> Option<&'static str> {
         96..=127 if payload_len <= 4 => None, // a telephone-event under another number
         _ => Some("pcap"),
     }
-}
-
-/// G.711 mu-law to linear (ITU-T G.711).
-pub(crate) fn ulaw(b: u8) -> i16 {
-    let b = !b;
-    let t = ((i32::from(b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4);
-    (if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
-}
-
-/// G.711 A-law to linear (ITU-T G.711).
-pub(crate) fn alaw(b: u8) -> i16 {
-    let b = b ^ 0x55;
-    let seg = (b & 0x70) >> 4;
-    let mut t = i32::from(b & 0x0f) << 4;
-    t = match seg {
-        0 => t + 8,
-        1 => t + 0x108,
-        _ => (t + 0x108) << (seg - 1),
-    };
-    (if b & 0x80 != 0 { t } else { -t }) as i16
 }
 
 /// A gap longer than this (a timestamp jump) starts the side over.
@@ -275,8 +257,8 @@ impl CallRec {
         match &mut self.writer {
             Writer::Wav { channels, start_ms } => {
                 let decode: fn(u8) -> i16 = match pt {
-                    0 => ulaw,
-                    8 => alaw,
+                    0 => decode_ulaw,
+                    8 => decode_alaw,
                     _ => return Ok(()), // DTMF, comfort noise
                 };
                 let offset = at_ms.saturating_sub(*start_ms) * 8;

@@ -165,6 +165,8 @@ pub struct StreamCounters {
     pub secure: [bool; 2],
     /// With symmetric RTP: the RTP source each side was latched to.
     pub latched: [Option<SocketAddr>; 2],
+    /// Packets the router sent the caller itself (a `<Play>`).
+    pub played: u64,
 }
 
 /// One anchored stream. See the module docs.
@@ -178,6 +180,7 @@ pub(crate) struct StreamRelay {
     dropped_source: AtomicU64,
     dropped_unrouted: AtomicU64,
     dropped_auth: AtomicU64,
+    played: AtomicU64,
     /// When a packet was last relayed (ms on the relay's clock; the
     /// stream's creation until then).
     last_ms: AtomicU64,
@@ -221,6 +224,7 @@ impl StreamRelay {
             dropped_source: AtomicU64::new(0),
             dropped_unrouted: AtomicU64::new(0),
             dropped_auth: AtomicU64::new(0),
+            played: AtomicU64::new(0),
             last_ms: AtomicU64::new(now_ms),
         }
     }
@@ -331,6 +335,23 @@ impl StreamRelay {
         Verdict::Forward { port, to, bytes }
     }
 
+    /// Where an RTP packet the router itself sends the caller goes (a
+    /// `<Play>`): out of the port facing the caller, to where it wants
+    /// media, encrypted if it speaks SRTP. `None`: nowhere to send it yet.
+    pub(crate) fn inject(&self, packet: &[u8], now_ms: u64) -> Option<(u16, SocketAddr, Option<BytesMut>)> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.remote[0]?;
+        let to = st.latch[0][0].destination()?;
+        let bytes = match st.srtp[0].as_mut() {
+            Some(p) => Some(p.protect(packet, false).ok()?),
+            None => None,
+        };
+        drop(st);
+        self.played.fetch_add(1, Ordering::Relaxed);
+        self.last_ms.store(now_ms, Ordering::Relaxed);
+        Some((self.local[0], to, bytes))
+    }
+
     pub(crate) fn counters(&self) -> StreamCounters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -342,6 +363,7 @@ impl StreamRelay {
             dropped_auth: l(&self.dropped_auth),
             secure: [st.srtp[0].is_some(), st.srtp[1].is_some()],
             latched: [st.latch[0][0].latched(), st.latch[1][0].latched()],
+            played: l(&self.played),
         }
     }
 }

@@ -354,6 +354,34 @@ mod srtp {
         assert_eq!(media.streams[0].secure, [true, false]);
         assert!(media.to_string().starts_with("caller SRTP, callee RTP;"), "{media}");
     }
+
+    /// `<Play>` to an SRTP caller the router answered itself: every packet
+    /// encrypted with the router's key for the caller.
+    #[test]
+    fn a_clip_played_to_an_srtp_caller_is_encrypted_for_it() {
+        let mut r = relay(35600, 35699, 1);
+        let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+        let a = Party::new();
+        let mut s = Session::new(LOOPBACK.parse().unwrap()).with_keys(key_source);
+        let crypto = Crypto { tag: 1, suite: Suite::AesCm128HmacSha1_32, key: MasterKey([0xbb; 30]) }.to_value();
+        let offer =
+            a.sdp(1).replace("RTP/AVP", "RTP/SAVP").replace("a=rtpmap", &format!("a=crypto:{crypto}\r\na=rtpmap"));
+        let answer = s.answer_here(Instant::now(), offer.as_bytes(), &mut ports).unwrap();
+        r.apply(4, s.streams(), false, None);
+        let st = s.streams()[0].clone();
+        let codes: Vec<u8> = (0..320).map(|i| i as u8).collect();
+        let clip = play::Clip { payload_type: answer.payload_type, silence: 0xff, codes: codes.clone().into() };
+        assert!(r.play(4, st.local(Side::Caller).unwrap(), clip, Some(1)));
+        let mut caller = party_side(st.srtp[0].as_ref().unwrap());
+        for n in 0..2 {
+            let (sealed, _) = Party::recv(&a.rtp);
+            assert_eq!(sealed.len(), 12 + 160 + 4, "a 32-bit tag");
+            let plain = caller.unprotect(&sealed, false).expect("authentic under the router's key");
+            assert_eq!(&plain[12..], &codes[n * 160..(n + 1) * 160]);
+        }
+        let media = r.stop(4).unwrap();
+        assert_eq!(media.streams[0].played, 2);
+    }
 }
 
 #[test]
@@ -372,7 +400,8 @@ fn a_call_whose_streams_relay_nothing_becomes_idle_and_a_packet_makes_it_active(
 
 mod recording {
     use super::*;
-    use crate::record::{alaw, ulaw, RecordMode, Recording};
+    use crate::record::{RecordMode, Recording};
+    use trunkline_media_core::g711::{decode_alaw as alaw, decode_ulaw as ulaw};
 
     fn g711(seq: u16, pt: u8, ssrc: u32, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x80, pt];
@@ -477,4 +506,65 @@ mod recording {
         assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes(), "a pcap file");
         assert_eq!(bytes.len(), 24 + 100 * (16 + 28 + 172), "100 packets of 172 bytes, both ways");
     }
+}
+
+/// `<Play>`: a clip goes to the caller in 20 ms packets from the router's
+/// port facing it, looped as asked, the last packet padded with silence,
+/// one SSRC, sequence and timestamp moving as a real sender's.
+#[test]
+fn a_clip_is_played_to_the_caller_in_paced_packets_and_stops_with_the_call() {
+    let mut r = relay(35700, 35799, 1);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let a = Party::new();
+    let mut s = Session::new(LOOPBACK.parse().unwrap());
+    s.answer_here(Instant::now(), a.sdp(1).as_bytes(), &mut ports).unwrap();
+    r.apply(5, s.streams(), false, None);
+    let to_a = s.streams()[0].local(Side::Caller).unwrap();
+    assert!(
+        !r.play(5, to_a + 2, play::Clip { payload_type: 0, silence: 0xff, codes: vec![1].into() }, None),
+        "no such stream"
+    );
+    let codes: Vec<u8> = (0..200).map(|i| (i % 100) as u8).collect();
+    let clip = play::Clip { payload_type: 0, silence: 0xff, codes: codes.into() };
+    assert_eq!(clip.duration(), Duration::from_millis(40));
+    assert!(r.play(5, to_a, clip, Some(2)));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let (p, from) = Party::recv(&a.rtp);
+        assert_eq!(from.port(), to_a);
+        got.push(p);
+    }
+    let field = |p: &Vec<u8>, at: usize, n: usize| p[at..at + n].iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p.len(), 12 + 160);
+        assert_eq!((p[0], p[1] & 0x7f), (0x80, 0));
+        assert_eq!(p[1] & 0x80 != 0, i == 0, "the marker on the first packet only");
+        assert_eq!(field(p, 2, 2), (field(&got[0], 2, 2) + i as u64) % 65536, "sequence");
+        assert_eq!(field(p, 4, 4), (field(&got[0], 4, 4) + 160 * i as u64) % (1 << 32), "timestamp");
+        assert_eq!(field(p, 8, 4), field(&got[0], 8, 4), "one SSRC");
+        let expected: Vec<u8> = if i % 2 == 0 {
+            (0..160).map(|j| (j % 100) as u8).collect()
+        } else {
+            (160..200).map(|j| (j % 100) as u8).chain(std::iter::repeat_n(0xff, 120)).collect()
+        };
+        assert_eq!(&p[12..], &expected[..], "packet {i}");
+    }
+    a.rtp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(a.rtp.recv_from(&mut [0u8; 256]).is_err(), "two passes, then nothing");
+    assert_eq!(r.playing(), 0);
+    // Until stopped: the call's end stops it.
+    let endless = play::Clip { payload_type: 0, silence: 0xff, codes: vec![7; 160].into() };
+    assert!(r.play(5, to_a, endless, None));
+    a.rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..3 {
+        Party::recv(&a.rtp);
+    }
+    let media = r.stop(5).unwrap();
+    assert!(media.streams[0].played >= 7, "{media:?}");
+    assert!(media.to_string().contains("packets played to the caller"), "{media}");
+    assert_eq!(r.playing(), 0);
+    std::thread::sleep(Duration::from_millis(100));
+    while a.rtp.set_read_timeout(Some(Duration::from_millis(100))).is_ok() && a.rtp.recv_from(&mut [0u8; 256]).is_ok() {
+    }
+    assert!(a.rtp.recv_from(&mut [0u8; 256]).is_err(), "nothing after the call ended");
 }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use trunkline_relay::{Relay, RelayConfig};
 
 use crate::config::{ListenTransport, MediaMode, Settings};
-use crate::engine::{Answer, Engine, FetchRequest, Locals, MediaCommand, Question};
+use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -148,7 +148,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 StreamEvent::Failed(peer) => engine.handle_transport_error(Instant::now(), peer),
                 StreamEvent::Closed { peer, id } => streams.closed(peer, id),
             },
-            Some((token, result)) = fetched.recv() => engine.handle_fetched(Instant::now(), token, result),
+            Some((token, result)) = fetched.recv() => match result {
+                Fetched::Document(r) => engine.handle_fetched(Instant::now(), token, r),
+                Fetched::Audio(r) => engine.handle_audio_fetched(Instant::now(), token, r),
+            },
             Some((question, result)) = resolved.recv() => {
                 if let (Question::Host(name), Ok(Answer::Addrs(addrs))) = (&question, &result) {
                     streams.learn_name(name, addrs);
@@ -320,6 +323,11 @@ fn apply_media(engine: &mut Engine, media: &mut Option<MediaRelay>) {
             MediaCommand::Relay { call, streams, symmetric, recording } => {
                 m.relay.apply(call, &streams, symmetric, recording.as_ref())
             }
+            MediaCommand::Play { call, port, clip, loops } => {
+                if !m.relay.play(call, port, clip, loops) {
+                    tracing::warn!(call, port, "<Play>: the call has no relayed stream on that port");
+                }
+            }
             MediaCommand::Stop { call } => {
                 if let Some(done) = m.relay.stop(call) {
                     m.finished.insert(call, done);
@@ -343,19 +351,41 @@ fn https_client(cache: &mut Option<Option<TlsConnector>>, settings: &Settings) -
         .clone()
 }
 
-/// Fetch a disaster-recovery TwiML document off the engine's loop. The
-/// engine gets an answer even if the fetch task panics (its call then
-/// fails like any failed fetch, instead of waiting forever).
-fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Result<String, String>)>, https: Option<TlsConnector>) {
-    let fetch = tokio::spawn(async move {
-        crate::twiml::fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref()).await.map_err(|e| e.to_string())
+/// What a fetch brought back.
+enum Fetched {
+    /// A TwiML document.
+    Document(Result<String, String>),
+    /// A `<Play>`ed file.
+    Audio(Result<Vec<u8>, String>),
+}
+
+/// Fetch a disaster-recovery TwiML document or `<Play>` file off the
+/// engine's loop. The engine gets an answer even if the fetch task panics
+/// (its call then goes on like after any failed fetch, instead of waiting
+/// forever).
+fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Fetched)>, https: Option<TlsConnector>) {
+    use crate::twiml::fetch;
+    let (kind, token) = (f.kind, f.token);
+    let task = tokio::spawn(async move {
+        match f.kind {
+            FetchKind::Twiml => Fetched::Document(
+                fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref()).await.map_err(|e| e.to_string()),
+            ),
+            FetchKind::Audio => {
+                Fetched::Audio(fetch::get(&f.url, f.timeout, https.as_ref()).await.map_err(|e| e.to_string()))
+            }
+        }
     });
     tokio::spawn(async move {
-        let result = fetch.await.unwrap_or_else(|e| {
+        let result = task.await.unwrap_or_else(|e| {
             tracing::error!("TwiML fetch task failed: {e}");
-            Err(format!("internal error: {e}"))
+            let why = format!("internal error: {e}");
+            match kind {
+                FetchKind::Twiml => Fetched::Document(Err(why)),
+                FetchKind::Audio => Fetched::Audio(Err(why)),
+            }
         });
-        let _ = done.send((f.token, result)).await;
+        let _ = done.send((token, result)).await;
     });
 }
 

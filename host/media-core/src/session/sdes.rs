@@ -25,7 +25,7 @@ use crate::sdp::Sdp;
 pub(super) struct Negotiation {
     /// The line the router accepted from each side's last offer (`None`:
     /// plain RTP offered).
-    offer: [Option<Crypto>; 2],
+    pub(super) offer: [Option<Crypto>; 2],
     /// Whether the router offered each side SRTP.
     offered_srtp: [bool; 2],
     /// The router's keys toward each side, per suite (`Suite::ALL` order).
@@ -81,7 +81,7 @@ impl Session {
     }
 
     /// The router's key toward `side` for `suite` in stream `i` (made once).
-    fn our_key(&mut self, i: usize, side: Side, suite: Suite) -> Result<MasterKey, MediaError> {
+    pub(super) fn our_key(&mut self, i: usize, side: Side, suite: Suite) -> Result<MasterKey, MediaError> {
         let slot = &mut self.sdes[i].ours[side.at()][suite_at(suite)];
         if let Some(key) = slot {
             return Ok(key.clone());

@@ -282,4 +282,73 @@ mod sdes {
         let ok = savp("198.51.100.7", 1, &[format!("1 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")]);
         assert!(matches!(keyless.rewrite(t0, Side::Caller, ok.as_bytes(), &mut ports), Err(MediaError::Crypto(0, _))));
     }
+    /// A DR `<Play>`: the router answers an SRTP offer itself, with the
+    /// caller's chosen suite and a key of its own, and rejects the rest.
+    #[test]
+    fn the_router_answers_an_srtp_offer_itself() {
+        let (t0, mut ports) = (Instant::now(), pool());
+        let mut s = Session::new(ROUTER.parse().unwrap()).with_keys(counter_keys);
+        let mut offer = savp(
+            "198.51.100.7",
+            1,
+            &[format!("5 AES_CM_128_HMAC_SHA1_32 inline:{A_KEY}"), format!("6 AES_CM_128_HMAC_SHA1_80 inline:{A_KEY}")],
+        );
+        offer.push_str("m=video 40010 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
+        let answer = s.answer_here(t0, offer.as_bytes(), &mut ports).unwrap();
+        assert_eq!((answer.stream, answer.payload_type, answer.law), (0, 0, crate::g711::Law::Ulaw));
+        let sdp = read(&answer.body);
+        let audio = sdp.media(0).unwrap();
+        assert_eq!(
+            (audio.port, audio.proto, audio.formats.clone()),
+            (s.streams()[0].local(Side::Caller).unwrap(), "RTP/SAVP", vec!["0"])
+        );
+        assert_eq!(sdp.connection_ip(0), Some(ROUTER.parse().unwrap()));
+        let ours = cryptos(&sdp);
+        assert_eq!(ours.len(), 1);
+        assert_eq!(
+            (ours[0].tag, ours[0].suite),
+            (6, Suite::AesCm128HmacSha1_80),
+            "_80 preferred, under the caller's tag"
+        );
+        let agreed = s.streams()[0].srtp[0].clone().unwrap();
+        assert_eq!(agreed.ours, ours[0].key);
+        assert_ne!(agreed.ours, agreed.theirs);
+        assert_eq!(sdp.media(1).unwrap().port, 0, "video rejected");
+        assert_eq!(s.ports_held(), 2, "the rejected stream gave its pairs back");
+        assert_eq!(s.streams()[0].remote(Side::Caller).unwrap().rtp, addr("198.51.100.7:40000"));
+        assert!(s.streams()[0].remote(Side::Callee).is_none(), "nobody on the other side");
+        // Asked again (a re-INVITE with the same offer): the same description, same version.
+        let again = s.answer_here(t0, offer.as_bytes(), &mut ports).unwrap();
+        assert_eq!(again.body, answer.body);
+        s.release(t0, &mut ports);
+        assert_eq!(ports.in_use(), 0);
+    }
+}
+
+#[test]
+fn the_router_answers_with_the_callers_first_g711_codec_or_refuses() {
+    let (t0, mut ports) = (Instant::now(), pool());
+    let mut s = Session::new(ROUTER.parse().unwrap());
+    let offer = "v=0\r\no=c 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+                 m=audio 40000 RTP/AVP 18 98 0\r\na=rtpmap:98 PCMA/8000\r\na=sendonly\r\n";
+    let answer = s.answer_here(t0, offer.as_bytes(), &mut ports).unwrap();
+    assert_eq!(
+        (answer.payload_type, answer.law),
+        (98, crate::g711::Law::Alaw),
+        "a dynamic number for PCMA, first in order"
+    );
+    let sdp = read(&answer.body);
+    assert_eq!(sdp.direction(0), Direction::RecvOnly, "the caller's sendonly mirrored");
+    assert!(String::from_utf8_lossy(&answer.body).contains("a=rtpmap:98 PCMA/8000\r\n"));
+    assert!(s.streams()[0].srtp[0].is_none());
+    s.release(t0, &mut ports);
+
+    let mut s = Session::new(ROUTER.parse().unwrap());
+    let g729 = offer.replace(" 18 98 0", " 18").replace("a=rtpmap:98 PCMA/8000\r\n", "");
+    assert_eq!(
+        s.answer_here(t0, g729.as_bytes(), &mut ports),
+        Err(MediaError::Codec("no PCMU or PCMA audio offered".into()))
+    );
+    s.release(t0, &mut ports);
+    assert_eq!(ports.in_use(), 0);
 }

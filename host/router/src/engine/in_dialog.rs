@@ -124,6 +124,9 @@ impl Engine {
             self.layer.send_response(now, &key, r);
             return;
         }
+        if c.twiml.as_ref().is_some_and(|r| r.here.is_some()) {
+            return self.on_request_here(now, key, m, id);
+        }
         if method == "REFER" {
             return self.on_refer(now, key, m, id, side);
         }

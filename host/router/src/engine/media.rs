@@ -38,6 +38,10 @@ pub enum MediaCommand {
     /// each party's source from its packets (the trunk's `symmetric_rtp`);
     /// `recording`: record the call so (the trunk's `recording`).
     Relay { call: u64, streams: Vec<Stream>, symmetric: bool, recording: Option<Recording> },
+    /// Play `clip` to the caller of call `call` out of the router's port
+    /// `port` (facing the caller), `loops` times (`None`: until the call
+    /// ends): a TwiML `<Play>`.
+    Play { call: u64, port: u16, clip: trunkline_relay::play::Clip, loops: Option<u32> },
     /// Call `call` is over: stop relaying it.
     Stop { call: u64 },
 }
@@ -141,7 +145,9 @@ pub(super) fn carries_sdp(m: &Message) -> bool {
 /// Why an offer could not be anchored: the response the sender gets.
 pub(super) fn refusal(e: &MediaError) -> (u16, String) {
     match e {
-        MediaError::Sdp(_) | MediaError::Crypto(..) => (488, format!("Not Acceptable Here ({e})")),
+        MediaError::Sdp(_) | MediaError::Crypto(..) | MediaError::Codec(_) => {
+            (488, format!("Not Acceptable Here ({e})"))
+        }
         MediaError::Exhausted(why) => {
             tracing::warn!("call refused: {why} (widen media.port_min..media.port_max)");
             (503, "Service Unavailable (no media ports free)".into())

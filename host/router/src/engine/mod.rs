@@ -32,6 +32,7 @@ mod hop;
 mod in_dialog;
 mod media;
 mod new_call;
+mod play;
 mod reliable;
 mod teardown;
 mod termination;
@@ -59,7 +60,7 @@ use call::{CallState, Phase};
 pub use dns::{Answer, Question, SrvRecord};
 pub use flood::Rate;
 pub use media::MediaCommand;
-pub use twiml::FetchRequest;
+pub use twiml::{FetchKind, FetchRequest};
 
 use crate::config::Settings;
 

@@ -178,7 +178,11 @@ impl Engine {
 
     pub(super) fn end_answered(&mut self, now: Instant, id: u64, by: HangupBy) {
         let Some(c) = self.calls.get(&id) else { return };
-        let target = c.leg.as_ref().map(|l| l.uri.clone()).unwrap_or_default();
+        let target = match &c.leg {
+            Some(l) => l.uri.clone(),
+            None if self.answered_here(id) => "the router (TwiML <Play>)".into(),
+            None => String::new(),
+        };
         let talk = c.answered.map(|a| now.saturating_duration_since(a)).unwrap_or_default();
         let who = match by {
             HangupBy::Caller => "caller",

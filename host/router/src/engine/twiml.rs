@@ -28,6 +28,19 @@ pub struct FetchRequest {
     /// Form parameters (CallSid, AccountSid, From, To, Direction, CallStatus...).
     pub params: Vec<(String, String)>,
     pub timeout: Duration,
+    /// A TwiML document (POST the parameters) or a `<Play>`ed file (GET);
+    /// the answer goes to [`Engine::handle_fetched`] or
+    /// [`Engine::handle_audio_fetched`].
+    pub kind: FetchKind,
+}
+
+/// What a [`FetchRequest`] fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchKind {
+    /// A TwiML document: POST the call's parameters.
+    Twiml,
+    /// A WAV file for `<Play>`: GET it.
+    Audio,
 }
 
 /// A call's TwiML execution.
@@ -42,6 +55,10 @@ pub(crate) struct TwimlRun {
     pub(crate) dial_timeout: Option<Duration>,
     /// Bumped by each verb, so a stale pause timer is ignored.
     pub(crate) step: u64,
+    /// A `<Play>` waiting for its file.
+    pub(crate) audio: Option<super::play::PendingPlay>,
+    /// The router answered the caller itself (a `<Play>`).
+    pub(crate) here: Option<super::play::Here>,
 }
 
 impl Engine {
@@ -63,7 +80,7 @@ impl Engine {
             Err(why) => {
                 tracing::warn!(call_id = %c.call.call_id, %url, "disaster recovery: {why}");
                 c.route.push(format!("disaster recovery: {url}: {why}"));
-                return self.finish(now, token, 503, "Service Unavailable", Outcome::Failed);
+                return self.twiml_end(now, token, 503, "Service Unavailable", Outcome::Failed);
             }
         };
         c.route.push(format!("disaster recovery: {url}: {} verb(s)", verbs.len()));
@@ -91,7 +108,7 @@ impl Engine {
             Ok(u) => u,
             Err(why) => {
                 c.route.push(format!("disaster recovery: {url}: {why}"));
-                return self.finish(now, id, 503, "Service Unavailable", Outcome::Failed);
+                return self.twiml_end(now, id, 503, "Service Unavailable", Outcome::Failed);
             }
         };
         run.fetches += 1;
@@ -112,7 +129,17 @@ impl Engine {
             ("SipCallId".to_owned(), call.call_id.clone()),
         ];
         c.route.push(format!("disaster recovery: POST {url}"));
-        self.fetches.push_back(FetchRequest { token: id, url, params, timeout });
+        self.fetches.push_back(FetchRequest { token: id, url, params, timeout, kind: FetchKind::Twiml });
+    }
+
+    /// The TwiML ends the call: a final response to a ringing caller; BYE
+    /// to a caller the router answered itself.
+    fn twiml_end(&mut self, now: Instant, id: u64, code: u16, why: &str, outcome: Outcome) {
+        if self.calls.get(&id).is_some_and(|c| c.phase == super::call::Phase::Answered) {
+            self.hang_up(now, id, super::in_dialog::Side::Caller);
+            return self.end_answered(now, id, trunkline_plugin_host::types::HangupBy::Router);
+        }
+        self.finish(now, id, code, why, outcome)
     }
 
     /// Execute the call's next verbs until one waits (a Dial, a Pause, a
@@ -132,9 +159,13 @@ impl Engine {
                     .map(|l| (l.status, l.reason.clone()))
                     .unwrap_or((480, "Temporarily Unavailable".into()));
                 c.route.push("disaster recovery: end of TwiML".into());
-                return self.finish(now, id, code, &why, Outcome::Failed);
+                return self.twiml_end(now, id, code, &why, Outcome::Failed);
             };
+            let answered = c.phase == super::call::Phase::Answered;
             match verb {
+                Verb::Dial(_) if answered => {
+                    c.route.push("TwiML <Dial> after the router answered the call: not supported, skipped".into());
+                }
                 Verb::Dial(d) => {
                     let mut queue = Vec::new();
                     for t in d.targets {
@@ -161,11 +192,16 @@ impl Engine {
                     c.queue = queue.into_iter().map(super::call::Queued::from).collect();
                     return self.try_next(now, id);
                 }
-                Verb::Reject { busy: true } => return self.finish(now, id, 486, "Busy Here", Outcome::Rejected),
-                Verb::Reject { busy: false } => return self.finish(now, id, 603, "Decline", Outcome::Rejected),
+                Verb::Reject { busy: true } => return self.twiml_end(now, id, 486, "Busy Here", Outcome::Rejected),
+                Verb::Reject { busy: false } => return self.twiml_end(now, id, 603, "Decline", Outcome::Rejected),
                 Verb::Hangup => {
                     c.route.push("TwiML <Hangup/>".into());
-                    return self.finish(now, id, 603, "Decline", Outcome::Rejected);
+                    return self.twiml_end(now, id, 603, "Decline", Outcome::Rejected);
+                }
+                Verb::Play { url, loops } => {
+                    if self.start_play(id, &url, loops) {
+                        return;
+                    }
                 }
                 Verb::Redirect { url } => return self.start_twiml_fetch(now, id, &url),
                 Verb::Pause { secs } => {

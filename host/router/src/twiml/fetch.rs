@@ -1,10 +1,12 @@
 //! Fetching TwiML: an HTTP/1.1 POST of the call's parameters
-//! (form-encoded, as the reference platform sends them) with a deadline.
+//! (form-encoded, as the reference platform sends them) with a deadline;
+//! and the WAV files `<Play>` names, with a GET.
 //!
 //! A deliberately small client: `http://` and `https://` (rustls, TLS 1.2+,
 //! the server's certificate verified for the URL's host against the
 //! system's roots or `sip.tls.ca`), one request per connection, no
-//! redirects followed, bodies up to 64 KiB.
+//! redirects followed, bodies up to a limit per kind (64 KiB for a
+//! document, [`MAX_AUDIO_BYTES`] for a WAV file).
 
 use std::fmt;
 use std::time::Duration;
@@ -15,6 +17,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::MAX_DOCUMENT_BYTES;
+
+/// Largest WAV file `<Play>` fetches (~17 minutes of G.711, ~8 of 16-bit PCM).
+pub const MAX_AUDIO_BYTES: usize = 8 << 20;
 
 /// A parsed `http://` or `https://host[:port]/path` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +114,8 @@ pub enum FetchError {
     Status(u16),
     #[error("malformed HTTP response: {0}")]
     Malformed(&'static str),
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -124,20 +131,15 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// POST `params` to `url`; the body of a 2xx answer within `timeout`.
-/// `https` makes the TLS connections of `https://` URLs.
+/// POST `params` to `url`; the body of a 2xx answer (a TwiML document,
+/// UTF-8) within `timeout`. `https` makes the TLS connections of
+/// `https://` URLs.
 pub async fn post_form(
     url: &HttpUrl,
     params: &[(String, String)],
     timeout: Duration,
     https: Option<&TlsConnector>,
 ) -> Result<String, FetchError> {
-    tokio::time::timeout(timeout, post(url, params, https))
-        .await
-        .map_err(|_| FetchError::Timeout(timeout.as_millis()))?
-}
-
-async fn post(url: &HttpUrl, params: &[(String, String)], https: Option<&TlsConnector>) -> Result<String, FetchError> {
     let body: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
     let body = body.join("&");
     let request = format!(
@@ -148,19 +150,52 @@ async fn post(url: &HttpUrl, params: &[(String, String)], https: Option<&TlsConn
         url.port,
         body.len()
     );
-    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-    if !url.secure {
-        return exchange(tcp, request.as_bytes()).await;
-    }
-    let connector = https.ok_or_else(|| FetchError::Tls("no TLS client configured".into()))?;
-    let name = ServerName::try_from(url.host.clone())
-        .map_err(|_| FetchError::Tls(format!("`{}` is not a server name", url.host)))?;
-    let tls = connector.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
-    exchange(tls, request.as_bytes()).await
+    let body = fetch(url, request, timeout, https, MAX_DOCUMENT_BYTES).await?;
+    String::from_utf8(body).map_err(|_| FetchError::Malformed("body is not UTF-8"))
 }
 
-/// Send `request` on `stream` and read the response.
-async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Result<String, FetchError> {
+/// GET `url` (a `<Play>`ed file): the body of a 2xx answer within
+/// `timeout`, at most [`MAX_AUDIO_BYTES`].
+pub async fn get(url: &HttpUrl, timeout: Duration, https: Option<&TlsConnector>) -> Result<Vec<u8>, FetchError> {
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: trunkline\r\nAccept: audio/wav, audio/x-wav, */*\r\n\
+         Connection: close\r\n\r\n",
+        url.path,
+        url.host_for_url(),
+        url.port
+    );
+    fetch(url, request, timeout, https, MAX_AUDIO_BYTES).await
+}
+
+/// Send `request` to `url`'s server; the body of its 2xx answer, at most
+/// `limit` bytes, within `timeout`.
+async fn fetch(
+    url: &HttpUrl,
+    request: String,
+    timeout: Duration,
+    https: Option<&TlsConnector>,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let exchange = async {
+        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        if !url.secure {
+            return exchange(tcp, request.as_bytes(), limit).await;
+        }
+        let connector = https.ok_or_else(|| FetchError::Tls("no TLS client configured".into()))?;
+        let name = ServerName::try_from(url.host.clone())
+            .map_err(|_| FetchError::Tls(format!("`{}` is not a server name", url.host)))?;
+        let tls = connector.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
+        exchange(tls, request.as_bytes(), limit).await
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| FetchError::Timeout(timeout.as_millis()))?
+}
+
+/// Send `request` on `stream` and read the response (a body up to `limit`).
+async fn exchange(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    request: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
     stream.write_all(request).await?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -170,21 +205,21 @@ async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &[u8
             break;
         }
         raw.extend_from_slice(&chunk[..n]);
-        if raw.len() > MAX_DOCUMENT_BYTES + 16 * 1024 {
-            return Err(FetchError::Malformed("response larger than 64 KiB"));
+        if raw.len() > limit + 16 * 1024 {
+            return Err(FetchError::TooLarge(limit));
         }
-        if let Some(done) = complete_body(&raw)? {
+        if let Some(done) = complete_body(&raw, limit)? {
             return done;
         }
     }
-    match complete_body(&raw)? {
+    match complete_body(&raw, limit)? {
         Some(done) => done,
         None => body_until_close(&raw),
     }
 }
 
 /// The response if all of it has arrived (by Content-Length or chunked).
-fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, FetchError> {
+fn complete_body(raw: &[u8], limit: usize) -> Result<Option<Result<Vec<u8>, FetchError>>, FetchError> {
     let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { return Ok(None) };
     let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
     let status = status_of(head)?;
@@ -197,9 +232,12 @@ fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, Fetch
     };
     let body = &raw[head_end..];
     let complete = if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(body)?
+        dechunk(body, limit)?
     } else if let Some(len) = header("Content-Length") {
         let len: usize = len.parse().map_err(|_| FetchError::Malformed("bad Content-Length"))?;
+        if len > limit {
+            return Err(FetchError::TooLarge(limit));
+        }
         (body.len() >= len).then(|| body[..len].to_vec())
     } else {
         None // read until the server closes
@@ -207,7 +245,7 @@ fn complete_body(raw: &[u8]) -> Result<Option<Result<String, FetchError>>, Fetch
     Ok(complete.map(|b| finish(status, &b)))
 }
 
-fn body_until_close(raw: &[u8]) -> Result<String, FetchError> {
+fn body_until_close(raw: &[u8]) -> Result<Vec<u8>, FetchError> {
     let head_end =
         raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).ok_or(FetchError::Malformed("no header end"))?;
     let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
@@ -223,15 +261,15 @@ fn status_of(head: &str) -> Result<u16, FetchError> {
     }
 }
 
-fn finish(status: u16, body: &[u8]) -> Result<String, FetchError> {
+fn finish(status: u16, body: &[u8]) -> Result<Vec<u8>, FetchError> {
     if !(200..300).contains(&status) {
         return Err(FetchError::Status(status));
     }
-    String::from_utf8(body.to_vec()).map_err(|_| FetchError::Malformed("body is not UTF-8"))
+    Ok(body.to_vec())
 }
 
 /// A chunked body, once its last chunk has arrived.
-fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
+fn dechunk(mut body: &[u8], limit: usize) -> Result<Option<Vec<u8>>, FetchError> {
     let mut out = Vec::new();
     loop {
         let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
@@ -242,8 +280,8 @@ fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, FetchError> {
         if size == 0 {
             return Ok(Some(out));
         }
-        if size > MAX_DOCUMENT_BYTES {
-            return Err(FetchError::Malformed("chunk larger than 64 KiB"));
+        if size > limit.saturating_sub(out.len()) {
+            return Err(FetchError::TooLarge(limit));
         }
         if body.len() < start + size + 2 {
             return Ok(None);
@@ -267,24 +305,24 @@ mod tests {
         let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         for body in ["ffffffffffffffff\r\nx", "fffffffffffffffe\r\n", "10000\r\n", "-1\r\n", "3\r\nabcXY0\r\n\r\n"] {
             let raw = format!("{head}{body}");
-            assert!(!matches!(complete_body(raw.as_bytes()), Ok(Some(Ok(_)))), "{body:?}");
+            assert!(!matches!(complete_body(raw.as_bytes(), MAX_DOCUMENT_BYTES), Ok(Some(Ok(_)))), "{body:?}");
         }
         let ok = format!("{head}3\r\nabc\r\n0\r\n\r\n");
-        assert_eq!(complete_body(ok.as_bytes()).unwrap().unwrap().unwrap(), "abc");
+        assert_eq!(complete_body(ok.as_bytes(), MAX_DOCUMENT_BYTES).unwrap().unwrap().unwrap(), b"abc");
         for raw in [
             "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nabc",
             "HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc",
             "HTTP/1.1 99999 OK\r\n\r\n",
             "\r\n\r\n",
         ] {
-            let _ = complete_body(raw.as_bytes());
+            let _ = complete_body(raw.as_bytes(), MAX_DOCUMENT_BYTES);
             let _ = body_until_close(raw.as_bytes());
         }
         // Every prefix and byte-flipped variant of a valid answer, seeded.
         let mut next = crate::twiml::xorshift(0x2545_f491_4f6c_dd1d);
         let valid = format!("{head}5\r\n<Resp\r\nA;x=y\r\nonse><Reject/></Response>\r\n0\r\n\r\n").into_bytes();
         for n in 0..=valid.len() {
-            let _ = complete_body(&valid[..n]);
+            let _ = complete_body(&valid[..n], MAX_DOCUMENT_BYTES);
         }
         for _ in 0..20_000 {
             let mut m = valid.clone();
@@ -293,8 +331,8 @@ mod tests {
                 let alphabet = b"0123456789abcdefF\r\n;: -";
                 m[i] = alphabet[(next() % alphabet.len() as u64) as usize];
             }
-            if let Ok(Some(Ok(doc))) = complete_body(&m) {
-                let _ = crate::twiml::parse(&doc);
+            if let Ok(Some(Ok(doc))) = complete_body(&m, MAX_DOCUMENT_BYTES) {
+                let _ = crate::twiml::parse(&String::from_utf8_lossy(&doc));
             }
         }
     }
@@ -318,13 +356,18 @@ mod tests {
     #[test]
     fn responses() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(complete_body(ok).unwrap().unwrap().unwrap(), "hello");
-        assert!(complete_body(&ok[..ok.len() - 1]).unwrap().is_none(), "waits for the whole body");
+        assert_eq!(complete_body(ok, 5).unwrap().unwrap().unwrap(), b"hello");
+        assert!(
+            matches!(complete_body(ok, 4), Err(FetchError::TooLarge(4))),
+            "over the limit: refused before the body"
+        );
+        assert!(complete_body(&ok[..ok.len() - 1], 5).unwrap().is_none(), "waits for the whole body");
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(complete_body(chunked).unwrap().unwrap().unwrap(), "abcde");
+        assert_eq!(complete_body(chunked, 5).unwrap().unwrap().unwrap(), b"abcde");
+        assert!(matches!(complete_body(chunked, 4), Err(FetchError::TooLarge(4))), "chunks add up to the limit");
         let err = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n";
-        assert!(matches!(complete_body(err).unwrap().unwrap(), Err(FetchError::Status(500))));
-        assert!(complete_body(b"garbage\r\n\r\n").is_err());
+        assert!(matches!(complete_body(err, 5).unwrap().unwrap(), Err(FetchError::Status(500))));
+        assert!(complete_body(b"garbage\r\n\r\n", 5).is_err());
         assert_eq!(form_encode("+1 415&x=ü"), "%2B1+415%26x%3D%C3%BC");
     }
 }

@@ -4,10 +4,11 @@
 //!
 //! Executed: `<Dial>` with `<Sip>` and `<Number>` nouns (or a bare number)
 //! and `timeout`, `<Reject reason="busy|rejected">` (486/603), `<Hangup/>`,
-//! `<Redirect>` (fetch again) and `<Pause length>`. The router relays
-//! signalling only and has no media of its own, so verbs that need media
-//! (`<Say>`, `<Play>`, `<Gather>`, `<Record>`...) are logged and skipped,
-//! as the reference platform skips verbs it does not know.
+//! `<Redirect>` (fetch again), `<Pause length>` and `<Play loop>` of a WAV
+//! file (on a trunk that relays media: the router answers the caller and
+//! streams the file through its relay). Verbs that need speech or input
+//! (`<Say>`, `<Gather>`, `<Record>`...) are logged and skipped, as the
+//! reference platform skips verbs it does not know.
 
 pub mod fetch;
 
@@ -34,6 +35,9 @@ pub enum Verb {
     Redirect { url: String },
     /// Wait this many seconds.
     Pause { secs: u32 },
+    /// Answer the call (if not yet) and play the WAV file at `url`,
+    /// `loops` times (`None`: `loop="0"`, until the call ends).
+    Play { url: String, loops: Option<u32> },
     /// A verb this router does not execute (logged and skipped).
     Unsupported(String),
 }
@@ -210,6 +214,11 @@ fn build(verb: &str, e: &BytesStart<'_>, text: String, children: Vec<(String, St
         "Redirect" if !text.is_empty() => Verb::Redirect { url: text },
         "Redirect" => return Err(verb_err(verb, "no URL")),
         "Pause" => Verb::Pause { secs: number_attr(e, verb, "length", 1, 1..=600)? },
+        "Play" if !text.is_empty() => {
+            let loops = number_attr(e, verb, "loop", 1, 0..=1000)?;
+            Verb::Play { url: text, loops: (loops > 0).then_some(loops) }
+        }
+        "Play" => return Err(verb_err(verb, "no URL")),
         other => Verb::Unsupported(other.to_owned()),
     })
 }
@@ -235,6 +244,8 @@ mod tests {
             <Response>
               <Pause length="2"/>
               <Say>Please hold</Say>
+              <Play loop="3">https://example.com/closed.wav</Play>
+              <Play loop="0">/hold.wav</Play>
               <Dial timeout="10"><Sip>sip:pbx2@127.0.0.1:5090</Sip><Number>+14155550111</Number></Dial>
               <Dial>+14155550112</Dial>
               <Redirect method="POST">http://127.0.0.1:8080/next</Redirect>
@@ -246,6 +257,8 @@ mod tests {
             vec![
                 Verb::Pause { secs: 2 },
                 Verb::Unsupported("Say".into()),
+                Verb::Play { url: "https://example.com/closed.wav".into(), loops: Some(3) },
+                Verb::Play { url: "/hold.wav".into(), loops: None },
                 Verb::Dial(Dial {
                     timeout_secs: 10,
                     targets: vec![
@@ -272,6 +285,8 @@ mod tests {
         assert_eq!(e.to_string(), "<Reject>: reason=\"maybe\" must be busy or rejected");
         assert!(parse(r#"<Response><Dial timeout="9999"><Sip>sip:a@b</Sip></Dial></Response>"#).is_err());
         assert!(parse("<Response><Dial><Sip>http://x</Sip></Dial></Response>").is_err());
+        assert_eq!(parse("<Response><Play/></Response>"), Err(verb_err("Play", "no URL")));
+        assert!(parse(r#"<Response><Play loop="-1">/a.wav</Play></Response>"#).is_err());
         let many = format!("<Response>{}</Response>", "<Hangup/>".repeat(MAX_VERBS + 1));
         assert_eq!(parse(&many), Err(TwimlError::TooManyVerbs));
         assert_eq!(parse(&"x".repeat(MAX_DOCUMENT_BYTES + 1)), Err(TwimlError::TooLarge));

@@ -15,8 +15,8 @@ struct TwimlServer {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
-/// Answer one request on `s` with the document for its path.
-fn serve_one(mut s: impl Read + Write, docs: &[(String, String)], seen: &Mutex<Vec<String>>) {
+/// Answer one request on `s` with the document (or file) for its path.
+fn serve_one(mut s: impl Read + Write, docs: &[(String, Vec<u8>)], seen: &Mutex<Vec<String>>) {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     let (path, body) = loop {
@@ -43,11 +43,15 @@ fn serve_one(mut s: impl Read + Write, docs: &[(String, String)], seen: &Mutex<V
     seen.lock().unwrap().push(format!("{path}?{body}"));
     let reply = match docs.iter().find(|(p, _)| *p == path) {
         Some((_, doc)) => {
-            format!("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{doc}", doc.len())
+            let kind = if path.ends_with(".wav") { "audio/wav" } else { "text/xml" };
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n", doc.len())
+                .into_bytes();
+            r.extend_from_slice(doc);
+            r
         }
-        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
     };
-    let _ = s.write_all(reply.as_bytes());
+    let _ = s.write_all(&reply);
     let _ = s.flush();
 }
 
@@ -58,9 +62,18 @@ impl TwimlServer {
 
     /// Over TLS with `config` when given (`https://`).
     fn start_with(docs: &[(&str, &str)], tls: Option<Arc<rustls::ServerConfig>>) -> TwimlServer {
+        let docs: Vec<(String, Vec<u8>)> = docs.iter().map(|(p, d)| (p.to_string(), d.as_bytes().to_vec())).collect();
+        TwimlServer::serve(docs, tls)
+    }
+
+    /// Documents and files (bytes) by path, over plain HTTP.
+    fn start_files(docs: Vec<(String, Vec<u8>)>) -> TwimlServer {
+        TwimlServer::serve(docs, None)
+    }
+
+    fn serve(docs: Vec<(String, Vec<u8>)>, tls: Option<Arc<rustls::ServerConfig>>) -> TwimlServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let docs: Vec<(String, String)> = docs.iter().map(|(p, d)| (p.to_string(), d.to_string())).collect();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         std::thread::spawn(move || {
@@ -252,4 +265,99 @@ fn an_https_twiml_server_whose_certificate_names_another_host_is_not_trusted() {
     assert!(got_503, "no TwiML: the caller got the last failure, 503\n{reports}");
     assert!(reports.contains("fetch failed: TLS:"), "{reports}");
     assert!(https.requests().is_empty(), "nothing was posted to the untrusted server");
+}
+
+/// `<Play>` then `<Hangup/>`: the router answers the carrier itself, plays
+/// a 16-bit PCM file as PCMA (the carrier's first choice) twice through
+/// its relay to the carrier's media socket, then hangs up.
+#[test]
+fn twiml_play_answers_the_caller_plays_the_file_through_the_relay_then_hangs_up() {
+    use trunkline_media_core::g711::Law;
+    let (broken, uac_port) = (free_udp_port(), free_udp_port());
+    let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    media.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let media_port = media.local_addr().unwrap().port();
+    let wav = super::media::tone_wav(8000, 1);
+    let doc = "<Response><Play loop=\"2\">closed.wav</Play><Hangup/></Response>";
+    let http = TwimlServer::start_files(vec![("/dr".into(), doc.into()), ("/closed.wav".into(), wav.clone())]);
+    let router = Router::start(&failing_trunk(broken, &format!("http://127.0.0.1:{}/dr", http.port)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = failing_pbx(broken, 1, dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let listener = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = media.recv_from(&mut buf) {
+            got.push((buf[..n].to_vec(), from));
+        }
+        got
+    });
+    let scenario = from_template("uac-hears-play.xml", dir.path(), &[("MEDIA_PORT", media_port.to_string())]);
+    let uac = call_in(&router, uac_port, &["-sf", scenario.to_str().unwrap()], &["-m", "1"]);
+    let reports = router.outcomes(1);
+    let _ = bad.wait();
+    let packets = listener.join().unwrap();
+    assert!(uac.success(), "answered by the router, then its BYE\n{reports}");
+    assert!(reports.contains("TwiML <Play>: answered by the router (PCMA)"), "{reports}");
+    assert!(reports.contains("1000 ms of PCMA played 2 time(s)"), "{reports}");
+    assert!(reports.contains("outcome: answered by the router (TwiML <Play>)"), "{reports}");
+    assert!(reports.contains("hung up by the router"), "{reports}");
+    assert!(reports.contains(&format!("audio: caller 127.0.0.1:{media_port} <-> router :")), "{reports}");
+    assert!(reports.contains("<-> callee -"), "nobody on the other side\n{reports}");
+    let to_caller: u16 = reports.split("<-> router :").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
+    assert!(packets.iter().all(|(_, from)| from.port() == to_caller), "from the router's port facing the caller");
+    // The tone, coded as A-law, 160 samples a packet, twice.
+    let samples: Vec<i16> = wav[44..].chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])).collect();
+    let alaw: Vec<u8> = samples.iter().map(|&s| Law::Alaw.encode(s)).collect();
+    assert!(packets.len() >= 95 && packets.len() <= 100, "two passes of 50 packets: {}\n{reports}", packets.len());
+    for (i, (p, _)) in packets.iter().enumerate() {
+        assert_eq!(p[1] & 0x7f, 8, "PCMA");
+        let at = (i % 50) * 160;
+        assert_eq!(&p[12..], &alaw[at..at + 160], "packet {i}");
+    }
+    assert!(reports.contains(&format!("{} packets played to the caller", packets.len())), "{reports}");
+    assert_eq!(http.requests().iter().filter(|r| r.starts_with("/closed.wav")).count(), 1, "fetched once");
+}
+
+/// baresip, a softphone nobody here wrote, calls with mandatory SRTP; no
+/// origination URI answers; the DR `<Play>` is answered by the router with
+/// SRTP of its own and played encrypted, then `<Hangup/>` ends the call.
+#[test]
+fn an_srtp_baresip_caller_hears_the_play_encrypted_and_is_hung_up() {
+    let silent = free_udp_port(); // nothing listens: the target fails over after 300 ms
+    let wav = super::media::tone_wav(8000, 2);
+    let doc = "<Response><Play>/closed.wav</Play><Hangup/></Response>";
+    let http = TwimlServer::start_files(vec![("/dr".into(), doc.into()), ("/closed.wav".into(), wav)]);
+    let router = Router::start(&failing_trunk(silent, &format!("http://127.0.0.1:{}/dr", http.port)));
+    let mut caller = super::baresip::Baresip::start("<sip:+12125550123@127.0.0.1>;regint=0;mediaenc=srtp-mand", None);
+    caller.command("dial", &format!("sip:+14155550100@127.0.0.1:{};transport=udp", router.port));
+    caller.wait_for("CALL_ESTABLISHED");
+    caller.wait_for("CALL_CLOSED");
+    let reports = router.outcomes(1);
+    assert!(reports.contains("-> no response in 300 ms"), "{reports}");
+    assert!(reports.contains("answered by the router (PCMU)"), "{reports}");
+    assert!(reports.contains("caller SRTP"), "{reports}");
+    assert!(reports.contains("100 packets played to the caller"), "{reports}");
+    assert!(reports.contains("hung up by the router"), "{reports}");
+    let trace = caller.trace();
+    // baresip's srtp module drops (and warns about) what it cannot
+    // unprotect; its stream reports the first packet that got through.
+    let (_, port) = ok_port(&trace, &router, caller.port);
+    assert!(
+        trace.contains(&format!("incoming rtp for 'audio' established, receiving from 127.0.0.1:{port}")),
+        "baresip decrypted the router's packets\n{trace}"
+    );
+    assert!(!trace.contains("failed to unprotect"), "{trace}");
+    let got = super::baresip::received(&trace, caller.port, &router);
+    let ok = got.iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio")).expect("the router's 200");
+    assert!(ok.contains("RTP/SAVP") && ok.contains("a=crypto:"), "{ok}");
+    assert!(got.iter().any(|m| m.starts_with("BYE ")), "the router's BYE: {got:#?}");
+}
+
+/// The router's 200 (with SDP) that baresip on `port` got, and its audio port.
+fn ok_port(trace: &str, router: &Router, port: u16) -> (String, u16) {
+    let got = super::baresip::received(trace, port, router);
+    let ok = got.into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio")).expect("the router's 200");
+    let audio: u16 = ok.split("m=audio ").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
+    (ok, audio)
 }

@@ -287,6 +287,7 @@ fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() 
                     live.remove(&call);
                     relay.stop(call);
                 }
+                MediaCommand::Play { .. } => unreachable!("no TwiML here"),
             }
         }
         peak = peak.max(relay.calls());
@@ -366,4 +367,150 @@ fn a_silent_answered_call_is_hung_up_unless_it_is_on_hold_or_still_ringing() {
     assert!(report.route.iter().any(|r| r.contains("no media for 30 s (media.rtp_timeout_secs)")), "{report}");
     assert!(report.outcome.contains("hung up by the router"), "{report}");
     assert_eq!(e.media_ports_in_use(), 0);
+}
+
+/// The test configuration with a disaster-recovery URL on the trunk.
+fn dr_config() -> String {
+    relayed_config().replace(
+        "numbers = [\"+14155550100\"]",
+        "numbers = [\"+14155550100\"]\ndisaster_recovery_url = \"http://127.0.0.1:9/dr\"",
+    )
+}
+
+/// A call from 198.51.100.7:40000 whose two targets both answer 503,
+/// then TwiML `doc`: returns the engine's next fetch.
+fn failed_to_twiml(e: &mut Engine, t0: Instant, call_id: &str, doc: &str) -> crate::engine::FetchRequest {
+    let invite = invite_sdp(call_id, &sdp("198.51.100.7", 40000, 1));
+    invite_failed_to_twiml(e, t0, &invite, doc).expect("the next fetch")
+}
+
+/// `invite` from the caller, both targets answering 503, then TwiML
+/// `doc`: the engine's next fetch, if any.
+fn invite_failed_to_twiml(
+    e: &mut Engine,
+    t0: Instant,
+    invite: &[u8],
+    doc: &str,
+) -> Option<crate::engine::FetchRequest> {
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), invite);
+    for target in ["127.0.0.1:5081", "127.0.0.1:5082"] {
+        let b = sent(e).into_iter().find(|o| o.1.starts_with("INVITE")).expect("an attempt").2;
+        e.handle_datagram(t0, addr(target), &response_to(&b, 503, "Service Unavailable").to_bytes());
+    }
+    sent(e);
+    let twiml = e.poll_fetch().expect("TwiML fetched");
+    e.handle_fetched(t0, twiml.token, Ok(doc.into()));
+    e.poll_fetch()
+}
+
+/// 800 samples of µ-law (five 20 ms packets) as a WAV file.
+fn clip_wav() -> Vec<u8> {
+    let codes: Vec<u8> = (0..800).map(|i| (i % 251) as u8).collect();
+    trunkline_media_core::wav::write(
+        trunkline_media_core::wav::Encoding::G711(trunkline_media_core::g711::Law::Ulaw),
+        &codes,
+    )
+}
+
+#[test]
+fn twiml_play_answers_the_caller_from_the_router_plays_the_file_then_hangs_up() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&dr_config());
+    let doc =
+        "<Response><Play loop=\"2\">/closed.wav</Play><Dial><Sip>sip:127.0.0.1:5090</Sip></Dial><Hangup/></Response>";
+    let audio = failed_to_twiml(&mut e, t0, "dr-play", doc);
+    assert_eq!(audio.kind, crate::engine::FetchKind::Audio);
+    assert_eq!(audio.url.to_string(), "http://127.0.0.1:9/closed.wav", "relative to the document's URL");
+    assert!(sent(&mut e).is_empty(), "still ringing while the file is fetched");
+    e.handle_audio_fetched(t0, audio.token, Ok(clip_wav()));
+    let out = sent(&mut e);
+    let ok = out.iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("the router answers").2.clone();
+    assert_eq!(out[0].0, addr("127.0.0.1:5070"));
+    let (ip, port) = where_(&ok);
+    assert_eq!(ip, "192.0.2.10");
+    let answer = Sdp::parse(&ok.body).unwrap();
+    assert_eq!(answer.media(0).unwrap().formats, ["0"], "PCMU, the caller's first G.711");
+    let cmds = relayed(&mut e);
+    let n = cmds.len();
+    let MediaCommand::Relay { streams, .. } = &cmds[n - 2] else { panic!("{cmds:?}") };
+    assert_eq!(streams[0].local[0], Some(port));
+    assert_eq!(streams[0].remote[0].unwrap().rtp, Some(addr("198.51.100.7:40000")));
+    assert_eq!(streams[0].remote[1], None, "no callee");
+    let MediaCommand::Play { port: played_on, clip, loops, .. } = &cmds[n - 1] else { panic!("{cmds:?}") };
+    assert_eq!((*played_on, clip.payload_type, clip.codes.len(), *loops), (port, 0, 800, Some(2)));
+    assert_eq!(&clip.codes[..5], &[0, 1, 2, 3, 4], "the file's own µ-law bytes");
+
+    // A re-INVITE from the caller (hold) is answered by the router itself.
+    let tag = ok.header("To").unwrap().split(";tag=").nth(1).unwrap().to_owned();
+    let reinvite =
+        String::from_utf8(caller_request("INVITE", 2, &tag, "z9hG4bK-re1")).unwrap().replace("engine-test", "dr-play");
+    let held = sdp("198.51.100.7", 40000, 2).replace("a=x-odd", "a=sendonly\r\na=x-odd");
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), &with_body(reinvite.into_bytes(), &held));
+    let out = sent(&mut e);
+    let re_ok = &out.iter().find(|o| o.1.starts_with("SIP/2.0 200")).expect("answered here").2;
+    assert_eq!(Sdp::parse(&re_ok.body).unwrap().direction(0), trunkline_media_core::sdp::Direction::RecvOnly);
+    assert_eq!(where_(re_ok), where_(&ok), "the same router port");
+    assert!(out.iter().all(|o| !o.1.starts_with("INVITE")), "nobody to relay it to");
+
+    // Two passes of 100 ms (+200 ms): then <Dial> is skipped, <Hangup/> hangs up.
+    let mut bye_at = None;
+    while let Some(at) = e.poll_timeout().filter(|at| *at < t0 + Duration::from_secs(5)) {
+        e.handle_timeout(at);
+        if sent(&mut e).iter().any(|o| o.1.starts_with("BYE sip:carrier@127.0.0.1:5070")) {
+            bye_at = Some(at);
+            break;
+        }
+    }
+    assert_eq!(bye_at, Some(t0 + Duration::from_millis(400)));
+    assert_eq!(relayed(&mut e).last(), Some(&MediaCommand::Stop { call: audio.token }));
+    let report = e.poll_report().unwrap();
+    let route = report.route.join("\n");
+    assert!(route.contains("TwiML <Play>: answered by the router (PCMU)"), "{route}");
+    assert!(route.contains("TwiML <Play> http://127.0.0.1:9/closed.wav: 100 ms of PCMU played 2 time(s)"), "{route}");
+    assert!(route.contains("TwiML <Dial> after the router answered the call: not supported, skipped"), "{route}");
+    assert!(report.outcome.starts_with("answered by the router (TwiML <Play>)"), "{}", report.outcome);
+    assert!(report.outcome.ends_with("hung up by the router"), "{}", report.outcome);
+    assert_eq!(e.media_ports_in_use(), 0);
+}
+
+#[test]
+fn an_unplayable_file_is_skipped_with_the_reason_and_the_call_is_still_ringing() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&dr_config());
+    let doc = "<Response><Play>http://127.0.0.1:9/a.wav</Play><Play>/b.wav</Play><Reject reason=\"busy\"/></Response>";
+    let first = failed_to_twiml(&mut e, t0, "dr-bad", doc);
+    let mut stereo = clip_wav();
+    stereo[22] = 2;
+    e.handle_audio_fetched(t0, first.token, Ok(stereo));
+    let second = e.poll_fetch().expect("the next <Play>");
+    e.handle_audio_fetched(t0, second.token, Err("HTTP status 404".into()));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].1.starts_with("SIP/2.0 486"), "never answered: <Reject> still works: {}", out[0].1);
+    let route = e.poll_report().unwrap().route.join("\n");
+    assert!(route.contains("a.wav: skipped (WAV format not playable: 2 channels"), "{route}");
+    assert!(route.contains("b.wav: skipped (HTTP status 404)"), "{route}");
+    assert_eq!(e.media_ports_in_use(), 0);
+}
+
+#[test]
+fn a_caller_without_g711_or_on_a_passthrough_trunk_hears_no_play() {
+    let t0 = Instant::now();
+    let mut e = engine_with(&dr_config());
+    let g729 = invite_sdp("dr-g729", &sdp("198.51.100.7", 40000, 1).replace("RTP/AVP 0 101", "RTP/AVP 18 101"));
+    let audio = invite_failed_to_twiml(&mut e, t0, &g729, "<Response><Play>/a.wav</Play></Response>").unwrap();
+    e.handle_audio_fetched(t0, audio.token, Ok(clip_wav()));
+    let out = sent(&mut e);
+    assert!(out[0].1.starts_with("SIP/2.0 503"), "the last failure: {}", out[0].1);
+    let route = e.poll_report().unwrap().route.join("\n");
+    assert!(route.contains("skipped (no PCMU or PCMA audio offered)"), "{route}");
+
+    let passthrough =
+        dr_config().replacen("[[trunk.origination]]", "media = \"passthrough\"\n[[trunk.origination]]", 1);
+    let mut p = engine_with(&passthrough);
+    let invite = invite_sdp("dr-pass", &sdp("198.51.100.7", 40000, 1));
+    let next = invite_failed_to_twiml(&mut p, t0, &invite, "<Response><Play>/a.wav</Play></Response>");
+    assert!(next.is_none(), "nothing to fetch");
+    let route = p.poll_report().unwrap().route.join("\n");
+    assert!(route.contains("skipped (the trunk does not relay media"), "{route}");
 }
