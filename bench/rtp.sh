@@ -8,10 +8,16 @@
 #    PPS packets/s in total spread over the streams, counted where they arrive).
 # 2. the kit: rtpengine (userspace, one thread) with the same PPS, SECONDS and STREAMS.
 # 3. packets/s per core of each (received / seconds / cores used) and the ratio.
-# 4. added one-way latency, p50 and p99, at LAT_PPS packets/s (default 20000, below both
-#    saturations) for SECONDS: host/relay's `latency` example (a timestamp in each packet, one
-#    clock) through each relay, minus the same generator sending straight to the receiver. The
-#    rtpengine of this step is started as the kit starts it (its flags and ng.py).
+# 4. added one-way latency, p50, p99 and p99.9, at LAT_PPS packets/s (default 20000, below both
+#    saturations) for SECONDS: host/relay's `latency` example (evenly paced packets from a
+#    sleeping sender, each stamped just before sendto; arrival times from the kernel's receive
+#    timestamps) through each relay, minus the same generator sending straight to the receiver.
+#    The CPU time the hypervisor took from this VM during each run (steal, /proc/stat) is printed
+#    beside it: a relay thread that is not running cannot forward. The rtpengine of this step is
+#    started as the kit starts it (its flags and ng.py).
+# 5. with SWEEP="R1 R2 ..." (packets/s): both relays at each rate, delivered packets/s and CPU,
+#    and each one's best packets/s per core without loss: the throughput comparison at
+#    saturation, where per-core figures at a light load mostly count wake-ups.
 # RELAY_BIN=PATH runs another build of the `pps` example (A/B of a relay change); PEER=0 skips rtpengine.
 # Needs: rtpengine, gcc, bc. Stops only what it started. Ports 42223, 42300-42999, 43300-44999
 # and 51000-51400 must be free.
@@ -65,18 +71,56 @@ mkfifo "$dir/in2"
 relay=$!
 exec 3>"$dir/in2"
 for _ in $(seq 50); do [ "$(wc -l <"$dir/calls2.txt")" -ge "$streams" ] && break; sleep 0.1; done
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
+stolen() { # ticks since $1 -> percent of both CPUs' time over $2 seconds
+  echo "scale=1; 100 * ($(steal) - $1) / $(getconf CLK_TCK) / $2 / $(nproc)" | bc
+}
 floor=$("$latency" "$lat_pps" "$secs" direct <"$dir/calls2.txt")
+s0=$(steal)
 ours=$("$latency" "$lat_pps" "$secs" <"$dir/calls2.txt")
+ours_steal=$(stolen "$s0" "$secs")
 exec 3>&-; wait "$relay" 2>/dev/null; relay=
 rtpengine --foreground --log-stderr --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:42223 \
   --port-min=42300 --port-max=42999 --log-level=4 --num-threads=1 --no-fallback >"$dir/rtp.log" 2>&1 &
 rtpe=$!
 for _ in $(seq 30); do ss -lun | grep -q 127.0.0.1:42223 && break; sleep 0.1; done
 python3 "$kit/ng.py" "$streams" 51000 >"$dir/calls3.txt" || { echo "ng setup failed"; exit 1; }
+s0=$(steal)
 theirs=$("$latency" "$lat_pps" "$secs" <"$dir/calls3.txt")
+theirs_steal=$(stolen "$s0" "$secs")
 kill "$rtpe" 2>/dev/null; rtpe=
 added() { echo $(( $(field_of "$1" "$2") - $(field_of "$1" "$floor") )); }
 echo "latency pps=$lat_pps floor(direct): $floor"
-echo "latency trunkline: $ours"
-echo "latency rtpengine: $theirs"
-echo "added_latency_us trunkline p50=$(added p50_us "$ours") p99=$(added p99_us "$ours") rtpengine p50=$(added p50_us "$theirs") p99=$(added p99_us "$theirs")"
+echo "latency trunkline: $ours steal_pct=$ours_steal"
+echo "latency rtpengine: $theirs steal_pct=$theirs_steal"
+echo "added_latency_us trunkline p50=$(added p50_us "$ours") p99=$(added p99_us "$ours") p999=$(added p999_us "$ours")" \
+  "rtpengine p50=$(added p50_us "$theirs") p99=$(added p99_us "$theirs") p999=$(added p999_us "$theirs")"
+
+# 5. The sweep.
+[ -n "${SWEEP:-}" ] || exit 0
+echo "sweep (packets/s offered: delivered/s and CPU % of each)"
+best_tl=0 best_re=0
+for rate in $SWEEP; do
+  mkfifo "$dir/in.$rate"
+  "${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in.$rate" >"$dir/calls.$rate" 2>/dev/null &
+  relay=$!
+  exec 3>"$dir/in.$rate"
+  for _ in $(seq 50); do [ "$(wc -l <"$dir/calls.$rate")" -ge "$streams" ] && break; sleep 0.1; done
+  c0=$(cpu)
+  o=$("$dir/load" "$rate" "$secs" <"$dir/calls.$rate")
+  c1=$(cpu)
+  exec 3>&-; wait "$relay" 2>/dev/null; relay=
+  t_pct=$(echo "scale=1; 100 * ($c1 - $c0) / $(getconf CLK_TCK) / $secs" | bc)
+  r=$(bash "$kit/pps.sh" "$rate" "$secs" "$streams")
+  t_rx=$(( $(field received "$o") / secs )) r_rx=$(( $(field received "$r") / secs ))
+  echo "  offered=$rate trunkline=$t_rx/s cpu=$t_pct% loss=$(field loss_pct "$o")%" \
+    "rtpengine=$r_rx/s cpu=$(field cpu_pct "$r")% loss=$(field loss_pct "$r")%"
+  lossless() { [ "$(echo "$1 < 0.1" | bc)" = 1 ]; }
+  if lossless "$(field loss_pct "$o")"; then
+    v=$(per_core "$(field received "$o")" "$t_pct"); [ "$v" -gt "$best_tl" ] && best_tl=$v
+  fi
+  if lossless "$(field loss_pct "$r")"; then
+    v=$(per_core "$(field received "$r")" "$(field cpu_pct "$r")"); [ "$v" -gt "$best_re" ] && best_re=$v
+  fi
+done
+echo "best_lossless_pps_per_core trunkline=$best_tl rtpengine=$best_re ratio=$([ "$best_re" -gt 0 ] && echo "scale=2; $best_tl / $best_re" | bc || echo n/a)"

@@ -568,3 +568,27 @@ fn a_clip_is_played_to_the_caller_in_paced_packets_and_stops_with_the_call() {
     }
     assert!(a.rtp.recv_from(&mut [0u8; 256]).is_err(), "nothing after the call ended");
 }
+
+/// The relay's IPv4 sockets send with DF (`IP_PMTUDISC_PROBE`): the kernel
+/// computes no IP identification per packet.
+#[test]
+fn relay_sockets_send_without_fragmenting() {
+    use std::os::fd::AsRawFd;
+    let r = relay(35800, 35899, 1);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let port = ports.take(Instant::now()).unwrap();
+    let socket = r.shared.slot(port).and_then(|s| s.socket.get()).expect("bound before handed out");
+    let mut value: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reading an int socket option into `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!((rc, value), (0, libc::IP_PMTUDISC_PROBE));
+}
