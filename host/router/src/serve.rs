@@ -20,6 +20,7 @@ use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
+use crate::twiml::fetch::Fetcher;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Options of `trunkline run`.
@@ -92,14 +93,12 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut media = start_relay(&settings, &mut engine)?;
     let (events_tx, mut events) = mpsc::channel(1024);
     let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
-    let tls_client = tls.as_ref().map(|t| t.connector.clone());
     let mut streams = Streams::new(events_tx, settings.streams, tls, tasks);
     let (fetched_tx, mut fetched) = mpsc::channel(256);
     let (resolved_tx, mut resolved) = mpsc::channel(256);
     let resolver = Resolver::new(&settings.dns_servers);
-    // The TLS client of `https://` TwiML fetches: the one of TLS targets
-    // (same roots) if there is one, else made on the first fetch.
-    let mut https: Option<Option<TlsConnector>> = tls_client.map(Some);
+    // The HTTP client of disaster recovery, made on the first fetch.
+    let mut fetcher: Option<Fetcher> = None;
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
     // Once a second: calls whose media went silent (media.rtp_timeout_secs).
@@ -109,7 +108,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     loop {
         flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
         while let Some(f) = engine.poll_fetch() {
-            let client = if f.url.secure { https_client(&mut https, &settings) } else { None };
+            let client = fetcher.get_or_insert_with(|| make_fetcher(&settings)).clone();
             spawn_fetch(f, fetched_tx.clone(), client);
         }
         while let Some(question) = engine.poll_resolve() {
@@ -337,18 +336,22 @@ fn apply_media(engine: &mut Engine, media: &mut Option<MediaRelay>) {
     }
 }
 
-/// The TLS client for `https://` TwiML URLs (TLS 1.2+, the system's roots
-/// or `sip.tls.ca`), made once; `None` (and logged once) if it cannot be.
-fn https_client(cache: &mut Option<Option<TlsConnector>>, settings: &Settings) -> Option<TlsConnector> {
-    cache
-        .get_or_insert_with(|| match crate::tls::client_config(&settings.tls) {
-            Ok(config) => Some(TlsConnector::from(config)),
-            Err(e) => {
-                tracing::error!("no TLS client for https:// TwiML URLs: {e}");
-                None
-            }
-        })
-        .clone()
+/// The HTTP client of disaster recovery: `https://` verified against the
+/// system's roots or `sip.tls.ca` (TLS 1.2+). If that TLS configuration
+/// cannot be made, `http://` still works and `https://` fetches fail with
+/// the reason (logged once here).
+fn make_fetcher(settings: &Settings) -> Fetcher {
+    let tls = match crate::tls::client_config(&settings.tls) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            tracing::error!("no TLS client for https:// TwiML URLs: {e}");
+            None
+        }
+    };
+    Fetcher::new(tls).unwrap_or_else(|e| {
+        tracing::error!("HTTP client for TwiML: {e}; retrying without TLS");
+        Fetcher::new(None).expect("a plain HTTP client")
+    })
 }
 
 /// What a fetch brought back.
@@ -363,17 +366,14 @@ enum Fetched {
 /// engine's loop. The engine gets an answer even if the fetch task panics
 /// (its call then goes on like after any failed fetch, instead of waiting
 /// forever).
-fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Fetched)>, https: Option<TlsConnector>) {
-    use crate::twiml::fetch;
+fn spawn_fetch(f: FetchRequest, done: mpsc::Sender<(u64, Fetched)>, fetcher: Fetcher) {
     let (kind, token) = (f.kind, f.token);
     let task = tokio::spawn(async move {
         match f.kind {
-            FetchKind::Twiml => Fetched::Document(
-                fetch::post_form(&f.url, &f.params, f.timeout, https.as_ref()).await.map_err(|e| e.to_string()),
-            ),
-            FetchKind::Audio => {
-                Fetched::Audio(fetch::get(&f.url, f.timeout, https.as_ref()).await.map_err(|e| e.to_string()))
+            FetchKind::Twiml => {
+                Fetched::Document(fetcher.post_form(&f.url, &f.params, f.timeout).await.map_err(|e| e.to_string()))
             }
+            FetchKind::Audio => Fetched::Audio(fetcher.get(&f.url, f.timeout).await.map_err(|e| e.to_string())),
         }
     });
     tokio::spawn(async move {

@@ -59,6 +59,17 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// A client configuration that trusts no server (TLS 1.2+, our provider):
+/// every `https://` connection made with it fails verification, with the reason.
+pub fn client_config_trusting_none() -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .expect("the provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// The configuration for connecting to `;transport=tls` targets.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();

@@ -1,20 +1,17 @@
-//! Fetching TwiML: an HTTP/1.1 POST of the call's parameters
-//! (form-encoded, as the reference platform sends them) with a deadline;
-//! and the WAV files `<Play>` names, with a GET.
+//! Fetching TwiML: an HTTP POST of the call's parameters (form-encoded,
+//! as the reference platform sends them) with a deadline; and the WAV
+//! files `<Play>` names, with a GET.
 //!
-//! A deliberately small client: `http://` and `https://` (rustls, TLS 1.2+,
-//! the server's certificate verified for the URL's host against the
-//! system's roots or `sip.tls.ca`), one request per connection, no
-//! redirects followed, bodies up to a limit per kind (64 KiB for a
-//! document, [`MAX_AUDIO_BYTES`] for a WAV file).
+//! Through reqwest (hyper): `http://` and `https://` (rustls on the ring
+//! provider, TLS 1.2+, the server's certificate verified for the URL's host
+//! against the system's roots or `sip.tls.ca`), no redirects followed, no
+//! proxy from the environment, bodies up to a limit per kind (64 KiB for a
+//! document, [`MAX_AUDIO_BYTES`] for a WAV file) read chunk by chunk, so a
+//! hostile server cannot make the router hold more.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 
 use super::MAX_DOCUMENT_BYTES;
 
@@ -107,15 +104,117 @@ pub enum FetchError {
     #[error("no answer within {0} ms")]
     Timeout(u128),
     #[error("connection: {0}")]
-    Io(#[from] std::io::Error),
+    Connect(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("HTTP status {0}")]
     Status(u16),
     #[error("malformed HTTP response: {0}")]
-    Malformed(&'static str),
+    Malformed(String),
     #[error("response larger than {0} bytes")]
     TooLarge(usize),
+    #[error("body is not UTF-8")]
+    NotUtf8,
+}
+
+impl FetchError {
+    /// What reqwest's error was, in our terms (the message chain, without
+    /// the URL: a TwiML URL may carry the customer's query parameters).
+    fn of(e: reqwest::Error, timeout: Duration) -> FetchError {
+        if e.is_timeout() {
+            return FetchError::Timeout(timeout.as_millis());
+        }
+        let mut chain = Vec::new();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        let text = chain.join(": ");
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            FetchError::Tls(text)
+        } else if e.is_connect() {
+            FetchError::Connect(text)
+        } else {
+            FetchError::Malformed(if text.is_empty() { e.without_url().to_string() } else { text })
+        }
+    }
+}
+
+/// The HTTP client of disaster recovery: made once (it keeps no
+/// connection between fetches of different servers' documents beyond
+/// reqwest's pool).
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    /// A client whose `https://` connections verify servers with `tls`
+    /// (`None`: it trusts no server, so `https://` URLs fail with the reason).
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Result<Fetcher, String> {
+        let tls = tls.unwrap_or_else(crate::tls::client_config_trusting_none);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent("trunkline")
+            .http1_only()
+            .use_preconfigured_tls((*tls).clone())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Fetcher { client })
+    }
+
+    /// POST `params` to `url`; the body of a 2xx answer (a TwiML document,
+    /// UTF-8, at most 64 KiB) within `timeout`.
+    pub async fn post_form(
+        &self,
+        url: &HttpUrl,
+        params: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<String, FetchError> {
+        let body: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+        let request = self
+            .client
+            .post(url.to_string())
+            .header("Accept", "application/xml, text/xml")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.join("&"));
+        let body = fetch(request, timeout, MAX_DOCUMENT_BYTES).await?;
+        String::from_utf8(body).map_err(|_| FetchError::NotUtf8)
+    }
+
+    /// GET `url` (a `<Play>`ed file): the body of a 2xx answer within
+    /// `timeout`, at most [`MAX_AUDIO_BYTES`].
+    pub async fn get(&self, url: &HttpUrl, timeout: Duration) -> Result<Vec<u8>, FetchError> {
+        let request = self.client.get(url.to_string()).header("Accept", "audio/wav, audio/x-wav, */*");
+        fetch(request, timeout, MAX_AUDIO_BYTES).await
+    }
+}
+
+/// Send `request`; the body of its 2xx answer, at most `limit` bytes,
+/// all within `timeout`.
+async fn fetch(request: reqwest::RequestBuilder, timeout: Duration, limit: usize) -> Result<Vec<u8>, FetchError> {
+    let exchange = async {
+        let mut response = request.send().await.map_err(|e| FetchError::of(e, timeout))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(FetchError::Status(status));
+        }
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(FetchError::TooLarge(limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::of(e, timeout))? {
+            if chunk.len() > limit - body.len() {
+                return Err(FetchError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| FetchError::Timeout(timeout.as_millis()))?
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -131,210 +230,139 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// POST `params` to `url`; the body of a 2xx answer (a TwiML document,
-/// UTF-8) within `timeout`. `https` makes the TLS connections of
-/// `https://` URLs.
-pub async fn post_form(
-    url: &HttpUrl,
-    params: &[(String, String)],
-    timeout: Duration,
-    https: Option<&TlsConnector>,
-) -> Result<String, FetchError> {
-    let body: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
-    let body = body.join("&");
-    let request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: trunkline\r\nAccept: application/xml, text/xml\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        url.path,
-        url.host_for_url(),
-        url.port,
-        body.len()
-    );
-    let body = fetch(url, request, timeout, https, MAX_DOCUMENT_BYTES).await?;
-    String::from_utf8(body).map_err(|_| FetchError::Malformed("body is not UTF-8"))
-}
-
-/// GET `url` (a `<Play>`ed file): the body of a 2xx answer within
-/// `timeout`, at most [`MAX_AUDIO_BYTES`].
-pub async fn get(url: &HttpUrl, timeout: Duration, https: Option<&TlsConnector>) -> Result<Vec<u8>, FetchError> {
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: trunkline\r\nAccept: audio/wav, audio/x-wav, */*\r\n\
-         Connection: close\r\n\r\n",
-        url.path,
-        url.host_for_url(),
-        url.port
-    );
-    fetch(url, request, timeout, https, MAX_AUDIO_BYTES).await
-}
-
-/// Send `request` to `url`'s server; the body of its 2xx answer, at most
-/// `limit` bytes, within `timeout`.
-async fn fetch(
-    url: &HttpUrl,
-    request: String,
-    timeout: Duration,
-    https: Option<&TlsConnector>,
-    limit: usize,
-) -> Result<Vec<u8>, FetchError> {
-    let exchange = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-        if !url.secure {
-            return exchange(tcp, request.as_bytes(), limit).await;
-        }
-        let connector = https.ok_or_else(|| FetchError::Tls("no TLS client configured".into()))?;
-        let name = ServerName::try_from(url.host.clone())
-            .map_err(|_| FetchError::Tls(format!("`{}` is not a server name", url.host)))?;
-        let tls = connector.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
-        exchange(tls, request.as_bytes(), limit).await
-    };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| FetchError::Timeout(timeout.as_millis()))?
-}
-
-/// Send `request` on `stream` and read the response (a body up to `limit`).
-async fn exchange(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    request: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, FetchError> {
-    stream.write_all(request).await?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&chunk[..n]);
-        if raw.len() > limit + 16 * 1024 {
-            return Err(FetchError::TooLarge(limit));
-        }
-        if let Some(done) = complete_body(&raw, limit)? {
-            return done;
-        }
-    }
-    match complete_body(&raw, limit)? {
-        Some(done) => done,
-        None => body_until_close(&raw),
-    }
-}
-
-/// The response if all of it has arrived (by Content-Length or chunked).
-fn complete_body(raw: &[u8], limit: usize) -> Result<Option<Result<Vec<u8>, FetchError>>, FetchError> {
-    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { return Ok(None) };
-    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
-    let status = status_of(head)?;
-    let header = |name: &str| {
-        head.split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
-    let body = &raw[head_end..];
-    let complete = if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(body, limit)?
-    } else if let Some(len) = header("Content-Length") {
-        let len: usize = len.parse().map_err(|_| FetchError::Malformed("bad Content-Length"))?;
-        if len > limit {
-            return Err(FetchError::TooLarge(limit));
-        }
-        (body.len() >= len).then(|| body[..len].to_vec())
-    } else {
-        None // read until the server closes
-    };
-    Ok(complete.map(|b| finish(status, &b)))
-}
-
-fn body_until_close(raw: &[u8]) -> Result<Vec<u8>, FetchError> {
-    let head_end =
-        raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).ok_or(FetchError::Malformed("no header end"))?;
-    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| FetchError::Malformed("header is not UTF-8"))?;
-    finish(status_of(head)?, &raw[head_end..])
-}
-
-fn status_of(head: &str) -> Result<u16, FetchError> {
-    let line = head.split("\r\n").next().unwrap_or("");
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next().and_then(|s| s.parse::<u16>().ok())) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => Ok(code),
-        _ => Err(FetchError::Malformed("bad status line")),
-    }
-}
-
-fn finish(status: u16, body: &[u8]) -> Result<Vec<u8>, FetchError> {
-    if !(200..300).contains(&status) {
-        return Err(FetchError::Status(status));
-    }
-    Ok(body.to_vec())
-}
-
-/// A chunked body, once its last chunk has arrived.
-fn dechunk(mut body: &[u8], limit: usize) -> Result<Option<Vec<u8>>, FetchError> {
-    let mut out = Vec::new();
-    loop {
-        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
-        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| FetchError::Malformed("bad chunk size"))?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| FetchError::Malformed("bad chunk size"))?;
-        let start = line_end + 2;
-        if size == 0 {
-            return Ok(Some(out));
-        }
-        if size > limit.saturating_sub(out.len()) {
-            return Err(FetchError::TooLarge(limit));
-        }
-        if body.len() < start + size + 2 {
-            return Ok(None);
-        }
-        if &body[start + size..start + size + 2] != b"\r\n" {
-            return Err(FetchError::Malformed("chunk not followed by CRLF"));
-        }
-        out.extend_from_slice(&body[start..start + size]);
-        body = &body[start + size + 2..];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A hostile or broken server's answer is an error or "wait for
-    /// more", never a panic.
-    #[test]
-    fn hostile_responses_do_not_panic() {
+    /// A server on loopback answering each connection with the next of
+    /// `answers`, raw bytes as written (`None`: read the request, then say
+    /// nothing and hold the connection open).
+    async fn server(answers: Vec<Option<Vec<u8>>>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for answer in answers {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    match answer {
+                        Some(bytes) => {
+                            let _ = s.write_all(&bytes).await;
+                            let _ = s.shutdown().await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn url(port: u16) -> HttpUrl {
+        HttpUrl::parse(&format!("http://127.0.0.1:{port}/dr")).unwrap()
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    /// A hostile or broken server's answer is an error through reqwest,
+    /// never a panic, a hang past the deadline or more than the limit held.
+    #[tokio::test]
+    async fn hostile_responses_are_errors_and_the_limits_hold() {
+        let fetcher = Fetcher::new(None).unwrap();
         let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        for body in ["ffffffffffffffff\r\nx", "fffffffffffffffe\r\n", "10000\r\n", "-1\r\n", "3\r\nabcXY0\r\n\r\n"] {
-            let raw = format!("{head}{body}");
-            assert!(!matches!(complete_body(raw.as_bytes(), MAX_DOCUMENT_BYTES), Ok(Some(Ok(_)))), "{body:?}");
-        }
-        let ok = format!("{head}3\r\nabc\r\n0\r\n\r\n");
-        assert_eq!(complete_body(ok.as_bytes(), MAX_DOCUMENT_BYTES).unwrap().unwrap().unwrap(), b"abc");
-        for raw in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nabc",
-            "HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc",
-            "HTTP/1.1 99999 OK\r\n\r\n",
-            "\r\n\r\n",
-        ] {
-            let _ = complete_body(raw.as_bytes(), MAX_DOCUMENT_BYTES);
-            let _ = body_until_close(raw.as_bytes());
-        }
-        // Every prefix and byte-flipped variant of a valid answer, seeded.
-        let mut next = crate::twiml::xorshift(0x2545_f491_4f6c_dd1d);
-        let valid = format!("{head}5\r\n<Resp\r\nA;x=y\r\nonse><Reject/></Response>\r\n0\r\n\r\n").into_bytes();
-        for n in 0..=valid.len() {
-            let _ = complete_body(&valid[..n], MAX_DOCUMENT_BYTES);
-        }
-        for _ in 0..20_000 {
-            let mut m = valid.clone();
-            for _ in 0..1 + next() % 4 {
-                let i = (next() % m.len() as u64) as usize;
-                let alphabet = b"0123456789abcdefF\r\n;: -";
-                m[i] = alphabet[(next() % alphabet.len() as u64) as usize];
+        let over = |n: usize| format!("{head}{n:x}\r\n{}\r\n0\r\n\r\n", "x".repeat(n)).into_bytes();
+        let many_chunks = {
+            let mut b = head.as_bytes().to_vec();
+            for _ in 0..70 {
+                b.extend_from_slice(format!("400\r\n{}\r\n", "y".repeat(1024)).as_bytes());
             }
-            if let Ok(Some(Ok(doc))) = complete_body(&m, MAX_DOCUMENT_BYTES) {
-                let _ = crate::twiml::parse(&String::from_utf8_lossy(&doc));
-            }
+            b.extend_from_slice(b"0\r\n\r\n");
+            b
+        };
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("chunk size of 2^64-1", format!("{head}ffffffffffffffff\r\nx").into_bytes()),
+            ("chunk size of 2^64-2", format!("{head}fffffffffffffffe\r\n").into_bytes()),
+            ("negative chunk size", format!("{head}-1\r\n").into_bytes()),
+            ("chunk without its CRLF", format!("{head}3\r\nabcXY0\r\n\r\n").into_bytes()),
+            ("one chunk over 64 KiB", over(MAX_DOCUMENT_BYTES + 1)),
+            ("70 chunks of 1 KiB", many_chunks),
+            (
+                "Content-Length of 2^64-1",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nabc".to_vec(),
+            ),
+            ("Content-Length over the limit", b"HTTP/1.1 200 OK\r\nContent-Length: 65537\r\n\r\nabc".to_vec()),
+            ("negative Content-Length", b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc".to_vec()),
+            ("status 99999", b"HTTP/1.1 99999 OK\r\n\r\n".to_vec()),
+            ("no status line", b"\r\n\r\n".to_vec()),
+            ("garbage", b"garbage\r\n\r\n".to_vec()),
+            (
+                "a redirect (not followed)",
+                b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/x\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+            ("a server error", b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec()),
+            ("a body that is not UTF-8", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xfe".to_vec()),
+        ];
+        let port = server(cases.iter().map(|(_, b)| Some(b.clone())).collect()).await;
+        for (what, _) in &cases {
+            let r = fetcher.post_form(&url(port), &[], DEADLINE).await;
+            assert!(r.is_err(), "{what}: {r:?}");
         }
+        // Named errors where the reason matters to the operator.
+        let port = server(vec![
+            Some(over(MAX_DOCUMENT_BYTES + 1)),
+            Some(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/x\r\nContent-Length: 0\r\n\r\n".to_vec()),
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xfe".to_vec()),
+            None,
+        ])
+        .await;
+        let r = fetcher.post_form(&url(port), &[], DEADLINE).await;
+        assert!(matches!(r, Err(FetchError::TooLarge(MAX_DOCUMENT_BYTES))), "{r:?}");
+        assert!(matches!(fetcher.post_form(&url(port), &[], DEADLINE).await, Err(FetchError::Status(302))));
+        assert!(matches!(fetcher.post_form(&url(port), &[], DEADLINE).await, Err(FetchError::NotUtf8)));
+        let quick = Duration::from_millis(300);
+        let r = fetcher.post_form(&url(port), &[], quick).await;
+        assert!(matches!(r, Err(FetchError::Timeout(300))), "a silent server: {r:?}");
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let r = fetcher.post_form(&url(closed), &[], DEADLINE).await;
+        assert!(matches!(r, Err(FetchError::Connect(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn documents_and_files_arrive_whole() {
+        let fetcher = Fetcher::new(None).unwrap();
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".to_vec();
+        let wav = vec![7u8; 3 << 20];
+        let mut file = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", wav.len()).into_bytes();
+        file.extend_from_slice(&wav);
+        let mut too_big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_AUDIO_BYTES + 1).into_bytes();
+        too_big.extend_from_slice(&[0; 1024]);
+        let closed_at_end = b"HTTP/1.1 200 OK\r\n\r\n<Response/>".to_vec();
+        let port = server(vec![
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec()),
+            Some(chunked),
+            Some(closed_at_end),
+            Some(file),
+            Some(too_big),
+        ])
+        .await;
+        let params = [("To".to_owned(), "+1 415".to_owned())];
+        assert_eq!(fetcher.post_form(&url(port), &params, DEADLINE).await.unwrap(), "hello");
+        assert_eq!(fetcher.post_form(&url(port), &params, DEADLINE).await.unwrap(), "abcde");
+        assert_eq!(fetcher.post_form(&url(port), &params, DEADLINE).await.unwrap(), "<Response/>", "body until close");
+        assert_eq!(fetcher.get(&url(port), DEADLINE).await.unwrap(), wav, "3 MiB file");
+        let r = fetcher.get(&url(port), DEADLINE).await;
+        assert!(matches!(r, Err(FetchError::TooLarge(MAX_AUDIO_BYTES))), "{r:?}");
     }
 
     #[test]
@@ -354,20 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn responses() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(complete_body(ok, 5).unwrap().unwrap().unwrap(), b"hello");
-        assert!(
-            matches!(complete_body(ok, 4), Err(FetchError::TooLarge(4))),
-            "over the limit: refused before the body"
-        );
-        assert!(complete_body(&ok[..ok.len() - 1], 5).unwrap().is_none(), "waits for the whole body");
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(complete_body(chunked, 5).unwrap().unwrap().unwrap(), b"abcde");
-        assert!(matches!(complete_body(chunked, 4), Err(FetchError::TooLarge(4))), "chunks add up to the limit");
-        let err = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n";
-        assert!(matches!(complete_body(err, 5).unwrap().unwrap(), Err(FetchError::Status(500))));
-        assert!(complete_body(b"garbage\r\n\r\n", 5).is_err());
+    fn form_encoding() {
         assert_eq!(form_encode("+1 415&x=ü"), "%2B1+415%26x%3D%C3%BC");
     }
 }

@@ -486,7 +486,7 @@ fn http(port: u16, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -522,7 +522,10 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
     );
     assert!(http(port, "POST", "/plugins/e164-guard/release").starts_with("HTTP/1.1 200 OK"));
     assert!(http(port, "POST", "/plugins/nope/release").starts_with("HTTP/1.1 404"));
-    assert!(http(port, "GET", "/elsewhere").starts_with("HTTP/1.1 404"));
+    let elsewhere = http(port, "GET", "/elsewhere");
+    assert!(elsewhere.starts_with("HTTP/1.1 404") && elsewhere.contains("{\"error\":\"GET /plugins"), "{elsewhere}");
+    let missing = http(port, "POST", "/plugins/nope/release");
+    assert!(missing.contains("{\"error\":\"no plugin named nope\"}"), "JSON errors: {missing}");
 }
 
 /// The engine thread prepares the plugin instances calls take while it
