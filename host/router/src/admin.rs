@@ -8,12 +8,14 @@
 //! | `GET /instances` | where the plugin instances made so far were made (idle engine thread, background thread, call path) |
 //! | `POST /plugins/reload` | reload every `.wasm` of the folder (audited as `admin`) |
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text, [`crate::metrics`]) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,12 +23,15 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use trunkline_plugin_host::{LoadSource, Runtime};
 
+use crate::metrics::Metrics;
+
 /// What the handlers share.
 #[derive(Clone)]
 struct Admin {
     runtime: Runtime,
     /// The plugins folder (`[plugins] dir`).
     dir: PathBuf,
+    metrics: Arc<Metrics>,
 }
 
 /// An error answer: its status and a JSON `{"error": message}`.
@@ -39,8 +44,9 @@ impl IntoResponse for ApiError {
 }
 
 /// The admin API's routes.
-fn routes(runtime: Runtime, dir: PathBuf) -> Router {
+fn routes(runtime: Runtime, dir: PathBuf, metrics: Arc<Metrics>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_text))
         .route("/plugins", get(plugins))
         .route("/instances", get(instances))
         .route("/plugins/reload", post(reload))
@@ -48,16 +54,31 @@ fn routes(runtime: Runtime, dir: PathBuf) -> Router {
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "GET /plugins, GET /instances, POST /plugins/reload, POST /plugins/NAME/release".into(),
+                "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release".into(),
             )
         })
-        .with_state(Admin { runtime, dir })
+        .with_state(Admin { runtime, dir, metrics })
 }
 
 /// Serve the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, runtime: Runtime, dir: PathBuf) {
-    if let Err(e) = axum::serve(listener, routes(runtime, dir)).await {
+pub async fn serve(listener: TcpListener, runtime: Runtime, dir: PathBuf, metrics: Arc<Metrics>) {
+    if let Err(e) = axum::serve(listener, routes(runtime, dir, metrics)).await {
         tracing::error!("admin API stopped: {e}");
+    }
+}
+
+/// OpenMetrics if the scraper asks for it (Prometheus does), else the
+/// Prometheus text format.
+async fn metrics_text(State(a): State<Admin>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let body = a.metrics.encode_openmetrics(&a.runtime);
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::prometheus_text(&body))
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod plugin_cmd;
 pub mod resolve;
 pub mod routing;

@@ -18,6 +18,7 @@ use trunkline_relay::{Relay, RelayConfig};
 
 use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
+use crate::metrics::Metrics;
 use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
 use crate::twiml::fetch::Fetcher;
@@ -34,6 +35,7 @@ pub struct RunOptions {
 /// Serve until SIGINT/SIGTERM.
 pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::new());
     let listener = |t: ListenTransport| settings.listen.iter().find(|l| l.transport == t).map(|l| l.addr);
     let udp = match listener(ListenTransport::Udp) {
         Some(addr) => Some(bind_udp(addr).with_context(|| format!("binding udp://{addr}"))?),
@@ -78,7 +80,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone())?;
     if let Some(addr) = settings.admin {
         let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
-        tokio::spawn(crate::admin::serve(listener, runtime.clone(), settings.plugins.dir.clone()));
+        tokio::spawn(crate::admin::serve(listener, runtime.clone(), settings.plugins.dir.clone(), metrics.clone()));
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
@@ -101,12 +103,13 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut fetcher: Option<Fetcher> = None;
     let mut buf = vec![0u8; 65_535];
     let mut shutdown = Box::pin(shutdown_signal());
-    // Once a second: calls whose media went silent (media.rtp_timeout_secs).
+    // Once a second: the relay's counters into the metrics, and calls whose
+    // media went silent (media.rtp_timeout_secs).
     let rtp_timeout = settings.media.rtp_timeout.filter(|_| media.is_some());
     let mut media_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
+        flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
         while let Some(f) = engine.poll_fetch() {
             let client = fetcher.get_or_insert_with(|| make_fetcher(&settings)).clone();
             spawn_fetch(f, fetched_tx.clone(), client);
@@ -158,10 +161,13 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 engine.handle_resolved(Instant::now(), &question, result);
             }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
-            _ = media_tick.tick(), if rtp_timeout.is_some() => {
-                if let (Some(m), Some(idle)) = (media.as_ref(), rtp_timeout) {
-                    for call in m.relay.idle_calls(idle) {
-                        engine.handle_media_idle(Instant::now(), call);
+            _ = media_tick.tick(), if media.is_some() => {
+                if let Some(m) = media.as_ref() {
+                    metrics.media(m.relay.stats(), engine.media_ports_in_use());
+                    if let Some(idle) = rtp_timeout {
+                        for call in m.relay.idle_calls(idle) {
+                            engine.handle_media_idle(Instant::now(), call);
+                        }
                     }
                 }
             }
@@ -174,7 +180,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             }
             _ = &mut shutdown => {
                 tracing::info!("shutting down with {} call(s) in progress", engine.calls());
-                flush(udp.as_ref(), &mut streams, &mut engine, &mut media, opts.print_calls).await;
+                flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
                 return Ok(());
             }
         }
@@ -272,7 +278,7 @@ async fn flush(
     streams: &mut Streams,
     engine: &mut Engine,
     media: &mut Option<MediaRelay>,
-    print: bool,
+    (print, metrics): (bool, &Metrics),
 ) {
     // The relay first: a party told our ports in the messages below may
     // send media at once.
@@ -311,7 +317,9 @@ async fn flush(
             println!("{r}");
         }
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
+        metrics.call_ended(&r);
     }
+    metrics.set_active_calls(engine.calls());
 }
 
 /// Give the relay what the engine decided about media.

@@ -175,6 +175,11 @@ pub struct CallReport {
     /// Where the call's media was anchored, and (added by the driver) what
     /// the relay carried; empty if the media was not relayed.
     pub media: Vec<String>,
+    /// How it ended (outcome, final status, post-dial delay...), for counters.
+    pub summary: trunkline_plugin_host::types::Summary,
+    pub direction: trunkline_plugin_host::types::Direction,
+    /// Each hook call: plugin, hook, microseconds.
+    pub hook_times: Vec<(std::sync::Arc<str>, &'static str, u64)>,
 }
 
 impl std::fmt::Display for CallReport {

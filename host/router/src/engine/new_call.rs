@@ -202,7 +202,7 @@ impl Engine {
             attempts: 0,
         };
         let trace = session.on_call_end(call, &summary);
-        self.report(call, trunk, Vec::new(), &trace, outcome.to_owned(), (0, Vec::new()));
+        self.report(call, trunk, Vec::new(), &trace, (outcome.to_owned(), summary), (0, Vec::new()));
     }
 
     pub(super) fn report(
@@ -211,12 +211,15 @@ impl Engine {
         trunk: usize,
         route: Vec<String>,
         trace: &[trunkline_plugin_host::HookTrace],
-        outcome: String,
+        (outcome, summary): (String, Summary),
         (id, media): (u64, Vec<String>),
     ) {
         self.reports.push_back(CallReport {
             call: id,
             media,
+            summary,
+            direction: call.direction,
+            hook_times: trace.iter().map(|t| (t.plugin.clone(), t.hook, t.micros)).collect(),
             call_id: call.call_id.clone(),
             trunk: self.settings.trunks[trunk].name.clone(),
             from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),

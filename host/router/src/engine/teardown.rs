@@ -218,7 +218,7 @@ impl Engine {
             attempts: c.attempts,
         };
         let trace = c.session.on_call_end(&c.call, &summary);
-        self.report(&c.call, c.trunk, c.route, &trace, what, (id, media));
+        self.report(&c.call, c.trunk, c.route, &trace, (what, summary), (id, media));
     }
 
     /// ACK and BYE a 2xx to an INVITE we no longer want (a target we

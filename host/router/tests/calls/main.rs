@@ -528,6 +528,72 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
     assert!(missing.contains("{\"error\":\"no plugin named nope\"}"), "JSON errors: {missing}");
 }
 
+/// `GET /metrics`: the calls just placed are counted by trunk, direction
+/// and outcome, with their status, post-dial delay and hook times, and the
+/// text passes `promtool check metrics` (Debian package prometheus).
+#[test]
+fn metrics_count_the_calls_and_pass_promtool() {
+    let uas_port = free_udp_port();
+    let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "[admin]\nlisten = \"127.0.0.1:0\"");
+    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    let port: u16 = line
+        .strip_prefix("admin on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "3"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = call_in(&router, free_udp_port(), &["-sn", "uac"], &["-m", "3", "-r", "10", "-d", "100"]);
+    let reports = router.outcomes(3);
+    let _ = uas.wait();
+    assert!(uac.success(), "{reports}");
+    std::thread::sleep(Duration::from_millis(1500)); // the relay's counters are copied once a second
+    let response = http(port, "GET", "/metrics");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("text/plain; version=0.0.4"), "{head}");
+    for expected in [
+        "trunkline_calls_total{trunk=\"acme-prod\",direction=\"origination\",outcome=\"answered\"} 3",
+        "trunkline_final_responses_total{code=\"200\"} 3",
+        "trunkline_active_calls 0",
+        "trunkline_post_dial_delay_seconds_count 3",
+        "trunkline_hook_latency_seconds_count{plugin=\"customer-routing\",hook=\"select-uri\"} 3",
+        "trunkline_plugin_quarantined{plugin=\"diversion-guard\"} 0",
+        "trunkline_media_port_pairs_in_use 0",
+    ] {
+        assert!(body.contains(expected), "{expected} missing:\n{body}");
+    }
+    assert!(body.contains("trunkline_media_packets_total{result=\"relayed\"} "), "relay counters copied:\n{body}");
+    assert!(!body.contains("sipp") && !body.contains("+14155550100"), "no caller or number in labels:\n{body}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A scraper that asks for OpenMetrics (Prometheus does) gets it.
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut om = String::new();
+    s.read_to_string(&mut om).unwrap();
+    assert!(om.contains("application/openmetrics-text") && om.contains("# TYPE trunkline_calls counter"), "{om}");
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+}
+
 /// The engine thread prepares the plugin instances calls take while it
 /// waits for traffic (they are then in its core's caches), from startup
 /// on, and the admin listener says where instances were made.

@@ -1,0 +1,244 @@
+//! Prometheus metrics, served as `GET /metrics` by the admin listener
+//! (OpenMetrics text, through `prometheus-client`: the Prometheus
+//! project's own Rust client, typed label sets, no global registry).
+//!
+//! The driver records each finished call from its report (off the
+//! engine's per-message path: a few label lookups per call) and copies the
+//! relay's counters once a second; plugin state is read when scraped.
+//! Labels stay bounded: trunk and plugin names come from the
+//! configuration, hooks and outcomes are fixed sets, status codes are
+//! 100..=699; never a caller, a number or a call id.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use trunkline_plugin_host::types::{Direction, Outcome};
+use trunkline_plugin_host::Runtime;
+
+use crate::engine::CallReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    trunk: String,
+    direction: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    plugin: String,
+    hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PacketLabels {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn delay_histogram() -> Histogram {
+    // 10 ms .. ~41 s
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
+fn hook_histogram() -> Histogram {
+    // 10 us .. ~2.6 s
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
+}
+
+/// The router's metrics. See the module docs.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    statuses: Family<StatusLabels, Counter>,
+    active_calls: Gauge,
+    post_dial_delay: Histogram,
+    hook_latency: HistogramFamily<HookLabels>,
+    plugin_quarantined: Family<PluginLabels, Gauge>,
+    media_packets: Family<PacketLabels, Counter>,
+    media_ports: Gauge,
+    recording_dropped: Counter,
+    /// The relay's counters as last copied (`media_tick`).
+    relay_seen: Mutex<trunkline_relay::RelayStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every family, registered under `trunkline_`.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("trunkline");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("calls", "Calls ended, by trunk, direction and outcome", calls.clone());
+        let statuses = Family::<StatusLabels, Counter>::default();
+        registry.register("final_responses", "Final status of ended calls (200 for answered ones)", statuses.clone());
+        let active_calls = Gauge::default();
+        registry.register("active_calls", "Calls in progress (ringing or answered)", active_calls.clone());
+        let post_dial_delay = delay_histogram();
+        registry.register(
+            "post_dial_delay_seconds",
+            "From the INVITE to the first 18x or 2xx sent to the caller",
+            post_dial_delay.clone(),
+        );
+        let hook_latency: HistogramFamily<HookLabels> = Family::new_with_constructor(hook_histogram);
+        registry.register("hook_latency_seconds", "Time of one plugin hook call", hook_latency.clone());
+        let plugin_quarantined = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "plugin_quarantined",
+            "1 if the plugin is quarantined (its hooks are skipped), else 0",
+            plugin_quarantined.clone(),
+        );
+        let media_packets = Family::<PacketLabels, Counter>::default();
+        registry.register(
+            "media_packets",
+            "RTP/RTCP packets the relay handled: relayed, or dropped and why",
+            media_packets.clone(),
+        );
+        let media_ports = Gauge::default();
+        registry.register("media_port_pairs_in_use", "RTP/RTCP port pairs held by calls", media_ports.clone());
+        let recording_dropped = Counter::default();
+        registry.register(
+            "recording_dropped_packets",
+            "Packets not recorded because the recording queue was full (a slow disk)",
+            recording_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            statuses,
+            active_calls,
+            post_dial_delay,
+            hook_latency,
+            plugin_quarantined,
+            media_packets,
+            media_ports,
+            recording_dropped,
+            relay_seen: Mutex::new(trunkline_relay::RelayStats::default()),
+        }
+    }
+
+    /// A call ended: count it, its status, its post-dial delay and its hooks' times.
+    pub fn call_ended(&self, r: &CallReport) {
+        let outcome = match r.summary.outcome {
+            Outcome::Answered => "answered",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        };
+        let direction = match r.direction {
+            Direction::Origination => "origination",
+            Direction::Termination => "termination",
+        };
+        self.calls.get_or_create(&CallLabels { trunk: r.trunk.clone(), direction, outcome }).inc();
+        if (100..700).contains(&r.summary.status) {
+            self.statuses.get_or_create(&StatusLabels { code: r.summary.status }).inc();
+        }
+        if let Some(ms) = r.summary.pdd_ms {
+            self.post_dial_delay.observe(f64::from(ms) / 1000.0);
+        }
+        for (plugin, hook, micros) in &r.hook_times {
+            let labels = HookLabels { plugin: plugin.to_string(), hook };
+            self.hook_latency.get_or_create(&labels).observe(*micros as f64 / 1e6);
+        }
+    }
+
+    /// Calls in progress now.
+    pub fn set_active_calls(&self, n: usize) {
+        self.active_calls.set(n as i64);
+    }
+
+    /// The relay's counters since it started, and the port pairs in use.
+    pub fn media(&self, now: trunkline_relay::RelayStats, ports_in_use: usize) {
+        let mut seen = self.relay_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (result, new, old) in [
+            ("relayed", now.relayed, seen.relayed),
+            ("dropped_source", now.dropped_source, seen.dropped_source),
+            ("dropped_unrouted", now.dropped_unrouted, seen.dropped_unrouted),
+            ("dropped_send", now.dropped_send, seen.dropped_send),
+            ("dropped_auth", now.dropped_auth, seen.dropped_auth),
+        ] {
+            self.media_packets.get_or_create(&PacketLabels { result }).inc_by(new.saturating_sub(old));
+        }
+        self.recording_dropped.inc_by(now.recording_dropped.saturating_sub(seen.recording_dropped));
+        *seen = now;
+        self.media_ports.set(ports_in_use as i64);
+    }
+
+    /// The metrics as OpenMetrics text, with the plugins' state as it is now.
+    pub fn encode_openmetrics(&self, runtime: &Runtime) -> String {
+        for p in runtime.plugins() {
+            let g = self.plugin_quarantined.get_or_create(&PluginLabels { plugin: p.info.name.clone() });
+            g.set(i64::from(p.is_quarantined()));
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4, for scrapers and
+/// tools that do not ask for OpenMetrics (`promtool check metrics`, curl):
+/// a counter family's `HELP` and `TYPE` name its `_total` series, and there
+/// is no `# EOF`. (prometheus-client writes OpenMetrics only; the two
+/// differ in nothing else for the families here: no units, no `_created`.)
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_total_series_in_the_prometheus_text() {
+        let om = "# HELP x_calls Calls.\n# TYPE x_calls counter\nx_calls_total{a=\"b\"} 3\n\
+                  # HELP x_active Active.\n# TYPE x_active gauge\nx_active 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP x_calls_total Calls.\n# TYPE x_calls_total counter\nx_calls_total{a=\"b\"} 3\n\
+             # HELP x_active Active.\n# TYPE x_active gauge\nx_active 1\n"
+        );
+    }
+}
