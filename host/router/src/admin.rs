@@ -9,6 +9,7 @@
 //! | `POST /plugins/reload` | reload every `.wasm` of the folder (audited as `admin`) |
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text, [`crate::metrics`]) |
+//! | `POST /drain` | stop taking calls, let those in progress finish (`sip.drain_timeout_secs`), exit |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,13 +26,34 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 
 use crate::metrics::Metrics;
 
+/// What the admin API asks of the engine's loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Drain, as on SIGTERM.
+    Drain,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
-struct Admin {
+pub struct Admin {
     runtime: Runtime,
     /// The plugins folder (`[plugins] dir`).
     dir: PathBuf,
     metrics: Arc<Metrics>,
+    control: tokio::sync::mpsc::Sender<Control>,
+}
+
+impl Admin {
+    /// The API over `runtime`'s plugins (from `dir`), `metrics`, and the
+    /// engine's loop (`control`).
+    pub fn new(
+        runtime: Runtime,
+        dir: PathBuf,
+        metrics: Arc<Metrics>,
+        control: tokio::sync::mpsc::Sender<Control>,
+    ) -> Admin {
+        Admin { runtime, dir, metrics, control }
+    }
 }
 
 /// An error answer: its status and a JSON `{"error": message}`.
@@ -44,9 +66,10 @@ impl IntoResponse for ApiError {
 }
 
 /// The admin API's routes.
-fn routes(runtime: Runtime, dir: PathBuf, metrics: Arc<Metrics>) -> Router {
+fn routes(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
+        .route("/drain", post(drain))
         .route("/plugins", get(plugins))
         .route("/instances", get(instances))
         .route("/plugins/reload", post(reload))
@@ -54,15 +77,17 @@ fn routes(runtime: Runtime, dir: PathBuf, metrics: Arc<Metrics>) -> Router {
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release".into(),
+                "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release, \
+                 POST /drain"
+                    .into(),
             )
         })
-        .with_state(Admin { runtime, dir, metrics })
+        .with_state(admin)
 }
 
 /// Serve the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, runtime: Runtime, dir: PathBuf, metrics: Arc<Metrics>) {
-    if let Err(e) = axum::serve(listener, routes(runtime, dir, metrics)).await {
+pub async fn serve(listener: TcpListener, admin: Admin) {
+    if let Err(e) = axum::serve(listener, routes(admin)).await {
         tracing::error!("admin API stopped: {e}");
     }
 }
@@ -80,6 +105,14 @@ async fn metrics_text(State(a): State<Admin>, headers: axum::http::HeaderMap) ->
     } else {
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::prometheus_text(&body))
     }
+}
+
+async fn drain(State(a): State<Admin>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    a.control
+        .send(Control::Drain)
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the router is stopping".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "draining": true }))))
 }
 
 async fn plugins(State(a): State<Admin>) -> Json<Value> {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use trunkline_relay::{Relay, RelayConfig};
 
+use crate::admin::Control;
 use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::metrics::Metrics;
@@ -78,9 +79,13 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         None
     };
     spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone())?;
+    // What the admin API asks of the engine's loop (drain).
+    let (control_tx, mut control) = mpsc::channel::<Control>(8);
     if let Some(addr) = settings.admin {
         let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
-        tokio::spawn(crate::admin::serve(listener, runtime.clone(), settings.plugins.dir.clone(), metrics.clone()));
+        let admin =
+            crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx);
+        tokio::spawn(crate::admin::serve(listener, admin));
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
@@ -108,8 +113,14 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let rtp_timeout = settings.media.rtp_timeout.filter(|_| media.is_some());
     let mut media_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain = Drain::default();
     loop {
         flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
+        if drain.due(Instant::now(), &mut engine) {
+            flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
+            tracing::info!("drained: exiting");
+            return Ok(());
+        }
         while let Some(f) = engine.poll_fetch() {
             let client = fetcher.get_or_insert_with(|| make_fetcher(&settings)).clone();
             spawn_fetch(f, fetched_tx.clone(), client);
@@ -179,11 +190,67 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 plugins.work_while_idle();
             }
             _ = &mut shutdown => {
-                tracing::info!("shutting down with {} call(s) in progress", engine.calls());
-                flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
-                return Ok(());
+                drain.start(Instant::now(), &mut engine, settings.drain_timeout, "a signal");
+                shutdown = Box::pin(shutdown_signal()); // a second one ends the calls at once
+            }
+            Some(Control::Drain) = control.recv() => {
+                drain.start(Instant::now(), &mut engine, settings.drain_timeout, "the admin API");
+            }
+            _ = sleep_until(drain.next()) => {}
+        }
+    }
+}
+
+/// Graceful drain: new calls refused (503), calls in progress go on up to
+/// `sip.drain_timeout_secs`, then the rest are ended with BYE; the router
+/// exits once no call is left (after a short grace for the last BYEs'
+/// answers). A second signal ends the calls at once.
+#[derive(Default)]
+struct Drain {
+    /// When calls in progress are ended.
+    deadline: Option<Instant>,
+    /// When the router exits.
+    exit_at: Option<Instant>,
+}
+
+/// Time given to the last messages (a BYE's 200, a retransmission) before exiting.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
+
+impl Drain {
+    fn start(&mut self, now: Instant, engine: &mut Engine, timeout: std::time::Duration, by: &str) {
+        if self.deadline.is_some() {
+            tracing::warn!("drain: asked again by {by}: ending {} call(s) now", engine.calls());
+            engine.end_all(now);
+            self.exit_at = Some(now + EXIT_GRACE);
+            return;
+        }
+        tracing::info!(
+            "draining (asked by {by}): new calls get 503; {} call(s) in progress may go on for up to {} s",
+            engine.calls(),
+            timeout.as_secs()
+        );
+        engine.drain();
+        self.deadline = Some(now + timeout);
+    }
+
+    /// After each pass: end what is left at the deadline; true when it is time to exit.
+    fn due(&mut self, now: Instant, engine: &mut Engine) -> bool {
+        let Some(deadline) = self.deadline else { return false };
+        if self.exit_at.is_none() {
+            if engine.calls() == 0 {
+                self.exit_at = Some(now + EXIT_GRACE);
+            } else if now >= deadline {
+                tracing::warn!("drain timeout: ending {} call(s) with BYE", engine.calls());
+                engine.end_all(now);
+                self.exit_at = Some(now + EXIT_GRACE);
             }
         }
+        self.exit_at.is_some_and(|t| now >= t)
+    }
+
+    /// When the loop must wake for the drain.
+    fn next(&self) -> Option<Instant> {
+        self.exit_at.or(self.deadline)
     }
 }
 

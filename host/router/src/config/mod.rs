@@ -127,6 +127,9 @@ pub struct Settings {
     pub domains: Vec<String>,
     pub failover_timeout_ms: u64,
     pub ring_timeout_ms: u64,
+    /// `[sip] drain_timeout_secs`: on SIGTERM, how long calls in progress
+    /// may go on (new ones refused) before the rest are ended.
+    pub drain_timeout: std::time::Duration,
     /// TCP connection limits.
     pub streams: StreamLimits,
     /// Certificate, key and CA bundle for TLS.
@@ -311,6 +314,10 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if !(1_000..=86_400_000).contains(idle.get_ref()) {
         return Err(cx.err(idle.span(), "sip.tcp_idle_timeout_ms", "must be 1000..=86400000"));
     }
+    let drain = raw.sip.drain_timeout_secs;
+    if *drain.get_ref() > 86_400 {
+        return Err(cx.err(drain.span(), "sip.drain_timeout_secs", "must be 0..=86400"));
+    }
     let max_conns = raw.sip.max_connections;
     if *max_conns.get_ref() == 0 {
         return Err(cx.err(max_conns.span(), "sip.max_connections", "must be at least 1"));
@@ -467,6 +474,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         listen,
         domains,
         failover_timeout_ms: *failover.get_ref(),
+        drain_timeout: std::time::Duration::from_secs(*drain.get_ref()),
         ring_timeout_ms: *ring.get_ref(),
         streams,
         tls,

@@ -110,6 +110,14 @@ pub(super) struct RawSip {
     /// DNS servers (`IP` or `IP:port`) for target names; else the system's.
     #[serde(default)]
     pub(super) dns_servers: Vec<Spanned<String>>,
+    /// On SIGTERM (or the API's drain): how long calls in progress may go
+    /// on before the rest are ended.
+    #[serde(default = "default_drain_secs")]
+    pub(super) drain_timeout_secs: Spanned<u64>,
+}
+
+pub(super) fn default_drain_secs() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
 }
 
 #[derive(Debug, Deserialize)]

@@ -123,6 +123,8 @@ pub struct Engine {
     /// Per-source limits on out-of-dialog OPTIONS and new INVITEs.
     options_limit: flood::SourceLimiter,
     invite_limit: flood::SourceLimiter,
+    /// Draining (SIGTERM, the API): new calls and out-of-dialog OPTIONS get 503.
+    draining: bool,
     /// The engine's clock origin, the first instant it was given (nonce
     /// timestamps count from it).
     started: Option<Instant>,
@@ -160,6 +162,7 @@ impl Engine {
             started: None,
             options_limit: flood::SourceLimiter::new(limits.options, limits.source_slots),
             invite_limit: flood::SourceLimiter::new(limits.invites, limits.source_slots),
+            draining: false,
             ports,
             media_out: VecDeque::new(),
         }
@@ -312,6 +315,12 @@ impl Engine {
             ("INVITE", Some(_)) if !to_tagged => self.respond(now, &key, &m, 482, "Loop Detected"),
             (_, Some((id, side))) if to_tagged => self.on_in_dialog_request(now, key, from, m, id, side),
             ("INVITE", _) if to_tagged => self.respond(now, &key, &m, 481, "Call/Transaction Does Not Exist"),
+            ("INVITE" | "OPTIONS", _) if self.draining => {
+                // Upstreams fail over to another router (OPTIONS pings see it too).
+                let mut r = response_to(&m, 503, "Service Unavailable (draining)");
+                r.headers.push(SipHeader { name: "Retry-After".into(), value: DRAIN_RETRY_AFTER.into() });
+                self.layer.send_response(now, &key, r);
+            }
             ("INVITE", _) => match self.invite_limit.check(now, from.addr.ip()) {
                 flood::Verdict::Allow => self.new_call(now, key, from, m),
                 flood::Verdict::Refuse { first } => {
@@ -348,12 +357,52 @@ impl Engine {
         }
     }
 
+    /// Stop taking calls: new INVITEs and out-of-dialog OPTIONS get 503
+    /// with Retry-After; calls in progress go on.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`Engine::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// End every call now (the drain's time is up): BYE to both parties of
+    /// answered calls, CANCEL to the target and 503 to the caller of
+    /// ringing ones.
+    pub fn end_all(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.calls.get_mut(&id) else { continue };
+            c.route.push("router shutting down (sip.drain_timeout_secs): call ended".into());
+            if c.phase == Phase::Answered {
+                self.hang_up_both(now, id);
+            } else {
+                if let Some(leg) = c.leg.take() {
+                    self.withdraw(now, leg);
+                }
+                self.finish(
+                    now,
+                    id,
+                    503,
+                    "Service Unavailable (router shutting down)",
+                    trunkline_plugin_host::types::Outcome::Failed,
+                );
+            }
+        }
+        self.process(now);
+    }
+
     fn refuse_flood(&mut self, now: Instant, key: &TransactionKey, m: &Message, retry_after: u64) {
         let mut r = response_to(m, 503, "Service Unavailable (rate limited)");
         r.headers.push(SipHeader { name: "Retry-After".into(), value: retry_after.to_string() });
         self.layer.send_response(now, key, r);
     }
 }
+
+/// Retry-After (seconds) of the 503 a draining router answers.
+const DRAIN_RETRY_AFTER: &str = "30";
 
 fn reason_of(m: &Message) -> String {
     match &m.start {

@@ -626,6 +626,7 @@ fn the_engine_thread_prepares_plugin_instances_while_idle() {
 
 mod baresip;
 mod disaster_recovery;
+mod drain;
 mod in_dialog;
 mod media;
 mod names;
