@@ -26,6 +26,9 @@ pub struct AuditEntry {
     pub outcome: String,
     /// What triggered it: `startup`, `watch`, `signal`, `admin`, `cli`, `runtime`.
     pub source: String,
+    /// Who, when known: the name of the admin API token that asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Why, for refusals and quarantines.
     pub detail: Option<String>,
 }
@@ -88,6 +91,7 @@ impl AuditEntry {
             previous: None,
             outcome: "ok".into(),
             source: source.into(),
+            by: None,
             detail: None,
         }
     }

@@ -218,6 +218,11 @@ impl Runtime {
     /// serves every call that starts from now on; on failure the previous
     /// version, if any, keeps serving. Either way an audit entry is written.
     pub fn load_file(&self, path: &Path, source: LoadSource) -> Result<Arc<Plugin>, LoadError> {
+        self.load_file_by(path, source, None)
+    }
+
+    /// [`Runtime::load_file`], audited as asked by `by` (an admin token's name).
+    pub fn load_file_by(&self, path: &Path, source: LoadSource, by: Option<&str>) -> Result<Arc<Plugin>, LoadError> {
         let _guard = self.inner.load_lock.lock().unwrap_or_else(|p| p.into_inner());
         let name_guess = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_owned();
         let previous = self.plugin(&name_guess);
@@ -228,7 +233,7 @@ impl Runtime {
         let (name, bytes) = match result {
             Ok(v) => v,
             Err(e) => {
-                self.audit_refusal(&name_guess, None, previous.as_deref(), source, &e);
+                self.audit_refusal(&name_guess, None, previous.as_deref(), (source, by), &e);
                 return Err(e);
             }
         };
@@ -252,11 +257,12 @@ impl Runtime {
                 let mut e = AuditEntry::new(if previous.is_some() { "reload" } else { "load" }, &name, source.as_str());
                 e.version = Some(plugin.info.version.clone());
                 e.previous = previous.map(|p| p.info.version.clone());
+                e.by = by.map(str::to_owned);
                 self.inner.audit.record(e);
                 Ok(plugin)
             }
             Err(err) => {
-                self.audit_refusal(&name, Some(sha256[..12].to_owned()), previous.as_deref(), source, &err);
+                self.audit_refusal(&name, Some(sha256[..12].to_owned()), previous.as_deref(), (source, by), &err);
                 Err(err)
             }
         }
@@ -267,10 +273,11 @@ impl Runtime {
         name: &str,
         version: Option<String>,
         previous: Option<&Plugin>,
-        source: LoadSource,
+        (source, by): (LoadSource, Option<&str>),
         err: &LoadError,
     ) {
         let mut e = AuditEntry::new("refuse", name, source.as_str());
+        e.by = by.map(str::to_owned);
         e.outcome = "refused".into();
         e.version = version;
         e.previous = previous.map(|p| p.info.version.clone());
@@ -283,6 +290,11 @@ impl Runtime {
 
     /// Load every `*.wasm` file of `dir`; one result per file, in name order.
     pub fn load_dir(&self, dir: &Path, source: LoadSource) -> std::io::Result<Vec<Loaded>> {
+        self.load_dir_by(dir, source, None)
+    }
+
+    /// [`Runtime::load_dir`], audited as asked by `by` (an admin token's name).
+    pub fn load_dir_by(&self, dir: &Path, source: LoadSource, by: Option<&str>) -> std::io::Result<Vec<Loaded>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
@@ -291,7 +303,7 @@ impl Runtime {
         Ok(files
             .into_iter()
             .map(|p| {
-                let r = self.load_file(&p, source);
+                let r = self.load_file_by(&p, source, by);
                 (p, r)
             })
             .collect())
@@ -359,9 +371,15 @@ impl Runtime {
 
     /// Lift plugin `name`'s quarantine (admin request). False if not loaded.
     pub fn release(&self, name: &str) -> bool {
+        self.release_by(name, None)
+    }
+
+    /// [`Runtime::release`], audited as asked by `by` (an admin token's name).
+    pub fn release_by(&self, name: &str, by: Option<&str>) -> bool {
         let Some(p) = self.plugin(name) else { return false };
         p.release();
         let mut e = AuditEntry::new("release", name, "admin");
+        e.by = by.map(str::to_owned);
         e.version = Some(p.info.version.clone());
         self.inner.audit.record(e);
         true

@@ -1,6 +1,10 @@
 //! The admin HTTP listener (loopback only), on axum: list plugins, reload
-//! the plugins folder, lift a quarantine. JSON answers; errors are JSON
-//! with a message.
+//! the plugins folder, lift a quarantine, metrics, drain, digest bans.
+//! JSON answers; errors are JSON with a message.
+//!
+//! With `[admin] tokens`, every request must carry one of them
+//! (`Authorization: Bearer TOKEN`; compared in constant time) and what it
+//! changes is audited under the token's name; else 401.
 //!
 //! | request | does |
 //! |---|---|
@@ -10,6 +14,8 @@
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text, [`crate::metrics`]) |
 //! | `POST /drain` | stop taking calls, let those in progress finish (`sip.drain_timeout_secs`), exit |
+//! | `GET /bans` | sources banned after failed digest authentications, with the seconds left |
+//! | `DELETE /bans/IP` | lift the ban on IP |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use trunkline_plugin_host::{LoadSource, Runtime};
@@ -27,10 +33,14 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 use crate::metrics::Metrics;
 
 /// What the admin API asks of the engine's loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Control {
     /// Drain, as on SIGTERM.
     Drain,
+    /// The sources banned now (address, seconds left).
+    Bans(tokio::sync::oneshot::Sender<Vec<(std::net::IpAddr, u64)>>),
+    /// Lift a ban; whether there was one.
+    Lift(std::net::IpAddr, tokio::sync::oneshot::Sender<bool>),
 }
 
 /// What the handlers share.
@@ -41,7 +51,13 @@ pub struct Admin {
     dir: PathBuf,
     metrics: Arc<Metrics>,
     control: tokio::sync::mpsc::Sender<Control>,
+    /// `[admin] tokens`: (name, SHA-256 of the token).
+    tokens: Arc<Vec<(String, [u8; 32])>>,
 }
+
+/// The name of the token a request carried (`None`: no tokens configured).
+#[derive(Clone, Debug)]
+struct Caller(Option<String>);
 
 impl Admin {
     /// The API over `runtime`'s plugins (from `dir`), `metrics`, and the
@@ -52,7 +68,63 @@ impl Admin {
         metrics: Arc<Metrics>,
         control: tokio::sync::mpsc::Sender<Control>,
     ) -> Admin {
-        Admin { runtime, dir, metrics, control }
+        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()) }
+    }
+
+    /// Require one of `tokens` on every request.
+    pub fn with_tokens(mut self, tokens: &[crate::config::AdminToken]) -> Admin {
+        self.tokens = Arc::new(tokens.iter().map(|t| (t.name.clone(), digest(t.secret.expose().as_bytes()))).collect());
+        self
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Equal in time independent of where they differ (both are digests, so
+/// of the same length whatever the token's).
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Check the bearer token (when tokens are configured) and tell the
+/// handler whose it is.
+async fn authenticate(
+    State(a): State<Admin>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if a.tokens.is_empty() {
+        request.extensions_mut().insert(Caller(None));
+        return next.run(request).await;
+    }
+    let offered = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| digest(t.trim().as_bytes()));
+    // Every token is compared, whichever matches.
+    let name = offered.and_then(|d| {
+        a.tokens.iter().fold(None, |found, (name, want)| if same(&d, want) { Some(name.clone()) } else { found })
+    });
+    match name {
+        Some(name) => {
+            request.extensions_mut().insert(Caller(Some(name)));
+            next.run(request).await
+        }
+        None => {
+            let why = if offered.is_some() {
+                "authorization: unknown token"
+            } else {
+                "authorization: a bearer token is required"
+            };
+            let mut r = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            r
+        }
     }
 }
 
@@ -70,6 +142,8 @@ fn routes(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/drain", post(drain))
+        .route("/bans", get(bans))
+        .route("/bans/{ip}", axum::routing::delete(lift))
         .route("/plugins", get(plugins))
         .route("/instances", get(instances))
         .route("/plugins/reload", post(reload))
@@ -78,10 +152,11 @@ fn routes(admin: Admin) -> Router {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release, \
-                 POST /drain"
+                 POST /drain, GET /bans, DELETE /bans/IP"
                     .into(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), authenticate))
         .with_state(admin)
 }
 
@@ -107,12 +182,46 @@ async fn metrics_text(State(a): State<Admin>, headers: axum::http::HeaderMap) ->
     }
 }
 
-async fn drain(State(a): State<Admin>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn drain(
+    State(a): State<Admin>,
+    Extension(who): Extension<Caller>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    tracing::warn!(by = who.0.as_deref().unwrap_or("-"), "drain asked through the admin API");
     a.control
         .send(Control::Drain)
         .await
         .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the router is stopping".into()))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "draining": true }))))
+}
+
+/// Ask the engine's loop something; 503 if it is gone.
+async fn ask<T>(a: &Admin, make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Control) -> Result<T, ApiError> {
+    let gone = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "the router is stopping".into());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.control.send(make(tx)).await.map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())
+}
+
+async fn bans(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
+    let list = ask(&a, Control::Bans).await?;
+    let items: Vec<Value> =
+        list.iter().map(|(ip, secs)| json!({ "ip": ip.to_string(), "seconds_left": secs })).collect();
+    Ok(Json(Value::Array(items)))
+}
+
+async fn lift(
+    State(a): State<Admin>,
+    Extension(who): Extension<Caller>,
+    Path(ip): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    tracing::info!(by = who.0.as_deref().unwrap_or("-"), %ip, "ban lift asked through the admin API");
+    let addr: std::net::IpAddr =
+        ip.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("ip: `{ip}` is not an IP address")))?;
+    if ask(&a, |tx| Control::Lift(addr, tx)).await? {
+        Ok(Json(json!({ "lifted": addr.to_string() })))
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("ip: {addr} is not banned")))
+    }
 }
 
 async fn plugins(State(a): State<Admin>) -> Json<Value> {
@@ -134,9 +243,9 @@ async fn instances(State(a): State<Admin>) -> Json<Value> {
     }))
 }
 
-async fn reload(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
+async fn reload(State(a): State<Admin>, Extension(who): Extension<Caller>) -> Result<Json<Value>, ApiError> {
     let (rt, dir) = (a.runtime.clone(), a.dir.clone());
-    let results = tokio::task::spawn_blocking(move || rt.load_dir(&dir, LoadSource::Admin))
+    let results = tokio::task::spawn_blocking(move || rt.load_dir_by(&dir, LoadSource::Admin, who.0.as_deref()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -150,8 +259,12 @@ async fn reload(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(items)))
 }
 
-async fn release(State(a): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    if a.runtime.release(&name) {
+async fn release(
+    State(a): State<Admin>,
+    Extension(who): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if a.runtime.release_by(&name, who.0.as_deref()) {
         Ok(Json(json!({ "released": name })))
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no plugin named {name}")))

@@ -74,6 +74,10 @@ pub struct Metrics {
     media_packets: Family<PacketLabels, Counter>,
     media_ports: Gauge,
     recording_dropped: Counter,
+    auth_bans: Counter,
+    auth_banned_requests: Counter,
+    /// The engine's ban counts as last copied.
+    bans_seen: Mutex<(u64, u64)>,
     /// The relay's counters as last copied (`media_tick`).
     relay_seen: Mutex<trunkline_relay::RelayStats>,
 }
@@ -122,8 +126,23 @@ impl Metrics {
             "Packets not recorded because the recording queue was full (a slow disk)",
             recording_dropped.clone(),
         );
+        let auth_bans = Counter::default();
+        registry.register(
+            "auth_bans",
+            "Sources banned after failed digest authentications (limits.auth_*)",
+            auth_bans.clone(),
+        );
+        let auth_banned_requests = Counter::default();
+        registry.register(
+            "auth_banned_requests",
+            "Terminating INVITEs dropped because their source was banned",
+            auth_banned_requests.clone(),
+        );
         Metrics {
             registry,
+            auth_bans,
+            auth_banned_requests,
+            bans_seen: Mutex::new((0, 0)),
             calls,
             statuses,
             active_calls,
@@ -160,6 +179,14 @@ impl Metrics {
             let labels = HookLabels { plugin: plugin.to_string(), hook };
             self.hook_latency.get_or_create(&labels).observe(*micros as f64 / 1e6);
         }
+    }
+
+    /// The engine's ban counts since it started: (bans, dropped requests).
+    pub fn auth_bans(&self, (bans, dropped): (u64, u64)) {
+        let mut seen = self.bans_seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.auth_bans.inc_by(bans.saturating_sub(seen.0));
+        self.auth_banned_requests.inc_by(dropped.saturating_sub(seen.1));
+        *seen = (bans, dropped);
     }
 
     /// Calls in progress now.

@@ -84,7 +84,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     if let Some(addr) = settings.admin {
         let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
         let admin =
-            crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx);
+            crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx)
+                .with_tokens(&settings.admin_tokens);
         tokio::spawn(crate::admin::serve(listener, admin));
     }
 
@@ -172,7 +173,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 engine.handle_resolved(Instant::now(), &question, result);
             }
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
-            _ = media_tick.tick(), if media.is_some() => {
+            _ = media_tick.tick() => {
+                metrics.auth_bans(engine.auth_ban_counts());
                 if let Some(m) = media.as_ref() {
                     metrics.media(m.relay.stats(), engine.media_ports_in_use());
                     if let Some(idle) = rtp_timeout {
@@ -193,9 +195,15 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 drain.start(Instant::now(), &mut engine, settings.drain_timeout, "a signal");
                 shutdown = Box::pin(shutdown_signal()); // a second one ends the calls at once
             }
-            Some(Control::Drain) = control.recv() => {
-                drain.start(Instant::now(), &mut engine, settings.drain_timeout, "the admin API");
-            }
+            Some(c) = control.recv() => match c {
+                Control::Drain => drain.start(Instant::now(), &mut engine, settings.drain_timeout, "the admin API"),
+                Control::Bans(reply) => {
+                    let _ = reply.send(engine.banned_sources(Instant::now()));
+                }
+                Control::Lift(ip, reply) => {
+                    let _ = reply.send(engine.lift_ban(Instant::now(), ip));
+                }
+            },
             _ = sleep_until(drain.next()) => {}
         }
     }

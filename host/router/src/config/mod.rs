@@ -138,6 +138,8 @@ pub struct Settings {
     pub trunks: Vec<Trunk>,
     /// Admin HTTP listener (plugin list, reload, release), if configured.
     pub admin: Option<SocketAddr>,
+    /// `[admin] tokens`: with any, every admin request needs one (`Authorization: Bearer`).
+    pub admin_tokens: Vec<AdminToken>,
     /// How disaster-recovery TwiML is fetched and executed.
     pub disaster_recovery: DisasterRecovery,
     /// `[[carrier]]`: where terminating calls go.
@@ -157,6 +159,8 @@ pub struct FloodLimits {
     pub options: Rate,
     pub invites: Rate,
     pub source_slots: usize,
+    /// Digest brute force: failures within a window ban the source.
+    pub auth_bans: crate::engine::BanRule,
 }
 
 /// `[disaster_recovery]`.
@@ -401,9 +405,13 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         let checked = trunk::trunk(cx, ti, t, &around, &trunks, &mut owners)?;
         trunks.push(checked);
     }
+    let mut admin_tokens = Vec::new();
     let admin = match raw.admin {
         None => None,
         Some(a) => {
+            for (i, t) in a.tokens.iter().enumerate() {
+                admin_tokens.push(admin_token(cx, i, t, base, &admin_tokens)?);
+            }
             let addr: SocketAddr = a.listen.get_ref().parse().map_err(|_| {
                 cx.err(a.listen.span(), "admin.listen", format!("`{}` is not IP:PORT", a.listen.get_ref()))
             })?;
@@ -411,7 +419,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
                 return Err(cx.err(
                     a.listen.span(),
                     "admin.listen",
-                    "must be a loopback address (the admin API has no authentication yet)",
+                    "must be a loopback address (the admin API has no TLS yet)",
                 ));
             }
             Some(addr)
@@ -451,6 +459,14 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if !(1..=1 << 22).contains(l.source_slots.get_ref()) {
         return Err(cx.err(l.source_slots.span(), "limits.source_slots", "must be 1..=4194304"));
     }
+    if !(1..=1000).contains(l.auth_failures.get_ref()) {
+        return Err(cx.err(l.auth_failures.span(), "limits.auth_failures", "must be 1..=1000"));
+    }
+    for (v, key) in [(&l.auth_window_secs, "limits.auth_window_secs"), (&l.auth_ban_secs, "limits.auth_ban_secs")] {
+        if !(1..=604_800).contains(v.get_ref()) {
+            return Err(cx.err(v.span(), key, "must be 1..=604800 (a week)"));
+        }
+    }
     let limits = FloodLimits {
         options: Rate {
             per_second: 1000.0 / *l.options_interval_ms.get_ref() as f64,
@@ -461,6 +477,11 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             burst: f64::from(*l.invite_burst.get_ref()),
         },
         source_slots: *l.source_slots.get_ref() as usize,
+        auth_bans: crate::engine::BanRule {
+            failures: *l.auth_failures.get_ref(),
+            window: Duration::from_secs(*l.auth_window_secs.get_ref()),
+            ban: Duration::from_secs(*l.auth_ban_secs.get_ref()),
+        },
     };
     let relaying = trunks.iter().any(|t| t.media == MediaMode::Relay);
     let listen_span = raw.sip.listen.first().map(|l| l.span()).unwrap_or(0..0);
@@ -481,6 +502,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         plugins,
         trunks,
         admin,
+        admin_tokens,
         disaster_recovery,
         carriers,
         limits,
@@ -514,4 +536,54 @@ impl Settings {
     pub fn trunk_for_number(&self, number: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.numbers.iter().any(|n| n == number))
     }
+}
+
+/// One admin API token: its name (in the audit log) and its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminToken {
+    pub name: String,
+    pub secret: termination::Secret,
+}
+
+/// Shortest token accepted (a guessable token is no protection).
+const MIN_TOKEN_LEN: usize = 16;
+
+fn admin_token(
+    cx: &Ctx<'_>,
+    i: usize,
+    t: &Spanned<raw::RawToken>,
+    base: &Path,
+    earlier: &[AdminToken],
+) -> Result<AdminToken, ConfigError> {
+    let key = format!("admin.tokens[{i}]");
+    let r = t.get_ref();
+    if r.name.is_empty() || r.name.contains(|c: char| c.is_control() || c == '"') {
+        return Err(cx.err(t.span(), format!("{key}.name"), "must be non-empty, without quotes or control characters"));
+    }
+    if earlier.iter().any(|e| e.name == r.name) {
+        return Err(cx.err(t.span(), format!("{key}.name"), format!("`{}` names another token too", r.name)));
+    }
+    let secret = match (&r.token_env, &r.token_file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            cx.err(t.span(), format!("{key}.token_env"), format!("environment variable {var} is not set"))
+        })?,
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                cx.err(t.span(), format!("{key}.token_file"), format!("cannot read {}: {e}", path.display()))
+            })?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
+        }
+        _ => {
+            return Err(cx.err(
+                t.span(),
+                &key,
+                "give exactly one of token_env or token_file (tokens are never written in the configuration)",
+            ))
+        }
+    };
+    if secret.len() < MIN_TOKEN_LEN {
+        return Err(cx.err(t.span(), &key, format!("the token is shorter than {MIN_TOKEN_LEN} characters")));
+    }
+    Ok(AdminToken { name: r.name.clone(), secret: termination::Secret::new(secret) })
 }

@@ -44,6 +44,12 @@ pub(super) struct RawLimits {
     /// Buckets in each limiter's table (memory is fixed: sources share
     /// buckets beyond this).
     pub(super) source_slots: Spanned<u32>,
+    /// Failed digest authentications from one source...
+    pub(super) auth_failures: Spanned<u32>,
+    /// ...within this many seconds...
+    pub(super) auth_window_secs: Spanned<u64>,
+    /// ...ban it for this many seconds.
+    pub(super) auth_ban_secs: Spanned<u64>,
 }
 
 impl Default for RawLimits {
@@ -55,6 +61,9 @@ impl Default for RawLimits {
             invites_per_second: z(2000),
             invite_burst: z(4000),
             source_slots: z(16_384),
+            auth_failures: z(5),
+            auth_window_secs: Spanned::new(0..0, 60),
+            auth_ban_secs: Spanned::new(0..0, 600),
         }
     }
 }
@@ -83,8 +92,19 @@ impl Default for RawDisasterRecovery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
-    /// `IP:PORT` of the admin HTTP listener; loopback only (it has no authentication yet).
+    /// `IP:PORT` of the admin HTTP listener; loopback only (no TLS yet).
     pub(super) listen: Spanned<String>,
+    /// Bearer tokens; with any, every request must carry one.
+    #[serde(default)]
+    pub(super) tokens: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub(super) name: String,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

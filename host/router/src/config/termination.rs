@@ -107,6 +107,11 @@ impl Cidr {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret read from the environment or a file.
+    pub(crate) fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     /// The password itself (for computing digests only).
     pub fn expose(&self) -> &str {
         &self.0
@@ -140,8 +145,8 @@ pub struct Termination {
     /// Caller IDs verified for this account besides its own numbers.
     pub caller_ids: Vec<String>,
     /// Digest algorithms offered in 407 challenges, most preferred first
-    /// (default SHA-256 then MD5; `["MD5"]` for clients that only read the
-    /// first challenge and cannot do SHA-256).
+    /// (default MD5 alone, what common equipment answers; `["SHA-256",
+    /// "MD5"]` prefers SHA-256).
     pub digest_algorithms: Vec<Algorithm>,
 }
 
@@ -272,7 +277,12 @@ pub(super) fn termination(
         }
     }
     let digest_algorithms = match &raw.digest_algorithms {
-        None => vec![Algorithm::Sha256, Algorithm::Md5],
+        // MD5 alone, as Kamailio, OpenSIPS and FreeSWITCH challenge: SIPp
+        // and many PBXs read only the first challenge and compute only MD5,
+        // and libre-based clients (baresip 1.0) abandon the call on any
+        // challenge they cannot answer, even after an MD5 one.
+        // `["SHA-256", "MD5"]` is one key away.
+        None => vec![Algorithm::Md5],
         Some(list) => {
             let mut algs = Vec::new();
             for a in list.get_ref() {

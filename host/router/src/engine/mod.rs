@@ -24,6 +24,7 @@
 //! the relay told what to do in `media`.
 
 mod attempts;
+mod auth_bans;
 mod build;
 mod call;
 mod dns;
@@ -52,6 +53,7 @@ use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
 use trunkline_sip_core::transaction::{response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit};
 use trunkline_sip_core::Peer;
 
+pub use auth_bans::BanRule;
 pub(crate) use build::uri_destination;
 use build::Ids;
 pub use build::Locals;
@@ -125,6 +127,8 @@ pub struct Engine {
     invite_limit: flood::SourceLimiter,
     /// Draining (SIGTERM, the API): new calls and out-of-dialog OPTIONS get 503.
     draining: bool,
+    /// Sources banned after failed digest authentications.
+    auth_bans: auth_bans::AuthBans,
     /// The engine's clock origin, the first instant it was given (nonce
     /// timestamps count from it).
     started: Option<Instant>,
@@ -163,6 +167,7 @@ impl Engine {
             options_limit: flood::SourceLimiter::new(limits.options, limits.source_slots),
             invite_limit: flood::SourceLimiter::new(limits.invites, limits.source_slots),
             draining: false,
+            auth_bans: auth_bans::AuthBans::new(limits.auth_bans, limits.source_slots),
             ports,
             media_out: VecDeque::new(),
         }
@@ -361,6 +366,25 @@ impl Engine {
     /// with Retry-After; calls in progress go on.
     pub fn drain(&mut self) {
         self.draining = true;
+    }
+
+    /// Digest brute force: (bans started, requests dropped from banned sources) so far.
+    pub fn auth_ban_counts(&self) -> (u64, u64) {
+        (self.auth_bans.bans_started, self.auth_bans.refused)
+    }
+
+    /// Sources banned now, with the seconds left.
+    pub fn banned_sources(&self, now: Instant) -> Vec<(std::net::IpAddr, u64)> {
+        self.auth_bans.list(now)
+    }
+
+    /// Lift the ban on `ip`; true if it was banned.
+    pub fn lift_ban(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        let lifted = self.auth_bans.lift(now, ip);
+        if lifted {
+            tracing::info!(%ip, "digest ban lifted");
+        }
+        lifted
     }
 
     /// Whether [`Engine::drain`] was called.

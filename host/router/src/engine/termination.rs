@@ -45,6 +45,11 @@ impl Engine {
         let trunk = &settings.trunks[t];
         let Some(term) = trunk.termination.as_ref() else { return false };
         let call_id = m.header("Call-ID").unwrap_or_default();
+        if self.auth_bans.banned(now, from.addr.ip()) {
+            // Silence: no oracle for a guesser (see `auth_bans`).
+            self.layer.abandon(key);
+            return false;
+        }
         if !term.acl.is_empty() && !term.acl.iter().any(|c| c.contains(from.addr.ip())) {
             tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: source address not in the trunk's ACL");
             self.respond(now, key, m, 403, "Forbidden (source address not allowed)");
@@ -60,6 +65,16 @@ impl Engine {
                 Auth::Forbidden(why) => {
                     tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: {why}");
                     self.respond(now, key, m, 403, &format!("Forbidden ({why})"));
+                    if self.auth_bans.failed(now, from.addr.ip()) {
+                        let rule = settings.limits.auth_bans;
+                        tracing::warn!(
+                            ip = %from.addr.ip(),
+                            "digest brute force: {} failures within {} s: source banned for {} s (limits.auth_*)",
+                            rule.failures,
+                            rule.window.as_secs(),
+                            rule.ban.as_secs()
+                        );
+                    }
                     return false;
                 }
             }

@@ -483,13 +483,62 @@ fn sighup_reloads_changed_plugins_and_calls_go_on() {
 }
 
 fn http(port: u16, method: &str, path: &str) -> String {
+    http_with(port, method, path, "")
+}
+
+/// An HTTP/1.1 request with `headers` (each ending in CRLF); the whole answer.
+fn http_with(port: u16, method: &str, path: &str, headers: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// With `[admin] tokens`, a request without a token or with a wrong one
+/// gets 401 (JSON, `WWW-Authenticate: Bearer`), the right one passes, and
+/// what it changes is audited under the token's name.
+#[test]
+fn admin_tokens_are_required_and_named_in_the_audit_log() {
+    let uas_port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("ci.token");
+    std::fs::write(&token_file, "file-token-0123456789abcdef\n").unwrap();
+    let admin = format!(
+        "audit_log = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\
+         {{ name = \"ops\", token_env = \"TL_ADMIN_TOKEN\" }}, {{ name = \"ci\", token_file = \"{}\" }}]",
+        token_file.display()
+    );
+    let router = Router::launch_env(
+        Setup { plugins: &admin, rest: &trunk(&[(uas_port, 10)], ""), ..Setup::default() },
+        Some(("TL_ADMIN_TOKEN", "env-token-0123456789abcdef")),
+    );
+    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    let port: u16 = line
+        .strip_prefix("admin on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let none = http(port, "GET", "/plugins");
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    assert!(none.contains("www-authenticate: Bearer") || none.contains("WWW-Authenticate: Bearer"), "{none}");
+    assert!(none.contains("{\"error\":\"authorization: a bearer token is required\"}"), "{none}");
+    let wrong = http_with(port, "GET", "/metrics", "Authorization: Bearer env-token-0123456789abcdeX\r\n");
+    assert!(wrong.starts_with("HTTP/1.1 401") && wrong.contains("unknown token"), "{wrong}");
+    let ok = http_with(port, "GET", "/plugins", "Authorization: Bearer env-token-0123456789abcdef\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let plugins = router._dir.path().join("plugins");
+    trunkline_tests::install(trunkline_tests::wasm::TP_DEFAULTS, &plugins, "dr-twiml-fallback");
+    let reload = http_with(port, "POST", "/plugins/reload", "Authorization: Bearer file-token-0123456789abcdef\r\n");
+    assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
+    let audit = std::fs::read_to_string(router._dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"source\":\"admin\"") && l.contains("\"by\":\"ci\"")),
+        "the reload is audited under the token's name:\n{audit}"
+    );
+    assert!(!audit.contains("token-0123456789"), "no token in the audit log");
 }
 
 #[test]

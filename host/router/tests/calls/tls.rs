@@ -273,7 +273,8 @@ fn termination_over_tls_with_a_sha256_digest() {
         "[[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:{gw}\"]\n\
          [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\n\
          [trunk.termination]\ndomain = \"acme-prod.trunkline.test\"\ncarrier = \"pstn\"\n\
-         credentials = [{{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }}]\n"
+         credentials = [{{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }}]\n\
+         digest_algorithms = [\"SHA-256\", \"MD5\"]\n"
     );
     let setup =
         Setup { listen: &["udp://127.0.0.1:0", "tls://127.0.0.1:0"], sip: &sip, rest: &rest, ..Setup::default() };

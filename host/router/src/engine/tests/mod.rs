@@ -395,6 +395,7 @@ fn digest_sha256_is_accepted_and_a_replayed_nonce_count_is_rechallenged_stale() 
     let config = format!(
         "{CONFIG}[trunk.termination]\ndomain = \"acme.trunkline.test\"\ncarrier = \"pstn\"\n\
          credentials = [{{ username = \"acme\", password_file = \"{}\" }}]\n\
+         digest_algorithms = [\"SHA-256\", \"MD5\"]\n\
          [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:5090\"]\n",
         pw.display()
     );
