@@ -239,6 +239,9 @@ impl Drain {
         );
         engine.drain();
         self.deadline = Some(now + timeout);
+        if engine.calls() == 0 {
+            self.exit_at = Some(now); // nothing to wait for
+        }
     }
 
     /// After each pass: end what is left at the deadline; true when it is time to exit.
