@@ -563,27 +563,39 @@ fn admin_token(
     if earlier.iter().any(|e| e.name == r.name) {
         return Err(cx.err(t.span(), format!("{key}.name"), format!("`{}` names another token too", r.name)));
     }
-    let secret = match (&r.token_env, &r.token_file) {
-        (Some(var), None) => std::env::var(var).map_err(|_| {
-            cx.err(t.span(), format!("{key}.token_env"), format!("environment variable {var} is not set"))
-        })?,
-        (None, Some(file)) => {
-            let path = base.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                cx.err(t.span(), format!("{key}.token_file"), format!("cannot read {}: {e}", path.display()))
-            })?;
-            text.trim_end_matches(['\r', '\n']).to_owned()
-        }
-        _ => {
-            return Err(cx.err(
-                t.span(),
-                &key,
-                "give exactly one of token_env or token_file (tokens are never written in the configuration)",
-            ))
-        }
-    };
+    let secret =
+        read_secret(cx, t.span(), (&key, "token", "tokens"), (r.token_env.as_deref(), r.token_file.as_deref()), base)?;
     if secret.len() < MIN_TOKEN_LEN {
         return Err(cx.err(t.span(), &key, format!("the token is shorter than {MIN_TOKEN_LEN} characters")));
     }
     Ok(AdminToken { name: r.name.clone(), secret: termination::Secret::new(secret) })
+}
+
+/// A secret named by `KIND_env` (an environment variable) or `KIND_file`
+/// (a file, relative to the configuration's folder; its last line break
+/// dropped), exactly one of them: secrets never sit in the configuration.
+/// `(key, kind, kinds)`: where it is, `password`/`token`, for the messages.
+pub(crate) fn read_secret(
+    cx: &Ctx<'_>,
+    span: Range<usize>,
+    (key, kind, kinds): (&str, &str, &str),
+    (env, file): (Option<&str>, Option<&Path>),
+    base: &Path,
+) -> Result<String, ConfigError> {
+    match (env, file) {
+        (Some(var), None) => std::env::var(var)
+            .map_err(|_| cx.err(span, format!("{key}.{kind}_env"), format!("environment variable {var} is not set"))),
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                cx.err(span, format!("{key}.{kind}_file"), format!("cannot read {}: {e}", path.display()))
+            })?;
+            Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        _ => Err(cx.err(
+            span,
+            key,
+            format!("give exactly one of {kind}_env or {kind}_file ({kinds} are never written in the configuration)"),
+        )),
+    }
 }

@@ -234,23 +234,13 @@ pub(super) fn termination(
         if r.username.is_empty() || r.username.contains(['"', '\\', '\r', '\n']) {
             return Err(cx.err(c.span(), format!("{ck}.username"), "must be non-empty, without quotes or line breaks"));
         }
-        let password = match (&r.password_env, &r.password_file) {
-            (Some(var), None) => std::env::var(var).map_err(|_| {
-                cx.err(c.span(), format!("{ck}.password_env"), format!("environment variable {var} is not set"))
-            })?,
-            (None, Some(file)) => {
-                let path = base.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    cx.err(c.span(), format!("{ck}.password_file"), format!("cannot read {}: {e}", path.display()))
-                })?;
-                text.trim_end_matches(['\r', '\n']).to_owned()
-            }
-            _ => return Err(cx.err(
-                c.span(),
-                &ck,
-                "give exactly one of password_env or password_file (passwords are never written in the configuration)",
-            )),
-        };
+        let password = super::read_secret(
+            cx,
+            c.span(),
+            (&ck, "password", "passwords"),
+            (r.password_env.as_deref(), r.password_file.as_deref()),
+            base,
+        )?;
         if password.is_empty() {
             return Err(cx.err(c.span(), &ck, "the password is empty"));
         }

@@ -76,11 +76,7 @@ fn the_admin_drain_ends_calls_still_up_at_the_drain_timeout_with_bye() {
         rest: &trunk(&[(uas_port, 10)], ""),
         ..Setup::default()
     });
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let admin: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let admin = router.admin_port();
     // The PBX (SIPp's uas) waits for a BYE; so does the carrier.
     let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));

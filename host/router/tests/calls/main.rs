@@ -121,6 +121,15 @@ impl Router {
         Router { child, port, tcp_port, tls_port, lines, _dir: dir }
     }
 
+    /// The admin listener's port, from the line the router prints first
+    /// when `[admin] listen` is set.
+    fn admin_port(&self) -> u16 {
+        let line = self.lines.recv_timeout(Duration::from_secs(30)).expect("the admin line");
+        line.strip_prefix("admin on http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not the admin line: {line}"))
+    }
+
     /// Collect call reports until `n` outcomes were printed.
     fn outcomes(&self, n: usize) -> String {
         let mut out = String::new();
@@ -516,11 +525,7 @@ fn admin_tokens_are_required_and_named_in_the_audit_log() {
         Setup { plugins: &admin, rest: &trunk(&[(uas_port, 10)], ""), ..Setup::default() },
         Some(("TL_ADMIN_TOKEN", "env-token-0123456789abcdef")),
     );
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let port = router.admin_port();
     let none = http(port, "GET", "/plugins");
     assert!(none.starts_with("HTTP/1.1 401"), "{none}");
     assert!(none.contains("www-authenticate: Bearer") || none.contains("WWW-Authenticate: Bearer"), "{none}");
@@ -548,11 +553,7 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
         &trunk(&[(uas_port, 10)], ""),
         "audit_log = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:0\"",
     );
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let port = router.admin_port();
     let list = http(port, "GET", "/plugins");
     assert!(
         list.starts_with("HTTP/1.1 200 OK")
@@ -584,11 +585,7 @@ fn the_admin_api_lists_reloads_and_releases_plugins() {
 fn metrics_count_the_calls_and_pass_promtool() {
     let uas_port = free_udp_port();
     let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "[admin]\nlisten = \"127.0.0.1:0\"");
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let port = router.admin_port();
     let mut uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", "3"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let uac = call_in(&router, free_udp_port(), &["-sn", "uac"], &["-m", "3", "-r", "10", "-d", "100"]);
@@ -650,11 +647,7 @@ fn metrics_count_the_calls_and_pass_promtool() {
 fn the_engine_thread_prepares_plugin_instances_while_idle() {
     let uas_port = free_udp_port();
     let router = Router::start_with(&trunk(&[(uas_port, 10)], ""), "[admin]\nlisten = \"127.0.0.1:0\"");
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let port: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let port = router.admin_port();
     let counts = |text: &str, key: &str| -> u64 {
         let at = text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key} in {text}")) + key.len() + 3;
         text[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()

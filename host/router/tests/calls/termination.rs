@@ -267,11 +267,7 @@ fn a_password_guesser_is_banned_while_a_correct_client_elsewhere_gets_through() 
     );
     let router =
         Router::launch_env(Setup { rest: &rest, ..Setup::default() }, Some(("ACME_SIP_PASSWORD", "s3cret-pw")));
-    let line = router.lines.recv_timeout(Duration::from_secs(30)).unwrap();
-    let admin: u16 = line
-        .strip_prefix("admin on http://127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let admin = router.admin_port();
     let dir = tempfile::tempdir().unwrap();
     let target = format!("127.0.0.1:{}", router.port);
     // The guesser, on 127.0.0.3: five wrong passwords, each a 407 then a 403.
