@@ -142,9 +142,8 @@ impl FetchError {
     }
 }
 
-/// The HTTP client of disaster recovery: made once (it keeps no
-/// connection between fetches of different servers' documents beyond
-/// reqwest's pool).
+/// The HTTP client of disaster recovery: made once, one connection per
+/// fetch.
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
@@ -160,6 +159,10 @@ impl Fetcher {
             .no_proxy()
             .user_agent("trunkline")
             .http1_only()
+            // One connection per fetch: DR fetches are rare, and a pooled
+            // connection the server closed without saying so (no
+            // `Connection: close`) would fail the next fetch.
+            .pool_max_idle_per_host(0)
             .use_preconfigured_tls((*tls).clone())
             .build()
             .map_err(|e| e.to_string())?;

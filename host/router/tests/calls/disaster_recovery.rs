@@ -44,12 +44,15 @@ fn serve_one(mut s: impl Read + Write, docs: &[(String, Vec<u8>)], seen: &Mutex<
     let reply = match docs.iter().find(|(p, _)| *p == path) {
         Some((_, doc)) => {
             let kind = if path.ends_with(".wav") { "audio/wav" } else { "text/xml" };
-            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n", doc.len())
-                .into_bytes();
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                doc.len()
+            )
+            .into_bytes();
             r.extend_from_slice(doc);
             r
         }
-        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
     };
     let _ = s.write_all(&reply);
     let _ = s.flush();
@@ -331,7 +334,10 @@ fn an_srtp_baresip_caller_hears_the_play_encrypted_and_is_hung_up() {
     let router = Router::start(&failing_trunk(silent, &format!("http://127.0.0.1:{}/dr", http.port)));
     let mut caller = super::baresip::Baresip::start("<sip:+12125550123@127.0.0.1>;regint=0;mediaenc=srtp-mand", None);
     caller.command("dial", &format!("sip:+14155550100@127.0.0.1:{};transport=udp", router.port));
-    caller.wait_for("CALL_ESTABLISHED");
+    let first = caller.wait_for_either("CALL_ESTABLISHED", "CALL_CLOSED");
+    if first == "CALL_CLOSED" {
+        panic!("refused before the <Play> answered:\n{}", router.outcomes(1));
+    }
     caller.wait_for("CALL_CLOSED");
     let reports = router.outcomes(1);
     assert!(reports.contains("-> no response in 300 ms"), "{reports}");
