@@ -14,6 +14,9 @@
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text, [`crate::metrics`]) |
 //! | `POST /drain` | stop taking calls, let those in progress finish (`sip.drain_timeout_secs`), exit |
+//! | `GET /health/live` | 200 while the process serves |
+//! | `GET /health/ready` | 200 while it takes calls, 503 while draining (for load balancers); calls in progress |
+//! | `GET /calls/active` | the calls in progress: Call-ID, trunk, direction, parties, answered, target, age |
 //! | `GET /bans` | sources banned after failed digest authentications, with the seconds left |
 //! | `DELETE /bans/IP` | lift the ban on IP |
 
@@ -41,6 +44,8 @@ pub enum Control {
     Bans(tokio::sync::oneshot::Sender<Vec<(std::net::IpAddr, u64)>>),
     /// Lift a ban; whether there was one.
     Lift(std::net::IpAddr, tokio::sync::oneshot::Sender<bool>),
+    /// The calls in progress and whether the router is draining.
+    Calls(tokio::sync::oneshot::Sender<(Vec<crate::engine::ActiveCall>, bool)>),
 }
 
 /// What the handlers share.
@@ -143,6 +148,9 @@ fn routes(admin: Admin) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/drain", post(drain))
         .route("/bans", get(bans))
+        .route("/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/health/ready", get(ready))
+        .route("/calls/active", get(active_calls))
         .route("/bans/{ip}", axum::routing::delete(lift))
         .route("/plugins", get(plugins))
         .route("/instances", get(instances))
@@ -152,7 +160,7 @@ fn routes(admin: Admin) -> Router {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release, \
-                 POST /drain, GET /bans, DELETE /bans/IP"
+                 POST /drain, GET /bans, DELETE /bans/IP, GET /health/live, GET /health/ready, GET /calls/active"
                     .into(),
             )
         })
@@ -200,6 +208,26 @@ async fn ask<T>(a: &Admin, make: impl FnOnce(tokio::sync::oneshot::Sender<T>) ->
     let (tx, rx) = tokio::sync::oneshot::channel();
     a.control.send(make(tx)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())
+}
+
+async fn ready(State(a): State<Admin>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (calls, draining) = ask(&a, Control::Calls).await?;
+    let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    Ok((status, Json(json!({ "ready": !draining, "draining": draining, "calls": calls.len() }))))
+}
+
+async fn active_calls(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
+    let (calls, _) = ask(&a, Control::Calls).await?;
+    let items: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            json!({
+                "call_id": c.call_id, "trunk": c.trunk, "direction": c.direction, "from": c.from, "to": c.to,
+                "answered": c.answered, "target": c.target, "seconds": c.seconds,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(items)))
 }
 
 async fn bans(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {

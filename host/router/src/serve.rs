@@ -203,6 +203,9 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 Control::Lift(ip, reply) => {
                     let _ = reply.send(engine.lift_ban(Instant::now(), ip));
                 }
+                Control::Calls(reply) => {
+                    let _ = reply.send((engine.active_calls(Instant::now()), engine.draining()));
+                }
             },
             _ = sleep_until(drain.next()) => {}
         }

@@ -387,6 +387,29 @@ impl Engine {
         lifted
     }
 
+    /// The calls in progress, for the admin API (no media address, no key).
+    pub fn active_calls(&self, now: Instant) -> Vec<ActiveCall> {
+        let mut calls: Vec<ActiveCall> = self
+            .calls
+            .values()
+            .map(|c| ActiveCall {
+                call_id: c.call.call_id.clone(),
+                trunk: self.settings.trunks[c.trunk].name.clone(),
+                direction: match c.call.direction {
+                    trunkline_plugin_host::types::Direction::Origination => "origination",
+                    trunkline_plugin_host::types::Direction::Termination => "termination",
+                },
+                from: c.call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
+                to: c.call.to.user.clone().unwrap_or_default(),
+                answered: c.phase == Phase::Answered,
+                target: c.leg.as_ref().map(|l| l.uri.clone()),
+                seconds: now.saturating_duration_since(c.started).as_secs(),
+            })
+            .collect();
+        calls.sort_by(|a, b| b.seconds.cmp(&a.seconds).then_with(|| a.call_id.cmp(&b.call_id)));
+        calls
+    }
+
     /// Whether [`Engine::drain`] was called.
     pub fn draining(&self) -> bool {
         self.draining
@@ -423,6 +446,22 @@ impl Engine {
         r.headers.push(SipHeader { name: "Retry-After".into(), value: retry_after.to_string() });
         self.layer.send_response(now, key, r);
     }
+}
+
+/// A call in progress, as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveCall {
+    pub call_id: String,
+    pub trunk: String,
+    pub direction: &'static str,
+    pub from: String,
+    pub to: String,
+    /// Answered (else ringing, or executing disaster-recovery TwiML).
+    pub answered: bool,
+    /// The target being tried, or that answered.
+    pub target: Option<String>,
+    /// Since the INVITE arrived.
+    pub seconds: u64,
 }
 
 /// Retry-After (seconds) of the 503 a draining router answers.

@@ -88,8 +88,24 @@ fn the_admin_drain_ends_calls_still_up_at_the_drain_timeout_with_bye() {
             .spawn()
             .unwrap();
     std::thread::sleep(Duration::from_millis(1000)); // answered
+    let ready = http(admin, "GET", "/health/ready");
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\":true") && ready.contains("\"calls\":1"),
+        "{ready}"
+    );
+    let active = http(admin, "GET", "/calls/active");
+    assert!(
+        active.contains("\"trunk\":\"acme-prod\"")
+            && active.contains("\"answered\":true")
+            && active.contains("\"direction\":\"origination\"")
+            && active.contains(&format!("\"target\":\"sip:+14155550100@127.0.0.1:{uas_port}\"")),
+        "{active}"
+    );
     let answer = http(admin, "POST", "/drain");
     assert!(answer.starts_with("HTTP/1.1 202") && answer.contains("{\"draining\":true}"), "{answer}");
+    let draining = http(admin, "GET", "/health/ready");
+    assert!(draining.starts_with("HTTP/1.1 503") && draining.contains("\"draining\":true"), "{draining}");
+    assert!(http(admin, "GET", "/health/live").starts_with("HTTP/1.1 200"), "still live while draining");
     let (call_ok, uas_ok) = (call.wait().unwrap(), uas.wait().unwrap());
     let reports = router.outcomes(1);
     assert!(call_ok.success() && uas_ok.success(), "BYE to both parties after 1 s\n{reports}");
