@@ -202,11 +202,20 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return Ok(()) };
         let Some(session) = c.media.as_mut() else { return Ok(()) };
         m.body = session.rewrite(now, side(from), &m.body, self.ports.as_mut())?;
+        self.push_relay(id, true);
+        Ok(())
+    }
+
+    /// Tell the relay call `id`'s streams as they now are (with the
+    /// trunk's or the plugin's recording if `recorded`).
+    pub(super) fn push_relay(&mut self, id: u64, recorded: bool) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let Some(session) = c.media.as_ref() else { return };
         let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-        let recording = recording_of(&self.settings, c.trunk, c.record, id, &c.call.call_id);
+        let recording =
+            recorded.then(|| recording_of(&self.settings, c.trunk, c.record, id, &c.call.call_id)).flatten();
         let streams = session.streams().to_vec();
         self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
-        Ok(())
     }
 
     /// A new party on `side` of call `id` (the next target, a transfer
@@ -224,13 +233,9 @@ impl Engine {
 
     /// An offer was refused: call `id`'s media goes back to `earlier`.
     pub(super) fn media_restore(&mut self, id: u64, earlier: &Session) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
-        let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-        let recording = recording_of(&self.settings, c.trunk, c.record, id, &c.call.call_id);
-        let Some(session) = c.media.as_mut() else { return };
+        let Some(session) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
         session.restore(earlier);
-        let streams = session.streams().to_vec();
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
+        self.push_relay(id, true);
     }
 
     /// Call `id` is over: its ports go back (they rest) and the relay stops.

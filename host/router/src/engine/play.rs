@@ -148,7 +148,6 @@ impl Engine {
         let Some(session) = c.media.as_mut() else { return Err("no media session".into()) };
         let answer = session.answer_here(now, &c.a_invite.body, self.ports.as_mut()).map_err(|e| e.to_string())?;
         let port = session.streams()[answer.stream].local[0].unwrap_or(0);
-        let streams = session.streams().to_vec();
         let mut ok = relay_response(&c.a_invite, 200, "OK", &c.a_tag, (&self.locals, c.a_from.transport), None);
         ok.headers.push(Header { name: "Content-Type".into(), value: "application/sdp".into() });
         ok.body = answer.body.clone();
@@ -161,10 +160,9 @@ impl Engine {
         if let Some(run) = c.twiml.as_mut() {
             run.here = Some(Here { port, payload_type: answer.payload_type, law: answer.law, body: answer.body });
         }
-        let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
         let longest = self.settings.trunks[c.trunk].max_call_duration;
         self.timers.push(Reverse((now + longest, id, Timer::MaxDuration)));
-        self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording: None });
+        self.push_relay(id, false);
         // RFC 3262 §3: no 2xx while a 1xx with a session description awaits its PRACK.
         let c = &self.calls[&id];
         if !c.a_reliable.as_ref().is_some_and(|p| p.holds_final()) {
@@ -198,9 +196,7 @@ impl Engine {
                 let Some(session) = c.media.as_mut() else { return };
                 match session.answer_here(now, &m.body, self.ports.as_mut()) {
                     Ok(a) => {
-                        let streams = session.streams().to_vec();
-                        let symmetric = self.settings.trunks[c.trunk].symmetric_rtp;
-                        self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording: None });
+                        self.push_relay(id, false);
                         Some(a.body)
                     }
                     Err(e) => {
