@@ -62,6 +62,15 @@ live() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null || true
   cat "$out"
+  echo
+  echo "== call records (the router's store, $here/trunkline.db): trunkline calls --config live.toml"
+  (cd "$here" && "$trunkline" calls --config live.toml --limit 5)
+  local first; first=$(cd "$here" && "$trunkline" calls --config live.toml --outcome answered --format csv --limit 1 | sed -n 2p | cut -d, -f1)
+  if [ -n "$first" ]; then
+    echo
+    echo "== the answered call as a SIP ladder: trunkline calls --config live.toml show $first"
+    (cd "$here" && "$trunkline" calls --config live.toml show "$first")
+  fi
 }
 live
 

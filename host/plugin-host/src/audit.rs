@@ -40,7 +40,12 @@ const KEEP: usize = 1024;
 pub struct AuditLog {
     file: Option<Mutex<File>>,
     recent: Mutex<VecDeque<AuditEntry>>,
+    /// Also handed to this (the router's store), if set.
+    forward: Mutex<Option<Forward>>,
 }
+
+/// A receiver of every audit entry (see [`AuditLog::forward_to`]).
+pub type Forward = Box<dyn Fn(&AuditEntry) + Send + Sync>;
 
 impl AuditLog {
     /// Append to `path` if given (created if missing).
@@ -49,7 +54,7 @@ impl AuditLog {
             Some(p) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,
         };
-        Ok(AuditLog { file, recent: Mutex::new(VecDeque::new()) })
+        Ok(AuditLog { file, recent: Mutex::new(VecDeque::new()), forward: Mutex::new(None) })
     }
 
     /// Record an entry (the time is filled in).
@@ -67,11 +72,20 @@ impl AuditLog {
                 tracing::error!("audit log write failed: {e}");
             }
         }
+        if let Some(forward) = self.forward.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            forward(&entry);
+        }
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == KEEP {
             recent.pop_front();
         }
         recent.push_back(entry);
+    }
+
+    /// Hand every entry from now on to `forward` too (entries recorded
+    /// before are in [`AuditLog::recent`]).
+    pub fn forward_to(&self, forward: Forward) {
+        *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(forward);
     }
 
     /// The most recent entries, oldest first.

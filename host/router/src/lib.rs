@@ -8,8 +8,10 @@
 pub mod admin;
 pub mod config;
 pub mod engine;
+pub mod live;
 pub mod metrics;
 pub mod plugin_cmd;
+pub mod records;
 pub mod resolve;
 pub mod routing;
 pub mod serve;

@@ -1,6 +1,6 @@
 //! `trunkline`: the SIP trunking router with Wasm policy plugins.
 
-use trunkline_router::{config, plugin_cmd, simulate};
+use trunkline_router::{config, plugin_cmd, records, simulate};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,10 +44,50 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Call records: list them (filters, table/json/csv), or `show ID` as a SIP ladder.
+    Calls {
+        #[command(subcommand)]
+        command: Option<CallsCommand>,
+        /// Calls on this trunk.
+        #[arg(long)]
+        trunk: Option<String>,
+        /// Calls from or to this number (a leading + optional).
+        #[arg(long)]
+        number: Option<String>,
+        /// Calls that started since: a duration back from now (30s, 15m, 1h, 7d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// answered, rejected, failed or cancelled.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: records::cli::Format,
+        /// Most calls listed (newest first).
+        #[arg(long, default_value_t = records::query::DEFAULT_LIMIT)]
+        limit: usize,
+        /// The router's configuration (its [records] path names the store).
+        #[arg(long, global = true, default_value = "trunkline.toml")]
+        config: PathBuf,
+        /// The store's file itself, instead of the configuration's.
+        #[arg(long, global = true)]
+        store: Option<PathBuf>,
+    },
     /// Plugin tools.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CallsCommand {
+    /// One call as a SIP ladder diagram (caller, router, each target), its route and hook decisions.
+    Show {
+        /// The number `trunkline calls` shows, or the caller's Call-ID.
+        id: String,
+        /// The whole record as JSON instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,6 +140,9 @@ fn main() -> ExitCode {
         Command::Simulate { config, request, answers, seed } => {
             simulate::simulate(simulate::SimArgs { config, request, answers, seed })
         }
+        Command::Calls { command, trunk, number, since, outcome, format, limit, config, store } => {
+            calls(command, (trunk, number, since, outcome, limit), format, &config, store)
+        }
         Command::Plugin { command: PluginCommand::Check { file } } => plugin_cmd::check(&file),
         Command::Plugin {
             command: PluginCommand::Run { file, hook, request, response, config, direction, targets, owned },
@@ -122,6 +165,33 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `trunkline calls` and `trunkline calls show ID`.
+fn calls(
+    command: Option<CallsCommand>,
+    (trunk, number, since, outcome, limit): (Option<String>, Option<String>, Option<String>, Option<String>, usize),
+    format: records::cli::Format,
+    config: &std::path::Path,
+    store: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let store = match store {
+        Some(s) => s,
+        None => config::records_path(config)?
+            .ok_or_else(|| anyhow::anyhow!("{}: [records] enabled = false: no call records", config.display()))?,
+    };
+    let mut out = std::io::stdout().lock();
+    match command {
+        Some(CallsCommand::Show { id, json }) => records::cli::show(&store, &id, json, &mut out),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let filter = records::query::Filter::new(trunk, number, since.as_deref(), outcome, Some(limit), now)
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            records::cli::list(&records::cli::ListArgs { store, filter, format }, &mut out)
         }
     }
 }
@@ -177,6 +247,10 @@ fn run(path: &std::path::Path, print_calls: bool) -> anyhow::Result<()> {
         .thread_name("connections")
         .enable_all()
         .build()?;
-    let opts = trunkline_router::serve::RunOptions { print_calls, connections: Some(connections.handle().clone()) };
+    let opts = trunkline_router::serve::RunOptions {
+        print_calls,
+        connections: Some(connections.handle().clone()),
+        config: Some(path.to_owned()),
+    };
     engine_rt.block_on(trunkline_router::serve::run(settings, rt, opts))
 }

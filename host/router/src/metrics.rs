@@ -78,6 +78,10 @@ pub struct Metrics {
     auth_banned_requests: Counter,
     /// The engine's ban counts as last copied.
     bans_seen: Mutex<(u64, u64)>,
+    records_written: Counter,
+    records_dropped: Counter,
+    /// The record writer's counts as last copied.
+    records_seen: Mutex<(u64, u64)>,
     /// The relay's counters as last copied (`media_tick`).
     relay_seen: Mutex<trunkline_relay::RelayStats>,
 }
@@ -138,8 +142,19 @@ impl Metrics {
             "Terminating INVITEs dropped because their source was banned",
             auth_banned_requests.clone(),
         );
+        let records_written = Counter::default();
+        registry.register("records_written", "Call records stored ([records])", records_written.clone());
+        let records_dropped = Counter::default();
+        registry.register(
+            "records_dropped",
+            "Call records and audit entries dropped: the record queue was full, or the store failed",
+            records_dropped.clone(),
+        );
         Metrics {
             registry,
+            records_written,
+            records_dropped,
+            records_seen: Mutex::new((0, 0)),
             auth_bans,
             auth_banned_requests,
             bans_seen: Mutex::new((0, 0)),
@@ -187,6 +202,14 @@ impl Metrics {
         self.auth_bans.inc_by(bans.saturating_sub(seen.0));
         self.auth_banned_requests.inc_by(dropped.saturating_sub(seen.1));
         *seen = (bans, dropped);
+    }
+
+    /// The record writer's counts since it started: (written, dropped).
+    pub fn records(&self, (written, dropped): (u64, u64)) {
+        let mut seen = self.records_seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.records_written.inc_by(written.saturating_sub(seen.0));
+        self.records_dropped.inc_by(dropped.saturating_sub(seen.1));
+        *seen = (written, dropped);
     }
 
     /// Calls in progress now.

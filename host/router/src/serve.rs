@@ -16,7 +16,11 @@ use std::collections::HashMap;
 
 use trunkline_relay::{Relay, RelayConfig};
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::admin::Control;
+use crate::records::store::AuditRow;
+use crate::records::writer::RecordSink;
 use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::metrics::Metrics;
@@ -31,6 +35,8 @@ pub struct RunOptions {
     pub print_calls: bool,
     /// Runtime for TCP/TLS connection tasks; `None`: the calling one.
     pub connections: Option<tokio::runtime::Handle>,
+    /// The configuration's file, for live reloads (`None`: not reloadable).
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Serve until SIGINT/SIGTERM.
@@ -78,14 +84,24 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     } else {
         None
     };
-    spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone())?;
-    // What the admin API asks of the engine's loop (drain).
+    // What the admin API, signals and the file watcher ask of the engine's loop.
     let (control_tx, mut control) = mpsc::channel::<Control>(8);
+    spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone(), control_tx.clone())?;
+    let _config_watcher = match (&opts.config, settings.watch_config) {
+        (Some(path), true) => Some(
+            crate::live::watch(path, control_tx.clone())
+                .with_context(|| format!("watching {} (sip.watch_config)", path.display()))?,
+        ),
+        _ => None,
+    };
+    // The configuration new calls get (a live reload replaces it).
+    let mut current = settings.clone();
     if let Some(addr) = settings.admin {
         let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
         let admin =
             crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx)
-                .with_tokens(&settings.admin_tokens);
+                .with_tokens(&settings.admin_tokens)
+                .with_records(settings.records.path.clone());
         tokio::spawn(crate::admin::serve(listener, admin));
     }
 
@@ -96,6 +112,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     for t in &settings.trunks {
         plugins.prepare_for(&t.chain);
     }
+    let mut insight = Insight::start(&settings, &runtime)?;
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     let mut media = start_relay(&settings, &mut engine)?;
@@ -116,9 +133,12 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain = Drain::default();
     loop {
-        flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
+        flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics, &mut insight)).await;
         if drain.due(Instant::now(), &mut engine) {
-            flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics)).await;
+            engine.flush_records();
+            flush(udp.as_ref(), &mut streams, &mut engine, &mut media, (opts.print_calls, &metrics, &mut insight))
+                .await;
+            insight.close();
             tracing::info!("drained: exiting");
             return Ok(());
         }
@@ -175,6 +195,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
             _ = media_tick.tick() => {
                 metrics.auth_bans(engine.auth_ban_counts());
+                if let Some(sink) = &insight.sink {
+                    let stats = sink.stats();
+                    metrics.records((stats.written.load(Relaxed), stats.dropped.load(Relaxed)));
+                }
                 if let Some(m) = media.as_ref() {
                     metrics.media(m.relay.stats(), engine.media_ports_in_use());
                     if let Some(idle) = rtp_timeout {
@@ -192,11 +216,26 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 plugins.work_while_idle();
             }
             _ = &mut shutdown => {
-                drain.start(Instant::now(), &mut engine, settings.drain_timeout, "a signal");
+                drain.start(Instant::now(), &mut engine, current.drain_timeout, "a signal");
                 shutdown = Box::pin(shutdown_signal()); // a second one ends the calls at once
             }
             Some(c) = control.recv() => match c {
-                Control::Drain => drain.start(Instant::now(), &mut engine, settings.drain_timeout, "the admin API"),
+                Control::Drain => drain.start(Instant::now(), &mut engine, current.drain_timeout, "the admin API"),
+                Control::Reload { source, by, reply } => {
+                    let outcome = match &opts.config {
+                        Some(path) => {
+                            crate::live::apply(path, &mut current, &mut engine, &plugins, (source, by.as_deref()))
+                        }
+                        None => Err("this router was started without a configuration file to reload".into()),
+                    };
+                    match (&outcome, reply) {
+                        (_, Some(reply)) => {
+                            let _ = reply.send(outcome);
+                        }
+                        (Ok(changes), None) => tracing::info!("configuration reloaded ({source}): {}", changes.join("; ")),
+                        (Err(why), None) => tracing::error!("configuration reload ({source}) refused: {why}"),
+                    }
+                }
                 Control::Bans(reply) => {
                     let _ = reply.send(engine.banned_sources(Instant::now()));
                 }
@@ -359,7 +398,7 @@ async fn flush(
     streams: &mut Streams,
     engine: &mut Engine,
     media: &mut Option<MediaRelay>,
-    (print, metrics): (bool, &Metrics),
+    (print, metrics, insight): (bool, &Metrics, &mut Insight),
 ) {
     // The relay first: a party told our ports in the messages below may
     // send media at once.
@@ -399,8 +438,48 @@ async fn flush(
         }
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
         metrics.call_ended(&r);
+        if insight.sink.is_some() && !r.media.is_empty() {
+            insight.media.insert(r.call, r.media);
+        }
+    }
+    if let Some(sink) = &insight.sink {
+        while let Some(mut d) = engine.poll_record() {
+            if let Some(media) = insight.media.remove(&d.call) {
+                d.record.media = media;
+            }
+            sink.submit(d);
+        }
     }
     metrics.set_active_calls(engine.calls());
+}
+
+/// Call records: the store's writer, and what the relay said of each
+/// call's media (from its report) until the call's record goes.
+struct Insight {
+    sink: Option<RecordSink>,
+    media: HashMap<u64, Vec<String>>,
+}
+
+impl Insight {
+    /// Open the store (`[records]`), and send the plugins' audit entries to it.
+    fn start(settings: &Settings, runtime: &Runtime) -> anyhow::Result<Insight> {
+        let Some(path) = &settings.records.path else {
+            return Ok(Insight { sink: None, media: HashMap::new() });
+        };
+        let r = &settings.records;
+        let sink = RecordSink::start(path, r.queue, r.retention)?;
+        tracing::info!("call records in {}", path.display());
+        let audit = sink.clone();
+        runtime.audit().forward_to(Box::new(move |e| audit.audit(AuditRow::from(e))));
+        Ok(Insight { sink: Some(sink), media: HashMap::new() })
+    }
+
+    /// Store what is queued and stop the writer.
+    fn close(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.close();
+        }
+    }
 }
 
 /// Give the relay what the engine decided about media.
@@ -514,7 +593,9 @@ async fn shutdown_signal() {
 }
 
 /// SIGHUP reloads every plugin of the folder (off the hot path).
-fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf) -> anyhow::Result<()> {
+/// SIGHUP: reload the plugins folder, then the configuration (whose trunks
+/// may name the new plugins).
+fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf, control: mpsc::Sender<Control>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -533,6 +614,7 @@ fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf) -> anyhow::Res
                     Err(e) => tracing::error!("SIGHUP reload: cannot read {}: {e}", dir.display()),
                 })
                 .await;
+                crate::live::ask(&control, "signal");
             }
         });
     }

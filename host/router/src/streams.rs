@@ -31,7 +31,7 @@ pub enum StreamEvent {
 }
 
 /// Limits of stream connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StreamLimits {
     /// Close a connection without traffic for this long.
     pub idle: Duration,

@@ -20,11 +20,15 @@ use crate::streams::StreamLimits;
 use crate::tls::TlsFiles;
 
 mod media;
+mod diff;
 mod raw;
+mod records;
 mod termination;
 mod trunk;
 
 pub use media::{MediaMode, MediaSettings, RecordingMode};
+pub use diff::live_change;
+pub use records::{records_path, RecordSettings};
 use raw::RawConfig;
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
@@ -108,7 +112,7 @@ pub struct Trunk {
 }
 
 /// Plugin runtime settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PluginSettings {
     pub dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
@@ -130,6 +134,8 @@ pub struct Settings {
     /// `[sip] drain_timeout_secs`: on SIGTERM, how long calls in progress
     /// may go on (new ones refused) before the rest are ended.
     pub drain_timeout: std::time::Duration,
+    /// `[sip] watch_config`: reload the configuration when its file changes.
+    pub watch_config: bool,
     /// TCP connection limits.
     pub streams: StreamLimits,
     /// Certificate, key and CA bundle for TLS.
@@ -151,6 +157,8 @@ pub struct Settings {
     pub dns_servers: Vec<SocketAddr>,
     /// `[media]`: the relay's address and ports.
     pub media: MediaSettings,
+    /// `[records]`: call records and the audit log.
+    pub records: RecordSettings,
 }
 
 /// Per-source rate limits.
@@ -486,6 +494,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let relaying = trunks.iter().any(|t| t.media == MediaMode::Relay);
     let listen_span = raw.sip.listen.first().map(|l| l.span()).unwrap_or(0..0);
     let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
+    let records = records::records(cx, raw.records, base)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
@@ -496,6 +505,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         domains,
         failover_timeout_ms: *failover.get_ref(),
         drain_timeout: std::time::Duration::from_secs(*drain.get_ref()),
+        watch_config: raw.sip.watch_config,
         ring_timeout_ms: *ring.get_ref(),
         streams,
         tls,
@@ -508,6 +518,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         limits,
         dns_servers,
         media,
+        records,
     })
 }
 

@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) media: super::media::RawMedia,
+    #[serde(default)]
+    pub(super) records: super::records::RawRecords,
 }
 
 /// `[limits]`: per-source flood protection.
@@ -134,6 +136,9 @@ pub(super) struct RawSip {
     /// on before the rest are ended.
     #[serde(default = "default_drain_secs")]
     pub(super) drain_timeout_secs: Spanned<u64>,
+    /// Reload this file when it changes (as on SIGHUP).
+    #[serde(default)]
+    pub(super) watch_config: bool,
 }
 
 pub(super) fn default_drain_secs() -> Spanned<u64> {

@@ -95,11 +95,12 @@ impl Engine {
             let Some(tx) = self.layer.send_request(now, peer, invite.clone()) else { return };
             let attempt = c.attempts;
             c.route.push(if named { format!("INVITE {uri} at {}", peer.addr) } else { format!("INVITE {uri}") });
+            c.target_sent(now, &uri, peer, &call_id);
             c.b_call_ids.push(call_id.clone());
             c.leg = Some(Leg::new(attempt, tx.clone(), invite, peer, uri));
             self.by_b_tx.insert(tx, (id, attempt));
             self.by_b_call_id.insert(call_id, id);
-            let wait = Duration::from_millis(self.settings.failover_timeout_ms);
+            let wait = Duration::from_millis(c.settings.failover_timeout_ms);
             self.timers.push(Reverse((now + wait, id, Timer::Failover(attempt))));
             return;
         }
@@ -113,8 +114,9 @@ impl Engine {
         }
         let tx = leg.tx.clone();
         if let Some(last) = c.route.last_mut() {
-            last.push_str(&format!(" -> no response in {} ms", self.settings.failover_timeout_ms));
+            last.push_str(&format!(" -> no response in {} ms", c.settings.failover_timeout_ms));
         }
+        c.target_ended(format!("no response in {} ms (failover)", c.settings.failover_timeout_ms));
         c.leg = None;
         self.layer.abandon(&tx);
         self.try_next(now, id);
@@ -128,7 +130,7 @@ impl Engine {
             .as_ref()
             .and_then(|t| t.dial_timeout)
             .map(|d| d.as_millis() as u64)
-            .unwrap_or(self.settings.ring_timeout_ms);
+            .unwrap_or(c.settings.ring_timeout_ms);
         if c.phase != Phase::Routing || c.leg.as_ref().is_none_or(|l| l.attempt != attempt) {
             return;
         }
@@ -137,6 +139,7 @@ impl Engine {
         if let Some(last) = c.route.last_mut() {
             last.push_str(&format!(" -> no answer in {ring_ms} ms (CANCEL)"));
         }
+        c.target_ended(format!("no answer in {ring_ms} ms (CANCEL)"));
         c.last_failure = Some(
             trunkline_plugin_host::types::ResponseRecord {
                 status: 408,
@@ -189,11 +192,12 @@ impl Engine {
         }
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
+        c.target_response(now, status, &reason_of(&m));
         let ring = c
             .twiml
             .as_ref()
             .and_then(|t| t.dial_timeout)
-            .unwrap_or(Duration::from_millis(self.settings.ring_timeout_ms));
+            .unwrap_or(Duration::from_millis(c.settings.ring_timeout_ms));
         if let Some(leg) = c.leg.as_mut() {
             if !leg.responded {
                 self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));
@@ -224,6 +228,7 @@ impl Engine {
         let status = status_of(&m);
         let reason_phrase = reason_of(&m);
         let Some(c) = self.calls.get_mut(&id) else { return };
+        c.target_response(now, status, &reason_phrase);
         if (200..300).contains(&status) && c.phase == Phase::Answered {
             return self.answered(now, id, m); // a retransmission: ACK again
         }
@@ -248,9 +253,9 @@ impl Engine {
                 RedirectDecision::NextTarget => None,
                 RedirectDecision::Reject(r) => return self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
             };
-            let ours = |u: &str| {
-                party(u).is_some_and(|p| self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)))
-            };
+            let settings = c.settings.clone();
+            let ours =
+                |u: &str| party(u).is_some_and(|p| settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&p.host)));
             match follow {
                 Some(u) if c.redirects < MAX_REDIRECTS && !ours(&u) => {
                     c.redirects += 1;
@@ -272,6 +277,8 @@ impl Engine {
             if let Some(last) = c.route.last_mut() {
                 last.push_str(&format!(" -> {status} {reason_phrase}"));
             }
+            let why = if status == 408 { "no final response (transaction timeout)" } else { "transport error" };
+            c.target_ended(format!("{why}: {status} {reason_phrase} from the router"));
         }
         c.leg = None;
         c.last_failure = m.as_ref().and_then(response_from).or(Some(
@@ -295,7 +302,7 @@ impl Engine {
         }
         let last = c.last_failure.clone();
         let fallback = c.session.on_failure(&c.call, last.as_ref());
-        let dr = self.settings.trunks[c.trunk].disaster_recovery_url.clone();
+        let dr = c.settings.trunks[c.trunk].disaster_recovery_url.clone();
         let (code, why) = last.map(|l| (l.status, l.reason.clone())).unwrap_or((480, "Temporarily Unavailable".into()));
         match fallback {
             Fallback::Reject(r) => self.finish(now, id, r.code, &r.reason, Outcome::Rejected),
@@ -373,7 +380,7 @@ impl Engine {
         c.phase = Phase::Answered;
         c.answered = Some(now);
         c.session.end_routing_phase();
-        let longest = self.settings.trunks[c.trunk].max_call_duration;
+        let longest = c.settings.trunks[c.trunk].max_call_duration;
         self.timers.push(Reverse((now + longest, id, Timer::MaxDuration)));
         // RFC 3262 §3: no 2xx while a 1xx with a session description awaits its PRACK.
         if !c.a_reliable.as_ref().is_some_and(|p| p.holds_final()) {

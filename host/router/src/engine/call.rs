@@ -91,6 +91,9 @@ pub(crate) struct CallState {
     pub(crate) call: Call,
     pub(crate) request: Request,
     pub(crate) session: CallSession,
+    /// The configuration the call started under (`trunk` indexes its
+    /// trunks): a live reload changes only the calls that come after it.
+    pub(crate) settings: std::sync::Arc<crate::config::Settings>,
     pub(crate) trunk: usize,
     pub(crate) dialed: String,
     pub(crate) max_forwards: u32,
@@ -137,6 +140,9 @@ pub(crate) struct CallState {
     /// A plugin asked in `pre-dial` for the call to be recorded, so
     /// (whatever the trunk's `recording`).
     pub(crate) record: Option<trunkline_relay::record::RecordMode>,
+    /// Call insight: each target tried, and the SIP messages of both legs.
+    pub(crate) targets: Vec<crate::records::TargetRecord>,
+    pub(crate) trace: crate::records::RawTrace,
 }
 
 impl CallState {

@@ -31,6 +31,7 @@ mod dns;
 mod flood;
 mod hop;
 mod in_dialog;
+mod insight;
 mod media;
 mod new_call;
 mod play;
@@ -91,6 +92,8 @@ enum Timer {
     MaxDuration,
     /// A reliable 1xx to the caller is due to be repeated (or given up).
     Reliable,
+    /// A finished call's record has lingered long enough (`insight`).
+    RecordDue,
 }
 
 /// The engine. See the module docs.
@@ -136,6 +139,15 @@ pub struct Engine {
     ports: Box<dyn trunkline_media_core::ports::PortSource + Send>,
     /// Instructions for the media relay.
     media_out: VecDeque<MediaCommand>,
+    /// Call records: trace caps (`None`: records off), records lingering
+    /// after their call (by call number, and by each of their Call-IDs),
+    /// and records ready for the driver.
+    trace_caps: Option<crate::records::trace::TraceCaps>,
+    /// The last instant a handler was given (the time of what it sends).
+    last_now: Option<Instant>,
+    pending_records: HashMap<u64, crate::records::Draft>,
+    lingering: HashMap<String, u64>,
+    records_out: VecDeque<crate::records::Draft>,
 }
 
 impl Engine {
@@ -143,6 +155,7 @@ impl Engine {
     pub fn new(settings: Arc<Settings>, runtime: Runtime, locals: Locals, seed: u64) -> Self {
         let limits = settings.limits;
         let ports = media::default_ports(&settings);
+        let trace_caps = settings.records.path.as_ref().map(|_| settings.records.trace);
         Engine {
             layer: Layer::new(Timers::default()),
             settings,
@@ -170,6 +183,11 @@ impl Engine {
             auth_bans: auth_bans::AuthBans::new(limits.auth_bans, limits.source_slots),
             ports,
             media_out: VecDeque::new(),
+            trace_caps,
+            last_now: None,
+            pending_records: HashMap::new(),
+            lingering: HashMap::new(),
+            records_out: VecDeque::new(),
         }
     }
 
@@ -177,6 +195,22 @@ impl Engine {
     /// without it nonces are keyed by the seed, which suits tests only).
     pub fn set_auth_secret(&mut self, secret: &[u8]) {
         self.nonces = trunkline_sip_core::digest::NonceKey::new(secret);
+    }
+
+    /// Take `settings` for the calls that arrive from now on (a live
+    /// reload, checked by [`crate::config::live_change`]); calls in
+    /// progress keep the settings they started with.
+    pub fn reconfigure(&mut self, settings: Arc<Settings>) {
+        let (old, new) = (self.settings.limits, settings.limits);
+        if (old.options, old.invites, old.source_slots) != (new.options, new.invites, new.source_slots) {
+            self.options_limit = flood::SourceLimiter::new(new.options, new.source_slots);
+            self.invite_limit = flood::SourceLimiter::new(new.invites, new.source_slots);
+        }
+        if (old.auth_bans, old.source_slots) != (new.auth_bans, new.source_slots) {
+            // Bans in force are forgotten with the old rule.
+            self.auth_bans = auth_bans::AuthBans::new(new.auth_bans, new.source_slots);
+        }
+        self.settings = settings;
     }
 
     /// Calls in progress.
@@ -191,8 +225,13 @@ impl Engine {
 
     /// A whole message arrived from `from` (a datagram or a stream frame).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        let traced = self.trace(now, false, from, bytes);
         self.layer.handle_message(now, from, bytes);
         self.process(now);
+        if !traced {
+            // The INVITE of a call that exists now.
+            self.trace(now, false, from, bytes);
+        }
     }
 
     /// `peer` cannot be reached (connection refused, reset or timed out):
@@ -217,6 +256,7 @@ impl Engine {
                 Timer::TwimlPause(step) => self.twiml_pause_over(now, id, step),
                 Timer::MaxDuration => self.max_duration_reached(now, id),
                 Timer::Reliable => self.reliable_timer(now, id),
+                Timer::RecordDue => self.record_due(id),
             }
         }
         self.process(now);
@@ -224,7 +264,13 @@ impl Engine {
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.layer.poll_transmit()
+        let t = self.layer.poll_transmit()?;
+        if self.trace_caps.is_some() {
+            // The trace's clock: the last instant the engine was given.
+            let now = self.last_now.unwrap_or_else(Instant::now);
+            self.trace(now, true, t.to, &t.bytes);
+        }
+        Some(t)
     }
 
     /// When `handle_timeout` must run next.
@@ -269,6 +315,7 @@ impl Engine {
     }
 
     fn process(&mut self, now: Instant) {
+        self.last_now = Some(now);
         while let Some(ev) = self.layer.poll_event() {
             match ev {
                 LayerEvent::Request { key: Some(key), from, message } => self.on_request(now, key, from, message),
@@ -394,7 +441,7 @@ impl Engine {
             .values()
             .map(|c| ActiveCall {
                 call_id: c.call.call_id.clone(),
-                trunk: self.settings.trunks[c.trunk].name.clone(),
+                trunk: c.settings.trunks[c.trunk].name.clone(),
                 direction: match c.call.direction {
                     trunkline_plugin_host::types::Direction::Origination => "origination",
                     trunkline_plugin_host::types::Direction::Termination => "termination",

@@ -61,6 +61,7 @@ impl Engine {
                 .map(|t| (t, Direction::Origination, routing::candidates(&settings.trunks[t].origination))),
         };
         let Some((trunk_idx, direction, candidates)) = route else {
+            self.keep_not_found(now, from, &m);
             return self.respond(now, &key, &m, 404, "Not Found");
         };
         // Secure trunking: the PBX sends its calls over TLS.
@@ -103,7 +104,8 @@ impl Engine {
                 }
                 self.layer.send_response(now, &key, resp);
                 return self.report_unrouted(
-                    session,
+                    now,
+                    (session, from),
                     &call,
                     trunk_idx,
                     302,
@@ -122,7 +124,8 @@ impl Engine {
                 let resp = relay_response(&m, r.code, &r.reason, &a_tag, (&self.locals, from.transport), None);
                 self.layer.send_response(now, &key, resp);
                 return self.report_unrouted(
-                    session,
+                    now,
+                    (session, from),
                     &call,
                     trunk_idx,
                     r.code,
@@ -150,6 +153,7 @@ impl Engine {
                 call,
                 request,
                 session,
+                settings: settings.clone(),
                 trunk: trunk_idx,
                 dialed,
                 max_forwards: max_forwards - 1,
@@ -178,6 +182,8 @@ impl Engine {
                 transfer: None,
                 media: super::media::session_for(&settings, trunk_idx, pbx_side),
                 record: None,
+                targets: Vec::new(),
+                trace: crate::records::RawTrace::default(),
             },
         );
         self.try_next(now, id);
@@ -186,7 +192,8 @@ impl Engine {
     /// A call that never reached routing (rejected or redirected by a plugin).
     pub(super) fn report_unrouted(
         &mut self,
-        session: trunkline_plugin_host::CallSession,
+        now: Instant,
+        (session, from): (trunkline_plugin_host::CallSession, Peer),
         call: &trunkline_plugin_host::types::Call,
         trunk: usize,
         status: u16,
@@ -202,13 +209,15 @@ impl Engine {
             attempts: 0,
         };
         let trace = session.on_call_end(call, &summary);
-        self.report(call, trunk, Vec::new(), &trace, (outcome.to_owned(), summary), (0, Vec::new()));
+        self.keep_unrouted(now, call, trunk, from, &trace, &summary, outcome);
+        let name = self.settings.trunks[trunk].name.clone();
+        self.report(call, name, Vec::new(), &trace, (outcome.to_owned(), summary), (0, Vec::new()));
     }
 
     pub(super) fn report(
         &mut self,
         call: &trunkline_plugin_host::types::Call,
-        trunk: usize,
+        trunk: String,
         route: Vec<String>,
         trace: &[trunkline_plugin_host::HookTrace],
         (outcome, summary): (String, Summary),
@@ -221,7 +230,7 @@ impl Engine {
             direction: call.direction,
             hook_times: trace.iter().map(|t| (t.plugin.clone(), t.hook, t.micros)).collect(),
             call_id: call.call_id.clone(),
-            trunk: self.settings.trunks[trunk].name.clone(),
+            trunk,
             from: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
             to: call.to.user.clone().unwrap_or_default(),
             route,

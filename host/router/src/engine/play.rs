@@ -63,8 +63,8 @@ impl Engine {
     /// `<Play>` of `url`: fetch the file (true), or skip the verb (false,
     /// with the reason in the route).
     pub(super) fn start_play(&mut self, id: u64, url: &str, loops: Option<u32>) -> bool {
-        let timeout = self.settings.disaster_recovery.fetch_timeout;
         let Some(c) = self.calls.get_mut(&id) else { return false };
+        let timeout = c.settings.disaster_recovery.fetch_timeout;
         if c.media.is_none() {
             c.route
                 .push(format!("TwiML <Play> {url}: skipped (the trunk does not relay media: media = \"passthrough\")"));
@@ -160,7 +160,7 @@ impl Engine {
         if let Some(run) = c.twiml.as_mut() {
             run.here = Some(Here { port, payload_type: answer.payload_type, law: answer.law, body: answer.body });
         }
-        let longest = self.settings.trunks[c.trunk].max_call_duration;
+        let longest = c.settings.trunks[c.trunk].max_call_duration;
         self.timers.push(Reverse((now + longest, id, Timer::MaxDuration)));
         self.push_relay(id, false);
         // RFC 3262 §3: no 2xx while a 1xx with a session description awaits its PRACK.

@@ -83,7 +83,7 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id).filter(|c| c.phase == Phase::Answered) else {
             return; // ended before
         };
-        let secs = self.settings.trunks[c.trunk].max_call_duration.as_secs();
+        let secs = c.settings.trunks[c.trunk].max_call_duration.as_secs();
         c.route.push(format!("max call duration ({secs} s) reached: BYE to both parties"));
         tracing::info!(call_id = %c.call.call_id, "call hung up after max_call_duration_secs = {secs}");
         self.hang_up_both(now, id);
@@ -141,6 +141,7 @@ impl Engine {
             if let Some(last) = c.route.last_mut() {
                 last.push_str(" -> cancelled");
             }
+            c.target_ended("cancelled (the caller's CANCEL)".into());
             self.withdraw(now, leg);
         }
         self.finish(now, id, 487, "Request Terminated", Outcome::Cancelled);
@@ -217,8 +218,11 @@ impl Engine {
             hangup_by: by,
             attempts: c.attempts,
         };
+        let draft = self.draft_of(now, &mut c, &summary, &what);
         let trace = c.session.on_call_end(&c.call, &summary);
-        self.report(&c.call, c.trunk, c.route, &trace, (what, summary), (id, media));
+        self.keep_record(now, id, draft, &trace);
+        let trunk = c.settings.trunks[c.trunk].name.clone();
+        self.report(&c.call, trunk, c.route, &trace, (what, summary), (id, media));
     }
 
     /// ACK and BYE a 2xx to an INVITE we no longer want (a target we

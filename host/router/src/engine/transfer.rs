@@ -89,7 +89,7 @@ impl Engine {
     /// A REFER inside answered call `id`, from `side`.
     pub(super) fn on_refer(&mut self, now: Instant, key: TransactionKey, m: Message, id: u64, side: Side) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        if !self.settings.trunks[c.trunk].call_transfer {
+        if !c.settings.trunks[c.trunk].call_transfer {
             return self.respond(now, &key, &m, 403, "Call transfer is not enabled on this trunk");
         }
         if !c.dialog_mut(side).is_some_and(|d| d.accept_remote_seq(&m)) {
@@ -114,8 +114,7 @@ impl Engine {
             return self.respond(now, &key, &m, 400, "Bad Request (Refer-To must be a sip: or sips: URI)");
         }
         // A number at one of our domains is a transfer to the PSTN.
-        let trunk = c.trunk;
-        let dialed = self.pstn_number_uri(trunk, &uri).unwrap_or_else(|| uri.clone());
+        let dialed = Self::pstn_number_uri(&c.settings, c.trunk, &uri).unwrap_or_else(|| uri.clone());
         let reachable = match uri_destination(&dialed) {
             Some(Destination::Addr(p)) => self.locals.serves(p.transport),
             Some(Destination::Name { transport, .. }) => self.locals.serves(transport),
@@ -394,14 +393,14 @@ impl Engine {
     /// trunk's termination domain): that number at the first gateway
     /// numbers of the trunk go through (its termination carrier, else
     /// `disaster_recovery.pstn_gateway`).
-    fn pstn_number_uri(&self, trunk: usize, uri: &str) -> Option<String> {
+    fn pstn_number_uri(settings: &crate::config::Settings, trunk: usize, uri: &str) -> Option<String> {
         let p = trunkline_sip_core::NameAddr::parse(uri)?;
         let host = p.host.to_ascii_lowercase();
-        let ours = self.settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&host))
-            || self.settings.trunks[trunk].termination.as_ref().is_some_and(|t| t.domain.eq_ignore_ascii_case(&host));
+        let ours = settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&host))
+            || settings.trunks[trunk].termination.as_ref().is_some_and(|t| t.domain.eq_ignore_ascii_case(&host));
         let number = p.user.filter(|_| ours)?;
         let number = number.split(';').next().unwrap_or(number);
-        super::twiml::number_gateways(&self.settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, number))
+        super::twiml::number_gateways(settings, trunk).iter().find_map(|g| super::twiml::number_uri(g, number))
     }
 
     /// NOTIFY the referrer (on `side`) of the transfer's progress

@@ -90,9 +90,9 @@ impl Engine {
 
     /// Start disaster recovery with the document at `url`.
     pub(super) fn start_twiml_fetch(&mut self, now: Instant, id: u64, url: &str) {
-        let max = self.settings.disaster_recovery.max_fetches;
-        let timeout = self.settings.disaster_recovery.fetch_timeout;
         let Some(c) = self.calls.get_mut(&id) else { return };
+        let max = c.settings.disaster_recovery.max_fetches;
+        let timeout = c.settings.disaster_recovery.fetch_timeout;
         let run = c.twiml.get_or_insert_with(TwimlRun::default);
         let parsed = match &run.base {
             Some(base) => base.join(url),
@@ -147,7 +147,7 @@ impl Engine {
     pub(super) fn run_twiml(&mut self, now: Instant, id: u64) {
         loop {
             let Some(c) = self.calls.get_mut(&id) else { return };
-            let number_gateways = number_gateways(&self.settings, c.trunk);
+            let number_gateways = number_gateways(&c.settings, c.trunk);
             let Some(run) = c.twiml.as_mut() else { return };
             run.step += 1;
             run.dial_timeout = None;

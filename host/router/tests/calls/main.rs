@@ -544,6 +544,17 @@ fn admin_tokens_are_required_and_named_in_the_audit_log() {
         "the reload is audited under the token's name:\n{audit}"
     );
     assert!(!audit.contains("token-0123456789"), "no token in the audit log");
+    // The store's audit log says the same (it is written off the thread that asked).
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let a = http_with(port, "GET", "/audit?limit=50", "Authorization: Bearer env-token-0123456789abcdef\r\n");
+        if a.contains("\"by\":\"ci\"") || std::time::Instant::now() > until {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(stored.contains("\"source\":\"admin\"") && stored.contains("\"by\":\"ci\""), "{stored}");
+    assert!(!stored.contains("token-0123456789"), "no token in the stored audit log");
 }
 
 #[test]
@@ -674,6 +685,7 @@ mod media;
 mod names;
 mod nat;
 mod proxy;
+mod records;
 mod reliable;
 mod secure;
 mod tcp;

@@ -99,6 +99,12 @@ fn digest_challenge_then_the_call_reaches_the_carrier_and_a_wrong_password_gets_
         "407, then the authenticated INVITE was answered by the carrier\n{reports}"
     );
     assert!(reports.contains(&format!("INVITE sip:+12125550123@127.0.0.1:{gw} -> 180 Ringing -> 200 OK")), "{reports}");
+    // The call's record keeps the authenticated INVITE, its credentials redacted.
+    let rows = router.records(1);
+    let record = router.record(&rows[0]["id"]);
+    let trace = record["trace"].to_string();
+    assert!(trace.contains("Proxy-Authorization: Digest username=\\\"acme\\\""), "{trace}");
+    assert!(trace.contains("<redacted>") && !trace.contains("response="), "{trace}");
 
     let wrong = customer(dir.path(), true, VERIFIED, 403, "");
     assert!(

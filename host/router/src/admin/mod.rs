@@ -19,6 +19,11 @@
 //! | `GET /calls/active` | the calls in progress: Call-ID, trunk, direction, parties, answered, target, age |
 //! | `GET /bans` | sources banned after failed digest authentications, with the seconds left |
 //! | `DELETE /bans/IP` | lift the ban on IP |
+//! | `POST /config/reload` | reload `trunkline.toml` (validated whole; refused with the reason, or the changes; audited) |
+//! | `GET /calls?trunk=&number=&since=&outcome=&limit=` | call records, newest first ([`calls`]) |
+//! | `GET /calls/ID` | one call record with its SIP trace (ID: its number or the caller's Call-ID) |
+//! | `GET /calls/ID/ladder` | the call as a SIP ladder diagram (text) |
+//! | `GET /audit?limit=` | the audit log, newest first |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +40,8 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 
 use crate::metrics::Metrics;
 
+mod calls;
+
 /// What the admin API asks of the engine's loop.
 #[derive(Debug)]
 pub enum Control {
@@ -46,6 +53,9 @@ pub enum Control {
     Lift(std::net::IpAddr, tokio::sync::oneshot::Sender<bool>),
     /// The calls in progress and whether the router is draining.
     Calls(tokio::sync::oneshot::Sender<(Vec<crate::engine::ActiveCall>, bool)>),
+    /// Reload the configuration file (`source`: `admin`, `signal`, `watch`;
+    /// `by`: the admin token's name); the outcome to `reply` if given.
+    Reload { source: &'static str, by: Option<String>, reply: Option<crate::live::Reply> },
 }
 
 /// What the handlers share.
@@ -58,6 +68,8 @@ pub struct Admin {
     control: tokio::sync::mpsc::Sender<Control>,
     /// `[admin] tokens`: (name, SHA-256 of the token).
     tokens: Arc<Vec<(String, [u8; 32])>>,
+    /// The store of call records (`[records] path`), if records are on.
+    records: Option<PathBuf>,
 }
 
 /// The name of the token a request carried (`None`: no tokens configured).
@@ -73,7 +85,13 @@ impl Admin {
         metrics: Arc<Metrics>,
         control: tokio::sync::mpsc::Sender<Control>,
     ) -> Admin {
-        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()) }
+        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()), records: None }
+    }
+
+    /// Serve the call records and the audit log of the store at `path`.
+    pub fn with_records(mut self, path: Option<PathBuf>) -> Admin {
+        self.records = path;
+        self
     }
 
     /// Require one of `tokens` on every request.
@@ -147,10 +165,15 @@ fn routes(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/drain", post(drain))
+        .route("/config/reload", post(reload_config))
         .route("/bans", get(bans))
         .route("/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/health/ready", get(ready))
         .route("/calls/active", get(active_calls))
+        .route("/calls", get(calls::list))
+        .route("/calls/{id}", get(calls::one))
+        .route("/calls/{id}/ladder", get(calls::ladder))
+        .route("/audit", get(calls::audit))
         .route("/bans/{ip}", axum::routing::delete(lift))
         .route("/plugins", get(plugins))
         .route("/instances", get(instances))
@@ -160,7 +183,8 @@ fn routes(admin: Admin) -> Router {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release, \
-                 POST /drain, GET /bans, DELETE /bans/IP, GET /health/live, GET /health/ready, GET /calls/active"
+                 POST /drain, POST /config/reload, GET /bans, DELETE /bans/IP, GET /health/live, GET /health/ready, GET /calls/active, \
+                 GET /calls, GET /calls/ID, GET /calls/ID/ladder, GET /audit"
                     .into(),
             )
         })
@@ -208,6 +232,17 @@ async fn ask<T>(a: &Admin, make: impl FnOnce(tokio::sync::oneshot::Sender<T>) ->
     let (tx, rx) = tokio::sync::oneshot::channel();
     a.control.send(make(tx)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())
+}
+
+async fn reload_config(
+    State(a): State<Admin>,
+    Extension(who): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = ask(&a, |reply| Control::Reload { source: "admin", by: who.0.clone(), reply: Some(reply) }).await?;
+    match outcome {
+        Ok(changes) => Ok(Json(json!({ "reloaded": true, "changes": changes }))),
+        Err(why) => Err(ApiError(StatusCode::BAD_REQUEST, format!("config: {why}"))),
+    }
 }
 
 async fn ready(State(a): State<Admin>) -> Result<(StatusCode, Json<Value>), ApiError> {

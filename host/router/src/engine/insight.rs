@@ -1,0 +1,240 @@
+//! Call insight: each call's SIP trace and the record the engine hands over
+//! when the call ends ([`Engine::poll_record`]).
+//!
+//! Messages are filed under their call by Call-ID (the caller's or one of
+//! the router's legs) as they cross the wire, raw and capped. A record
+//! lingers for [`RECORD_LINGER`] after its call ends, so that what still
+//! belongs to it (the 200 to the BYE the router sent, the ACK of a final
+//! response) is in its trace.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use trunkline_plugin_host::types::{Call, Direction, HangupBy, Outcome, Summary};
+use trunkline_plugin_host::HookTrace;
+use trunkline_sip_core::message::Message;
+use trunkline_sip_core::Peer;
+
+use super::call::CallState;
+use super::{Engine, Timer};
+use crate::records::{trace, CallRecord, Draft, HookRecord, RawTrace, ResponseMark, TargetRecord};
+
+/// How long a record waits after its call for the call's last messages.
+pub(crate) const RECORD_LINGER: Duration = Duration::from_secs(2);
+
+impl Engine {
+    /// A message crossed the wire (`sent`: by the router): into its call's
+    /// trace, if it has a call.
+    pub(super) fn trace(&mut self, now: Instant, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
+        let Some(caps) = self.trace_caps else { return true };
+        let Some(call_id) = trace::call_id(bytes) else { return true };
+        let id = self.by_a_call_id.get(call_id).or_else(|| self.by_b_call_id.get(call_id)).copied();
+        if let Some(c) = id.and_then(|id| self.calls.get_mut(&id)) {
+            c.trace.push(caps, now, sent, peer, bytes);
+            return true;
+        }
+        if let Some(d) = self.lingering.get(call_id).and_then(|id| self.pending_records.get_mut(id)) {
+            d.trace.push(caps, now, sent, peer, bytes);
+            return true;
+        }
+        false
+    }
+
+    /// The next finished call's record (after its linger).
+    pub fn poll_record(&mut self) -> Option<Draft> {
+        self.records_out.pop_front()
+    }
+
+    /// Hand over every record still lingering (the router exits).
+    pub fn flush_records(&mut self) {
+        let ids: Vec<u64> = self.pending_records.keys().copied().collect();
+        for id in ids {
+            self.record_due(id);
+        }
+    }
+
+    /// `RECORD_LINGER` after call `id` ended: its record is ready.
+    pub(super) fn record_due(&mut self, id: u64) {
+        let Some(d) = self.pending_records.remove(&id) else { return };
+        self.lingering.remove(&d.record.call_id);
+        for b in &d.record.leg_call_ids {
+            self.lingering.remove(b);
+        }
+        self.records_out.push_back(d);
+    }
+
+    /// Call `c` (already out of the call table) ended: its record, whose
+    /// hooks [`Engine::keep_record`] adds.
+    pub(super) fn draft_of(&self, now: Instant, c: &mut CallState, summary: &Summary, reason: &str) -> Option<Draft> {
+        self.trace_caps?;
+        let trunk = &c.settings.trunks[c.trunk];
+        let mut record = base_record(&c.call, summary, reason);
+        record.trunk = trunk.name.clone();
+        record.account = trunk.account.clone();
+        record.source = c.a_from.addr.to_string();
+        record.transport = c.a_from.transport.to_string();
+        record.leg_call_ids = c.b_call_ids.clone();
+        record.answer_ms = c.answered.map(|a| ms(a.saturating_duration_since(c.started)));
+        record.targets = std::mem::take(&mut c.targets);
+        record.route = c.route.clone();
+        Some(Draft { call: 0, record, started: c.started, ended: now, trace: std::mem::take(&mut c.trace) })
+    }
+
+    /// Keep call `id`'s record, with the hooks' decisions.
+    pub(super) fn keep_record(&mut self, now: Instant, id: u64, draft: Option<Draft>, hooks: &[HookTrace]) {
+        if let Some(mut draft) = draft {
+            draft.record.hooks = hook_records(hooks);
+            draft.call = id;
+            self.linger(now, id, draft);
+        }
+    }
+
+    /// A call that ended before routing (a plugin rejected or redirected
+    /// it): its record, with the INVITE and the answer once they crossed.
+    pub(super) fn keep_unrouted(
+        &mut self,
+        now: Instant,
+        call: &Call,
+        trunk: usize,
+        from: Peer,
+        hooks: &[HookTrace],
+        summary: &Summary,
+        reason: &str,
+    ) {
+        if self.trace_caps.is_none() {
+            return;
+        }
+        let t = &self.settings.trunks[trunk];
+        let mut record = base_record(call, summary, reason);
+        record.trunk = t.name.clone();
+        record.account = t.account.clone();
+        record.source = from.addr.to_string();
+        record.transport = from.transport.to_string();
+        record.hooks = hook_records(hooks);
+        let id = self.unrouted_id();
+        self.linger(now, id, Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() });
+    }
+
+    /// An INVITE no trunk accepted (404): its record (no trunk, no hooks).
+    pub(super) fn keep_not_found(&mut self, now: Instant, from: Peer, m: &Message) {
+        if self.trace_caps.is_none() {
+            return;
+        }
+        let user = |v: &str| crate::sipcall::party(v).and_then(|p| p.user).unwrap_or_default();
+        let called = match &m.start {
+            trunkline_sip_core::message::StartLine::Request { uri, .. } => user(uri),
+            _ => String::new(),
+        };
+        let caller = m.header("From").map(user).unwrap_or_default();
+        let record = CallRecord {
+            call_id: m.header("Call-ID").unwrap_or_default().to_owned(),
+            caller,
+            called,
+            source: from.addr.to_string(),
+            transport: from.transport.to_string(),
+            hangup_by: "none".into(),
+            outcome: "rejected".into(),
+            status: 404,
+            reason: "rejected 404 Not Found (no trunk owns the number or domain)".into(),
+            ..CallRecord::default()
+        };
+        let id = self.unrouted_id();
+        self.linger(now, id, Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() });
+    }
+
+    fn linger(&mut self, now: Instant, id: u64, draft: Draft) {
+        self.lingering.insert(draft.record.call_id.clone(), id);
+        for b in &draft.record.leg_call_ids {
+            self.lingering.insert(b.clone(), id);
+        }
+        self.pending_records.insert(id, draft);
+        self.timers.push(Reverse((now + RECORD_LINGER, id, Timer::RecordDue)));
+    }
+
+    /// A number for a record with no call (never the number of a call).
+    fn unrouted_id(&mut self) -> u64 {
+        let id = self.next_call;
+        self.next_call += 1;
+        id
+    }
+}
+
+impl CallState {
+    /// The INVITE of attempt to `uri` went to `peer` under `call_id`.
+    pub(crate) fn target_sent(&mut self, now: Instant, uri: &str, peer: Peer, call_id: &str) {
+        self.targets.push(TargetRecord {
+            uri: uri.to_owned(),
+            address: format!("{}:{}", peer.transport, peer.addr),
+            call_id: call_id.to_owned(),
+            at_ms: ms(now.saturating_duration_since(self.started)),
+            responses: Vec::new(),
+            ended: None,
+        });
+    }
+
+    /// The current target answered `status` (each status noted once).
+    pub(crate) fn target_response(&mut self, now: Instant, status: u16, reason: &str) {
+        let at_ms = ms(now.saturating_duration_since(self.started));
+        if let Some(t) = self.targets.last_mut() {
+            if !t.responses.iter().any(|r| r.status == status) {
+                t.responses.push(ResponseMark { at_ms, status, reason: reason.to_owned() });
+            }
+        }
+    }
+
+    /// The current target's attempt ended without a final response of its own.
+    pub(crate) fn target_ended(&mut self, what: String) {
+        if let Some(t) = self.targets.last_mut() {
+            t.ended.get_or_insert(what);
+        }
+    }
+}
+
+fn base_record(call: &Call, summary: &Summary, reason: &str) -> CallRecord {
+    CallRecord {
+        call_id: call.call_id.clone(),
+        direction: match call.direction {
+            Direction::Origination => "origination",
+            Direction::Termination => "termination",
+        }
+        .into(),
+        caller: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
+        called: call.to.user.clone().unwrap_or_default(),
+        pdd_ms: summary.pdd_ms.map(u64::from),
+        duration_ms: summary.duration_ms,
+        hangup_by: match summary.hangup_by {
+            HangupBy::Caller => "caller",
+            HangupBy::Callee => "callee",
+            HangupBy::Router => "router",
+            HangupBy::None => "none",
+        }
+        .into(),
+        outcome: match summary.outcome {
+            Outcome::Answered => "answered",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+        .into(),
+        status: summary.status,
+        reason: reason.to_owned(),
+        ..CallRecord::default()
+    }
+}
+
+fn hook_records(hooks: &[HookTrace]) -> Vec<HookRecord> {
+    hooks
+        .iter()
+        .map(|h| HookRecord {
+            plugin: h.plugin.to_string(),
+            version: h.version.to_string(),
+            hook: h.hook.to_owned(),
+            decision: h.outcome.to_string(),
+            micros: h.micros,
+        })
+        .collect()
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}

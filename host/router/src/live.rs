@@ -1,0 +1,127 @@
+//! Live configuration: `trunkline.toml` reloaded on SIGHUP, on `POST
+//! /config/reload`, and on file change (`[sip] watch_config = true`).
+//!
+//! The new file is validated whole (as `trunkline check` does) before
+//! anything changes; a bad file, or one that changes what only a restart
+//! can apply, is refused and the running configuration stays. The engine
+//! then takes the new settings for calls that arrive from now on; calls in
+//! progress keep theirs. Every attempt is audited: who (token name,
+//! signal, file watch), when, and what changed or why it was refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, oneshot};
+use trunkline_plugin_host::audit::AuditEntry;
+use trunkline_plugin_host::Runtime;
+
+use crate::admin::Control;
+use crate::config::{self, Settings};
+use crate::engine::Engine;
+
+/// What a reload answers: the changes, or why nothing changed.
+pub type Outcome = Result<Vec<String>, String>;
+
+/// Reload `path` into `current` and the engine; audited under `source` and `by`.
+pub fn apply(
+    path: &Path,
+    current: &mut Arc<Settings>,
+    engine: &mut Engine,
+    runtime: &Runtime,
+    (source, by): (&str, Option<&str>),
+) -> Outcome {
+    let result = load(path, current, runtime);
+    let mut entry = AuditEntry::new("config-reload", "config", source);
+    entry.by = by.map(str::to_owned);
+    match &result {
+        Ok((_, changes)) => {
+            entry.detail = Some(if changes.is_empty() { "no change".into() } else { changes.join("; ") });
+        }
+        Err(why) => {
+            entry.outcome = "refused".into();
+            entry.detail = Some(why.clone());
+        }
+    }
+    runtime.audit().record(entry);
+    let (new, changes) = result?;
+    for t in &new.trunks {
+        runtime.prepare_for(&t.chain);
+    }
+    engine.reconfigure(new.clone());
+    *current = new;
+    Ok(changes)
+}
+
+fn load(path: &Path, current: &Settings, runtime: &Runtime) -> Result<(Arc<Settings>, Vec<String>), String> {
+    let new = config::load(path).map_err(|e| e.to_string())?;
+    for t in &new.trunks {
+        for e in &t.chain.entries {
+            if runtime.plugin(&e.plugin).is_none() {
+                return Err(format!(
+                    "{}: trunk {}: plugin `{}` is not loaded (add its .wasm to [plugins] dir first)",
+                    path.display(),
+                    t.name,
+                    e.plugin
+                ));
+            }
+        }
+    }
+    let changes = config::live_change(current, &new)?;
+    Ok((Arc::new(new), changes))
+}
+
+/// Ask the engine's loop to reload (from a signal or the file watcher).
+pub fn ask(control: &mpsc::Sender<Control>, source: &'static str) {
+    if control.try_send(Control::Reload { source, by: None, reply: None }).is_err() {
+        tracing::warn!("configuration reload ({source}) not queued: the router is busy or stopping");
+    }
+}
+
+/// The reply channel of an API reload.
+pub type Reply = oneshot::Sender<Outcome>;
+
+/// Quiet time after the last change of the file before reloading (an
+/// editor writes it in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct ConfigWatcher {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Watch `path` (its folder, for editors that replace the file) and ask
+/// for a reload when it changes.
+pub fn watch(path: &Path, control: mpsc::Sender<Control>) -> notify::Result<ConfigWatcher> {
+    let file: PathBuf = path.file_name().map(PathBuf::from).unwrap_or_default();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let ours = ev.paths.iter().any(|p| p.file_name() == Some(file.as_os_str()));
+            if ours && matches!(ev.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    std::thread::Builder::new()
+        .name("config-watch".into())
+        .spawn(move || {
+            let mut pending = false;
+            loop {
+                match rx.recv_timeout(DEBOUNCE) {
+                    Ok(()) => pending = true,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if pending => {
+                        pending = false;
+                        ask(&control, "watch");
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })
+        .map_err(|e| notify::Error::generic(&e.to_string()))?;
+    Ok(ConfigWatcher { _watcher: watcher })
+}

@@ -1,0 +1,452 @@
+//! The embedded store: one SQLite file (WAL journal: crash-safe, readers
+//! beside the one writer) holding the call records and the audit log.
+//!
+//! SQLite through rusqlite: no server to install, SQL for the queries of
+//! the API and the CLI, and a file format that has stayed readable for
+//! decades. The schema is the list of [`MIGRATIONS`]; `PRAGMA user_version`
+//! says how many a file has had, so a newer router opens an older file
+//! (the missing steps run in one transaction) and an older router refuses
+//! a newer file instead of misreading it.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::query::Filter;
+use super::CallRecord;
+
+/// The schema, one step per version. Append only: never edit a step that
+/// has shipped.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: call records. The columns filters use; the whole record as JSON.
+    "CREATE TABLE calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        trunk TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        called TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX calls_started_at ON calls(started_at);
+    CREATE INDEX calls_call_id ON calls(call_id);",
+    // 2: the audit log (plugin loads and releases, configuration reloads).
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        source TEXT NOT NULL,
+        by_token TEXT,
+        detail TEXT
+    );",
+];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file cannot be opened or created (the operator's to fix).
+    #[error("call records store {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// Written by a newer trunkline (the operator's: upgrade, or another file).
+    #[error("call records store {path}: schema version {found} is newer than this trunkline knows ({known}); use a newer trunkline or another [records] path")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    /// A query or a write failed (disk full, a corrupt file).
+    #[error("call records store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The writer's thread could not start.
+    #[error("call records store: cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+    /// A stored record does not decode (a corrupt row).
+    #[error("call records store: record {id} does not decode: {why}")]
+    Corrupt { id: i64, why: String },
+}
+
+/// One audit log entry as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    #[serde(default)]
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `load`, `reload`, `release`, `config-reload`...
+    pub action: String,
+    /// A plugin's name, or `config`.
+    pub subject: String,
+    /// `ok` or `refused`.
+    pub outcome: String,
+    /// `startup`, `watch`, `signal`, `admin`...
+    pub source: String,
+    /// The admin API token's name, when a token asked.
+    pub by: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<&trunkline_plugin_host::audit::AuditEntry> for AuditRow {
+    fn from(e: &trunkline_plugin_host::audit::AuditEntry) -> Self {
+        let mut detail: Vec<String> = Vec::new();
+        if let Some(v) = &e.version {
+            detail.push(format!("version {v}"));
+        }
+        if let Some(p) = &e.previous {
+            detail.push(format!("replacing {p}"));
+        }
+        if let Some(d) = &e.detail {
+            detail.push(d.clone());
+        }
+        AuditRow {
+            id: 0,
+            time: e.time.clone(),
+            action: e.action.clone(),
+            subject: e.plugin.clone(),
+            outcome: e.outcome.clone(),
+            source: e.source.clone(),
+            by: e.by.clone(),
+            detail: (!detail.is_empty()).then(|| detail.join("; ")),
+        }
+    }
+}
+
+/// A call in a list (the record without targets, hooks and trace).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRow {
+    pub id: i64,
+    pub call_id: String,
+    pub started_at: i64,
+    pub trunk: String,
+    pub direction: String,
+    pub caller: String,
+    pub called: String,
+    pub outcome: String,
+    pub status: u16,
+    pub pdd_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub hangup_by: String,
+    /// Targets tried.
+    pub attempts: u32,
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Open `path` for writing, creating it (and its schema) if missing.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open = |e| StoreError::Open { path: path.to_owned(), source: e };
+        let mut conn = Connection::open(path).map_err(open)?;
+        // WAL: readers do not block the writer; NORMAL: a crash loses no
+        // committed transaction (a power cut may lose the last ones).
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
+        migrate(&mut conn, path)?;
+        Ok(Store { conn })
+    }
+
+    /// Open `path` to read (the API, the CLI): never creates it.
+    pub fn open_read(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| StoreError::Open { path: path.to_owned(), source: e })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { path: path.to_owned(), found, known: MIGRATIONS.len() as i64 });
+        }
+        Ok(Store { conn })
+    }
+
+    /// Store `records` in one transaction; each gets its id.
+    pub fn insert(&mut self, records: &mut [CallRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for r in records.iter_mut() {
+                // The id is the row's, not the JSON's (`get` sets it).
+                let json = serde_json::to_string(&*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
+                insert.execute(params![
+                    r.call_id,
+                    r.started_at,
+                    r.ended_at,
+                    r.trunk,
+                    r.direction,
+                    r.caller,
+                    r.called,
+                    r.outcome,
+                    r.status,
+                    json
+                ])?;
+                r.id = tx.last_insert_rowid();
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Append audit entries.
+    pub fn audit(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit (time, action, subject, outcome, source, by_token, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for a in rows {
+                insert.execute(params![a.time, a.action, a.subject, a.outcome, a.source, a.by, a.detail])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Delete records that started before `oldest_ms`, then all but the
+    /// newest `max_count`; the audit log keeps ten times as many rows.
+    /// Returns how many call records went.
+    pub fn retain(&mut self, oldest_ms: i64, max_count: u64) -> Result<usize, StoreError> {
+        let mut gone = self.conn.execute("DELETE FROM calls WHERE started_at < ?1", params![oldest_ms])?;
+        gone += self.conn.execute(
+            "DELETE FROM calls WHERE id <= (SELECT id FROM calls ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+            params![max_count as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+            params![max_count.saturating_mul(10).min(i64::MAX as u64) as i64],
+        )?;
+        Ok(gone)
+    }
+
+    /// Calls matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<CallRow>, StoreError> {
+        let (clause, args) = filter.sql();
+        let sql = format!(
+            "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status,
+                    json_extract(record, '$.pdd_ms'), json_extract(record, '$.duration_ms'),
+                    json_extract(record, '$.hangup_by'), json_array_length(record, '$.targets')
+             FROM calls {clause} ORDER BY started_at DESC, id DESC LIMIT {}",
+            filter.limit
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(CallRow {
+                id: r.get(0)?,
+                call_id: r.get(1)?,
+                started_at: r.get(2)?,
+                trunk: r.get(3)?,
+                direction: r.get(4)?,
+                caller: r.get(5)?,
+                called: r.get(6)?,
+                outcome: r.get(7)?,
+                status: r.get(8)?,
+                pdd_ms: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+                duration_ms: r.get::<_, Option<i64>>(10)?.unwrap_or(0).max(0) as u64,
+                hangup_by: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                attempts: r.get::<_, Option<i64>>(12)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One record: by its number, or by the caller's Call-ID (the newest).
+    pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<(i64, String)> = match key.parse::<i64>() {
+            Ok(id) => {
+                self.conn.query_row("SELECT id, record FROM calls WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            }
+            Err(_) => self.conn.query_row(
+                "SELECT id, record FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            ),
+        }
+        .optional()?;
+        let Some((id, json)) = row else { return Ok(None) };
+        let mut record: CallRecord =
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { id, why: e.to_string() })?;
+        record.id = id;
+        Ok(Some(record))
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, time, action, subject, outcome, source, by_token, detail FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(AuditRow {
+                id: r.get(0)?,
+                time: r.get(1)?,
+                action: r.get(2)?,
+                subject: r.get(3)?,
+                outcome: r.get(4)?,
+                source: r.get(5)?,
+                by: r.get(6)?,
+                detail: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The schema version of the open file.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// Run the migrations `conn` has not had yet, in one transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { path: path.to_owned(), found, known });
+    }
+    if found == known {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for step in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Open a store at `path` with the first `steps` migrations only (tests of
+/// upgrades).
+#[doc(hidden)]
+pub fn create_at_version(path: &Path, steps: usize) -> Result<(), StoreError> {
+    let mut conn = Connection::open(path).map_err(|e| StoreError::Open { path: path.to_owned(), source: e })?;
+    let tx = conn.transaction()?;
+    for step in &MIGRATIONS[..steps] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", steps as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::writer::{RecordSink, Retention};
+    use crate::records::{Draft, RawTrace};
+    use std::sync::atomic::Ordering;
+
+    fn record(call_id: &str, started_at: i64, outcome: &str) -> CallRecord {
+        CallRecord {
+            call_id: call_id.into(),
+            started_at,
+            ended_at: started_at + 10,
+            trunk: "t".into(),
+            direction: "origination".into(),
+            caller: "+15551230001".into(),
+            called: "+15557654321".into(),
+            outcome: outcome.into(),
+            status: 200,
+            ..CallRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_file_of_an_earlier_schema_opens_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        create_at_version(&path, 1).unwrap();
+        // A record as version 1 wrote it (no audit table yet).
+        let conn = Connection::open(&path).unwrap();
+        let old = record("old@x", 1_000, "answered");
+        conn.execute(
+            "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record)
+             VALUES ('old@x', 1000, 1010, 't', 'origination', '+15551230001', '+15557654321', 'answered', 200, ?1)",
+            params![serde_json::to_string(&old).unwrap()],
+        )
+        .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(store.get("1").unwrap().map(|r| r.call_id), Some("old@x".into()));
+        assert_eq!(store.get("old@x").unwrap().map(|r| r.id), Some(1));
+        store.audit(&[AuditRow { action: "load".into(), subject: "p".into(), ..AuditRow::default() }]).unwrap();
+        assert_eq!(store.audit_log(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_schema_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        for e in [Store::open(&path).err().unwrap(), Store::open_read(&path).err().unwrap()] {
+            assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+            assert!(e.to_string().contains("schema version 99 is newer"), "{e}");
+        }
+    }
+
+    #[test]
+    fn retention_deletes_by_age_then_by_count_and_lists_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+        let mut rs: Vec<CallRecord> = (0..10).map(|i| record(&format!("c{i}"), 1_000 * i, "answered")).collect();
+        store.insert(&mut rs).unwrap();
+        assert_eq!(rs.iter().map(|r| r.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<i64>>());
+        // Older than 3000 ms: c0, c1, c2; then keep the newest 5 of c3..c9.
+        assert_eq!(store.retain(3_000, 5).unwrap(), 3 + 2);
+        let left: Vec<String> = store.list(&Filter::default()).unwrap().into_iter().map(|r| r.call_id).collect();
+        assert_eq!(left, ["c9", "c8", "c7", "c6", "c5"]);
+    }
+
+    #[test]
+    fn filters_select_in_sql_with_bound_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("f.db")).unwrap();
+        let mut a = record("a", 1_000, "answered");
+        let mut b = record("b", 2_000, "failed");
+        b.trunk = "x'; DROP TABLE calls; --".into();
+        b.called = "+4930123".into();
+        a.targets = vec![Default::default(), Default::default()];
+        store.insert(&mut [a, b]).unwrap();
+        let ids = |f: Filter| store.list(&f).unwrap().into_iter().map(|r| r.call_id).collect::<Vec<_>>();
+        let f = |trunk: Option<&str>, number: Option<&str>, since: Option<&str>, outcome: Option<&str>| {
+            Filter::new(trunk.map(Into::into), number.map(Into::into), since, outcome.map(Into::into), None, 2_500)
+                .unwrap()
+        };
+        assert_eq!(ids(f(None, None, None, None)), ["b", "a"]);
+        assert_eq!(ids(f(Some("x'; DROP TABLE calls; --"), None, None, None)), ["b"]);
+        assert_eq!(ids(f(None, Some("4930123"), None, None)), ["b"]);
+        assert_eq!(ids(f(None, None, Some("1s"), None)), ["b"]);
+        assert_eq!(ids(f(None, None, None, Some("answered"))), ["a"]);
+        assert_eq!(store.list(&f(None, None, None, Some("answered"))).unwrap()[0].attempts, 2);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_records_and_loses_no_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let retention = Retention { max_age: std::time::Duration::from_secs(86_400), max_count: 1_000_000 };
+        let sink = RecordSink::start(&path, 1, retention).unwrap();
+        let now = std::time::Instant::now();
+        let total = 5_000;
+        for i in 0..total {
+            let record = record(&format!("q{i}"), 0, "answered");
+            sink.submit(Draft { call: i, record, started: now, ended: now, trace: RawTrace::default() });
+        }
+        sink.flush();
+        let (written, dropped) =
+            (sink.stats().written.load(Ordering::Relaxed), sink.stats().dropped.load(Ordering::Relaxed));
+        assert_eq!(written + dropped, total, "every record is either stored or counted as dropped");
+        assert!(dropped > 0, "a queue of 1 cannot take {total} records at once");
+        sink.close();
+        let stored = Store::open_read(&path).unwrap().list(&Filter { limit: 1000, ..Filter::default() }).unwrap().len();
+        assert_eq!(stored as u64, written.min(1000));
+    }
+}

@@ -1,0 +1,179 @@
+//! The store's writer: a thread of its own behind a bounded queue, so that
+//! the engine never waits on the disk. A full queue drops the record and
+//! counts it (`trunkline_records_dropped_total`), never a call. Retention
+//! (`[records] max_age_days`, `max_count`) runs here too, once a minute.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::store::{AuditRow, Store, StoreError};
+use super::Draft;
+
+/// Records stored per transaction at most.
+const BATCH: usize = 256;
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// How long records are kept (`[records]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_count: u64,
+}
+
+enum Item {
+    Call(Box<Draft>),
+    Audit(AuditRow),
+    /// Reply once everything queued before is stored (tests, shutdown).
+    Flush(std::sync::mpsc::Sender<()>),
+    Stop,
+}
+
+/// Counters of the writer (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub written: AtomicU64,
+    /// Records dropped: the queue was full, or the store failed.
+    pub dropped: AtomicU64,
+    /// Failed store transactions.
+    pub errors: AtomicU64,
+}
+
+/// The engine's side of the writer.
+#[derive(Clone)]
+pub struct RecordSink {
+    tx: SyncSender<Item>,
+    stats: Arc<WriterStats>,
+    path: PathBuf,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl RecordSink {
+    /// Open (or create) the store at `path` and start its writer.
+    pub fn start(path: &Path, queue: usize, retention: Retention) -> Result<RecordSink, StoreError> {
+        let store = Store::open(path)?;
+        let (tx, rx) = sync_channel(queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let thread = std::thread::Builder::new()
+            .name("trunkline-records".into())
+            .spawn({
+                let stats = stats.clone();
+                move || write_loop(store, rx, &stats, retention)
+            })
+            .map_err(StoreError::Thread)?;
+        Ok(RecordSink { tx, stats, path: path.to_owned(), thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
+    }
+
+    /// Queue a finished call's record; never waits (full: dropped and counted).
+    pub fn submit(&self, draft: Draft) {
+        match self.tx.try_send(Item::Call(Box::new(draft))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                if self.stats.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("call records queue full: records dropped (counted in trunkline_records_dropped_total)");
+                }
+            }
+        }
+    }
+
+    /// Queue an audit entry (as a record: full means dropped and counted).
+    pub fn audit(&self, row: AuditRow) {
+        if self.tx.try_send(Item::Audit(row)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wait until everything queued so far is stored.
+    pub fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.tx.send(Item::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Store what is queued and stop the writer (the router exits).
+    pub fn close(&self) {
+        let _ = self.tx.send(Item::Stop);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retention: Retention) {
+    let mut last_retention = Instant::now() - RETENTION_EVERY;
+    let mut failing = false;
+    loop {
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = Instant::now();
+            let oldest = unix_ms(SystemTime::now()) - retention.max_age.as_millis().min(i64::MAX as u128) as i64;
+            match store.retain(oldest, retention.max_count) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("call records retention: {n} records deleted"),
+                Err(e) => tracing::warn!("call records retention: {e}"),
+            }
+        }
+        let first = match rx.recv_timeout(RETENTION_EVERY) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut calls = Vec::new();
+        let mut audits = Vec::new();
+        let mut replies = Vec::new();
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Item::Call(d) => calls.push(d.finish(Instant::now(), SystemTime::now())),
+                Item::Audit(a) => audits.push(a),
+                Item::Flush(reply) => replies.push(reply),
+                Item::Stop => stop = true,
+            }
+            if calls.len() < BATCH && !stop {
+                next = rx.try_recv().ok();
+            }
+        }
+        let result = store.insert(&mut calls).and_then(|()| store.audit(&audits));
+        match result {
+            Ok(()) => {
+                stats.written.fetch_add(calls.len() as u64, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("call records store: writing again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                stats.dropped.fetch_add(calls.len() as u64, Ordering::Relaxed);
+                if !failing {
+                    tracing::error!("call records store: {e}: records dropped until it works again");
+                    failing = true;
+                }
+            }
+        }
+        for r in replies {
+            let _ = r.send(());
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
