@@ -681,6 +681,7 @@ mod baresip;
 mod disaster_recovery;
 mod drain;
 mod in_dialog;
+mod live_config;
 mod media;
 mod names;
 mod nat;
