@@ -50,6 +50,7 @@ pub fn apply(
         runtime.prepare_for(&t.chain);
     }
     engine.reconfigure(new.clone());
+    engine.start_health_checks(std::time::Instant::now());
     *current = new;
     Ok(changes)
 }

@@ -30,6 +30,11 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     code: u16,
 }
@@ -80,6 +85,7 @@ pub struct Metrics {
     bans_seen: Mutex<(u64, u64)>,
     records_written: Counter,
     records_dropped: Counter,
+    target_up: Family<TargetLabels, Gauge>,
     /// The record writer's counts as last copied.
     records_seen: Mutex<(u64, u64)>,
     /// The relay's counters as last copied (`media_tick`).
@@ -150,8 +156,15 @@ impl Metrics {
             "Call records and audit entries dropped: the record queue was full, or the store failed",
             records_dropped.clone(),
         );
+        let target_up = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "target_up",
+            "1 if the probed target (origination URI or carrier gateway) answers its OPTIONS pings, 0 if down",
+            target_up.clone(),
+        );
         Metrics {
             registry,
+            target_up,
             records_written,
             records_dropped,
             records_seen: Mutex::new((0, 0)),
@@ -210,6 +223,14 @@ impl Metrics {
         self.records_written.inc_by(written.saturating_sub(seen.0));
         self.records_dropped.inc_by(dropped.saturating_sub(seen.1));
         *seen = (written, dropped);
+    }
+
+    /// The probed targets' health now (a target no longer probed is dropped).
+    pub fn targets(&self, health: &[crate::engine::TargetHealth]) {
+        self.target_up.clear();
+        for h in health {
+            self.target_up.get_or_create(&TargetLabels { target: h.uri.clone() }).set(i64::from(h.up));
+        }
     }
 
     /// Calls in progress now.

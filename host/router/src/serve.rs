@@ -115,6 +115,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     let mut insight = Insight::start(&settings, &runtime)?;
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
+    engine.start_health_checks(Instant::now());
     let mut media = start_relay(&settings, &mut engine)?;
     let (events_tx, mut events) = mpsc::channel(1024);
     let tasks = opts.connections.clone().unwrap_or_else(tokio::runtime::Handle::current);
@@ -195,6 +196,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             _ = sleep_until(deadline) => engine.handle_timeout(Instant::now()),
             _ = media_tick.tick() => {
                 metrics.auth_bans(engine.auth_ban_counts());
+                metrics.targets(&engine.target_health());
                 if let Some(sink) = &insight.sink {
                     let stats = sink.stats();
                     metrics.records((stats.written.load(Relaxed), stats.dropped.load(Relaxed)));
@@ -221,6 +223,9 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             }
             Some(c) = control.recv() => match c {
                 Control::Drain => drain.start(Instant::now(), &mut engine, current.drain_timeout, "the admin API"),
+                Control::Trunks(reply) => {
+                    let _ = reply.send(crate::admin::trunks_json(&current, &engine.target_health()));
+                }
                 Control::Reload { source, by, reply } => {
                     let outcome = match &opts.config {
                         Some(path) => {

@@ -19,6 +19,7 @@
 //! | `GET /calls/active` | the calls in progress: Call-ID, trunk, direction, parties, answered, target, age |
 //! | `GET /bans` | sources banned after failed digest authentications, with the seconds left |
 //! | `DELETE /bans/IP` | lift the ban on IP |
+//! | `GET /trunks` | trunks with their numbers, targets (and their health), termination and plugins |
 //! | `POST /config/reload` | reload `trunkline.toml` (validated whole; refused with the reason, or the changes; audited) |
 //! | `GET /calls?trunk=&number=&since=&outcome=&limit=` | call records, newest first ([`calls`]) |
 //! | `GET /calls/ID` | one call record with its SIP trace (ID: its number or the caller's Call-ID) |
@@ -41,6 +42,9 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 use crate::metrics::Metrics;
 
 mod calls;
+mod trunks;
+
+pub use trunks::trunks_json;
 
 /// What the admin API asks of the engine's loop.
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub enum Control {
     Lift(std::net::IpAddr, tokio::sync::oneshot::Sender<bool>),
     /// The calls in progress and whether the router is draining.
     Calls(tokio::sync::oneshot::Sender<(Vec<crate::engine::ActiveCall>, bool)>),
+    /// The trunks as configured now, with their targets' health.
+    Trunks(tokio::sync::oneshot::Sender<Value>),
     /// Reload the configuration file (`source`: `admin`, `signal`, `watch`;
     /// `by`: the admin token's name); the outcome to `reply` if given.
     Reload { source: &'static str, by: Option<String>, reply: Option<crate::live::Reply> },
@@ -166,6 +172,7 @@ fn routes(admin: Admin) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/drain", post(drain))
         .route("/config/reload", post(reload_config))
+        .route("/trunks", get(trunks))
         .route("/bans", get(bans))
         .route("/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/health/ready", get(ready))
@@ -183,7 +190,7 @@ fn routes(admin: Admin) -> Router {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "GET /plugins, GET /instances, GET /metrics, POST /plugins/reload, POST /plugins/NAME/release, \
-                 POST /drain, POST /config/reload, GET /bans, DELETE /bans/IP, GET /health/live, GET /health/ready, GET /calls/active, \
+                 POST /drain, POST /config/reload, GET /trunks, GET /bans, DELETE /bans/IP, GET /health/live, GET /health/ready, GET /calls/active, \
                  GET /calls, GET /calls/ID, GET /calls/ID/ladder, GET /audit"
                     .into(),
             )
@@ -232,6 +239,10 @@ async fn ask<T>(a: &Admin, make: impl FnOnce(tokio::sync::oneshot::Sender<T>) ->
     let (tx, rx) = tokio::sync::oneshot::channel();
     a.control.send(make(tx)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())
+}
+
+async fn trunks(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(ask(&a, Control::Trunks).await?))
 }
 
 async fn reload_config(

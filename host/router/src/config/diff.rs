@@ -58,6 +58,9 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
     for c in &new.carriers {
         match old.carriers.iter().find(|o| o.name == c.name) {
             None => changes.push(format!("carrier {} added ({} gateway(s))", c.name, c.gateways.len())),
+            Some(o) if o.health_check_interval != c.health_check_interval => {
+                changes.push(format!("carrier {}: health_check_interval_secs changed", c.name))
+            }
             Some(o) if o.gateways != c.gateways => {
                 changes.push(format!("carrier {}: gateways {}", c.name, delta(&o.gateways, &c.gateways)))
             }
@@ -147,6 +150,7 @@ fn trunk_changes(o: &Trunk, t: &Trunk, old: &Settings, new: &Settings, out: &mut
             t.symmetric_rtp,
             t.secure,
             t.recording,
+            t.health_check_interval,
             format!("{:?}", {
                 let mut l: Vec<_> = t.labels.iter().collect();
                 l.sort();

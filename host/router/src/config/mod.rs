@@ -84,6 +84,8 @@ pub struct Origination {
 #[derive(Clone, Debug)]
 pub struct Trunk {
     pub name: String,
+    /// OPTIONS pings to each origination URI this often, if set.
+    pub health_check_interval: Option<Duration>,
     /// `TK` + 32 hex (derived from the name unless configured).
     pub id: String,
     /// Account owning the trunk (`AC` + 32 hex unless configured).
@@ -136,6 +138,8 @@ pub struct Settings {
     pub drain_timeout: std::time::Duration,
     /// `[sip] watch_config`: reload the configuration when its file changes.
     pub watch_config: bool,
+    /// When a probed target counts as down or up again.
+    pub health: HealthThresholds,
     /// TCP connection limits.
     pub streams: StreamLimits,
     /// Certificate, key and CA bundle for TLS.
@@ -159,6 +163,30 @@ pub struct Settings {
     pub media: MediaSettings,
     /// `[records]`: call records and the audit log.
     pub records: RecordSettings,
+}
+
+/// `[sip] health_check_down_after` and `health_check_up_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthThresholds {
+    pub down_after: u32,
+    pub up_after: u32,
+}
+
+fn health_threshold(cx: &Ctx<'_>, v: &Spanned<u32>, key: &str) -> Result<u32, ConfigError> {
+    if (1..=100).contains(v.get_ref()) {
+        Ok(*v.get_ref())
+    } else {
+        Err(cx.err(v.span(), key, "must be 1..=100"))
+    }
+}
+
+/// `health_check_interval_secs` of a trunk or carrier (`key`): 1..=3600 s.
+pub(crate) fn health_interval(cx: &Ctx<'_>, v: Option<&Spanned<u64>>, key: &str) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) if (1..=3600).contains(s.get_ref()) => Ok(Some(Duration::from_secs(*s.get_ref()))),
+        Some(s) => Err(cx.err(s.span(), format!("{key}.health_check_interval_secs"), "must be 1..=3600 (s)")),
+    }
 }
 
 /// Per-source rate limits.
@@ -326,6 +354,10 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     if !(1_000..=86_400_000).contains(idle.get_ref()) {
         return Err(cx.err(idle.span(), "sip.tcp_idle_timeout_ms", "must be 1000..=86400000"));
     }
+    let health = HealthThresholds {
+        down_after: health_threshold(cx, &raw.sip.health_check_down_after, "sip.health_check_down_after")?,
+        up_after: health_threshold(cx, &raw.sip.health_check_up_after, "sip.health_check_up_after")?,
+    };
     let drain = raw.sip.drain_timeout_secs;
     if *drain.get_ref() > 86_400 {
         return Err(cx.err(drain.span(), "sip.drain_timeout_secs", "must be 0..=86400"));
@@ -506,6 +538,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         failover_timeout_ms: *failover.get_ref(),
         drain_timeout: std::time::Duration::from_secs(*drain.get_ref()),
         watch_config: raw.sip.watch_config,
+        health,
         ring_timeout_ms: *ring.get_ref(),
         streams,
         tls,

@@ -139,6 +139,20 @@ pub(super) struct RawSip {
     /// Reload this file when it changes (as on SIGHUP).
     #[serde(default)]
     pub(super) watch_config: bool,
+    /// Target health: a target is down after this many pings in a row unanswered...
+    #[serde(default = "default_down_after")]
+    pub(super) health_check_down_after: Spanned<u32>,
+    /// ...and up again after this many answered in a row.
+    #[serde(default = "default_up_after")]
+    pub(super) health_check_up_after: Spanned<u32>,
+}
+
+pub(super) fn default_down_after() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+
+pub(super) fn default_up_after() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
 }
 
 pub(super) fn default_drain_secs() -> Spanned<u64> {
@@ -221,6 +235,8 @@ pub(super) struct RawTrunk {
     /// Accept REFER (blind call transfer) from the answering party.
     #[serde(default)]
     pub(super) call_transfer: bool,
+    /// OPTIONS pings to each origination URI this often (off when absent).
+    pub(super) health_check_interval_secs: Option<Spanned<u64>>,
     /// `relay` (default): the router anchors the call's media; `passthrough`: it does not.
     #[serde(default)]
     pub(super) media: super::media::MediaMode,

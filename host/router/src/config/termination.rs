@@ -3,6 +3,7 @@
 //! scheme per trunk, passwords read from the environment or a file (never
 //! from the configuration itself), gateway host names resolved to IPs.
 
+use std::time::Duration;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use super::{ConfigError, Ctx};
 pub(super) struct RawCarrier {
     name: Spanned<String>,
     gateways: Vec<Spanned<String>>,
+    /// OPTIONS pings to each gateway this often (off when absent).
+    health_check_interval_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +55,8 @@ pub struct Carrier {
     /// Gateway URIs, in order. A host name is resolved when a call needs
     /// it (each of its addresses tried in turn), like an origination URI's.
     pub gateways: Vec<String>,
+    /// OPTIONS pings to each gateway this often, if set.
+    pub health_check_interval: Option<Duration>,
 }
 
 /// An IP network (`10.0.0.0/8`, `2001:db8::/32`, or one address).
@@ -178,7 +183,8 @@ pub(super) fn carriers(
             gateway(g.get_ref(), &has_listener).map_err(|e| cx.err(g.span(), format!("{key}.gateways[{gi}]"), e))?;
             gateways.push(g.get_ref().clone());
         }
-        out.push(Carrier { name, gateways });
+        let health_check_interval = super::health_interval(cx, c.health_check_interval_secs.as_ref(), &key)?;
+        out.push(Carrier { name, gateways, health_check_interval });
     }
     Ok(out)
 }

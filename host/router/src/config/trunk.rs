@@ -252,7 +252,9 @@ pub(super) fn trunk(
             ))
         }
     };
+    let health_check_interval = super::health_interval(cx, t.health_check_interval_secs.as_ref(), &tk)?;
     Ok(Trunk {
+        health_check_interval,
         name,
         id,
         account,

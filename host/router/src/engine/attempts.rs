@@ -31,6 +31,12 @@ impl Engine {
                 return self.all_failed(now, id);
             }
             let queued = c.queue.remove(0);
+            // A target that is down costs the caller no wait, unless every
+            // target left is down: then it is tried anyway.
+            if self.health.is_down(&queued.target.uri) && c.queue.iter().any(|q| !self.health.is_down(&q.target.uri)) {
+                c.route.push(format!("{}: skipped (down: OPTIONS pings unanswered)", queued.target.uri));
+                continue;
+            }
             let (uri, x_headers) = routing::request_uri(&queued.target.uri, &c.dialed);
             // Resolved before `pre-dial`, so that a call waiting for a name
             // runs that hook once per attempt.
@@ -152,6 +158,9 @@ impl Engine {
     }
 
     pub(super) fn on_client_event(&mut self, now: Instant, key: TransactionKey, event: ClientEvent) {
+        if self.health.owns(&key) {
+            return self.on_ping_event(&key, event);
+        }
         if self.relays.contains_key(&key) {
             self.on_relay_event(now, &key, event);
             return;

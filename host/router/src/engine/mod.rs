@@ -29,6 +29,7 @@ mod build;
 mod call;
 mod dns;
 mod flood;
+mod health;
 mod hop;
 mod in_dialog;
 mod insight;
@@ -62,6 +63,7 @@ pub use call::CallReport;
 use call::{CallState, Phase};
 pub use dns::{Answer, Question, SrvRecord};
 pub use flood::Rate;
+pub use health::TargetHealth;
 pub use media::MediaCommand;
 pub use twiml::{FetchKind, FetchRequest};
 
@@ -94,6 +96,10 @@ enum Timer {
     Reliable,
     /// A finished call's record has lingered long enough (`insight`).
     RecordDue,
+    /// Probe N's next OPTIONS ping (`health`; the probes' generation).
+    Ping(u32),
+    /// Probe N's ping number M got no answer in time.
+    PingTimeout(u32, u64),
 }
 
 /// The engine. See the module docs.
@@ -148,6 +154,8 @@ pub struct Engine {
     pending_records: HashMap<u64, crate::records::Draft>,
     lingering: HashMap<String, u64>,
     records_out: VecDeque<crate::records::Draft>,
+    /// OPTIONS pings of targets (`health`).
+    health: health::Probes,
 }
 
 impl Engine {
@@ -188,6 +196,7 @@ impl Engine {
             pending_records: HashMap::new(),
             lingering: HashMap::new(),
             records_out: VecDeque::new(),
+            health: health::Probes::default(),
         }
     }
 
@@ -257,6 +266,8 @@ impl Engine {
                 Timer::MaxDuration => self.max_duration_reached(now, id),
                 Timer::Reliable => self.reliable_timer(now, id),
                 Timer::RecordDue => self.record_due(id),
+                Timer::Ping(generation) => self.ping_due(now, id as usize, generation),
+                Timer::PingTimeout(generation, ping) => self.ping_timed_out(id as usize, generation, ping),
             }
         }
         self.process(now);
@@ -299,6 +310,9 @@ impl Engine {
             _ => {}
         }
         for id in self.dns.answer(now, question, result) {
+            if id & health::PROBE_WAITER != 0 && id & hop::HELD_WAITER == 0 {
+                continue; // a ping: the next one finds the answer cached
+            }
             if id & hop::HELD_WAITER != 0 {
                 self.release_held(now, id);
                 continue;

@@ -680,6 +680,7 @@ fn the_engine_thread_prepares_plugin_instances_while_idle() {
 mod baresip;
 mod disaster_recovery;
 mod drain;
+mod health;
 mod in_dialog;
 mod live_config;
 mod media;
