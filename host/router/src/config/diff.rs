@@ -146,6 +146,7 @@ fn trunk_changes(o: &Trunk, t: &Trunk, old: &Settings, new: &Settings, out: &mut
             t.disaster_recovery_url.clone(),
             t.max_call_duration,
             t.call_transfer,
+            t.diversion,
             t.media,
             t.symmetric_rtp,
             t.secure,

@@ -98,6 +98,8 @@ pub struct Trunk {
     pub max_call_duration: Duration,
     /// A REFER from the answering party transfers the caller (else 403).
     pub call_transfer: bool,
+    /// Origination: the dialed number in `Diversion: <sip:+DIALED@our-domain>`.
+    pub diversion: bool,
     /// Whether the router anchors the media of the trunk's calls.
     pub media: MediaMode,
     /// Symmetric RTP: each party's media source latched from its packets.

@@ -147,6 +147,10 @@ pub(super) struct RawSip {
     pub(super) health_check_up_after: Spanned<u32>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 pub(super) fn default_down_after() -> Spanned<u32> {
     Spanned::new(0..0, 3)
 }
@@ -237,6 +241,9 @@ pub(super) struct RawTrunk {
     pub(super) call_transfer: bool,
     /// OPTIONS pings to each origination URI this often (off when absent).
     pub(super) health_check_interval_secs: Option<Spanned<u64>>,
+    /// Origination: convey the dialed number in a Diversion header (default true).
+    #[serde(default = "yes")]
+    pub(super) diversion: bool,
     /// `relay` (default): the router anchors the call's media; `passthrough`: it does not.
     #[serde(default)]
     pub(super) media: super::media::MediaMode,

@@ -263,6 +263,7 @@ pub(super) fn trunk(
         disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
         max_call_duration,
         call_transfer: t.call_transfer,
+        diversion: t.diversion,
         media: t.media,
         symmetric_rtp: t.symmetric_rtp,
         secure,

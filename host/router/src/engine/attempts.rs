@@ -57,6 +57,9 @@ impl Engine {
             let target = queued.target;
             let mut outgoing = c.request.clone();
             outgoing.uri = uri.clone();
+            if c.call.direction == trunkline_plugin_host::types::Direction::Origination {
+                super::diversion::add_dialed(&c.settings, c.trunk, &c.dialed, &mut outgoing);
+            }
             outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
             let dial = c.session.pre_dial(&c.call, &mut outgoing, &target);
             if let Some(mode) = c.session.recording_requested() {

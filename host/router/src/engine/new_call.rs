@@ -76,6 +76,14 @@ impl Engine {
         };
         // Plugins are about to run: tell the caller we are on it.
         self.respond(now, &key, &m, 100, "Trying");
+        let mut m = m;
+        let diversions_removed = match direction {
+            Direction::Termination => super::diversion::check_termination(&settings, trunk_idx, &mut m),
+            Direction::Origination => 0,
+        };
+        if diversions_removed > 0 {
+            tracing::info!(trunk = %settings.trunks[trunk_idx].name, "removed {diversions_removed} Diversion header(s) naming our domain with a number the account neither owns nor verified");
+        }
         let trunk = &settings.trunks[trunk_idx];
         let origin = CallOrigin {
             direction,
@@ -174,7 +182,13 @@ impl Engine {
                 b_ack: None,
                 b_ack_waits: false,
                 b_call_ids: Vec::new(),
-                route: Vec::new(),
+                route: if diversions_removed > 0 {
+                    vec![format!(
+                        "{diversions_removed} Diversion header(s) naming our domain with a number the account neither owns nor verified: removed"
+                    )]
+                } else {
+                    Vec::new()
+                },
                 started: now,
                 first_ring: None,
                 answered: None,

@@ -209,9 +209,11 @@ fn calls_are_answered_after_failover_from_a_silent_target_with_diversion() {
     assert_eq!(reports.matches("-> no response in 300 ms").count(), 3, "{reports}");
     assert_eq!(reports.matches("-> 200 OK").count(), 3, "{reports}");
     assert_eq!(reports.matches("hung up by the caller").count(), 3, "{reports}");
-    assert!(reports.contains("diversion-guard") && reports.contains("pre-dial: edit +Diversion"), "{reports}");
+    // The host adds the Diversion (trunk `diversion = true`, the default):
+    // the plugin's pre-dial finds it there and adds none.
+    assert!(reports.contains("diversion-guard") && reports.contains("pre-dial: continue"), "{reports}");
     let seen = std::fs::read_to_string(&msgs).unwrap();
-    assert!(seen.contains("Diversion: <sip:+14155550100@trunkline.test>"), "the PBX got the Diversion header");
+    assert_eq!(seen.matches("Diversion: <sip:+14155550100@trunkline.test>").count(), 3, "one Diversion per INVITE");
     assert_eq!(seen.matches("INVITE sip:+14155550100@127.0.0.1:").count(), 3, "one INVITE per call reached the PBX");
 }
 
@@ -220,6 +222,33 @@ fn expect_final(code: u16, dir: &Path) -> PathBuf {
     let p = dir.join(format!("uac-expect-{code}.xml"));
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// The reference default without any plugin: the dialed number in a
+/// Diversion header at our domain; `diversion = false` sends none.
+#[test]
+fn a_trunk_with_no_plugin_sends_diversion_unless_told_not_to() {
+    for (diversion, expected) in [("", 1), ("diversion = false\n", 0)] {
+        let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
+        let trunk = format!(
+            "[[trunk]]\nname = \"bare\"\nnumbers = [\"+14155550100\"]\n{diversion}\
+             [[trunk.origination]]\nuri = \"sip:127.0.0.1:{uas_port}\"\n"
+        );
+        let router = Router::start(&trunk);
+        let dir = tempfile::tempdir().unwrap();
+        let msgs = dir.path().join("uas.msg");
+        let port = uas_port.to_string();
+        let mut uas =
+            sipp(&["-sn", "uas", "-p", &port, "-m", "1", "-trace_msg", "-message_file", msgs.to_str().unwrap()])
+                .spawn()
+                .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1"]).success());
+        let reports = router.outcomes(1);
+        assert!(uas.wait().unwrap().success(), "{reports}");
+        let seen = std::fs::read_to_string(&msgs).unwrap();
+        assert_eq!(seen.matches("Diversion: <sip:+14155550100@trunkline.test>").count(), expected, "{diversion}:\n{seen}");
+    }
 }
 
 #[test]

@@ -53,11 +53,17 @@ fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
 
 /// The same, with the gateway URIs given in full.
 fn term_router_to(gateways: &[String], auth: &str, password: Option<&str>) -> Router {
+    let plugins = format!("{{ name = \"diversion-guard\", config = {{ domains = [\"trunkline.test\", \"{DOMAIN}\"] }} }}");
+    term_router_with(gateways, auth, password, &plugins)
+}
+
+/// The same, with the trunk's `plugins` list given.
+fn term_router_with(gateways: &[String], auth: &str, password: Option<&str>, plugins: &str) -> Router {
     let gws: Vec<String> = gateways.iter().map(|g| format!("\"{g}\"")).collect();
     let rest = format!(
         "[[carrier]]\nname = \"pstn\"\ngateways = [{}]\n\
          [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"{OWNED}\"]\n\
-         plugins = [{{ name = \"diversion-guard\", config = {{ domains = [\"trunkline.test\", \"{DOMAIN}\"] }} }}]\n\
+         plugins = [{plugins}]\n\
          [trunk.termination]\ndomain = \"{DOMAIN}\"\ncarrier = \"pstn\"\ncaller_ids = [\"{VERIFIED}\"]\n\
          {auth}\n",
         gws.join(", ")
@@ -218,8 +224,23 @@ fn a_silent_gateway_fails_over_to_the_next_and_a_486_is_final() {
 
 #[test]
 fn diversion_guard_checks_diversion_on_the_termination_path() {
+    diversion_checked_on_termination(true);
+}
+
+/// The host does the reference check itself, on a trunk with no plugin.
+#[test]
+fn the_host_checks_diversion_on_termination_without_any_plugin() {
+    diversion_checked_on_termination(false);
+}
+
+fn diversion_checked_on_termination(with_plugin: bool) {
     let gw = free_udp_port();
-    let router = term_router(&[gw], "acl = [\"127.0.0.0/8\"]", None);
+    let acl = "acl = [\"127.0.0.0/8\"]";
+    let router = if with_plugin {
+        term_router(&[gw], acl, None)
+    } else {
+        term_router_with(&[format!("sip:127.0.0.1:{gw}")], acl, None, "")
+    };
     let dir = tempfile::tempdir().unwrap();
     let msgs = dir.path().join("carrier.msg");
     let mut carrier =
