@@ -67,6 +67,14 @@ fn hook_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
 }
 
+/// One hook's latency, summed.
+#[derive(Clone, Copy, Debug, Default)]
+struct HookStat {
+    calls: u64,
+    total_us: u64,
+    max_us: u64,
+}
+
 /// The router's metrics. See the module docs.
 pub struct Metrics {
     registry: Registry,
@@ -86,6 +94,9 @@ pub struct Metrics {
     records_written: Counter,
     records_dropped: Counter,
     target_up: Family<TargetLabels, Gauge>,
+    /// Hook latency per plugin and hook, summed for the API and the console
+    /// (the histograms above are for Prometheus).
+    hook_stats: Mutex<std::collections::HashMap<(String, &'static str), HookStat>>,
     /// The record writer's counts as last copied.
     records_seen: Mutex<(u64, u64)>,
     /// The relay's counters as last copied (`media_tick`).
@@ -165,6 +176,7 @@ impl Metrics {
         Metrics {
             registry,
             target_up,
+            hook_stats: Mutex::new(std::collections::HashMap::new()),
             records_written,
             records_dropped,
             records_seen: Mutex::new((0, 0)),
@@ -203,9 +215,14 @@ impl Metrics {
         if let Some(ms) = r.summary.pdd_ms {
             self.post_dial_delay.observe(f64::from(ms) / 1000.0);
         }
+        let mut stats = self.hook_stats.lock().unwrap_or_else(|e| e.into_inner());
         for (plugin, hook, micros) in &r.hook_times {
             let labels = HookLabels { plugin: plugin.to_string(), hook };
             self.hook_latency.get_or_create(&labels).observe(*micros as f64 / 1e6);
+            let s = stats.entry((labels.plugin, hook)).or_default();
+            s.calls += 1;
+            s.total_us += micros;
+            s.max_us = s.max_us.max(*micros);
         }
     }
 
@@ -223,6 +240,18 @@ impl Metrics {
         self.records_written.inc_by(written.saturating_sub(seen.0));
         self.records_dropped.inc_by(dropped.saturating_sub(seen.1));
         *seen = (written, dropped);
+    }
+
+    /// Each hook of `plugin` run so far: (hook, calls, mean and longest µs).
+    pub fn hook_stats(&self, plugin: &str) -> Vec<(&'static str, u64, u64, u64)> {
+        let stats = self.hook_stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = stats
+            .iter()
+            .filter(|((p, _), _)| p == plugin)
+            .map(|((_, hook), s)| (*hook, s.calls, s.total_us / s.calls.max(1), s.max_us))
+            .collect();
+        out.sort();
+        out
     }
 
     /// The probed targets' health now (a target no longer probed is dropped).

@@ -12,6 +12,8 @@
 //! | `GET /instances` | where the plugin instances made so far were made (idle engine thread, background thread, call path) |
 //! | `POST /plugins/reload` | reload every `.wasm` of the folder (audited as `admin`) |
 //! | `POST /plugins/NAME/release` | lift NAME's quarantine (audited) |
+//! | `GET /` | the operator console (a page; its data through the API with the operator's token) |
+//! | `GET /openapi.json` | this API as an OpenAPI 3.0 document |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text, [`crate::metrics`]) |
 //! | `POST /drain` | stop taking calls, let those in progress finish (`sip.drain_timeout_secs`), exit |
 //! | `GET /health/live` | 200 while the process serves |
@@ -42,7 +44,12 @@ use trunkline_plugin_host::{LoadSource, Runtime};
 use crate::metrics::Metrics;
 
 mod calls;
+mod console;
 mod trunks;
+
+/// The API's OpenAPI 3.0 document (`GET /openapi.json`), checked against
+/// the API by schemathesis in the tests.
+const OPENAPI: &str = include_str!("openapi.json");
 
 pub use trunks::trunks_json;
 
@@ -196,6 +203,9 @@ fn routes(admin: Admin) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authenticate))
+        // Static documents, no data: served without a token.
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/", get(|| async { axum::response::Html(console::PAGE) }))
         .with_state(admin)
 }
 
@@ -303,7 +313,18 @@ async fn plugins(State(a): State<Admin>) -> Json<Value> {
         .runtime
         .plugins()
         .iter()
-        .map(|p| json!({ "name": p.info.name, "version": p.info.version, "quarantined": p.is_quarantined() }))
+        .map(|p| {
+            let latency: Vec<Value> = a
+                .metrics
+                .hook_stats(&p.info.name)
+                .into_iter()
+                .map(|(hook, calls, mean_us, max_us)| json!({ "hook": hook, "calls": calls, "mean_us": mean_us, "max_us": max_us }))
+                .collect();
+            json!({
+                "name": p.info.name, "version": p.info.version, "quarantined": p.is_quarantined(),
+                "hooks": p.hook_names(), "latency": latency,
+            })
+        })
         .collect();
     Json(Value::Array(items))
 }

@@ -707,6 +707,7 @@ fn the_engine_thread_prepares_plugin_instances_while_idle() {
 }
 
 mod baresip;
+mod console;
 mod disaster_recovery;
 mod drain;
 mod health;
