@@ -30,6 +30,28 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginKindLabels {
+    plugin: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginOutcomeLabels {
+    plugin: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
     target: String,
 }
@@ -94,6 +116,18 @@ pub struct Metrics {
     records_written: Counter,
     records_dropped: Counter,
     target_up: Family<TargetLabels, Gauge>,
+    tls_failures: Family<ListenerLabels, Counter>,
+    retransmissions: Counter,
+    timeouts: Counter,
+    flood_refusals: Family<MethodLabels, Counter>,
+    dns_failures: Counter,
+    plugin_failures: Family<PluginKindLabels, Counter>,
+    plugin_reloads: Family<PluginOutcomeLabels, Counter>,
+    plugin_quarantines: Family<PluginLabels, Counter>,
+    /// What was last copied: the engine's counts, the SIP listener's TLS
+    /// failures, the plugins' failure counters.
+    engine_seen: Mutex<(crate::engine::EngineCounts, u64)>,
+    plugin_failures_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     /// Hook latency per plugin and hook, summed for the API and the console
     /// (the histograms above are for Prometheus).
     hook_stats: Mutex<std::collections::HashMap<(String, &'static str), HookStat>>,
@@ -173,8 +207,58 @@ impl Metrics {
             "1 if the probed target (origination URI or carrier gateway) answers its OPTIONS pings, 0 if down",
             target_up.clone(),
         );
+        let tls_failures = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener (sip, admin)",
+            tls_failures.clone(),
+        );
+        let retransmissions = Counter::default();
+        registry.register(
+            "sip_retransmissions",
+            "SIP messages sent again: retransmission timers, and answers to retransmitted requests",
+            retransmissions.clone(),
+        );
+        let timeouts = Counter::default();
+        registry.register(
+            "sip_transaction_timeouts",
+            "Client transactions without a final response, and INVITE server transactions whose ACK never came",
+            timeouts.clone(),
+        );
+        let flood_refusals = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "flood_refusals",
+            "Out-of-dialog OPTIONS and new INVITEs refused by the per-source limits ([limits])",
+            flood_refusals.clone(),
+        );
+        let dns_failures = Counter::default();
+        registry.register("dns_failures", "Target host names that did not resolve", dns_failures.clone());
+        let plugin_failures = Family::<PluginKindLabels, Counter>::default();
+        registry.register(
+            "plugin_failures",
+            "Plugin hook failures by plugin and kind (trap, timeout, memory...)",
+            plugin_failures.clone(),
+        );
+        let plugin_reloads = Family::<PluginOutcomeLabels, Counter>::default();
+        registry.register(
+            "plugin_reloads",
+            "Plugin loads and reloads (start, file watch, SIGHUP, API) by plugin and outcome (ok, refused)",
+            plugin_reloads.clone(),
+        );
+        let plugin_quarantines = Family::<PluginLabels, Counter>::default();
+        registry.register("plugin_quarantines", "Times a plugin was quarantined", plugin_quarantines.clone());
         Metrics {
             registry,
+            retransmissions,
+            timeouts,
+            flood_refusals,
+            dns_failures,
+            plugin_failures,
+            plugin_reloads,
+            plugin_quarantines,
+            engine_seen: Mutex::new(Default::default()),
+            plugin_failures_seen: Mutex::new(std::collections::HashMap::new()),
+            tls_failures,
             target_up,
             hook_stats: Mutex::new(std::collections::HashMap::new()),
             records_written,
@@ -242,6 +326,42 @@ impl Metrics {
         *seen = (written, dropped);
     }
 
+    /// The engine's counts and the SIP listener's TLS handshake failures since start.
+    pub fn engine(&self, now: crate::engine::EngineCounts, sip_tls_failures: u64) {
+        let mut seen = self.engine_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (old, old_tls) = *seen;
+        self.retransmissions.inc_by(now.retransmissions.saturating_sub(old.retransmissions));
+        self.timeouts.inc_by(now.timeouts.saturating_sub(old.timeouts));
+        self.flood_refusals
+            .get_or_create(&MethodLabels { method: "options" })
+            .inc_by(now.options_refused.saturating_sub(old.options_refused));
+        self.flood_refusals
+            .get_or_create(&MethodLabels { method: "invite" })
+            .inc_by(now.invites_refused.saturating_sub(old.invites_refused));
+        self.dns_failures.inc_by(now.dns_failures.saturating_sub(old.dns_failures));
+        self.tls_failures.get_or_create(&ListenerLabels { listener: "sip" }).inc_by(sip_tls_failures.saturating_sub(old_tls));
+        *seen = (now, sip_tls_failures);
+    }
+
+    /// An audit entry: plugin loads, reloads and quarantines are counted.
+    pub fn audited(&self, e: &trunkline_plugin_host::audit::AuditEntry) {
+        match e.action.as_str() {
+            "load" | "reload" | "refuse" => {
+                let labels = PluginOutcomeLabels { plugin: e.plugin.clone(), outcome: e.outcome.clone() };
+                self.plugin_reloads.get_or_create(&labels).inc();
+            }
+            "quarantine" => {
+                self.plugin_quarantines.get_or_create(&PluginLabels { plugin: e.plugin.clone() }).inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// A TLS handshake on `listener` (`sip`, `admin`) failed.
+    pub fn tls_handshake_failed(&self, listener: &'static str) {
+        self.tls_failures.get_or_create(&ListenerLabels { listener }).inc();
+    }
+
     /// Each hook of `plugin` run so far: (hook, calls, mean and longest µs).
     pub fn hook_stats(&self, plugin: &str) -> Vec<(&'static str, u64, u64, u64)> {
         let stats = self.hook_stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -286,6 +406,16 @@ impl Metrics {
 
     /// The metrics as OpenMetrics text, with the plugins' state as it is now.
     pub fn encode_openmetrics(&self, runtime: &Runtime) -> String {
+        let mut seen = self.plugin_failures_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (plugin, name, value) in runtime.services().metrics.counters() {
+            let Some(kind) = name.strip_prefix("failures.") else { continue };
+            let key = (plugin, kind.to_owned());
+            let old = seen.get(&key).copied().unwrap_or(0);
+            let labels = PluginKindLabels { plugin: key.0.clone(), kind: key.1.clone() };
+            self.plugin_failures.get_or_create(&labels).inc_by(value.saturating_sub(old));
+            seen.insert(key, value);
+        }
+        drop(seen);
         for p in runtime.plugins() {
             let g = self.plugin_quarantined.get_or_create(&PluginLabels { plugin: p.info.name.clone() });
             g.set(i64::from(p.is_quarantined()));

@@ -97,12 +97,22 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     // The configuration new calls get (a live reload replaces it).
     let mut current = settings.clone();
     if let Some(addr) = settings.admin {
-        let listener = crate::admin::bind(addr).await.with_context(|| format!("binding the admin listener {addr}"))?;
+        let tls = match &settings.admin_tls {
+            Some(files) => {
+                let mut config = (*crate::tls::server_config(files).map_err(anyhow::Error::msg)?).clone();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(Arc::new(config))
+            }
+            None => None,
+        };
+        let listener = crate::admin::bind(addr, tls.is_some())
+            .await
+            .with_context(|| format!("binding the admin listener {addr}"))?;
         let admin =
             crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx)
                 .with_tokens(&settings.admin_tokens)
                 .with_records(settings.records.path.clone());
-        tokio::spawn(crate::admin::serve(listener, admin));
+        tokio::spawn(crate::admin::serve(listener, admin, tls));
     }
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
@@ -112,7 +122,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     for t in &settings.trunks {
         plugins.prepare_for(&t.chain);
     }
-    let mut insight = Insight::start(&settings, &runtime)?;
+    let mut insight = Insight::start(&settings, &runtime, metrics.clone())?;
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     engine.set_auth_secret(&server_secret()?);
     engine.start_health_checks(Instant::now());
@@ -197,6 +207,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             _ = media_tick.tick() => {
                 metrics.auth_bans(engine.auth_ban_counts());
                 metrics.targets(&engine.target_health());
+                metrics.engine(engine.counts(), streams.tls_failures());
                 if let Some(sink) = &insight.sink {
                     let stats = sink.stats();
                     metrics.records((stats.written.load(Relaxed), stats.dropped.load(Relaxed)));
@@ -467,16 +478,25 @@ struct Insight {
 
 impl Insight {
     /// Open the store (`[records]`), and send the plugins' audit entries to it.
-    fn start(settings: &Settings, runtime: &Runtime) -> anyhow::Result<Insight> {
-        let Some(path) = &settings.records.path else {
-            return Ok(Insight { sink: None, media: HashMap::new() });
+    /// (The metrics count plugin loads and quarantines from the audit log too.)
+    fn start(settings: &Settings, runtime: &Runtime, metrics: Arc<Metrics>) -> anyhow::Result<Insight> {
+        let sink = match &settings.records.path {
+            Some(path) => {
+                let r = &settings.records;
+                let sink = RecordSink::start(path, r.queue, r.retention)?;
+                tracing::info!("call records in {}", path.display());
+                Some(sink)
+            }
+            None => None,
         };
-        let r = &settings.records;
-        let sink = RecordSink::start(path, r.queue, r.retention)?;
-        tracing::info!("call records in {}", path.display());
         let audit = sink.clone();
-        runtime.audit().forward_to(Box::new(move |e| audit.audit(AuditRow::from(e))));
-        Ok(Insight { sink: Some(sink), media: HashMap::new() })
+        runtime.audit().forward_to(Box::new(move |e| {
+            metrics.audited(e);
+            if let Some(sink) = &audit {
+                sink.audit(AuditRow::from(e));
+            }
+        }));
+        Ok(Insight { sink, media: HashMap::new() })
     }
 
     /// Store what is queued and stop the writer.

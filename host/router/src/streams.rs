@@ -69,6 +69,8 @@ pub struct Streams {
     /// The host name a target address was resolved from: a TLS target's
     /// certificate must name it (an address without one: its IP).
     names: HashMap<IpAddr, String>,
+    /// TLS handshakes that failed, both ways (for the metrics).
+    tls_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Most addresses whose host name is remembered for TLS.
@@ -82,7 +84,21 @@ impl Streams {
         tls: Option<TlsContext>,
         tasks: tokio::runtime::Handle,
     ) -> Self {
-        Streams { conns: HashMap::new(), next_id: 0, events, limits, tls, tasks, names: HashMap::new() }
+        Streams {
+            conns: HashMap::new(),
+            next_id: 0,
+            events,
+            limits,
+            tls,
+            tasks,
+            names: HashMap::new(),
+            tls_failures: Default::default(),
+        }
+    }
+
+    /// TLS handshakes (accepted and initiated) that failed so far.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `name` resolved to `addrs`: a TLS connection to one of them verifies
@@ -134,7 +150,7 @@ impl Streams {
         }
         let (id, rx) = self.register(to);
         let _ = self.conns[&to].tx.send(bytes);
-        let (events, limits) = (self.events.clone(), self.limits);
+        let (events, limits, failures) = (self.events.clone(), self.limits, self.tls_failures.clone());
         self.tasks.spawn(async move {
             match within(limits.connect_timeout, TcpStream::connect(to.addr)).await {
                 Err(why) => {
@@ -148,6 +164,7 @@ impl Streams {
                         Some(c) => match within(HANDSHAKE_TIMEOUT, c.connect(server_name, stream)).await {
                             Ok(tls) => run(tls, to, rx, &events, limits.idle).await,
                             Err(why) => {
+                                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 tracing::warn!(peer = %to, "TLS handshake failed: {why}");
                                 let _ = events.send(StreamEvent::Failed(to)).await;
                             }
@@ -182,7 +199,7 @@ impl Streams {
             }
         };
         let (id, rx) = self.register(peer);
-        let (events, idle) = (self.events.clone(), self.limits.idle);
+        let (events, idle, failures) = (self.events.clone(), self.limits.idle, self.tls_failures.clone());
         self.tasks.spawn(async move {
             let stream = match TcpStream::from_std(stream) {
                 Ok(s) => s,
@@ -197,7 +214,10 @@ impl Streams {
                 Some(a) => match within(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
                     Ok(tls) => run(tls, peer, rx, &events, idle).await,
                     // Old protocol versions, bad certificates, port scans: one line each.
-                    Err(why) => tracing::info!(%peer, "TLS handshake refused: {why}"),
+                    Err(why) => {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(%peer, "TLS handshake refused: {why}");
+                    }
                 },
             }
             let _ = events.send(StreamEvent::Closed { peer, id }).await;

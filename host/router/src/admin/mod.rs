@@ -1,4 +1,4 @@
-//! The admin HTTP listener (loopback only), on axum: list plugins, reload
+//! The admin HTTP listener (loopback, or HTTPS with tokens beyond it), on axum: list plugins, reload
 //! the plugins folder, lift a quarantine, metrics, drain, digest bans.
 //! JSON answers; errors are JSON with a message.
 //!
@@ -45,6 +45,7 @@ use crate::metrics::Metrics;
 
 mod calls;
 mod console;
+mod https;
 mod trunks;
 
 /// The API's OpenAPI 3.0 document (`GET /openapi.json`), checked against
@@ -209,9 +210,19 @@ fn routes(admin: Admin) -> Router {
         .with_state(admin)
 }
 
-/// Serve the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Admin) {
-    if let Err(e) = axum::serve(listener, routes(admin)).await {
+/// Serve the admin API on `listener` (over TLS with `tls`) until the task is dropped.
+pub async fn serve(listener: TcpListener, admin: Admin, tls: Option<Arc<rustls::ServerConfig>>) {
+    let result = match tls {
+        Some(config) => {
+            let metrics = admin.metrics.clone();
+            match https::TlsListener::new(listener, config, move || metrics.tls_handshake_failed("admin")) {
+                Ok(l) => axum::serve(l, routes(admin)).await,
+                Err(e) => Err(e),
+            }
+        }
+        None => axum::serve(listener, routes(admin)).await,
+    };
+    if let Err(e) = result {
         tracing::error!("admin API stopped: {e}");
     }
 }
@@ -367,8 +378,8 @@ async fn release(
 }
 
 /// Bind the admin listener and print where it is.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub async fn bind(addr: SocketAddr, tls: bool) -> std::io::Result<TcpListener> {
     let l = TcpListener::bind(addr).await?;
-    println!("admin on http://{}", l.local_addr()?);
+    println!("admin on {}://{}", if tls { "https" } else { "http" }, l.local_addr()?);
     Ok(l)
 }

@@ -20,7 +20,7 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
     if old.streams != new.streams {
         return restart("the TCP connection limits (sip.max_connections...)");
     }
-    if old.admin != new.admin || old.admin_tokens != new.admin_tokens {
+    if old.admin != new.admin || old.admin_tokens != new.admin_tokens || old.admin_tls != new.admin_tls {
         return restart("[admin]");
     }
     if old.plugins != new.plugins {

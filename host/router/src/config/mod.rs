@@ -150,6 +150,8 @@ pub struct Settings {
     pub trunks: Vec<Trunk>,
     /// Admin HTTP listener (plugin list, reload, release), if configured.
     pub admin: Option<SocketAddr>,
+    /// `[admin] cert` and `key`: the admin API over HTTPS.
+    pub admin_tls: Option<TlsFiles>,
     /// `[admin] tokens`: with any, every admin request needs one (`Authorization: Bearer`).
     pub admin_tokens: Vec<AdminToken>,
     /// How disaster-recovery TwiML is fetched and executed.
@@ -448,6 +450,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         trunks.push(checked);
     }
     let mut admin_tokens = Vec::new();
+    let mut admin_tls = None;
     let admin = match raw.admin {
         None => None,
         Some(a) => {
@@ -457,11 +460,21 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             let addr: SocketAddr = a.listen.get_ref().parse().map_err(|_| {
                 cx.err(a.listen.span(), "admin.listen", format!("`{}` is not IP:PORT", a.listen.get_ref()))
             })?;
-            if !addr.ip().is_loopback() {
+            admin_tls = match (&a.cert, &a.key) {
+                (None, None) => None,
+                (Some(c), Some(k)) => {
+                    let files = TlsFiles { cert: Some(base.join(c.get_ref())), key: Some(base.join(k.get_ref())), ca: None };
+                    crate::tls::server_config(&files).map_err(|e| cx.err(c.span(), "admin.cert", e))?;
+                    Some(files)
+                }
+                (Some(c), None) => return Err(cx.err(c.span(), "admin.key", "admin.cert needs admin.key")),
+                (None, Some(k)) => return Err(cx.err(k.span(), "admin.cert", "admin.key needs admin.cert")),
+            };
+            if !addr.ip().is_loopback() && (admin_tls.is_none() || admin_tokens.is_empty()) {
                 return Err(cx.err(
                     a.listen.span(),
                     "admin.listen",
-                    "must be a loopback address (the admin API has no TLS yet)",
+                    "beyond loopback the admin API needs TLS (admin.cert and admin.key) and admin.tokens",
                 ));
             }
             Some(addr)
@@ -547,6 +560,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         plugins,
         trunks,
         admin,
+        admin_tls,
         admin_tokens,
         disaster_recovery,
         carriers,

@@ -94,8 +94,11 @@ impl Default for RawDisasterRecovery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
-    /// `IP:PORT` of the admin HTTP listener; loopback only (no TLS yet).
+    /// `IP:PORT` of the admin HTTP listener; beyond loopback only with TLS and tokens.
     pub(super) listen: Spanned<String>,
+    /// PEM certificate chain and key: the admin API over HTTPS.
+    pub(super) cert: Option<Spanned<PathBuf>>,
+    pub(super) key: Option<Spanned<PathBuf>>,
     /// Bearer tokens; with any, every request must carry one.
     #[serde(default)]
     pub(super) tokens: Vec<Spanned<RawToken>>,

@@ -53,7 +53,7 @@ use std::time::Instant;
 
 use trunkline_plugin_host::Runtime;
 use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
-use trunkline_sip_core::transaction::{response_to, Layer, LayerEvent, Timers, TransactionKey, Transmit};
+use trunkline_sip_core::transaction::{response_to, ClientEvent, Layer, LayerEvent, Timers, TransactionKey, Transmit};
 use trunkline_sip_core::Peer;
 
 pub use auth_bans::BanRule;
@@ -157,6 +157,21 @@ pub struct Engine {
     records_out: VecDeque<crate::records::Draft>,
     /// OPTIONS pings of targets (`health`).
     health: health::Probes,
+    counts: EngineCounts,
+}
+
+/// What the engine counted since it started (for the metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// SIP messages sent again (retransmission timers, answers to retransmitted requests).
+    pub retransmissions: u64,
+    /// Client transactions that got no final response, server INVITE transactions whose ACK never came.
+    pub timeouts: u64,
+    /// Out-of-dialog OPTIONS and new INVITEs refused by the per-source limits.
+    pub options_refused: u64,
+    pub invites_refused: u64,
+    /// Target host names that did not resolve.
+    pub dns_failures: u64,
 }
 
 impl Engine {
@@ -198,6 +213,7 @@ impl Engine {
             lingering: HashMap::new(),
             records_out: VecDeque::new(),
             health: health::Probes::default(),
+            counts: EngineCounts::default(),
         }
     }
 
@@ -305,6 +321,9 @@ impl Engine {
     /// The answer to `question`, or why there is none: calls waiting for
     /// it go on routing (to the target, or past it).
     pub fn handle_resolved(&mut self, now: Instant, question: &Question, result: Result<Answer, String>) {
+        if matches!((&result, question), (Err(_), Question::Host(_))) {
+            self.counts.dns_failures += 1;
+        }
         match (&result, question) {
             (Err(why), Question::Host(name)) => tracing::warn!(%name, "target host name does not resolve: {why}"),
             (Err(why), Question::Srv(name)) => tracing::debug!(%name, "no SRV records: {why}"),
@@ -332,6 +351,13 @@ impl Engine {
     fn process(&mut self, now: Instant) {
         self.last_now = Some(now);
         while let Some(ev) = self.layer.poll_event() {
+            if matches!(
+                ev,
+                LayerEvent::Client { event: ClientEvent::Timeout, .. }
+                    | LayerEvent::Server { event: trunkline_sip_core::transaction::ServerEvent::AckTimeout, .. }
+            ) {
+                self.counts.timeouts += 1;
+            }
             match ev {
                 LayerEvent::Request { key: Some(key), from, message } => self.on_request(now, key, from, message),
                 LayerEvent::Request { key: None, message, .. } => self.on_ack(now, message),
@@ -391,6 +417,7 @@ impl Engine {
             ("INVITE", _) => match self.invite_limit.check(now, from.addr.ip()) {
                 flood::Verdict::Allow => self.new_call(now, key, from, m),
                 flood::Verdict::Refuse { first } => {
+                    self.counts.invites_refused += 1;
                     if first {
                         tracing::warn!(%from, "INVITE rate limit exceeded (limits.invites_per_second): answering 503 until it slows down");
                     }
@@ -399,6 +426,7 @@ impl Engine {
                 }
             },
             ("OPTIONS", _) if options_verdict != flood::Verdict::Allow => {
+                self.counts.options_refused += 1;
                 // Answered once per window, then dropped: a flood gets no amplification.
                 if options_verdict == (flood::Verdict::Refuse { first: true }) {
                     tracing::warn!(%from, "OPTIONS rate limit exceeded (limits.options_interval_ms): 503, then dropped this window");
@@ -428,6 +456,11 @@ impl Engine {
     /// with Retry-After; calls in progress go on.
     pub fn drain(&mut self) {
         self.draining = true;
+    }
+
+    /// What the engine counted so far.
+    pub fn counts(&self) -> EngineCounts {
+        EngineCounts { retransmissions: self.layer.retransmissions(), ..self.counts }
     }
 
     /// Digest brute force: (bans started, requests dropped from banned sources) so far.

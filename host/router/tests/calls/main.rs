@@ -126,6 +126,7 @@ impl Router {
     fn admin_port(&self) -> u16 {
         let line = self.lines.recv_timeout(Duration::from_secs(30)).expect("the admin line");
         line.strip_prefix("admin on http://127.0.0.1:")
+            .or_else(|| line.strip_prefix("admin on https://127.0.0.1:"))
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("not the admin line: {line}"))
     }
@@ -632,8 +633,14 @@ fn metrics_count_the_calls_and_pass_promtool() {
     let reports = router.outcomes(3);
     let _ = uas.wait();
     assert!(uac.success(), "{reports}");
-    std::thread::sleep(Duration::from_millis(1500)); // the relay's counters are copied once a second
-    let response = http(port, "GET", "/metrics");
+    // The relay's and the engine's counters are copied once a second; the
+    // records are stored 2 s after their call.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let mut response = http(port, "GET", "/metrics");
+    while !response.contains("trunkline_records_written_total 3") && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        response = http(port, "GET", "/metrics");
+    }
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("text/plain; version=0.0.4"), "{head}");
     for expected in [
@@ -644,6 +651,13 @@ fn metrics_count_the_calls_and_pass_promtool() {
         "trunkline_hook_latency_seconds_count{plugin=\"customer-routing\",hook=\"select-uri\"} 3",
         "trunkline_plugin_quarantined{plugin=\"diversion-guard\"} 0",
         "trunkline_media_port_pairs_in_use 0",
+        "trunkline_records_written_total 3",
+        "trunkline_records_dropped_total 0",
+        "trunkline_flood_refusals_total{method=\"invite\"} 0",
+        "trunkline_dns_failures_total 0",
+        "trunkline_tls_handshake_failures_total{listener=\"sip\"} 0",
+        "trunkline_sip_retransmissions_total ",
+        "trunkline_sip_transaction_timeouts_total ",
     ] {
         assert!(body.contains(expected), "{expected} missing:\n{body}");
     }

@@ -370,3 +370,64 @@ fn a_carrier_gateway_over_tls_is_dialled_by_name_and_verified_for_it() {
     let seen = gw_thread.join().unwrap();
     assert!(seen[0].contains("Via: SIP/2.0/TLS ") && seen[2].starts_with("BYE "), "{seen:?}");
 }
+
+/// `[admin] cert` and `key`: the admin API over HTTPS (TLS 1.2+), the
+/// token still required; a handshake that fails is counted.
+#[test]
+fn the_admin_api_over_https_needs_its_certificate_and_a_token() {
+    // A CA and a leaf with names of their own (curl calls a leaf whose
+    // issuer name equals its subject self-signed).
+    let named = |cn: &str, sans: Vec<String>| {
+        let mut p = rcgen::CertificateParams::new(sans).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p
+    };
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = named("trunkline test CA", Vec::new());
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = named("trunkline admin", vec!["127.0.0.1".to_owned()]).signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), leaf_key.serialize_pem()).unwrap();
+    let d = dir.path().display();
+    let admin = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\n\
+         tokens = [{{ name = \"ops\", token_env = \"TL_ADMIN_TOKEN\" }}]"
+    );
+    let router = Router::launch_env(
+        Setup { plugins: &admin, rest: &super::trunk(&[(super::free_udp_port(), 10)], ""), ..Setup::default() },
+        Some(("TL_ADMIN_TOKEN", "ops-token-0123456789abcdef")),
+    );
+    let port = router.admin_port();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert", &format!("{d}/ca.pem")])
+            .args(args)
+            .output()
+            .expect("curl");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let url = format!("https://127.0.0.1:{port}/health/live");
+    let (ok, body) = curl(&["-H", "Authorization: Bearer ops-token-0123456789abcdef", &url]);
+    assert!(ok && body.contains("{\"live\":true}"), "{body}");
+    let (ok, body) = curl(&["-w", "%{http_code}", &url]);
+    assert!(ok && body.ends_with("401"), "the token is still required: {body}");
+    let (ok, body) = curl(&["--tls-max", "1.1", &url]);
+    assert!(!ok, "TLS 1.1 refused: {body}");
+    // Plain HTTP to the HTTPS port gets no answer but a failed handshake.
+    let plain = super::http(port, "GET", "/health/live");
+    assert!(!plain.contains("\"live\""), "{plain}");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = curl(&["-H", "Authorization: Bearer ops-token-0123456789abcdef", &format!("https://127.0.0.1:{port}/metrics")]);
+        if metrics.contains("trunkline_tls_handshake_failures_total{listener=\"admin\"} 2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "the two failed handshakes are counted:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -124,6 +124,9 @@ pub struct Layer {
     next_wake: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LayerEvent>,
+    /// Messages sent again: by a retransmission timer, or as the answer to
+    /// a retransmitted request.
+    retransmissions: u64,
 }
 
 impl Layer {
@@ -137,6 +140,7 @@ impl Layer {
             next_wake: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmissions: 0,
         }
     }
 
@@ -208,8 +212,12 @@ impl Layer {
                             t.handle_ack(now);
                         }
                     }
-                    Some(Entry { tx: Tx::ServerInv(t), .. }) => t.handle_retransmission(),
-                    Some(Entry { tx: Tx::Server(t), .. }) => t.handle_retransmission(),
+                    Some(Entry { tx: Tx::ServerInv(t), .. }) => {
+                        self.retransmissions += u64::from(t.handle_retransmission());
+                    }
+                    Some(Entry { tx: Tx::Server(t), .. }) => {
+                        self.retransmissions += u64::from(t.handle_retransmission());
+                    }
                     _ if is_ack => self.events.push_back(LayerEvent::Request { key: None, from, message }),
                     _ => {
                         if self.entries.len() >= MAX_TRANSACTIONS {
@@ -298,8 +306,21 @@ impl Layer {
         }
     }
 
+    /// Messages sent again so far (retransmission timers, and answers to
+    /// retransmitted requests).
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
+    }
+
     /// Run every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Whatever a timer sends is a retransmission (RFC 3261 timers A, E, G).
+        let before = self.transmits.len();
+        self.run_timers(now);
+        self.retransmissions += self.transmits.len().saturating_sub(before) as u64;
+    }
+
+    fn run_timers(&mut self, now: Instant) {
         while let Some(Reverse((at, id))) = self.wakeups.peek().copied() {
             if at > now {
                 break;
@@ -428,6 +449,7 @@ mod tests {
         l.handle_message(t0, peer(), &inv.to_bytes());
         assert_eq!(l.poll_event(), None, "the retransmission is not a new request");
         assert_eq!(sent(&mut l), ["SIP/2.0 100 X", "SIP/2.0 100 X"]);
+        assert_eq!(l.retransmissions(), 1, "the 100 sent again for the retransmitted INVITE");
         l.send_response(t0, &key, response(&inv, 486));
         assert_eq!(sent(&mut l), ["SIP/2.0 486 X"]);
         // The ACK of the 486 is absorbed; Timer I then ends the transaction.
@@ -456,6 +478,7 @@ mod tests {
             assert!(n < 100);
         }
         assert_eq!(sent(&mut l).len(), 7, "INVITE + 6 retransmissions");
+        assert_eq!(l.retransmissions(), 6, "counted");
         assert_eq!(l.poll_event(), Some(LayerEvent::Client { key, event: ClientEvent::Timeout }));
         assert!(l.poll_timeout().is_none() && l.is_empty());
     }

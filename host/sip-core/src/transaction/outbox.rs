@@ -38,10 +38,13 @@ impl<E> Outbox<E> {
     }
 
     /// Queue the last response again (for a retransmitted request or Timer G).
-    pub(crate) fn repeat_last(&mut self) {
+    /// Send the last response again; false if there is none yet.
+    pub(crate) fn repeat_last(&mut self) -> bool {
         if let Some(r) = &self.last_response {
             self.transmits.push_back(r.clone());
+            return true;
         }
+        false
     }
 
     pub(crate) fn emit(&mut self, e: E) {

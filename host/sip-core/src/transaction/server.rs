@@ -76,10 +76,9 @@ impl ServerNonInvite {
 
     /// A retransmission of the request arrived: repeat the last response
     /// (none in Trying: the request is absorbed).
-    pub fn handle_retransmission(&mut self) {
-        if matches!(self.state, NonInviteServerState::Proceeding | NonInviteServerState::Completed) {
-            self.out.repeat_last();
-        }
+    /// Returns whether the last response was sent again.
+    pub fn handle_retransmission(&mut self) -> bool {
+        matches!(self.state, NonInviteServerState::Proceeding | NonInviteServerState::Completed) && self.out.repeat_last()
     }
 
     /// Call at (or after) the instant `poll_timeout` returned.

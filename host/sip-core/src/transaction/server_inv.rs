@@ -94,10 +94,9 @@ impl ServerInvite {
     }
 
     /// A retransmission of the INVITE arrived: answer with the last response.
-    pub fn handle_retransmission(&mut self) {
-        if matches!(self.state, InviteServerState::Proceeding | InviteServerState::Completed) {
-            self.out.repeat_last();
-        }
+    /// Returns whether the last response was sent again.
+    pub fn handle_retransmission(&mut self) -> bool {
+        matches!(self.state, InviteServerState::Proceeding | InviteServerState::Completed) && self.out.repeat_last()
     }
 
     /// An ACK matching this transaction arrived (for a non-2xx response).
