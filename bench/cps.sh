@@ -13,6 +13,7 @@
 # PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone);
 # PREWARM=N sets [plugins] prewarm (instances prepared ahead; 0: none).
 # MEDIA=passthrough runs the trunk without media anchoring (the figure before issue #13).
+# RECORDS=0 runs without call records ([records] enabled = false; the figure before #14's records).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
@@ -44,6 +45,8 @@ max_live_instances = 4000
 prewarm = ${PREWARM:-8}
 [admin]
 listen = "127.0.0.1:46090"
+[records]
+enabled = $([ "${RECORDS:-1}" = 0 ] && echo false || echo true)
 # Media is anchored on every call (SDP rewritten, two port pairs taken and
 # bound): a short rest keeps the range and the open sockets within limits
 # at thousands of 200 ms calls per second. MEDIA=passthrough: not anchored.

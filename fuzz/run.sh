@@ -2,7 +2,8 @@
 # Fuzz the SIP message parser (with the stream framer, the transaction
 # layer and what reads a message further), the digest credential parser
 # the SDP reader/rewriter (and SDES crypto lines), the SRTP receive
-# path and the WAV reader of `<Play>` for a bounded time each, from the committed
+# path, the WAV reader of `<Play>` and the call records' trace scanner,
+# redaction, filters and ladder for a bounded time each, from the committed
 # seeds plus the RFC 4475 torture messages. Fails on any panic.
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 30)
 set -euo pipefail
@@ -13,7 +14,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 # RUSTC_BOOTSTRAP (no second toolchain to install).
 export RUSTC_BOOTSTRAP=1
 torture=../../shared/testdata/rfc4475
-for target in sip_message digest sdp srtp wav; do
+for target in sip_message digest sdp srtp wav records; do
   mkdir -p "corpus/$target"
   if [ "$target" = sip_message ] && [ -d "$torture" ]; then
     cp "$torture"/*.dat "corpus/$target/"

@@ -105,12 +105,7 @@ fn table(rows: &[CallRow], out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Unix ms as `2026-12-01 21:15:56` (UTC).
-pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use trunkline_records::ladder::time;
 
 fn cut(s: &str, n: usize) -> String {
     if s.is_empty() {

@@ -226,7 +226,7 @@ impl Store {
 
     /// Calls matching `filter`, newest first.
     pub fn list(&self, filter: &Filter) -> Result<Vec<CallRow>, StoreError> {
-        let (clause, args) = filter.sql();
+        let (clause, args) = filter_sql(filter);
         let sql = format!(
             "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status,
                     json_extract(record, '$.pdd_ms'), json_extract(record, '$.duration_ms'),
@@ -299,6 +299,32 @@ impl Store {
     pub fn version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
+}
+
+/// The WHERE clause and its arguments (always bound, never spliced).
+fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    if let Some(t) = &filter.trunk {
+        args.push(Value::Text(t.clone()));
+        clauses.push(format!("trunk = ?{}", args.len()));
+    }
+    if let Some(n) = &filter.number {
+        args.push(Value::Text(n.trim_start_matches('+').to_owned()));
+        let i = args.len();
+        clauses.push(format!("(ltrim(caller, '+') = ?{i} OR ltrim(called, '+') = ?{i})"));
+    }
+    if let Some(s) = filter.since_ms {
+        args.push(Value::Integer(s));
+        clauses.push(format!("started_at >= ?{}", args.len()));
+    }
+    if let Some(o) = &filter.outcome {
+        args.push(Value::Text(o.clone()));
+        clauses.push(format!("outcome = ?{}", args.len()));
+    }
+    let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (clause, args)
 }
 
 /// Run the migrations `conn` has not had yet, in one transaction.
@@ -403,6 +429,18 @@ mod tests {
         assert_eq!(store.retain(3_000, 5).unwrap(), 3 + 2);
         let left: Vec<String> = store.list(&Filter::default()).unwrap().into_iter().map(|r| r.call_id).collect();
         assert_eq!(left, ["c9", "c8", "c7", "c6", "c5"]);
+    }
+
+    #[test]
+    fn a_filter_becomes_a_where_clause_of_bound_values() {
+        let f = Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000)
+            .unwrap();
+        let (clause, args) = filter_sql(&f);
+        assert_eq!(
+            clause,
+            "WHERE trunk = ?1 AND (ltrim(caller, '+') = ?2 OR ltrim(called, '+') = ?2) AND started_at >= ?3 AND outcome = ?4"
+        );
+        assert_eq!(args.len(), 4);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use super::trace::header;
-use super::CallRecord;
+use crate::trace::header;
+use crate::CallRecord;
 
 /// Width of a column, in characters.
 const COLUMN: usize = 26;
@@ -91,7 +91,7 @@ pub fn draw(record: &CallRecord) -> String {
         record.source
     );
     let _ = writeln!(out, "  Call-ID {}", record.call_id);
-    let _ = writeln!(out, "  started {}, {}", super::cli::time(record.started_at), outcome_line(record));
+    let _ = writeln!(out, "  started {}, {}", time(record.started_at), outcome_line(record));
     if record.status == 404 {
         let _ = writeln!(out, "  404: no route accepted the number");
     }
@@ -192,6 +192,13 @@ fn arrow_line(columns: usize, a: &Arrow) -> String {
     s
 }
 
+/// Unix ms as `2026-12-01 21:15:56` (UTC).
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// `s` cut to `n` characters (`...` at the end when cut).
 fn fit(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -213,7 +220,7 @@ fn show(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{ResponseMark, TargetRecord, TraceEntry};
+    use crate::{ResponseMark, TargetRecord, TraceEntry};
 
     fn entry(at_ms: u64, direction: &str, peer: &str, first: &str, call_id: &str, cseq: &str) -> TraceEntry {
         TraceEntry {

@@ -1,0 +1,40 @@
+//! Any bytes as a SIP message in a call's trace, and as a `--since` value:
+//! the Call-ID scanner, the redaction of credentials and SDES keys, the
+//! filter parser and the ladder never panic; redaction keeps every line and
+//! leaves no key behind.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use trunkline_records::{ladder, query, trace, CallRecord, TargetRecord, TraceEntry};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = trace::call_id(data);
+    let text = String::from_utf8_lossy(data);
+    let redacted = trace::redact(&text);
+    assert_eq!(redacted.split('\n').count(), text.split('\n').count(), "a line lost or added");
+    let mut in_body = false;
+    for line in redacted.split('\n') {
+        let bare = line.trim_end_matches('\r');
+        in_body |= bare.is_empty();
+        if in_body && bare.starts_with("a=crypto:") {
+            for part in bare.split([' ', ';']) {
+                assert!(!part.starts_with("inline:") || part == "inline:<redacted>", "a key left: {bare}");
+            }
+        }
+    }
+    let _ = query::parse_since(&text, 1_700_000_000_000);
+    let entry = |direction: &str| TraceEntry {
+        at_ms: data.len() as u64,
+        direction: direction.into(),
+        peer: text.chars().take(40).collect(),
+        message: text.to_string(),
+    };
+    let record = CallRecord {
+        call_id: trace::call_id(data).unwrap_or_default().to_owned(),
+        status: data.first().map_or(404, |&b| 100 + u16::from(b)),
+        targets: vec![TargetRecord { call_id: text.chars().take(8).collect(), address: entry("in").peer, ..TargetRecord::default() }],
+        trace: vec![entry("in"), entry("out")],
+        ..CallRecord::default()
+    };
+    let _ = ladder::draw(&record);
+});
