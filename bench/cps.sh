@@ -47,6 +47,7 @@ prewarm = ${PREWARM:-8}
 listen = "127.0.0.1:46090"
 [records]
 enabled = $([ "${RECORDS:-1}" = 0 ] && echo false || echo true)
+trace_messages = ${TRACE_MESSAGES:-64}
 # Media is anchored on every call (SDP rewritten, two port pairs taken and
 # bound): a short rest keeps the range and the open sockets within limits
 # at thousands of 200 ms calls per second. MEDIA=passthrough: not anchored.
@@ -82,7 +83,7 @@ fail=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
 retr=$(echo "$last" | cut -d';' -f"$(col Retransmissions\(C\))")
 cpu_s=$(echo "scale=2; ($c1 - $c0) / $hz" | bc)
 pct=$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)
-echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins)$([ "${MEDIA:-relay}" = passthrough ] && echo -passthrough) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
+echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins)$([ "${MEDIA:-relay}" = passthrough ] && echo -passthrough)$([ "${RECORDS:-1}" = 0 ] && echo -norecords) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
 # Where the plugin instances were made (engine thread while idle, background thread, call path).
 command -v curl >/dev/null && echo "instances $(curl -s http://127.0.0.1:46090/instances)"
 plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)

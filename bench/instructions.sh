@@ -12,7 +12,9 @@
 # calls, at 20 calls/s. Prints the instructions of each run and
 # (MANY_total - FEW_total) / (MANY - FEW): the cost of one call without
 # start-up. Media is anchored (SDP rewritten, ports taken); MEDIA=passthrough
-# leaves it alone (the figure before issue #13). Needs valgrind and
+# leaves it alone (the figure before issue #13); RECORDS=0 keeps no call
+# records (the figure before #14's records; with them the count includes
+# the writer thread's work). Needs valgrind and
 # sip-tester. Stops only what it started.
 set -u
 few=${1:-100} many=${2:-600}
@@ -40,6 +42,8 @@ prewarm = 0
 port_min = 20000
 port_max = 59999
 threads = 1
+[records]
+enabled = $([ "${RECORDS:-1}" = 0 ] && echo false || echo true)
 [[trunk]]
 name = "bench"
 numbers = ["+14155550100"]
@@ -65,6 +69,7 @@ run() {
   wait "$uas" 2>/dev/null
   kill -INT "$tl"; wait "$tl" 2>/dev/null
   [ "$ok" = 0 ] || echo "note: SIPp reported failed calls in the run of $calls" >&2
+  [ -n "${KEEP_CALLGRIND:-}" ] && cp "$out" "$KEEP_CALLGRIND.$1"
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 i_few=$(run "$few")

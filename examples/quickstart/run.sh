@@ -3,7 +3,9 @@
 #  1. live: start `trunkline run` (live.toml) with a SIPp PBX, place real SIP
 #     calls from a SIPp carrier (answered after failover with audio both ways
 #     through the router's media relay, rejected by a plugin), and print each
-#     call's hooks, route, media and outcome;
+#     call's hooks, route, media and outcome; then list the call records
+#     (`trunkline calls`), draw the answered call's SIP ladder, and say
+#     where the console, the API and the metrics are;
 #  2. offline: route more scenarios through trunkline.toml with
 #     `trunkline simulate` (same plugins and routing algorithm, simulated
 #     targets), covering what the live engine does not do yet (TwiML).
@@ -71,6 +73,11 @@ live() {
     echo "== the answered call as a SIP ladder: trunkline calls --config live.toml show $first"
     (cd "$here" && "$trunkline" calls --config live.toml show "$first")
   fi
+  echo
+  echo "== where to look next: run the router again and open its console in a browser"
+  echo "   (cd examples/quickstart && ../../target/debug/trunkline run --config live.toml)"
+  echo "   console: http://127.0.0.1:5090/   API: http://127.0.0.1:5090/openapi.json   metrics: http://127.0.0.1:5090/metrics"
+  echo "   records: (cd examples/quickstart && ../../target/debug/trunkline calls --config live.toml --since 1h)"
 }
 live
 

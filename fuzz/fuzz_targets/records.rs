@@ -9,6 +9,7 @@ use trunkline_records::{ladder, query, trace, CallRecord, TargetRecord, TraceEnt
 
 fuzz_target!(|data: &[u8]| {
     let _ = trace::call_id(data);
+    let _ = trace::unpack(data);
     let text = String::from_utf8_lossy(data);
     let redacted = trace::redact(&text);
     assert_eq!(redacted.split('\n').count(), text.split('\n').count(), "a line lost or added");

@@ -45,8 +45,8 @@ pub fn arrows(record: &CallRecord) -> (Vec<Party>, Vec<Arrow>) {
         parties.push(Party { name: format!("target {}", i + 1), detail: t.address.clone() });
     }
     let mut extra: Vec<String> = Vec::new();
-    let last_404 = record.status == 404
-        || record.targets.last().and_then(|t| t.responses.last()).is_some_and(|r| r.status == 404);
+    let last_404 =
+        record.status == 404 || record.targets.last().and_then(|t| t.responses.last()).is_some_and(|r| r.status == 404);
     let mut arrows = Vec::new();
     for e in &record.trace {
         let call_id = header(&e.message, "Call-ID", Some("i")).unwrap_or_default();
@@ -112,7 +112,12 @@ pub fn draw(record: &CallRecord) -> String {
         let _ = writeln!(out, "{}(no SIP trace kept)", " ".repeat(TIME));
     }
     if record.trace_dropped > 0 {
-        let _ = writeln!(out, "{}... {} more message(s) not kept ([records] trace caps)", " ".repeat(TIME), record.trace_dropped);
+        let _ = writeln!(
+            out,
+            "{}... {} more message(s) not kept ([records] trace caps)",
+            " ".repeat(TIME),
+            record.trace_dropped
+        );
     }
     out.push_str("\nroute:\n");
     for t in &record.targets {
@@ -255,9 +260,23 @@ mod tests {
             targets: vec![target(5091, "b1", 503, "Service Unavailable"), target(5092, "b2", 404, "Not Found")],
             trace: vec![
                 entry(0, "in", "udp:127.0.0.1:5070", "INVITE sip:+15557654321@r SIP/2.0", "a@x", "1 INVITE"),
-                entry(1, "out", "udp:127.0.0.1:5091", "INVITE sip:+15557654321@127.0.0.1:5091 SIP/2.0", "b1", "1 INVITE"),
+                entry(
+                    1,
+                    "out",
+                    "udp:127.0.0.1:5091",
+                    "INVITE sip:+15557654321@127.0.0.1:5091 SIP/2.0",
+                    "b1",
+                    "1 INVITE",
+                ),
                 entry(3, "in", "udp:127.0.0.1:5091", "SIP/2.0 503 Service Unavailable", "b1", "1 INVITE"),
-                entry(4, "out", "udp:127.0.0.1:5092", "INVITE sip:+15557654321@127.0.0.1:5092 SIP/2.0", "b2", "1 INVITE"),
+                entry(
+                    4,
+                    "out",
+                    "udp:127.0.0.1:5092",
+                    "INVITE sip:+15557654321@127.0.0.1:5092 SIP/2.0",
+                    "b2",
+                    "1 INVITE",
+                ),
                 entry(6, "in", "udp:127.0.0.1:5092", "SIP/2.0 404 Not Found", "b2", "1 INVITE"),
                 entry(6, "out", "udp:127.0.0.1:5070", "SIP/2.0 404 Not Found", "a@x", "1 INVITE"),
             ],

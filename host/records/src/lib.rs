@@ -66,7 +66,9 @@ pub struct CallRecord {
     pub route: Vec<String>,
     /// The media streams (addresses, ports, packets), if relayed.
     pub media: Vec<String>,
-    /// Both legs' SIP messages, in order (capped; credentials and keys redacted).
+    /// Both legs' SIP messages, in order (capped; credentials and keys
+    /// redacted). Stored apart from the rest, packed (see [`trace`]).
+    #[serde(default)]
     pub trace: Vec<TraceEntry>,
     /// Messages left out of `trace` by the caps.
     pub trace_dropped: u32,
@@ -122,9 +124,9 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// The record, with times on the wall clock (`now` and `wall` read
-    /// together) and the trace redacted.
-    pub fn finish(self, now: std::time::Instant, wall: std::time::SystemTime) -> CallRecord {
+    /// The record (its `trace` empty), with times on the wall clock (`now`
+    /// and `wall` read together), and its trace packed and redacted.
+    pub fn finish(self, now: std::time::Instant, wall: std::time::SystemTime) -> (CallRecord, Vec<u8>) {
         let unix_ms = |at: std::time::Instant| {
             let back = now.saturating_duration_since(at);
             let t = wall.checked_sub(back).unwrap_or(wall);
@@ -134,8 +136,7 @@ impl Draft {
         record.started_at = unix_ms(self.started);
         record.ended_at = unix_ms(self.ended);
         record.trace_dropped = self.trace.dropped();
-        record.trace = self.trace.finish(self.started);
-        record
+        (record, self.trace.pack(self.started))
     }
 }
 

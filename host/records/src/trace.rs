@@ -1,10 +1,19 @@
 //! A call's SIP trace: every message of both legs as it crossed the wire,
-//! kept raw on the engine's thread (a copy per message, nothing parsed)
-//! and finished on the writer's: times from the call's start, credentials
-//! and SRTP keys redacted, bytes read as UTF-8 (lossy).
+//! kept raw on the engine's thread (appended to one buffer per call,
+//! nothing parsed) and packed on the writer's into the stored form
+//! ([`RawTrace::pack`]: times from the call's start, credentials and SDES
+//! keys redacted in one pass over the bytes); [`unpack`] reads it back.
+//!
+//! The stored form, version 1: the byte `1`, then per message its time
+//! (u32 ms, little endian), `0` received or `1` sent, the peer's length
+//! (u8) and text (`udp:192.0.2.1:5060`), the message's length (u32) and
+//! bytes. Compact and written without escaping: a JSON string of the same
+//! messages cost the writer three times as much CPU (bench/README.md).
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
+use memchr::memmem::Finder;
 use serde::{Deserialize, Serialize};
 use trunkline_sip_core::Peer;
 
@@ -15,11 +24,11 @@ pub struct TraceCaps {
     pub bytes: usize,
 }
 
-/// Messages as they crossed the wire.
+/// Messages as they crossed the wire: their bytes end to end in one buffer.
 #[derive(Debug, Default)]
 pub struct RawTrace {
+    bytes: Vec<u8>,
     entries: Vec<RawEntry>,
-    bytes: usize,
     dropped: u32,
 }
 
@@ -28,18 +37,21 @@ struct RawEntry {
     at: Instant,
     sent: bool,
     peer: Peer,
-    bytes: Vec<u8>,
+    end: usize,
 }
+
+/// The version byte of the stored form.
+const PACKED_V1: u8 = 1;
 
 impl RawTrace {
     /// Keep `bytes` (sent to or received from `peer`) if the caps allow.
     pub fn push(&mut self, caps: TraceCaps, at: Instant, sent: bool, peer: Peer, bytes: &[u8]) {
-        if self.entries.len() >= caps.messages || self.bytes + bytes.len() > caps.bytes {
+        if self.entries.len() >= caps.messages || self.bytes.len() + bytes.len() > caps.bytes {
             self.dropped += 1;
             return;
         }
-        self.bytes += bytes.len();
-        self.entries.push(RawEntry { at, sent, peer, bytes: bytes.to_vec() });
+        self.bytes.extend_from_slice(bytes);
+        self.entries.push(RawEntry { at, sent, peer, end: self.bytes.len() });
     }
 
     /// Messages left out by the caps.
@@ -56,18 +68,66 @@ impl RawTrace {
         self.entries.is_empty()
     }
 
-    /// The entries, times counted from `start`, redacted.
-    pub fn finish(self, start: Instant) -> Vec<TraceEntry> {
-        self.entries
-            .into_iter()
-            .map(|e| TraceEntry {
-                at_ms: e.at.saturating_duration_since(start).as_millis() as u64,
-                direction: if e.sent { "out" } else { "in" }.into(),
-                peer: format!("{}:{}", e.peer.transport, e.peer.addr),
-                message: redact(&String::from_utf8_lossy(&e.bytes)),
-            })
-            .collect()
+    /// The stored form (see the module docs), times counted from `start`,
+    /// redacted.
+    pub fn pack(&self, start: Instant) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + self.entries.len() * 32 + 1);
+        out.push(PACKED_V1);
+        let mut begin = 0;
+        // A call has few peers: each one's text is made once.
+        let mut peers: Vec<(Peer, String)> = Vec::new();
+        for e in &self.entries {
+            let at = e.at.saturating_duration_since(start).as_millis().min(u128::from(u32::MAX)) as u32;
+            out.extend_from_slice(&at.to_le_bytes());
+            out.push(u8::from(e.sent));
+            let i = peers.iter().position(|(p, _)| *p == e.peer).unwrap_or_else(|| {
+                peers.push((e.peer, format!("{}:{}", e.peer.transport, e.peer.addr)));
+                peers.len() - 1
+            });
+            let peer = peers[i].1.as_bytes();
+            out.push(peer.len().min(255) as u8);
+            out.extend_from_slice(&peer[..peer.len().min(255)]);
+            let len_at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            redact_into(&self.bytes[begin..e.end], &mut out);
+            let len = (out.len() - len_at - 4) as u32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            begin = e.end;
+        }
+        out
     }
+
+    /// The entries as [`unpack`] would read them back (tests, the CLI).
+    pub fn finish(&self, start: Instant) -> Vec<TraceEntry> {
+        unpack(&self.pack(start)).unwrap_or_default()
+    }
+}
+
+/// Read a stored trace back; `None` if it is not one (a corrupt row).
+pub fn unpack(packed: &[u8]) -> Option<Vec<TraceEntry>> {
+    let (&version, mut rest) = packed.split_first()?;
+    if version != PACKED_V1 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        if rest.len() < n {
+            return None;
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Some(head.to_vec())
+    };
+    while !rest.is_empty() {
+        let at = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
+        let sent = take(&mut rest, 1)?[0] == 1;
+        let peer_len = take(&mut rest, 1)?[0] as usize;
+        let peer = String::from_utf8_lossy(&take(&mut rest, peer_len)?).into_owned();
+        let len = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?) as usize;
+        let message = String::from_utf8_lossy(&take(&mut rest, len)?).into_owned();
+        out.push(TraceEntry { at_ms: u64::from(at), direction: if sent { "out" } else { "in" }.into(), peer, message });
+    }
+    Some(out)
 }
 
 /// One SIP message of a call.
@@ -125,19 +185,40 @@ pub fn header<'a>(message: &'a str, name: &str, compact: Option<&str>) -> Option
 }
 
 /// The Call-ID of the SIP message in `bytes`, found without parsing it (the
-/// engine files each message under its call with it).
+/// engine files each message under its call with it): a SIMD search for
+/// the usual spelling first, then a scan of the header lines (any case,
+/// the compact form `i`).
 pub fn call_id(bytes: &[u8]) -> Option<&str> {
+    static CALL_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\nCall-ID:"));
+    if let Some(at) = CALL_ID.find(bytes).filter(|&at| !head_ends_before(bytes, at)) {
+        let value = &bytes[at + 9..];
+        let end = memchr::memchr(b'\n', value).unwrap_or(value.len());
+        return std::str::from_utf8(value[..end].trim_ascii()).ok();
+    }
+    call_id_slow(bytes)
+}
+
+/// Whether the headers of `bytes` end before offset `at` (a blank line).
+fn head_ends_before(bytes: &[u8], at: usize) -> bool {
+    static BLANK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    static BARE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    // Up to and with the line break that starts the header found.
+    let before = &bytes[..(at + 1).min(bytes.len())];
+    BLANK.find(before).is_some() || BARE.find(before).is_some()
+}
+
+fn call_id_slow(bytes: &[u8]) -> Option<&str> {
     let mut rest = bytes;
     // Skip the start line.
-    let first = rest.iter().position(|&b| b == b'\n')?;
+    let first = memchr::memchr(b'\n', rest)?;
     rest = &rest[first + 1..];
     while !rest.is_empty() {
-        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
         if line.is_empty() {
             return None; // end of the headers
         }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
+        if let Some(colon) = memchr::memchr(b':', line) {
             let name = line[..colon].trim_ascii();
             if name.eq_ignore_ascii_case(b"Call-ID") || name.eq_ignore_ascii_case(b"i") {
                 return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
@@ -152,29 +233,60 @@ pub fn call_id(bytes: &[u8]) -> Option<&str> {
 /// values of `Authorization` and `Proxy-Authorization` (all but the
 /// scheme, user name and realm) and SDES keys (`inline:` of `a=crypto`).
 pub fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
+    let mut out = Vec::with_capacity(message.len());
+    redact_into(message.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`redact`] on bytes, appended to `out`: one pass, lines copied as they
+/// are unless they hold a credential or a key.
+pub fn redact_into(message: &[u8], out: &mut Vec<u8>) {
+    // Most messages hold neither: copied whole after a look at the first
+    // byte of each header line (names are case-insensitive) and a SIMD
+    // search of the body (SDP attribute names are not).
+    static BLANK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    static CRYPTO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"a=crypto:"));
+    let head_end = BLANK.find(message).unwrap_or(message.len());
+    let (head, body) = message.split_at(head_end);
+    let credentials = memchr::memchr_iter(b'\n', head).any(|i| {
+        head.get(i + 1).is_some_and(|b| matches!(b, b'A' | b'a' | b'P' | b'p')) && is_credentials(&head[i + 1..])
+    });
+    if !credentials && CRYPTO.find(body).is_none() {
+        out.extend_from_slice(message);
+        return;
+    }
     let mut in_body = false;
-    for line in message.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\r', '\n']);
-        let ending = &line[bare.len()..];
+    let mut rest = message;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        let bare_len = line.len() - line.iter().rev().take_while(|&&b| b == b'\n' || b == b'\r').count();
+        let (bare, ending) = line.split_at(bare_len);
         if !in_body && bare.is_empty() {
             in_body = true;
         }
-        match (in_body, bare.split_once(':')) {
-            (false, Some((name, value)))
-                if name.trim().eq_ignore_ascii_case("Authorization")
-                    || name.trim().eq_ignore_ascii_case("Proxy-Authorization") =>
-            {
-                out.push_str(name);
-                out.push_str(": ");
-                out.push_str(&redact_credentials(value.trim()));
-            }
-            (true, _) if bare.starts_with("a=crypto:") => out.push_str(&redact_keys(bare)),
-            _ => out.push_str(bare),
+        if !in_body && is_credentials(bare) {
+            let colon = bare.iter().position(|&b| b == b':').unwrap_or(bare.len());
+            out.extend_from_slice(&bare[..colon]);
+            out.extend_from_slice(b": ");
+            let value = String::from_utf8_lossy(bare.get(colon + 1..).unwrap_or_default());
+            out.extend_from_slice(redact_credentials(value.trim()).as_bytes());
+        } else if in_body && bare.starts_with(b"a=crypto:") {
+            out.extend_from_slice(redact_keys(&String::from_utf8_lossy(bare)).as_bytes());
+        } else {
+            out.extend_from_slice(bare);
         }
-        out.push_str(ending);
+        out.extend_from_slice(ending);
     }
-    out
+}
+
+/// An `Authorization` or `Proxy-Authorization` header line.
+fn is_credentials(line: &[u8]) -> bool {
+    let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+    let Some(colon) = memchr::memchr(b':', line) else { return false };
+    let name = line[..colon].trim_ascii();
+    name.eq_ignore_ascii_case(b"Authorization") || name.eq_ignore_ascii_case(b"Proxy-Authorization")
 }
 
 /// `Digest username="alice", realm="x", nonce=..., response=...` ->
@@ -238,7 +350,20 @@ mod tests {
         assert!(r.contains("Proxy-Authorization: Digest username=\"alice\", realm=\"r\", <redacted>\r\n"), "{r}");
         assert!(r.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<redacted>\r\n"), "{r}");
         assert!(r.contains("inline:<redacted>;inline:<redacted>"), "{r}");
-        assert!(r.starts_with("INVITE sip:+1@x SIP/2.0\r\n") && r.contains("Content-Type: application/sdp\r\n\r\nv=0\r\n"));
+        assert!(
+            r.starts_with("INVITE sip:+1@x SIP/2.0\r\n") && r.contains("Content-Type: application/sdp\r\n\r\nv=0\r\n")
+        );
+    }
+
+    #[test]
+    fn credentials_in_any_case_and_the_compact_crlf_less_forms_are_redacted_too() {
+        for name in ["pRoXy-AuThOrIzAtIoN", "AUTHORIZATION", "authorization "] {
+            let m = format!("INVITE sip:x SIP/2.0\r\n{name}: Digest username=\"u\", response=\"zzz\"\r\n\r\n");
+            let r = redact(&m);
+            assert!(!r.contains("zzz") && r.contains("<redacted>"), "{name}: {r}");
+        }
+        let plain = "SIP/2.0 200 OK\r\nVia: x\r\nAllow: INVITE\r\n\r\nv=0\r\na=sendrecv\r\n";
+        assert_eq!(redact(plain), plain, "nothing to redact: copied as it is");
     }
 
     #[test]
@@ -256,5 +381,28 @@ mod tests {
         assert_eq!((e[0].direction.as_str(), e[0].label().as_str(), e[0].at_ms), ("in", "INVITE", 0));
         assert_eq!((e[1].direction.as_str(), e[1].label().as_str(), e[1].at_ms), ("out", "100 Trying", 8));
         assert_eq!((e[1].status(), e[1].peer.as_str()), (Some(100), "udp:127.0.0.1:5060"));
+    }
+
+    #[test]
+    fn the_stored_form_reads_back_and_refuses_what_is_not_one() {
+        let t0 = Instant::now();
+        let caps = TraceCaps { messages: 10, bytes: 10_000 };
+        let peer = Peer::udp("[2001:db8::1]:5062".parse().unwrap());
+        let mut t = RawTrace::default();
+        let invite = b"INVITE sip:a SIP/2.0\r\nAuthorization: Digest username=\"u\", response=\"secret\"\r\n\r\n\xff";
+        t.push(caps, t0 + std::time::Duration::from_millis(70_000), false, peer, invite);
+        let packed = t.pack(t0);
+        let back = unpack(&packed).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (back[0].at_ms, back[0].direction.as_str(), back[0].peer.as_str()),
+            (70_000, "in", "udp:[2001:db8::1]:5062")
+        );
+        assert!(back[0].message.contains("username=\"u\", <redacted>") && !back[0].message.contains("secret"));
+        assert!(back[0].message.ends_with('\u{fffd}'), "bytes that are not UTF-8 read lossily");
+        assert_eq!(unpack(&[]), None);
+        assert_eq!(unpack(&[2]), None);
+        assert_eq!(unpack(&packed[..packed.len() - 1]), None, "truncated");
+        assert_eq!(unpack(&[1]), Some(Vec::new()));
     }
 }

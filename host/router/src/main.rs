@@ -186,9 +186,8 @@ fn calls(
     match command {
         Some(CallsCommand::Show { id, json }) => records::cli::show(&store, &id, json, &mut out),
         None => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             let filter = records::query::Filter::new(trunk, number, since.as_deref(), outcome, Some(limit), now)
                 .map_err(|e| anyhow::anyhow!("--{e}"))?;
             records::cli::list(&records::cli::ListArgs { store, filter, format }, &mut out)

@@ -339,7 +339,9 @@ impl Metrics {
             .get_or_create(&MethodLabels { method: "invite" })
             .inc_by(now.invites_refused.saturating_sub(old.invites_refused));
         self.dns_failures.inc_by(now.dns_failures.saturating_sub(old.dns_failures));
-        self.tls_failures.get_or_create(&ListenerLabels { listener: "sip" }).inc_by(sip_tls_failures.saturating_sub(old_tls));
+        self.tls_failures
+            .get_or_create(&ListenerLabels { listener: "sip" })
+            .inc_by(sip_tls_failures.saturating_sub(old_tls));
         *seen = (now, sip_tls_failures);
     }
 

@@ -19,11 +19,11 @@ use trunkline_relay::{Relay, RelayConfig};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::admin::Control;
-use crate::records::store::AuditRow;
-use crate::records::writer::RecordSink;
 use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::metrics::Metrics;
+use crate::records::store::AuditRow;
+use crate::records::writer::RecordSink;
 use crate::resolve::Resolver;
 use crate::streams::{StreamEvent, Streams, TlsContext};
 use crate::twiml::fetch::Fetcher;
@@ -620,7 +620,11 @@ async fn shutdown_signal() {
 /// SIGHUP reloads every plugin of the folder (off the hot path).
 /// SIGHUP: reload the plugins folder, then the configuration (whose trunks
 /// may name the new plugins).
-fn spawn_sighup_reload(runtime: Runtime, dir: std::path::PathBuf, control: mpsc::Sender<Control>) -> anyhow::Result<()> {
+fn spawn_sighup_reload(
+    runtime: Runtime,
+    dir: std::path::PathBuf,
+    control: mpsc::Sender<Control>,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

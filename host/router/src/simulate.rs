@@ -178,6 +178,8 @@ pub fn simulate(args: SimArgs) -> anyhow::Result<()> {
             for (n, v) in x_headers {
                 outgoing.headers.push(trunkline_plugin_host::types::Header { name: n, value: v });
             }
+            // As the engine: the host's Diversion before `pre-dial`.
+            crate::engine::diversion::add_dialed(&settings, trunk, &dialed, &mut outgoing);
             match session.pre_dial(&call, &mut outgoing, &target) {
                 Ok(DialOutcome::Skip) => {
                     route.push(format!("{uri}: skipped by a plugin"));

@@ -66,9 +66,11 @@ pub(super) async fn audit(
         return Err(bad(format!("{unknown}: unknown parameter (known: limit)")));
     }
     let limit = match q.get("limit") {
-        Some(l) => l.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-            bad(format!("limit: `{l}` is not 1..=10000"))
-        })?,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| bad(format!("limit: `{l}` is not 1..=10000")))?,
         None => 100,
     };
     Ok(Json(read(&a, move |s| s.audit_log(limit)).await?))

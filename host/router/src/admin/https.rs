@@ -27,7 +27,11 @@ pub(super) struct TlsListener {
 
 impl TlsListener {
     /// Accept on `tcp`, handshake with `config`; `failed` counts the handshakes that fail.
-    pub(super) fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>, failed: impl Fn() + Send + Sync + 'static) -> std::io::Result<Self> {
+    pub(super) fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        failed: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(BACKLOG);
         let acceptor = TlsAcceptor::from(config);

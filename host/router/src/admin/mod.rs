@@ -266,10 +266,7 @@ async fn trunks(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
     Ok(Json(ask(&a, Control::Trunks).await?))
 }
 
-async fn reload_config(
-    State(a): State<Admin>,
-    Extension(who): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+async fn reload_config(State(a): State<Admin>, Extension(who): Extension<Caller>) -> Result<Json<Value>, ApiError> {
     let outcome = ask(&a, |reply| Control::Reload { source: "admin", by: who.0.clone(), reply: Some(reply) }).await?;
     match outcome {
         Ok(changes) => Ok(Json(json!({ "reloaded": true, "changes": changes }))),

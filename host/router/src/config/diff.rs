@@ -132,7 +132,10 @@ fn trunk_changes(o: &Trunk, t: &Trunk, old: &Settings, new: &Settings, out: &mut
             }
             let carrier = |s: &Settings, x: &super::Termination| s.carriers[x.carrier].name.clone();
             let (ca, cb) = (carrier(old, a), carrier(new, b));
-            if a.domain != b.domain || ca != cb || a.caller_ids != b.caller_ids || a.digest_algorithms != b.digest_algorithms
+            if a.domain != b.domain
+                || ca != cb
+                || a.caller_ids != b.caller_ids
+                || a.digest_algorithms != b.digest_algorithms
             {
                 out.push(format!("trunk {name}: termination settings changed"));
             }

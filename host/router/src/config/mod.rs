@@ -19,17 +19,17 @@ use crate::engine::Rate;
 use crate::streams::StreamLimits;
 use crate::tls::TlsFiles;
 
-mod media;
 mod diff;
+mod media;
 mod raw;
 mod records;
 mod termination;
 mod trunk;
 
-pub use media::{MediaMode, MediaSettings, RecordingMode};
 pub use diff::live_change;
-pub use records::{records_path, RecordSettings};
+pub use media::{MediaMode, MediaSettings, RecordingMode};
 use raw::RawConfig;
+pub use records::{records_path, RecordSettings};
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
 /// A configuration error at a place in the file.
@@ -185,7 +185,11 @@ fn health_threshold(cx: &Ctx<'_>, v: &Spanned<u32>, key: &str) -> Result<u32, Co
 }
 
 /// `health_check_interval_secs` of a trunk or carrier (`key`): 1..=3600 s.
-pub(crate) fn health_interval(cx: &Ctx<'_>, v: Option<&Spanned<u64>>, key: &str) -> Result<Option<Duration>, ConfigError> {
+pub(crate) fn health_interval(
+    cx: &Ctx<'_>,
+    v: Option<&Spanned<u64>>,
+    key: &str,
+) -> Result<Option<Duration>, ConfigError> {
     match v {
         None => Ok(None),
         Some(s) if (1..=3600).contains(s.get_ref()) => Ok(Some(Duration::from_secs(*s.get_ref()))),
@@ -463,7 +467,8 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
             admin_tls = match (&a.cert, &a.key) {
                 (None, None) => None,
                 (Some(c), Some(k)) => {
-                    let files = TlsFiles { cert: Some(base.join(c.get_ref())), key: Some(base.join(k.get_ref())), ca: None };
+                    let files =
+                        TlsFiles { cert: Some(base.join(c.get_ref())), key: Some(base.join(k.get_ref())), ca: None };
                     crate::tls::server_config(&files).map_err(|e| cx.err(c.span(), "admin.cert", e))?;
                     Some(files)
                 }

@@ -3,10 +3,10 @@
 //! scheme per trunk, passwords read from the environment or a file (never
 //! from the configuration itself), gateway host names resolved to IPs.
 
-use std::time::Duration;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;

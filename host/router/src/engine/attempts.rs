@@ -58,7 +58,7 @@ impl Engine {
             let mut outgoing = c.request.clone();
             outgoing.uri = uri.clone();
             if c.call.direction == trunkline_plugin_host::types::Direction::Origination {
-                super::diversion::add_dialed(&c.settings, c.trunk, &c.dialed, &mut outgoing);
+                super::diversion::add_dialed(&c.settings, &c.settings.trunks[c.trunk], &c.dialed, &mut outgoing);
             }
             outgoing.headers.extend(x_headers.into_iter().map(|(name, value)| Header { name, value }));
             let dial = c.session.pre_dial(&c.call, &mut outgoing, &target);
@@ -205,11 +205,8 @@ impl Engine {
         let Some(c) = self.calls.get_mut(&id) else { return };
         let status = status_of(&m);
         c.target_response(now, status, &reason_of(&m));
-        let ring = c
-            .twiml
-            .as_ref()
-            .and_then(|t| t.dial_timeout)
-            .unwrap_or(Duration::from_millis(c.settings.ring_timeout_ms));
+        let ring =
+            c.twiml.as_ref().and_then(|t| t.dial_timeout).unwrap_or(Duration::from_millis(c.settings.ring_timeout_ms));
         if let Some(leg) = c.leg.as_mut() {
             if !leg.responded {
                 self.timers.push(Reverse((now + ring, id, Timer::Ring(leg.attempt))));

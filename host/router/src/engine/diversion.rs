@@ -15,8 +15,8 @@ use crate::config::Settings;
 
 /// The Diversion value of an origination attempt for `dialed`, unless the
 /// request already carries it.
-pub(super) fn add_dialed(settings: &Settings, trunk: usize, dialed: &str, request: &mut Request) {
-    if !settings.trunks[trunk].diversion || dialed.is_empty() {
+pub fn add_dialed(settings: &Settings, trunk: &crate::config::Trunk, dialed: &str, request: &mut Request) {
+    if !trunk.diversion || dialed.is_empty() {
         return;
     }
     let domain = settings.domains.first().cloned().unwrap_or_else(|| {
@@ -35,7 +35,7 @@ pub(super) fn add_dialed(settings: &Settings, trunk: usize, dialed: &str, reques
 /// Remove from a terminating INVITE to trunk `trunk` every Diversion that
 /// names our domain with a number its account neither owns nor verified.
 /// Returns how many went.
-pub(super) fn check_termination(settings: &Settings, trunk: usize, m: &mut Message) -> usize {
+pub(crate) fn check_termination(settings: &Settings, trunk: usize, m: &mut Message) -> usize {
     let t = &settings.trunks[trunk];
     let mut domains: Vec<&str> = settings.domains.iter().map(String::as_str).collect();
     if let Some(term) = &t.termination {
@@ -51,7 +51,8 @@ pub(super) fn check_termination(settings: &Settings, trunk: usize, m: &mut Messa
     let account = &t.account;
     let allowed = |n: &str| {
         settings.trunks.iter().filter(|x| &x.account == account).any(|x| {
-            x.numbers.iter().any(|o| o == n) || x.termination.as_ref().is_some_and(|y| y.caller_ids.iter().any(|v| v == n))
+            x.numbers.iter().any(|o| o == n)
+                || x.termination.as_ref().is_some_and(|y| y.caller_ids.iter().any(|v| v == n))
         })
     };
     let before = m.headers.len();

@@ -131,9 +131,7 @@ impl Engine {
             Some(Destination::Addr(peer)) => Some(peer),
             Some(Destination::Name { transport, host, port, .. }) => {
                 match self.dns.lookup(now, &Question::Host(host), PROBE_WAITER) {
-                    Lookup::Found(Answer::Addrs(a)) if !a.is_empty() => {
-                        Some(Destination::at(transport, a[0], port))
-                    }
+                    Lookup::Found(Answer::Addrs(a)) if !a.is_empty() => Some(Destination::at(transport, a[0], port)),
                     Lookup::Wait => {
                         self.timers.push(Reverse((now + RETRY, i as u64, Timer::Ping(generation))));
                         return;
@@ -225,7 +223,10 @@ impl Engine {
     fn ping_request(&mut self, uri: &str, peer: Peer) -> Message {
         let domain = self.settings.domains.first().cloned().unwrap_or_else(|| "trunkline.invalid".into());
         let headers = vec![
-            build::header("Via", format!("{};branch=z9hG4bK{}", build::via(&self.locals, peer.transport), self.ids.next())),
+            build::header(
+                "Via",
+                format!("{};branch=z9hG4bK{}", build::via(&self.locals, peer.transport), self.ids.next()),
+            ),
             build::header("Max-Forwards", "70"),
             build::header("From", format!("<sip:ping@{domain}>;tag={}", self.ids.next())),
             build::header("To", format!("<{uri}>")),

@@ -212,8 +212,7 @@ impl Engine {
         let Some(c) = self.calls.get(&id) else { return };
         let Some(session) = c.media.as_ref() else { return };
         let symmetric = c.settings.trunks[c.trunk].symmetric_rtp;
-        let recording =
-            recorded.then(|| recording_of(&c.settings, c.trunk, c.record, id, &c.call.call_id)).flatten();
+        let recording = recorded.then(|| recording_of(&c.settings, c.trunk, c.record, id, &c.call.call_id)).flatten();
         let streams = session.streams().to_vec();
         self.media_out.push_back(MediaCommand::Relay { call: id, streams, symmetric, recording });
     }

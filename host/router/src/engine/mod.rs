@@ -27,7 +27,7 @@ mod attempts;
 mod auth_bans;
 mod build;
 mod call;
-mod diversion;
+pub mod diversion;
 mod dns;
 mod flood;
 mod health;

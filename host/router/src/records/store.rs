@@ -46,6 +46,8 @@ pub const MIGRATIONS: &[&str] = &[
         by_token TEXT,
         detail TEXT
     );",
+    // 3: each call's SIP trace apart from the record, packed (trunkline_records::trace).
+    "ALTER TABLE calls ADD COLUMN trace BLOB;",
 ];
 
 /// Why the store failed.
@@ -153,8 +155,9 @@ impl Store {
 
     /// Open `path` to read (the API, the CLI): never creates it.
     pub fn open_read(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| StoreError::Open { path: path.to_owned(), source: e })?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| StoreError::Open { path: path.to_owned(), source: e })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > MIGRATIONS.len() as i64 {
@@ -163,16 +166,18 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Store `records` in one transaction; each gets its id.
-    pub fn insert(&mut self, records: &mut [CallRecord]) -> Result<(), StoreError> {
+    /// Store `records` (each with its packed trace) in one transaction;
+    /// each gets its id.
+    pub fn insert(&mut self, records: &mut [(CallRecord, Vec<u8>)]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for r in records.iter_mut() {
-                // The id is the row's, not the JSON's (`get` sets it).
+            for (r, trace) in records.iter_mut() {
+                // The id is the row's, not the JSON's (`get` sets it); the
+                // trace has a column of its own.
                 let json = serde_json::to_string(&*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
                 insert.execute(params![
                     r.call_id,
@@ -184,7 +189,8 @@ impl Store {
                     r.called,
                     r.outcome,
                     r.status,
-                    json
+                    json,
+                    &trace[..]
                 ])?;
                 r.id = tx.last_insert_rowid();
             }
@@ -257,21 +263,26 @@ impl Store {
 
     /// One record: by its number, or by the caller's Call-ID (the newest).
     pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        let row: Option<(i64, String)> = match key.parse::<i64>() {
-            Ok(id) => {
-                self.conn.query_row("SELECT id, record FROM calls WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-            }
+        type Row = (i64, String, Option<Vec<u8>>);
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
+        let row: Option<Row> = match key.parse::<i64>() {
+            Ok(id) => self.conn.query_row("SELECT id, record, trace FROM calls WHERE id = ?1", params![id], read),
             Err(_) => self.conn.query_row(
-                "SELECT id, record FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT id, record, trace FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
                 params![key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                read,
             ),
         }
         .optional()?;
-        let Some((id, json)) = row else { return Ok(None) };
+        let Some((id, json, trace)) = row else { return Ok(None) };
         let mut record: CallRecord =
             serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { id, why: e.to_string() })?;
         record.id = id;
+        // Records of schema 1 and 2 kept the trace in their JSON.
+        if let Some(packed) = trace {
+            record.trace = crate::records::trace::unpack(&packed)
+                .ok_or_else(|| StoreError::Corrupt { id, why: "the SIP trace does not decode".into() })?;
+        }
         Ok(Some(record))
     }
 
@@ -389,7 +400,9 @@ mod tests {
         create_at_version(&path, 1).unwrap();
         // A record as version 1 wrote it (no audit table yet).
         let conn = Connection::open(&path).unwrap();
-        let old = record("old@x", 1_000, "answered");
+        let mut old = record("old@x", 1_000, "answered");
+        // Before schema 3 the trace was in the record's JSON.
+        old.trace = vec![crate::records::TraceEntry { message: "INVITE sip:x SIP/2.0".into(), ..Default::default() }];
         conn.execute(
             "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record)
              VALUES ('old@x', 1000, 1010, 't', 'origination', '+15551230001', '+15557654321', 'answered', 200, ?1)",
@@ -401,6 +414,22 @@ mod tests {
         assert_eq!(store.version().unwrap(), MIGRATIONS.len() as i64);
         assert_eq!(store.get("1").unwrap().map(|r| r.call_id), Some("old@x".into()));
         assert_eq!(store.get("old@x").unwrap().map(|r| r.id), Some(1));
+        assert_eq!(store.get("1").unwrap().unwrap().trace[0].message, "INVITE sip:x SIP/2.0");
+        // A record of today: its trace in its own column.
+        let t0 = std::time::Instant::now();
+        let mut raw = crate::records::RawTrace::default();
+        let caps = crate::records::trace::TraceCaps { messages: 4, bytes: 4096 };
+        raw.push(
+            caps,
+            t0,
+            true,
+            trunkline_sip_core::Peer::udp("127.0.0.1:5060".parse().unwrap()),
+            b"BYE sip:y SIP/2.0\r\n\r\n",
+        );
+        store.insert(&mut [(record("new@x", 2_000, "answered"), raw.pack(t0))]).unwrap();
+        let new = store.get("new@x").unwrap().unwrap();
+        assert_eq!((new.trace.len(), new.trace[0].direction.as_str()), (1, "out"));
+        assert!(new.trace[0].message.starts_with("BYE sip:y"));
         store.audit(&[AuditRow { action: "load".into(), subject: "p".into(), ..AuditRow::default() }]).unwrap();
         assert_eq!(store.audit_log(10).unwrap().len(), 1);
     }
@@ -422,9 +451,10 @@ mod tests {
     fn retention_deletes_by_age_then_by_count_and_lists_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-        let mut rs: Vec<CallRecord> = (0..10).map(|i| record(&format!("c{i}"), 1_000 * i, "answered")).collect();
+        let mut rs: Vec<(CallRecord, Vec<u8>)> =
+            (0..10).map(|i| (record(&format!("c{i}"), 1_000 * i, "answered"), vec![1])).collect();
         store.insert(&mut rs).unwrap();
-        assert_eq!(rs.iter().map(|r| r.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<i64>>());
+        assert_eq!(rs.iter().map(|r| r.0.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<i64>>());
         // Older than 3000 ms: c0, c1, c2; then keep the newest 5 of c3..c9.
         assert_eq!(store.retain(3_000, 5).unwrap(), 3 + 2);
         let left: Vec<String> = store.list(&Filter::default()).unwrap().into_iter().map(|r| r.call_id).collect();
@@ -433,8 +463,8 @@ mod tests {
 
     #[test]
     fn a_filter_becomes_a_where_clause_of_bound_values() {
-        let f = Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000)
-            .unwrap();
+        let f =
+            Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000).unwrap();
         let (clause, args) = filter_sql(&f);
         assert_eq!(
             clause,
@@ -452,7 +482,7 @@ mod tests {
         b.trunk = "x'; DROP TABLE calls; --".into();
         b.called = "+4930123".into();
         a.targets = vec![Default::default(), Default::default()];
-        store.insert(&mut [a, b]).unwrap();
+        store.insert(&mut [(a, vec![1]), (b, vec![1])]).unwrap();
         let ids = |f: Filter| store.list(&f).unwrap().into_iter().map(|r| r.call_id).collect::<Vec<_>>();
         let f = |trunk: Option<&str>, number: Option<&str>, since: Option<&str>, outcome: Option<&str>| {
             Filter::new(trunk.map(Into::into), number.map(Into::into), since, outcome.map(Into::into), None, 2_500)

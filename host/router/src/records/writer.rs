@@ -2,6 +2,8 @@
 //! the engine never waits on the disk. A full queue drops the record and
 //! counts it (`trunkline_records_dropped_total`), never a call. Retention
 //! (`[records] max_age_days`, `max_count`) runs here too, once a minute.
+//! The thread runs at the lowest priority: when the machine is short of
+//! CPU, records wait (or are dropped), calls do not.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +76,9 @@ impl RecordSink {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 if self.stats.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!("call records queue full: records dropped (counted in trunkline_records_dropped_total)");
+                    tracing::warn!(
+                        "call records queue full: records dropped (counted in trunkline_records_dropped_total)"
+                    );
                 }
             }
         }
@@ -114,6 +118,7 @@ impl RecordSink {
 }
 
 fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retention: Retention) {
+    lowest_priority();
     let mut last_retention = Instant::now() - RETENTION_EVERY;
     let mut failing = false;
     loop {
@@ -170,6 +175,20 @@ fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retenti
         }
         if stop {
             return;
+        }
+    }
+}
+
+/// Give this thread the lowest CPU priority (nice 19): on a busy machine
+/// the engine's threads win, the queue fills and records are dropped
+/// (counted), never calls slowed.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id; no memory is shared.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        if r != 0 {
+            tracing::debug!("call records writer: nice 19 refused: {}", std::io::Error::last_os_error());
         }
     }
 }

@@ -26,7 +26,8 @@ fn router_after_a_failover_call() -> (Router, u16, Value) {
     let dir = tempfile::tempdir().unwrap();
     let unavailable =
         from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
-    let mut uas_503 = sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
+    let mut uas_503 =
+        sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &second.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1"]).success());
@@ -142,7 +143,11 @@ impl Browser {
     }
 
     fn text_of(&self, id: &str) -> String {
-        let v = self.cmd("POST", "/execute/sync", Some(json!({ "script": format!("return document.getElementById('{id}').innerText"), "args": [] })));
+        let v = self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": format!("return document.getElementById('{id}').innerText"), "args": [] })),
+        );
         v.as_str().unwrap_or_default().to_owned()
     }
 
@@ -186,8 +191,12 @@ fn the_console_shows_a_call_just_placed_and_its_ladder_in_headless_chromium() {
     browser.wait_text("plugins", &["diversion-guard", "serving", "pre-dial"]);
     let row_el = browser.element(&format!("tr.call[data-id=\"{}\"]", row["id"]));
     browser.cmd("POST", &format!("/element/{row_el}/click"), Some(json!({})));
-    let ladder = browser.wait_text("ladder", &["caller", "router", "target 1", "target 2", "503 Service Unavailable", "INVITE"]);
-    assert!(ladder.contains("hooks:") && ladder.contains("select-uri"), "route and hook decisions beside the ladder:\n{ladder}");
+    let ladder =
+        browser.wait_text("ladder", &["caller", "router", "target 1", "target 2", "503 Service Unavailable", "INVITE"]);
+    assert!(
+        ladder.contains("hooks:") && ladder.contains("select-uri"),
+        "route and hook decisions beside the ladder:\n{ladder}"
+    );
     drop(browser);
     drop(router);
 }

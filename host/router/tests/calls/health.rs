@@ -31,7 +31,9 @@ fn responder(socket: UdpSocket, answering: Arc<AtomicBool>, stop: Arc<AtomicBool
             }
             let keep: Vec<&str> = text
                 .lines()
-                .filter(|l| ["via:", "from:", "call-id:", "cseq:", "to:"].iter().any(|h| l.to_ascii_lowercase().starts_with(h)))
+                .filter(|l| {
+                    ["via:", "from:", "call-id:", "cseq:", "to:"].iter().any(|h| l.to_ascii_lowercase().starts_with(h))
+                })
                 .collect();
             let mut reply = String::from("SIP/2.0 200 OK\r\n");
             for l in keep {

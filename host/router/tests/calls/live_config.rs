@@ -98,7 +98,10 @@ fn a_reload_under_load_moves_numbers_adds_a_target_refuses_a_bad_file_and_loses_
     let check_err = String::from_utf8_lossy(&check.stderr).trim().trim_start_matches("error: ").to_owned();
     assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
     let first_line = check_err.lines().next().unwrap().to_owned();
-    assert!(refused.contains(&first_line.replace('"', "\\\"")), "same error as `trunkline check` ({first_line}):\n{refused}");
+    assert!(
+        refused.contains(&first_line.replace('"', "\\\"")),
+        "same error as `trunkline check` ({first_line}):\n{refused}"
+    );
     std::thread::sleep(Duration::from_millis(1500));
 
     // Move +14155550100 to trunk beta and give beta a new first target.
@@ -113,7 +116,10 @@ fn a_reload_under_load_moves_numbers_adds_a_target_refuses_a_bad_file_and_loses_
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("udp://127.0.0.1:0", "udp://127.0.0.1:1")).unwrap();
     let listener = post_reload(port);
-    assert!(listener.starts_with("HTTP/1.1 400") && listener.contains("sip.listen cannot change while the router runs"), "{listener}");
+    assert!(
+        listener.starts_with("HTTP/1.1 400") && listener.contains("sip.listen cannot change while the router runs"),
+        "{listener}"
+    );
     std::fs::write(&path, text).unwrap();
 
     // SIGHUP reloads too (nothing changed now), audited as the signal.
@@ -128,12 +134,17 @@ fn a_reload_under_load_moves_numbers_adds_a_target_refuses_a_bad_file_and_loses_
     }
     assert!(finished.success(), "SIPp: every one of the 60 calls answered and ended across the reloads");
     let (before, after, untouched) = (invites(&pbxs[0].1), invites(&pbxs[2].1), invites(&pbxs[1].1));
-    assert!(before > 0 && after > 0, "calls before the reload went to alpha's target, after it to beta's new one: {before} / {after}");
+    assert!(
+        before > 0 && after > 0,
+        "calls before the reload went to alpha's target, after it to beta's new one: {before} / {after}"
+    );
     assert_eq!(before + after, 60, "every call reached one PBX once ({untouched} at beta's old target)");
 
     let rows = audit(port, |rows| rows.iter().any(|r| r["source"] == "signal"));
     let reloads: Vec<&Value> = rows.iter().filter(|r| r["action"] == "config-reload").collect();
-    let of = |source: &str, outcome: &str| reloads.iter().filter(|r| r["source"] == source && r["outcome"] == outcome).count();
+    let of = |source: &str, outcome: &str| {
+        reloads.iter().filter(|r| r["source"] == source && r["outcome"] == outcome).count()
+    };
     assert_eq!(of("admin", "refused"), 2, "{reloads:#?}");
     assert_eq!(of("admin", "ok"), 1, "{reloads:#?}");
     assert_eq!(of("signal", "ok"), 1, "{reloads:#?}");
@@ -160,7 +171,8 @@ fn with_watch_config_a_saved_file_is_applied_and_audited_as_the_watch() {
     let port = router.admin_port();
     rewrite(&router, &two_trunks("", &[(b_port, 10)], a_port));
     let rows = audit(port, |rows| rows.iter().any(|r| r["source"] == "watch"));
-    let watched = rows.iter().find(|r| r["source"] == "watch").unwrap_or_else(|| panic!("no reload by the watch: {rows:#?}"));
+    let watched =
+        rows.iter().find(|r| r["source"] == "watch").unwrap_or_else(|| panic!("no reload by the watch: {rows:#?}"));
     assert_eq!(watched["outcome"], "ok", "{watched}");
     assert!(watched["detail"].as_str().unwrap().contains("trunk beta: numbers +[+14155550100]"), "{watched}");
 }

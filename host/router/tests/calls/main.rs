@@ -248,7 +248,11 @@ fn a_trunk_with_no_plugin_sends_diversion_unless_told_not_to() {
         let reports = router.outcomes(1);
         assert!(uas.wait().unwrap().success(), "{reports}");
         let seen = std::fs::read_to_string(&msgs).unwrap();
-        assert_eq!(seen.matches("Diversion: <sip:+14155550100@trunkline.test>").count(), expected, "{diversion}:\n{seen}");
+        assert_eq!(
+            seen.matches("Diversion: <sip:+14155550100@trunkline.test>").count(),
+            expected,
+            "{diversion}:\n{seen}"
+        );
     }
 }
 

@@ -65,12 +65,10 @@ fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
     );
     let admin_port = router.admin_port();
     let dir = tempfile::tempdir().unwrap();
-    let unavailable = from_template(
-        "uas-final.xml",
-        dir.path(),
-        &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())],
-    );
-    let mut uas_503 = sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
+    let unavailable =
+        from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
+    let mut uas_503 =
+        sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &second.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // The caller talks 600 ms, then hangs up.
@@ -116,7 +114,12 @@ fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["direction"].as_str().unwrap().to_owned(), e["message"].as_str().unwrap().lines().next().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["direction"].as_str().unwrap().to_owned(),
+                e["message"].as_str().unwrap().lines().next().unwrap().to_owned(),
+            )
+        })
         .collect();
     let first_lines: Vec<&str> = trace.iter().map(|(_, l)| l.as_str()).collect();
     assert!(first_lines[0].starts_with("INVITE sip:+14155550100@"), "{first_lines:#?}");

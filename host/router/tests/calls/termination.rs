@@ -53,7 +53,8 @@ fn term_router(gateways: &[u16], auth: &str, password: Option<&str>) -> Router {
 
 /// The same, with the gateway URIs given in full.
 fn term_router_to(gateways: &[String], auth: &str, password: Option<&str>) -> Router {
-    let plugins = format!("{{ name = \"diversion-guard\", config = {{ domains = [\"trunkline.test\", \"{DOMAIN}\"] }} }}");
+    let plugins =
+        format!("{{ name = \"diversion-guard\", config = {{ domains = [\"trunkline.test\", \"{DOMAIN}\"] }} }}");
     term_router_with(gateways, auth, password, &plugins)
 }
 

@@ -409,7 +409,10 @@ fn the_admin_api_over_https_needs_its_certificate_and_a_token() {
             .args(args)
             .output()
             .expect("curl");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let url = format!("https://127.0.0.1:{port}/health/live");
     let (ok, body) = curl(&["-H", "Authorization: Bearer ops-token-0123456789abcdef", &url]);
@@ -423,7 +426,11 @@ fn the_admin_api_over_https_needs_its_certificate_and_a_token() {
     assert!(!plain.contains("\"live\""), "{plain}");
     let until = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, metrics) = curl(&["-H", "Authorization: Bearer ops-token-0123456789abcdef", &format!("https://127.0.0.1:{port}/metrics")]);
+        let (_, metrics) = curl(&[
+            "-H",
+            "Authorization: Bearer ops-token-0123456789abcdef",
+            &format!("https://127.0.0.1:{port}/metrics"),
+        ]);
         if metrics.contains("trunkline_tls_handshake_failures_total{listener=\"admin\"} 2") {
             break;
         }

@@ -78,7 +78,8 @@ impl ServerNonInvite {
     /// (none in Trying: the request is absorbed).
     /// Returns whether the last response was sent again.
     pub fn handle_retransmission(&mut self) -> bool {
-        matches!(self.state, NonInviteServerState::Proceeding | NonInviteServerState::Completed) && self.out.repeat_last()
+        matches!(self.state, NonInviteServerState::Proceeding | NonInviteServerState::Completed)
+            && self.out.repeat_last()
     }
 
     /// Call at (or after) the instant `poll_timeout` returned.
