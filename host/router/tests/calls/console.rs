@@ -16,24 +16,8 @@ const TOKEN: &str = "ops-token-0123456789abcdef";
 /// A router with the admin API behind a token, after one call that failed
 /// over (503 from the first target, answered by the second) is recorded.
 fn router_after_a_failover_call() -> (Router, u16, Value) {
-    let (first, second, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"ops\", token_env = \"TL_ADMIN_TOKEN\" }]";
-    let router = Router::launch_env(
-        Setup { plugins: admin, rest: &trunk(&[(first, 5), (second, 10)], ""), ..Setup::default() },
-        Some(("TL_ADMIN_TOKEN", TOKEN)),
-    );
-    let admin_port = router.admin_port();
-    let dir = tempfile::tempdir().unwrap();
-    let unavailable =
-        from_template("uas-final.xml", dir.path(), &[("CODE", "503".into()), ("REASON", "Service Unavailable".into())]);
-    let mut uas_503 =
-        sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
-    let mut uas = sipp(&["-sn", "uas", "-p", &second.to_string(), "-m", "1"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1"]).success());
-    let _ = (uas.wait(), uas_503.wait());
-    let rows = router.records(1);
-    let row = rows[0].clone();
+    let (router, admin_port, _, _, _) = super::records::after_a_failover_call(0);
+    let row = router.records(1)[0].clone();
     (router, admin_port, row)
 }
 

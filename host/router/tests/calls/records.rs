@@ -51,12 +51,12 @@ impl Router {
     }
 }
 
-/// A call that fails over (503 from the first target, answered by the
-/// second) and an INVITE for a number nobody owns: both recorded with what
-/// happened; the ladder of the first shows both targets; the filters, the
-/// formats and the API agree.
-#[test]
-fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
+/// A router (admin API behind the token `ops-token-0123456789abcdef`) after
+/// one call that failed over: 503 from the first target, answered by the
+/// second, the caller talking `talk_ms` then hanging up. Returns the
+/// router, its admin port, the two targets' ports, the caller's port and
+/// the call's report.
+pub(super) fn after_a_failover_call(talk_ms: u32) -> (Router, u16, (u16, u16), u16, String) {
     let (first, second, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"ops\", token_env = \"TL_ADMIN_TOKEN\" }]";
     let router = Router::launch_env(
@@ -71,11 +71,22 @@ fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
         sipp(&["-sf", unavailable.to_str().unwrap(), "-p", &first.to_string(), "-m", "1"]).spawn().unwrap();
     let mut uas = sipp(&["-sn", "uas", "-p", &second.to_string(), "-m", "1"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    // The caller talks 600 ms, then hangs up.
-    let answered = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "600"]);
+    let answered = call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", &talk_ms.to_string()]);
     let reports = router.outcomes(1);
     assert!(answered.success() && uas.wait().unwrap().success(), "{reports}");
     let _ = uas_503.wait();
+    (router, admin_port, (first, second), uac_port, reports)
+}
+
+/// A call that fails over (503 from the first target, answered by the
+/// second) and an INVITE for a number nobody owns: both recorded with what
+/// happened; the ladder of the first shows both targets; the filters, the
+/// formats and the API agree.
+#[test]
+fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
+    // The caller talks 600 ms, then hangs up.
+    let (router, admin_port, (first, second), uac_port, _) = after_a_failover_call(600);
+    let dir = tempfile::tempdir().unwrap();
     let not_found = expect_final(404, dir.path());
     let target = format!("127.0.0.1:{}", router.port);
     let port = free_udp_port().to_string();
