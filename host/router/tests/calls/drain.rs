@@ -114,3 +114,71 @@ fn the_admin_drain_ends_calls_still_up_at_the_drain_timeout_with_bye() {
     let status = exited(&mut router, 10).expect("the router exits");
     assert!(status.success(), "exit status {status}");
 }
+
+/// A rolling restart under SIPp load: 10 calls/s of 2 s calls; the router
+/// gets SIGTERM mid-load, refuses the calls that arrive while it drains
+/// (503, which an upstream would retry elsewhere), lets every answered call
+/// finish, exits 0, and a new router on the same configuration takes the
+/// next calls. No answered call is lost: every call SIPp placed ended as
+/// answered-and-hung-up or refused with 503, and the PBX saw each answered
+/// call end.
+#[test]
+fn a_rolling_restart_under_load_loses_no_answered_call() {
+    let uas_port = free_udp_port();
+    let mut router = Router::start(&trunk(&[(uas_port, 10)], ""));
+    let config = router.config_path();
+    let port = router.port;
+    let dir = tempfile::tempdir().unwrap();
+    let pbx_msgs = dir.path().join("pbx.msg");
+    let mut uas =
+        sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-trace_msg", "-message_file", pbx_msgs.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = super::fixture("uac-answered-or-draining.xml");
+    let load = |calls: &str| {
+        let (target, from) = (format!("127.0.0.1:{port}"), free_udp_port().to_string());
+        sipp(&["-sf", scenario.to_str().unwrap(), &target, "-s", "+14155550100", "-p", &from, "-m", calls, "-r", "10"])
+            .spawn()
+            .unwrap()
+    };
+    let mut first = load("40");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-TERM", &router.child.id().to_string()]).status().unwrap().success());
+    let first_ok = first.wait().unwrap();
+    let status = exited(&mut router, 20).expect("the drained router exits");
+    assert!(status.success(), "exit status {status}");
+    let answered_before = router_reports(&router);
+    assert!(
+        first_ok.success(),
+        "every call of the first load answered and hung up, or refused 503:\n{answered_before}"
+    );
+    // The restart: a new router on the same configuration and port.
+    let mut second = Router::again(&config, port);
+    let mut more = load("10");
+    let more_ok = more.wait().unwrap();
+    let reports = second.outcomes(10);
+    assert!(more_ok.success(), "the restarted router takes calls\n{reports}");
+    let _ = uas.kill();
+    let _ = uas.wait();
+    let seen = std::fs::read_to_string(&pbx_msgs).unwrap_or_default();
+    let answered = answered_before.matches("hung up by the caller").count();
+    assert!(answered >= 10, "calls were answered before and during the drain: {answered}\n{answered_before}");
+    assert!(answered < 40, "calls arriving during the drain were refused");
+    assert_eq!(
+        seen.matches("BYE sip:").count(),
+        answered + 10,
+        "the PBX saw every answered call end (before, during and after the restart)"
+    );
+    let _ = second.child.kill();
+}
+
+/// Every report line the router printed so far.
+fn router_reports(router: &Router) -> String {
+    let mut out = String::new();
+    while let Ok(l) = router.lines.recv_timeout(Duration::from_millis(500)) {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}

@@ -84,13 +84,29 @@ impl Router {
             setup.plugins, setup.rest
         );
         std::fs::write(dir.path().join("trunkline.toml"), cfg).unwrap();
+        let config = dir.path().join("trunkline.toml");
+        Router::spawn(&config, env, listen.len(), dir)
+    }
+
+    /// A second router on `config` (another router's), its UDP listener on
+    /// `port` (the first one's, once it has exited): a restart.
+    fn again(config: &Path, port: u16) -> Router {
+        let text =
+            std::fs::read_to_string(config).unwrap().replace("udp://127.0.0.1:0", &format!("udp://127.0.0.1:{port}"));
+        let restart = config.with_file_name("restart.toml");
+        std::fs::write(&restart, text).unwrap();
+        Router::spawn(&restart, None, 1, tempfile::tempdir().unwrap())
+    }
+
+    /// Run `trunkline run` on `config`; `listeners`: how many lines to read.
+    fn spawn(config: &Path, env: Option<(&str, &str)>, listeners: usize, dir: tempfile::TempDir) -> Router {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trunkline"));
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
         let mut child = cmd
             .args(["run", "--print-calls", "--config"])
-            .arg(dir.path().join("trunkline.toml"))
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -103,7 +119,7 @@ impl Router {
             }
         });
         let (mut port, mut tcp_port, mut tls_port) = (0, 0, 0);
-        for _ in &listen {
+        for _ in 0..listeners {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("trunkline did not start");
             let p: u16 = line
                 .rsplit(':')
