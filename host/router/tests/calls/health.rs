@@ -142,3 +142,37 @@ fn a_silent_target_is_marked_down_skipped_at_once_and_back_up_when_it_answers() 
     assert!(probe.join().unwrap() >= 4, "pings, an INVITE and a BYE");
     assert!(pbx.join().unwrap() >= 3, "pings, an INVITE and a BYE");
 }
+
+/// The pings through a peer nobody here wrote: the target is a Kamailio
+/// proxy (the shared kit's proxy.cfg) that relays the OPTIONS to the router
+/// itself, which answers 200; Kamailio relays the answer back. The target
+/// is up while Kamailio runs, and down once it is stopped.
+#[test]
+fn a_kamailio_target_is_up_while_it_relays_the_pings_and_down_once_stopped() {
+    let kamailio_port = free_udp_port();
+    let rest = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\nhealth_check_interval_secs = 1\n\
+         [[trunk.origination]]\nuri = \"sip:127.0.0.1:{kamailio_port}\"\n"
+    );
+    let router = Router::launch(Setup {
+        sip: "health_check_down_after = 2\nhealth_check_up_after = 2",
+        rest: &rest,
+        ..Setup::default()
+    });
+    let port = router.admin_port();
+    let uri = format!("sip:127.0.0.1:{kamailio_port}");
+    let kamailio = super::proxy::Kamailio::start_on(kamailio_port, &format!("sip:127.0.0.1:{}", router.port));
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = trunks(port);
+        let h = &t[0]["origination"][0]["health"];
+        if h["up"] == true && h["last_status"] == 200 && h["answers"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "Kamailio never relayed two answered pings: {t:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(kamailio);
+    wait_health(port, &uri, false);
+}

@@ -22,11 +22,15 @@ impl Kamailio {
     /// Kamailio listening on udp 127.0.0.1:`port`, relaying new requests
     /// to `dest` (`sip:127.0.0.1:PORT`) and in-dialog ones by their Route.
     pub(super) fn start(dest: &str) -> Kamailio {
+        Kamailio::start_on(free_udp_port(), dest)
+    }
+
+    /// The same on a port chosen beforehand.
+    pub(super) fn start_on(port: u16, dest: &str) -> Kamailio {
         let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/kamailio/proxy.cfg");
         let cfg = std::fs::read_to_string(&kit).unwrap_or_else(|e| {
             panic!("the shared Kamailio kit is needed beside the repository ({}): {e}", kit.display())
         });
-        let port = free_udp_port();
         let cfg =
             cfg.replace("udp:127.0.0.1:45060", &format!("udp:127.0.0.1:{port}")).replace("sip:127.0.0.1:45080", dest);
         let dir = tempfile::tempdir().unwrap();
