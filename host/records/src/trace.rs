@@ -242,16 +242,16 @@ pub fn redact(message: &str) -> String {
 /// are unless they hold a credential or a key.
 pub fn redact_into(message: &[u8], out: &mut Vec<u8>) {
     // Most messages hold neither: copied whole after a look at the first
-    // byte of each header line (names are case-insensitive) and a SIMD
-    // search of the body (SDP attribute names are not).
-    static BLANK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    // byte of every line (header names are case-insensitive) and a SIMD
+    // search for an SDES line (SDP attribute names are not). Both look at
+    // the whole message: where the headers end is the line loop's to say
+    // (a bare LF ends them too; the fuzzer found a key left behind when
+    // this only searched after CRLF CRLF).
     static CRYPTO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"a=crypto:"));
-    let head_end = BLANK.find(message).unwrap_or(message.len());
-    let (head, body) = message.split_at(head_end);
-    let credentials = memchr::memchr_iter(b'\n', head).any(|i| {
-        head.get(i + 1).is_some_and(|b| matches!(b, b'A' | b'a' | b'P' | b'p')) && is_credentials(&head[i + 1..])
+    let credentials = memchr::memchr_iter(b'\n', message).any(|i| {
+        message.get(i + 1).is_some_and(|b| matches!(b, b'A' | b'a' | b'P' | b'p')) && is_credentials(&message[i + 1..])
     });
-    if !credentials && CRYPTO.find(body).is_none() {
+    if !credentials && CRYPTO.find(message).is_none() {
         out.extend_from_slice(message);
         return;
     }
@@ -362,6 +362,9 @@ mod tests {
             let r = redact(&m);
             assert!(!r.contains("zzz") && r.contains("<redacted>"), "{name}: {r}");
         }
+        // Headers ended by a bare LF (found by the fuzzer): the key still goes.
+        let bare = redact("INVITE sip:a@b SIP/2.0\r\n\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|2^20\r\n");
+        assert!(bare.contains("inline:<redacted>") && !bare.contains("AAAA"), "{bare}");
         let plain = "SIP/2.0 200 OK\r\nVia: x\r\nAllow: INVITE\r\n\r\nv=0\r\na=sendrecv\r\n";
         assert_eq!(redact(plain), plain, "nothing to redact: copied as it is");
     }
