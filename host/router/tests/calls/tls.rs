@@ -422,7 +422,17 @@ fn the_admin_api_over_https_needs_its_certificate_and_a_token() {
     let (ok, body) = curl(&["--tls-max", "1.1", &url]);
     assert!(!ok, "TLS 1.1 refused: {body}");
     // Plain HTTP to the HTTPS port gets no answer but a failed handshake.
-    let plain = super::http(port, "GET", "/health/live");
+    // The router may close the socket before the request is even written
+    // (a broken pipe or a reset is as good as no answer): errors are fine.
+    let plain = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
     assert!(!plain.contains("\"live\""), "{plain}");
     let until = std::time::Instant::now() + Duration::from_secs(10);
     loop {
