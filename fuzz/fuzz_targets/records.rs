@@ -1,7 +1,7 @@
 //! Any bytes as a SIP message in a call's trace, and as a `--since` value:
 //! the Call-ID scanner, the redaction of credentials and SDES keys, the
 //! filter parser and the ladder never panic; redaction keeps every line and
-//! leaves no key behind.
+//! leaves no key or credential behind.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +17,15 @@ fuzz_target!(|data: &[u8]| {
     for line in redacted.split('\n') {
         let bare = line.trim_end_matches('\r');
         in_body |= bare.is_empty();
+        if !in_body {
+            // A header name and its colon: SP or HTAB between (RFC 3261 HCOLON).
+            let name = bare.split(':').next().unwrap_or_default().trim_matches([' ', '\t']);
+            if bare.contains(':')
+                && (name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization"))
+            {
+                assert!(bare.ends_with("<redacted>"), "credentials left: {bare}");
+            }
+        }
         if in_body && bare.starts_with("a=crypto:") {
             for part in bare.split([' ', ';']) {
                 assert!(!part.starts_with("inline:") || part == "inline:<redacted>", "a key left: {bare}");

@@ -50,6 +50,11 @@ impl RawTrace {
             self.dropped += 1;
             return;
         }
+        if self.bytes.capacity() == 0 {
+            // A call's messages take a few KB: one allocation, not a doubling per message.
+            self.bytes.reserve(caps.bytes.min(8 << 10).max(bytes.len()));
+            self.entries.reserve(16.min(caps.messages));
+        }
         self.bytes.extend_from_slice(bytes);
         self.entries.push(RawEntry { at, sent, peer, end: self.bytes.len() });
     }
@@ -241,15 +246,18 @@ pub fn redact(message: &str) -> String {
 /// [`redact`] on bytes, appended to `out`: one pass, lines copied as they
 /// are unless they hold a credential or a key.
 pub fn redact_into(message: &[u8], out: &mut Vec<u8>) {
-    // Most messages hold neither: copied whole after a look at the first
-    // byte of every line (header names are case-insensitive) and a SIMD
-    // search for an SDES line (SDP attribute names are not). Both look at
-    // the whole message: where the headers end is the line loop's to say
-    // (a bare LF ends them too; the fuzzer found a key left behind when
-    // this only searched after CRLF CRLF).
+    // Most messages hold neither: copied whole after two SIMD searches.
+    // A credentials header's name has a `z` in some case (names are
+    // case-insensitive) and few lines do (a Via's `z9hG4bK`): the line of
+    // each `z` or `Z` is checked. An SDES line starts `a=crypto:` (SDP
+    // attribute names are not case-insensitive). Both look at the whole
+    // message: where the headers end is the line loop's to say (a bare LF
+    // ends them too; the fuzzer found a key left behind when this only
+    // searched after CRLF CRLF).
     static CRYPTO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"a=crypto:"));
-    let credentials = memchr::memchr_iter(b'\n', message).any(|i| {
-        message.get(i + 1).is_some_and(|b| matches!(b, b'A' | b'a' | b'P' | b'p')) && is_credentials(&message[i + 1..])
+    let credentials = memchr::memchr2_iter(b'z', b'Z', message).any(|z| {
+        let start = memchr::memrchr(b'\n', &message[..z]).map_or(0, |i| i + 1);
+        is_credentials(&message[start..])
     });
     if !credentials && CRYPTO.find(message).is_none() {
         out.extend_from_slice(message);

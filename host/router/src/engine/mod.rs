@@ -251,12 +251,13 @@ impl Engine {
 
     /// A whole message arrived from `from` (a datagram or a stream frame).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        let traced = self.trace(now, false, from, bytes);
+        let call_id = self.trace_caps.and_then(|_| crate::records::trace::call_id(bytes));
+        let traced = call_id.is_none_or(|c| self.trace_under(now, c, false, from, bytes));
         self.layer.handle_message(now, from, bytes);
         self.process(now);
-        if !traced {
+        if let (false, Some(c)) = (traced, call_id) {
             // The INVITE of a call that exists now.
-            self.trace(now, false, from, bytes);
+            self.trace_under(now, c, false, from, bytes);
         }
     }
 

@@ -2,10 +2,12 @@
 //! ladder are in the sans-IO crate `trunkline-records`; here is where they
 //! are kept. The driver hands each finished call's [`Draft`] to the
 //! [`writer`], a thread behind a bounded queue that finishes it and stores
-//! it in the embedded [`store`] (SQLite); [`cli`] is `trunkline calls`.
+//! it in the embedded [`store`] (SQLite, the SIP traces in [`traces`]
+//! segment files beside it); [`cli`] is `trunkline calls`.
 
 pub mod cli;
 pub mod store;
+pub mod traces;
 pub mod writer;
 
 pub use trunkline_records::{

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::query::Filter;
+use super::traces::{self, dir_of, TraceAt, TraceLog};
 use super::CallRecord;
 
 /// The schema, one step per version. Append only: never edit a step that
@@ -48,6 +49,10 @@ pub const MIGRATIONS: &[&str] = &[
     );",
     // 3: each call's SIP trace apart from the record, packed (trunkline_records::trace).
     "ALTER TABLE calls ADD COLUMN trace BLOB;",
+    // 4: the trace in a segment file beside the store (super::traces); `trace` stays for older rows.
+    "ALTER TABLE calls ADD COLUMN trace_segment INTEGER;
+     ALTER TABLE calls ADD COLUMN trace_offset INTEGER;
+     ALTER TABLE calls ADD COLUMN trace_length INTEGER;",
 ];
 
 /// Why the store failed.
@@ -62,6 +67,13 @@ pub enum StoreError {
     /// A query or a write failed (disk full, a corrupt file).
     #[error("call records store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The trace segments beside the file cannot be written (disk full,
+    /// permissions: the operator's to fix).
+    #[error("call records traces {path}: {source}")]
+    Traces { path: PathBuf, source: std::io::Error },
+    /// A write through a store opened to read (a bug).
+    #[error("call records store: opened read-only")]
+    ReadOnly,
     /// The writer's thread could not start.
     #[error("call records store: cannot start the writer thread: {0}")]
     Thread(std::io::Error),
@@ -137,6 +149,10 @@ pub struct CallRow {
 /// An open store.
 pub struct Store {
     conn: Connection,
+    /// The SQLite file (its traces are beside it).
+    path: PathBuf,
+    /// Where traces are appended (the writer's store only).
+    traces: Option<TraceLog>,
 }
 
 impl Store {
@@ -150,7 +166,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
         migrate(&mut conn, path)?;
-        Ok(Store { conn })
+        let traces = TraceLog::open(path).map_err(|e| StoreError::Traces { path: dir_of(path), source: e })?;
+        Ok(Store { conn, path: path.to_owned(), traces: Some(traces) })
     }
 
     /// Open `path` to read (the API, the CLI): never creates it.
@@ -163,22 +180,34 @@ impl Store {
         if found > MIGRATIONS.len() as i64 {
             return Err(StoreError::TooNew { path: path.to_owned(), found, known: MIGRATIONS.len() as i64 });
         }
-        Ok(Store { conn })
+        Ok(Store { conn, path: path.to_owned(), traces: None })
     }
 
     /// Store `records` (each with its packed trace) in one transaction;
     /// each gets its id.
     pub fn insert(&mut self, records: &mut [(CallRecord, Vec<u8>)]) -> Result<(), StoreError> {
+        self.write(records, &[])
+    }
+
+    /// Store `records` and `audit` rows in one transaction (the writer's
+    /// batch: a commit costs more than a row, so rows share one).
+    pub fn write(&mut self, records: &mut [(CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+        if records.is_empty() && audit.is_empty() {
+            return Ok(());
+        }
+        let traces = self.traces.as_mut().ok_or(StoreError::ReadOnly)?;
         let tx = self.conn.transaction()?;
-        {
+        if !records.is_empty() {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record, trace)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record,
+                                    trace_segment, trace_offset, trace_length)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for (r, trace) in records.iter_mut() {
                 // The id is the row's, not the JSON's (`get` sets it); the
                 // trace has a column of its own.
                 let json = serde_json::to_string(&*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
+                let at = traces.append(trace).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
                 insert.execute(params![
                     r.call_id,
                     r.started_at,
@@ -190,9 +219,21 @@ impl Store {
                     r.outcome,
                     r.status,
                     json,
-                    &trace[..]
+                    at.segment,
+                    at.offset,
+                    at.length
                 ])?;
                 r.id = tx.last_insert_rowid();
+            }
+        }
+        // The traces are written before the rows that point at them.
+        traces.flush().map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+        if !audit.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit (time, action, subject, outcome, source, by_token, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for a in audit {
+                insert.execute(params![a.time, a.action, a.subject, a.outcome, a.source, a.by, a.detail])?;
             }
         }
         tx.commit()?;
@@ -201,17 +242,7 @@ impl Store {
 
     /// Append audit entries.
     pub fn audit(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO audit (time, action, subject, outcome, source, by_token, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for a in rows {
-                insert.execute(params![a.time, a.action, a.subject, a.outcome, a.source, a.by, a.detail])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(&mut [], rows)
     }
 
     /// Delete records that started before `oldest_ms`, then all but the
@@ -227,6 +258,10 @@ impl Store {
             "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1)",
             params![max_count.saturating_mul(10).min(i64::MAX as u64) as i64],
         )?;
+        let oldest: Option<i64> = self.conn.query_row("SELECT MIN(trace_segment) FROM calls", [], |r| r.get(0))?;
+        if let Some(traces) = self.traces.as_mut() {
+            traces.remove_before(oldest).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+        }
         Ok(gone)
     }
 
@@ -263,23 +298,36 @@ impl Store {
 
     /// One record: by its number, or by the caller's Call-ID (the newest).
     pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        type Row = (i64, String, Option<Vec<u8>>);
-        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
+        type Row = (i64, String, Option<Vec<u8>>, Option<TraceAt>);
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+            let at = match (r.get(3)?, r.get(4)?, r.get(5)?) {
+                (Some(segment), Some(offset), Some(length)) => Some(TraceAt { segment, offset, length }),
+                _ => None,
+            };
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, at))
+        };
+        const COLUMNS: &str = "id, record, trace, trace_segment, trace_offset, trace_length";
         let row: Option<Row> = match key.parse::<i64>() {
-            Ok(id) => self.conn.query_row("SELECT id, record, trace FROM calls WHERE id = ?1", params![id], read),
+            Ok(id) => self.conn.query_row(&format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"), params![id], read),
             Err(_) => self.conn.query_row(
-                "SELECT id, record, trace FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
+                &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"),
                 params![key],
                 read,
             ),
         }
         .optional()?;
-        let Some((id, json, trace)) = row else { return Ok(None) };
+        let Some((id, json, blob, at)) = row else { return Ok(None) };
         let mut record: CallRecord =
             serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { id, why: e.to_string() })?;
         record.id = id;
-        // Records of schema 1 and 2 kept the trace in their JSON.
-        if let Some(packed) = trace {
+        // Records of schema 1 and 2 kept the trace in their JSON, of 3 in a column.
+        let packed = match at {
+            Some(at) => Some(
+                traces::read(&self.path, at).map_err(|e| StoreError::Corrupt { id, why: format!("its SIP trace: {e}") })?,
+            ),
+            None => blob,
+        };
+        if let Some(packed) = packed {
             record.trace = crate::records::trace::unpack(&packed)
                 .ok_or_else(|| StoreError::Corrupt { id, why: "the SIP trace does not decode".into() })?;
         }
@@ -426,10 +474,26 @@ mod tests {
             trunkline_sip_core::Peer::udp("127.0.0.1:5060".parse().unwrap()),
             b"BYE sip:y SIP/2.0\r\n\r\n",
         );
-        store.insert(&mut [(record("new@x", 2_000, "answered"), raw.pack(t0))]).unwrap();
+        // A record of schema 3: its trace in a column of the row.
+        let packed = raw.pack(t0);
+        store
+            .conn
+            .execute(
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record, trace)
+                 VALUES ('three@x', 1500, 1510, 't', 'origination', '', '', 'answered', 200, ?1, ?2)",
+                params![serde_json::to_string(&record("three@x", 1_500, "answered")).unwrap(), packed],
+            )
+            .unwrap();
+        let three = store.get("three@x").unwrap().unwrap();
+        assert!(three.trace[0].message.starts_with("BYE sip:y"));
+        // A record of today: its trace in a segment file beside the store.
+        store.insert(&mut [(record("new@x", 2_000, "answered"), packed)]).unwrap();
         let new = store.get("new@x").unwrap().unwrap();
         assert_eq!((new.trace.len(), new.trace[0].direction.as_str()), (1, "out"));
         assert!(new.trace[0].message.starts_with("BYE sip:y"));
+        // The API and the CLI read it through a read-only store.
+        let reader = Store::open_read(&path).unwrap();
+        assert_eq!(reader.get("new@x").unwrap().unwrap().trace, new.trace);
         store.audit(&[AuditRow { action: "load".into(), subject: "p".into(), ..AuditRow::default() }]).unwrap();
         assert_eq!(store.audit_log(10).unwrap().len(), 1);
     }
@@ -459,6 +523,28 @@ mod tests {
         assert_eq!(store.retain(3_000, 5).unwrap(), 3 + 2);
         let left: Vec<String> = store.list(&Filter::default()).unwrap().into_iter().map(|r| r.call_id).collect();
         assert_eq!(left, ["c9", "c8", "c7", "c6", "c5"]);
+    }
+
+    #[test]
+    fn retention_deletes_the_trace_segments_no_record_points_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let segments = || std::fs::read_dir(traces::dir_of(&path)).unwrap().count();
+        // Three starts of the router: three segments, one record each.
+        for i in 0..3 {
+            let mut store = Store::open(&path).unwrap();
+            store.insert(&mut [(record(&format!("s{i}"), 1_000 * (i + 1), "answered"), vec![1])]).unwrap();
+        }
+        assert_eq!(segments(), 3);
+        let mut store = Store::open(&path).unwrap();
+        // s0 ages out: its segment goes; s1's stays and still reads.
+        assert_eq!(store.retain(1_500, 100).unwrap(), 1);
+        assert_eq!(segments(), 2);
+        assert!(store.get("s1").unwrap().is_some());
+        // A segment gone under a record's feet: the record says so.
+        std::fs::remove_file(traces::dir_of(&path).join("00000002.trace")).unwrap();
+        let e = store.get("s1").unwrap_err().to_string();
+        assert!(e.contains("its SIP trace") && e.contains("00000002.trace"), "{e}");
     }
 
     #[test]

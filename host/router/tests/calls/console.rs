@@ -30,6 +30,8 @@ fn schemathesis_finds_no_failure_in_the_admin_api() {
         // Draining would stop the router under test.
         .args(["--exclude-path", "/drain", "--max-examples", "25", "--seed", "42", "--request-timeout", "20"])
         .env("NO_COLOR", "1")
+        // Its cache goes to the router's directory, not the source tree.
+        .current_dir(router._dir.path())
         .output()
         .expect("schemathesis (`st`, PyPI) must be installed: .ci/run installs it");
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
