@@ -205,11 +205,14 @@ pub fn call_id(bytes: &[u8]) -> Option<&str> {
 
 /// Whether the headers of `bytes` end before offset `at` (a blank line).
 fn head_ends_before(bytes: &[u8], at: usize) -> bool {
-    static BLANK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
-    static BARE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
-    // Up to and with the line break that starts the header found.
-    let before = &bytes[..(at + 1).min(bytes.len())];
-    BLANK.find(before).is_some() || BARE.find(before).is_some()
+    // A line break before `at` followed by an empty line (CRLF or a bare
+    // LF), which may end with the line break at `at` itself: one pass
+    // over the few header lines before it.
+    memchr::memchr_iter(b'\n', &bytes[..at.min(bytes.len())]).any(|i| match bytes.get(i + 1) {
+        Some(b'\n') => true,
+        Some(b'\r') => bytes.get(i + 2) == Some(&b'\n'),
+        _ => false,
+    })
 }
 
 fn call_id_slow(bytes: &[u8]) -> Option<&str> {

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -203,10 +204,14 @@ impl Store {
                                     trace_segment, trace_offset, trace_length)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
+            let mut json = Vec::with_capacity(4096);
             for (r, trace) in records.iter_mut() {
                 // The id is the row's, not the JSON's (`get` sets it); the
-                // trace has a column of its own.
-                let json = serde_json::to_string(&*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
+                // trace is apart.
+                json.clear();
+                serde_json::to_writer(&mut json, &*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
+                // serde_json writes UTF-8: bound as text without a second look.
+                let json = ToSqlOutput::Borrowed(ValueRef::Text(&json));
                 let at = traces.append(trace).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
                 insert.execute(params![
                     r.call_id,
