@@ -175,7 +175,7 @@ impl CallState {
     pub(crate) fn target_sent(&mut self, now: Instant, uri: &str, peer: Peer, call_id: &str) {
         self.targets.push(TargetRecord {
             uri: uri.to_owned(),
-            address: format!("{}:{}", peer.transport, peer.addr),
+            address: trace::peer_text(peer),
             call_id: call_id.to_owned(),
             at_ms: ms(now.saturating_duration_since(self.started)),
             responses: Vec::new(),
