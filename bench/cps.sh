@@ -13,7 +13,8 @@
 # PLUGINS=0 runs trunkline with no plugin (a baseline of the SIP engine alone);
 # PREWARM=N sets [plugins] prewarm (instances prepared ahead; 0: none).
 # MEDIA=passthrough runs the trunk without media anchoring (the figure before issue #13).
-# RECORDS=0 runs without call records ([records] enabled = false; the figure before #14's records).
+# RECORDS=0 runs without call records ([records] enabled = false; the figure before #14's records);
+# TRACE_MESSAGES=N caps each record's SIP trace; THREADS=1 prints each thread's CPU and page faults.
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
@@ -75,6 +76,11 @@ c0=$(cpu); t0=$(date +%s.%N)
 sipp -sn uac 127.0.0.1:46060 -s +14155550100 -i 127.0.0.1 -p 46070 -r "$rate" -m "$calls" -d 200 -nostdin \
      -timeout $((calls / rate + 30))s -trace_stat -stf "$dir/uac.csv" -fd 1 >"$dir/uac.out" 2>&1
 c1=$(cpu); t1=$(date +%s.%N)
+if [ -n "${THREADS:-}" ]; then
+  # CPU (user and system clock ticks) and minor page faults of each of trunkline's threads, by name.
+  for t in /proc/$tl/task/*; do echo "$(cat "$t/comm") $(awk '{print $14, $15, $10}' "$t/stat")"; done |
+    awk '{u[$1]+=$2; s[$1]+=$3; f[$1]+=$4} END {for (k in u) printf "thread %s user=%d sys=%d minflt=%d\n", k, u[k], s[k], f[k]}' | sort
+fi
 hz=$(getconf CLK_TCK)
 hdr=$(head -1 "$dir/uac.csv"); last=$(tail -1 "$dir/uac.csv")
 col() { echo "$hdr" | tr ';' '\n' | grep -n -x "$1" | cut -d: -f1; }
@@ -85,7 +91,7 @@ cpu_s=$(echo "scale=2; ($c1 - $c0) / $hz" | bc)
 pct=$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)
 echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins)$([ "${MEDIA:-relay}" = passthrough ] && echo -passthrough)$([ "${RECORDS:-1}" = 0 ] && echo -norecords) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
 # Where the plugin instances were made (engine thread while idle, background thread, call path).
-command -v curl >/dev/null && echo "instances $(curl -s http://127.0.0.1:46090/instances)"
+command -v curl >/dev/null && echo "instances $(curl -s --max-time 5 http://127.0.0.1:46090/instances)"
 plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)
 [ "$plugin_failures" = 0 ] || echo "note: $plugin_failures plugin failure log lines (see deadlines in docs/plugin-runtime.md)"
 finish; pids=(); trap - EXIT

@@ -313,16 +313,16 @@ impl Metrics {
     /// The engine's ban counts since it started: (bans, dropped requests).
     pub fn auth_bans(&self, (bans, dropped): (u64, u64)) {
         let mut seen = self.bans_seen.lock().unwrap_or_else(|e| e.into_inner());
-        self.auth_bans.inc_by(bans.saturating_sub(seen.0));
-        self.auth_banned_requests.inc_by(dropped.saturating_sub(seen.1));
+        follow(&self.auth_bans, bans, seen.0);
+        follow(&self.auth_banned_requests, dropped, seen.1);
         *seen = (bans, dropped);
     }
 
     /// The record writer's counts since it started: (written, dropped).
     pub fn records(&self, (written, dropped): (u64, u64)) {
         let mut seen = self.records_seen.lock().unwrap_or_else(|e| e.into_inner());
-        self.records_written.inc_by(written.saturating_sub(seen.0));
-        self.records_dropped.inc_by(dropped.saturating_sub(seen.1));
+        follow(&self.records_written, written, seen.0);
+        follow(&self.records_dropped, dropped, seen.1);
         *seen = (written, dropped);
     }
 
@@ -330,18 +330,20 @@ impl Metrics {
     pub fn engine(&self, now: crate::engine::EngineCounts, sip_tls_failures: u64) {
         let mut seen = self.engine_seen.lock().unwrap_or_else(|e| e.into_inner());
         let (old, old_tls) = *seen;
-        self.retransmissions.inc_by(now.retransmissions.saturating_sub(old.retransmissions));
-        self.timeouts.inc_by(now.timeouts.saturating_sub(old.timeouts));
-        self.flood_refusals
-            .get_or_create(&MethodLabels { method: "options" })
-            .inc_by(now.options_refused.saturating_sub(old.options_refused));
-        self.flood_refusals
-            .get_or_create(&MethodLabels { method: "invite" })
-            .inc_by(now.invites_refused.saturating_sub(old.invites_refused));
-        self.dns_failures.inc_by(now.dns_failures.saturating_sub(old.dns_failures));
-        self.tls_failures
-            .get_or_create(&ListenerLabels { listener: "sip" })
-            .inc_by(sip_tls_failures.saturating_sub(old_tls));
+        follow(&self.retransmissions, now.retransmissions, old.retransmissions);
+        follow(&self.timeouts, now.timeouts, old.timeouts);
+        follow(
+            &self.flood_refusals.get_or_create(&MethodLabels { method: "options" }),
+            now.options_refused,
+            old.options_refused,
+        );
+        follow(
+            &self.flood_refusals.get_or_create(&MethodLabels { method: "invite" }),
+            now.invites_refused,
+            old.invites_refused,
+        );
+        follow(&self.dns_failures, now.dns_failures, old.dns_failures);
+        follow(&self.tls_failures.get_or_create(&ListenerLabels { listener: "sip" }), sip_tls_failures, old_tls);
         *seen = (now, sip_tls_failures);
     }
 
@@ -399,9 +401,9 @@ impl Metrics {
             ("dropped_send", now.dropped_send, seen.dropped_send),
             ("dropped_auth", now.dropped_auth, seen.dropped_auth),
         ] {
-            self.media_packets.get_or_create(&PacketLabels { result }).inc_by(new.saturating_sub(old));
+            follow(&self.media_packets.get_or_create(&PacketLabels { result }), new, old);
         }
-        self.recording_dropped.inc_by(now.recording_dropped.saturating_sub(seen.recording_dropped));
+        follow(&self.recording_dropped, now.recording_dropped, seen.recording_dropped);
         *seen = now;
         self.media_ports.set(ports_in_use as i64);
     }
@@ -414,7 +416,7 @@ impl Metrics {
             let key = (plugin, kind.to_owned());
             let old = seen.get(&key).copied().unwrap_or(0);
             let labels = PluginKindLabels { plugin: key.0.clone(), kind: key.1.clone() };
-            self.plugin_failures.get_or_create(&labels).inc_by(value.saturating_sub(old));
+            follow(&self.plugin_failures.get_or_create(&labels), value, old);
             seen.insert(key, value);
         }
         drop(seen);
@@ -473,4 +475,11 @@ mod tests {
              # HELP x_active Active.\n# TYPE x_active gauge\nx_active 1\n"
         );
     }
+}
+
+/// `counter` follows a total counted elsewhere since start (the engine's,
+/// the relay's, the writer's: they count without a lock, and are read here
+/// once a second): add what the total grew since `seen`, its last reading.
+fn follow(counter: &Counter, total: u64, seen: u64) {
+    counter.inc_by(total.saturating_sub(seen));
 }

@@ -13,11 +13,12 @@ use trunkline_sip_core::transaction::{status_of, ClientEvent, TransactionKey};
 use trunkline_sip_core::Peer;
 use trunkline_sip_core::Transport as SipTransport;
 
+use super::build::cancel_for;
 use super::build::{self, relay_response, uri_destination, Destination, Ids, Locals, OutgoingInvite};
 use super::call::{Leg, Phase, Queued};
 use super::dns::{srv_order, Answer, Dns, Lookup, Question};
 use super::in_dialog::Side;
-use super::{cancel_for, media, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
+use super::{media, reason_of, twiml, Engine, Timer, MAX_REDIRECTS};
 use crate::routing;
 use crate::sipcall::{party, response_from};
 use trunkline_media_core::session::MediaError;

@@ -206,6 +206,52 @@ impl OutgoingInvite<'_> {
     }
 }
 
+/// CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
+/// From, To, CSeq number, top Via and Route headers.
+pub(crate) fn cancel_for(invite: &Message) -> Message {
+    let uri = match &invite.start {
+        StartLine::Request { uri, .. } => uri.clone(),
+        StartLine::Response { .. } => String::new(),
+    };
+    let mut headers: Vec<Header> = Vec::new();
+    for name in ["Via", "From", "To", "Call-ID"] {
+        if let Some(v) = invite.header(name) {
+            headers.push(Header { name: name.into(), value: v.to_owned() });
+        }
+    }
+    headers.push(Header { name: "Max-Forwards".into(), value: "70".into() });
+    let seq = invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map_or(1, |c| c.seq);
+    headers.push(Header { name: "CSeq".into(), value: format!("{seq} CANCEL") });
+    headers.extend(invite.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("Route")).cloned());
+    Message { start: StartLine::Request { method: "CANCEL".into(), uri }, headers, body: vec![] }
+}
+
+/// A request of the router's own, outside any dialog (an OPTIONS ping to
+/// a target): a new branch, From tag and Call-ID; `extra` headers after
+/// the usual ones; `from` is the user and domain of From.
+pub(crate) fn own_request(
+    locals: &Locals,
+    ids: &mut Ids,
+    transport: Transport,
+    method: &str,
+    uri: &str,
+    from: (&str, &str),
+    extra: Vec<Header>,
+) -> Message {
+    let (user, domain) = from;
+    let mut headers = vec![
+        header("Via", format!("{};branch={MAGIC_COOKIE}{}", via(locals, transport), ids.next())),
+        header("Max-Forwards", "70"),
+        header("From", format!("<sip:{user}@{domain}>;tag={}", ids.next())),
+        header("To", format!("<{uri}>")),
+        header("Call-ID", ids.next()),
+        header("CSeq", format!("1 {method}")),
+    ];
+    headers.extend(extra);
+    headers.push(header("Content-Length", "0"));
+    Message { start: StartLine::Request { method: method.into(), uri: uri.to_owned() }, headers, body: vec![] }
+}
+
 /// A response to the caller's INVITE, relaying `status`, and the body and
 /// Content-Type of the callee's response if any. A response that creates
 /// a dialog (101-299) carries the INVITE's Record-Route values back, in

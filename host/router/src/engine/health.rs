@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use trunkline_sip_core::message::{Header as SipHeader, Message, StartLine};
+use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{ClientEvent, TransactionKey};
 use trunkline_sip_core::Peer;
 
@@ -222,20 +222,8 @@ impl Engine {
 
     fn ping_request(&mut self, uri: &str, peer: Peer) -> Message {
         let domain = self.settings.domains.first().cloned().unwrap_or_else(|| "trunkline.invalid".into());
-        let headers = vec![
-            build::header(
-                "Via",
-                format!("{};branch=z9hG4bK{}", build::via(&self.locals, peer.transport), self.ids.next()),
-            ),
-            build::header("Max-Forwards", "70"),
-            build::header("From", format!("<sip:ping@{domain}>;tag={}", self.ids.next())),
-            build::header("To", format!("<{uri}>")),
-            build::header("Call-ID", self.ids.next()),
-            build::header("CSeq", "1 OPTIONS"),
-            build::header("Accept", "application/sdp"),
-            SipHeader { name: "Content-Length".into(), value: "0".into() },
-        ];
-        Message { start: StartLine::Request { method: "OPTIONS".into(), uri: uri.to_owned() }, headers, body: vec![] }
+        let accept = vec![build::header("Accept", "application/sdp")];
+        build::own_request(&self.locals, &mut self.ids, peer.transport, "OPTIONS", uri, ("ping", &domain), accept)
     }
 }
 

@@ -154,6 +154,8 @@ pub struct Engine {
     last_now: Option<Instant>,
     pending_records: HashMap<u64, crate::records::Draft>,
     lingering: HashMap<String, u64>,
+    /// When the records lingering now fall due (insight::RECORD_TICK).
+    record_tick: Option<Instant>,
     records_out: VecDeque<crate::records::Draft>,
     /// OPTIONS pings of targets (`health`).
     health: health::Probes,
@@ -211,6 +213,7 @@ impl Engine {
             last_now: None,
             pending_records: HashMap::new(),
             lingering: HashMap::new(),
+            record_tick: None,
             records_out: VecDeque::new(),
             health: health::Probes::default(),
             counts: EngineCounts::default(),
@@ -568,24 +571,4 @@ fn reason_of(m: &Message) -> String {
         StartLine::Response { reason, .. } => reason.clone(),
         StartLine::Request { .. } => String::new(),
     }
-}
-
-/// CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
-/// From, To, CSeq number, top Via and Route headers.
-fn cancel_for(invite: &Message) -> Message {
-    let uri = match &invite.start {
-        StartLine::Request { uri, .. } => uri.clone(),
-        StartLine::Response { .. } => String::new(),
-    };
-    let mut headers: Vec<SipHeader> = Vec::new();
-    for name in ["Via", "From", "To", "Call-ID"] {
-        if let Some(v) = invite.header(name) {
-            headers.push(SipHeader { name: name.into(), value: v.to_owned() });
-        }
-    }
-    headers.push(SipHeader { name: "Max-Forwards".into(), value: "70".into() });
-    let seq = invite.header("CSeq").and_then(trunkline_sip_core::header::CSeq::parse).map_or(1, |c| c.seq);
-    headers.push(SipHeader { name: "CSeq".into(), value: format!("{seq} CANCEL") });
-    headers.extend(invite.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("Route")).cloned());
-    Message { start: StartLine::Request { method: "CANCEL".into(), uri }, headers, body: vec![] }
 }

@@ -11,11 +11,12 @@ use trunkline_sip_core::message::Message;
 use trunkline_sip_core::transaction::{response_to, status_of, Timers, TransactionKey};
 use trunkline_sip_core::{Peer, Transport as SipTransport};
 
+use super::build::cancel_for;
 use super::build::{self, relay_response, uri_peer};
 use super::call::{Leg, Phase};
 use super::hop::Hop;
 use super::in_dialog::{other, seq_of, Side};
-use super::{cancel_for, Engine, Timer};
+use super::{Engine, Timer};
 
 impl Engine {
     /// RFC 3261 §13.3.1.4: the caller's 2xx is resent until its ACK comes;

@@ -461,7 +461,7 @@ impl Engine {
                 self.send_request_to(now, &hop, bye);
             }
             None if t.responded => {
-                self.layer.send_request(now, sent.to, super::cancel_for(&sent.invite));
+                self.layer.send_request(now, sent.to, super::build::cancel_for(&sent.invite));
             }
             None => self.layer.abandon(&sent.tx),
         }

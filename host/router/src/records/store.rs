@@ -212,7 +212,8 @@ impl Store {
                 serde_json::to_writer(&mut json, &*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
                 // serde_json writes UTF-8: bound as text without a second look.
                 let json = ToSqlOutput::Borrowed(ValueRef::Text(&json));
-                let at = traces.append(trace).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+                let at =
+                    traces.append(trace).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
                 insert.execute(params![
                     r.call_id,
                     r.started_at,
@@ -328,7 +329,8 @@ impl Store {
         // Records of schema 1 and 2 kept the trace in their JSON, of 3 in a column.
         let packed = match at {
             Some(at) => Some(
-                traces::read(&self.path, at).map_err(|e| StoreError::Corrupt { id, why: format!("its SIP trace: {e}") })?,
+                traces::read(&self.path, at)
+                    .map_err(|e| StoreError::Corrupt { id, why: format!("its SIP trace: {e}") })?,
             ),
             None => blob,
         };
