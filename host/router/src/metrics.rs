@@ -461,6 +461,13 @@ pub fn prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// `counter` follows a total counted elsewhere since start (the engine's,
+/// the relay's, the writer's: they count without a lock, and are read here
+/// once a second): add what the total grew since `seen`, its last reading.
+fn follow(counter: &Counter, total: u64, seen: u64) {
+    counter.inc_by(total.saturating_sub(seen));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,11 +482,4 @@ mod tests {
              # HELP x_active Active.\n# TYPE x_active gauge\nx_active 1\n"
         );
     }
-}
-
-/// `counter` follows a total counted elsewhere since start (the engine's,
-/// the relay's, the writer's: they count without a lock, and are read here
-/// once a second): add what the total grew since `seen`, its last reading.
-fn follow(counter: &Counter, total: u64, seen: u64) {
-    counter.inc_by(total.saturating_sub(seen));
 }
