@@ -167,7 +167,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
         migrate(&mut conn, path)?;
-        let traces = TraceLog::open(path).map_err(|e| StoreError::Traces { path: dir_of(path), source: e })?;
+        let traces = TraceLog::open(path).map_err(traces_failed(path))?;
         Ok(Store { conn, path: path.to_owned(), traces: Some(traces) })
     }
 
@@ -212,8 +212,7 @@ impl Store {
                 serde_json::to_writer(&mut json, &*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
                 // serde_json writes UTF-8: bound as text without a second look.
                 let json = ToSqlOutput::Borrowed(ValueRef::Text(&json));
-                let at =
-                    traces.append(trace).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+                let at = traces.append(trace).map_err(traces_failed(&self.path))?;
                 insert.execute(params![
                     r.call_id,
                     r.started_at,
@@ -233,7 +232,7 @@ impl Store {
             }
         }
         // The traces are written before the rows that point at them.
-        traces.flush().map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+        traces.flush().map_err(traces_failed(&self.path))?;
         if !audit.is_empty() {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO audit (time, action, subject, outcome, source, by_token, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -266,7 +265,7 @@ impl Store {
         )?;
         let oldest: Option<i64> = self.conn.query_row("SELECT MIN(trace_segment) FROM calls", [], |r| r.get(0))?;
         if let Some(traces) = self.traces.as_mut() {
-            traces.remove_before(oldest).map_err(|e| StoreError::Traces { path: dir_of(&self.path), source: e })?;
+            traces.remove_before(oldest).map_err(traces_failed(&self.path))?;
         }
         Ok(gone)
     }
@@ -365,6 +364,12 @@ impl Store {
     pub fn version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
+}
+
+/// The error of a failed read or write of the trace segments of the store at `db`.
+/// (Lazy: nothing is made unless it failed.)
+fn traces_failed(db: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Traces { path: dir_of(db), source }
 }
 
 /// The WHERE clause and its arguments (always bound, never spliced).
