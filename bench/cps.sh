@@ -14,7 +14,8 @@
 # PREWARM=N sets [plugins] prewarm (instances prepared ahead; 0: none).
 # MEDIA=passthrough runs the trunk without media anchoring (the figure before issue #13).
 # RECORDS=0 runs without call records ([records] enabled = false; the figure before #14's records);
-# TRACE_MESSAGES=N caps each record's SIP trace; THREADS=1 prints each thread's CPU and page faults.
+# TRACE_MESSAGES=N caps each record's SIP trace; THREADS=1 prints each thread's CPU and page faults;
+# PEER=0 skips step 2 and 3 (trunkline against itself: bench/records-cost.sh).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
@@ -95,6 +96,7 @@ command -v curl >/dev/null && echo "instances $(curl -s --max-time 5 http://127.
 plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)
 [ "$plugin_failures" = 0 ] || echo "note: $plugin_failures plugin failure log lines (see deadlines in docs/plugin-runtime.md)"
 finish; pids=(); trap - EXIT
+[ "${PEER:-1}" = 0 ] && exit 0
 
 kam=$(bash "$kit/kamailio/cps.sh" "$mode" "$rate" "$calls")
 echo "$kam"

@@ -1,6 +1,7 @@
-//! Any bytes as a SIP message in a call's trace, and as a `--since` value:
-//! the Call-ID scanner, the redaction of credentials and SDES keys, the
-//! filter parser and the ladder never panic; redaction keeps every line and
+//! Any bytes as a SIP message in a call's trace, as a stored record and as a
+//! `--since` value: the record decoder, the Call-ID scanner, the redaction
+//! of credentials and SDES keys, the filter parser and the ladder never
+//! panic; a record reads back as written; redaction keeps every line and
 //! leaves no key or credential behind.
 #![no_main]
 
@@ -10,6 +11,12 @@ use trunkline_records::{ladder, query, trace, CallRecord, TargetRecord, TraceEnt
 fuzz_target!(|data: &[u8]| {
     let _ = trace::call_id(data);
     let _ = trace::unpack(data);
+    // A stored record read back (a corrupt row): refused, or read and written back the same.
+    if let Ok(r) = CallRecord::decode(data) {
+        let mut again = Vec::new();
+        r.encode_into(&mut again);
+        assert_eq!(CallRecord::decode(&again).as_ref(), Ok(&r), "a record does not read back as written");
+    }
     let text = String::from_utf8_lossy(data);
     let redacted = trace::redact(&text);
     assert_eq!(redacted.split('\n').count(), text.split('\n').count(), "a line lost or added");

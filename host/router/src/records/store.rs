@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +20,8 @@ use super::CallRecord;
 /// The schema, one step per version. Append only: never edit a step that
 /// has shipped.
 pub const MIGRATIONS: &[&str] = &[
-    // 1: call records. The columns filters use; the whole record as JSON.
+    // 1: call records. The columns filters use; the whole record as JSON
+    // (until 5).
     "CREATE TABLE calls (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         call_id TEXT NOT NULL,
@@ -54,6 +54,18 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE calls ADD COLUMN trace_segment INTEGER;
      ALTER TABLE calls ADD COLUMN trace_offset INTEGER;
      ALTER TABLE calls ADD COLUMN trace_length INTEGER;",
+    // 5: `record` holds a BLOB for new rows (trunkline_records::RECORD_V1:
+    // a version byte, then postcard; JSON cost the writer a fifth of a
+    // call's records), so what lists show gets columns of its own, filled
+    // in for the rows of earlier versions (their `record` stays JSON text).
+    "ALTER TABLE calls ADD COLUMN pdd_ms INTEGER;
+     ALTER TABLE calls ADD COLUMN duration_ms INTEGER;
+     ALTER TABLE calls ADD COLUMN hangup_by TEXT;
+     ALTER TABLE calls ADD COLUMN attempts INTEGER;
+     UPDATE calls SET pdd_ms = json_extract(record, '$.pdd_ms'),
+                      duration_ms = json_extract(record, '$.duration_ms'),
+                      hangup_by = json_extract(record, '$.hangup_by'),
+                      attempts = json_array_length(record, '$.targets');",
 ];
 
 /// Why the store failed.
@@ -201,17 +213,14 @@ impl Store {
         if !records.is_empty() {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record,
-                                    trace_segment, trace_offset, trace_length)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                    trace_segment, trace_offset, trace_length, pdd_ms, duration_ms, hangup_by, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
-            let mut json = Vec::with_capacity(4096);
+            let mut body = Vec::with_capacity(2048);
             for (r, trace) in records.iter_mut() {
-                // The id is the row's, not the JSON's (`get` sets it); the
-                // trace is apart.
-                json.clear();
-                serde_json::to_writer(&mut json, &*r).map_err(|e| StoreError::Corrupt { id: 0, why: e.to_string() })?;
-                // serde_json writes UTF-8: bound as text without a second look.
-                let json = ToSqlOutput::Borrowed(ValueRef::Text(&json));
+                // The id is the row's; the trace is apart.
+                body.clear();
+                r.encode_into(&mut body);
                 let at = traces.append(trace).map_err(traces_failed(&self.path))?;
                 insert.execute(params![
                     r.call_id,
@@ -223,10 +232,14 @@ impl Store {
                     r.called,
                     r.outcome,
                     r.status,
-                    json,
+                    body,
                     at.segment,
                     at.offset,
-                    at.length
+                    at.length,
+                    r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
+                    r.duration_ms.min(i64::MAX as u64) as i64,
+                    r.hangup_by,
+                    r.targets.len() as i64
                 ])?;
                 r.id = tx.last_insert_rowid();
             }
@@ -275,8 +288,7 @@ impl Store {
         let (clause, args) = filter_sql(filter);
         let sql = format!(
             "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status,
-                    json_extract(record, '$.pdd_ms'), json_extract(record, '$.duration_ms'),
-                    json_extract(record, '$.hangup_by'), json_array_length(record, '$.targets')
+                    pdd_ms, duration_ms, hangup_by, attempts
              FROM calls {clause} ORDER BY started_at DESC, id DESC LIMIT {}",
             filter.limit
         );
@@ -303,7 +315,7 @@ impl Store {
 
     /// One record: by its number, or by the caller's Call-ID (the newest).
     pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        type Row = (i64, String, Option<Vec<u8>>, Option<TraceAt>);
+        type Row = (i64, rusqlite::types::Value, Option<Vec<u8>>, Option<TraceAt>);
         let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
             let at = match (r.get(3)?, r.get(4)?, r.get(5)?) {
                 (Some(segment), Some(offset), Some(length)) => Some(TraceAt { segment, offset, length }),
@@ -321,9 +333,15 @@ impl Store {
             ),
         }
         .optional()?;
-        let Some((id, json, blob, at)) = row else { return Ok(None) };
-        let mut record: CallRecord =
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { id, why: e.to_string() })?;
+        let Some((id, stored, blob, at)) = row else { return Ok(None) };
+        use rusqlite::types::Value;
+        let mut record = match stored {
+            Value::Blob(bytes) => CallRecord::decode(&bytes),
+            // Rows of schema 1 to 4.
+            Value::Text(json) => serde_json::from_str(&json).map_err(|e| e.to_string()),
+            other => Err(format!("a record of type {:?}", other.data_type())),
+        }
+        .map_err(|why| StoreError::Corrupt { id, why })?;
         record.id = id;
         // Records of schema 1 and 2 kept the trace in their JSON, of 3 in a column.
         let packed = match at {
@@ -461,6 +479,8 @@ mod tests {
         // A record as version 1 wrote it (no audit table yet).
         let conn = Connection::open(&path).unwrap();
         let mut old = record("old@x", 1_000, "answered");
+        (old.pdd_ms, old.duration_ms, old.hangup_by) = (Some(7), 1_200, "callee".into());
+        old.targets = vec![crate::records::TargetRecord::default(); 2];
         // Before schema 3 the trace was in the record's JSON.
         old.trace = vec![crate::records::TraceEntry { message: "INVITE sip:x SIP/2.0".into(), ..Default::default() }];
         conn.execute(
@@ -475,6 +495,12 @@ mod tests {
         assert_eq!(store.get("1").unwrap().map(|r| r.call_id), Some("old@x".into()));
         assert_eq!(store.get("old@x").unwrap().map(|r| r.id), Some(1));
         assert_eq!(store.get("1").unwrap().unwrap().trace[0].message, "INVITE sip:x SIP/2.0");
+        // What lists show came out of the old row's JSON (schema 5).
+        let listed = store.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
+        assert_eq!(
+            (listed[0].pdd_ms, listed[0].duration_ms, listed[0].hangup_by.as_str(), listed[0].attempts),
+            (Some(7), 1_200, "callee", 2)
+        );
         // A record of today: its trace in its own column.
         let t0 = std::time::Instant::now();
         let mut raw = crate::records::RawTrace::default();
@@ -499,8 +525,15 @@ mod tests {
         let three = store.get("three@x").unwrap().unwrap();
         assert!(three.trace[0].message.starts_with("BYE sip:y"));
         // A record of today: its trace in a segment file beside the store.
-        store.insert(&mut [(record("new@x", 2_000, "answered"), packed)]).unwrap();
+        let mut today = record("new@x", 2_000, "answered");
+        (today.pdd_ms, today.hangup_by) = (Some(3), "caller".into());
+        store.insert(&mut [(today, packed)]).unwrap();
         let new = store.get("new@x").unwrap().unwrap();
+        assert_eq!((new.pdd_ms, new.hangup_by.as_str(), new.id), (Some(3), "caller", 3));
+        let stored: String = store.conn.query_row("SELECT typeof(record) FROM calls WHERE id = 3", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, "blob", "today's records are stored in their compact form");
+        let listed = store.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
+        assert_eq!((listed[0].id, listed[0].pdd_ms, listed[0].hangup_by.as_str()), (3, Some(3), "caller"));
         assert_eq!((new.trace.len(), new.trace[0].direction.as_str()), (1, "out"));
         assert!(new.trace[0].message.starts_with("BYE sip:y"));
         // The API and the CLI read it through a read-only store.
