@@ -15,7 +15,9 @@
 # MEDIA=passthrough runs the trunk without media anchoring (the figure before issue #13).
 # RECORDS=0 runs without call records ([records] enabled = false; the figure before #14's records);
 # TRACE_MESSAGES=N caps each record's SIP trace; THREADS=1 prints each thread's CPU and page faults;
-# PEER=0 skips step 2 and 3 (trunkline against itself: bench/records-cost.sh).
+# PEER=0 skips step 2 and 3 (trunkline against itself: bench/ab.sh);
+# NUMBERS=N adds N numbers to the trunk through numbers_file (issue #15: the routing table at scale);
+# RECORDS_PATH puts the call records store elsewhere (e.g. on /dev/shm).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
@@ -36,7 +38,14 @@ mkdir "$dir/plugins"
 for p in "${plugins[@]}"; do cp "target/wasm/wasm32-wasip2/plugin/${p//-/_}.wasm" "$dir/plugins/$p.wasm"; done
 chain='[{ name = "e164-guard" }, { name = "diversion-guard", config = { origination_domain = "trunkline.test" } }, { name = "customer-routing" }, { name = "dr-twiml-fallback" }]'
 [ "${PLUGINS:-1}" = 0 ] && chain='[]'
+numbers_line=""
+if [ "${NUMBERS:-0}" -gt 0 ]; then
+  # NUMBERS more numbers for the trunk from numbers_file (100 distinct labels); the dialed one stays in the TOML list.
+  awk -v n="$NUMBERS" 'BEGIN { print "number,trunk,label"; for (i = 1; i <= n; i++) printf "+1%010d,bench,Line %d\n", 2000000000 + i, i % 100 }' >"$dir/numbers.csv"
+  numbers_line='numbers_file = "numbers.csv"'
+fi
 cat >"$dir/trunkline.toml" <<TOML
+$numbers_line
 [sip]
 listen = ["udp://127.0.0.1:46060"]
 domains = ["trunkline.test"]
@@ -50,6 +59,7 @@ listen = "127.0.0.1:46090"
 [records]
 enabled = $([ "${RECORDS:-1}" = 0 ] && echo false || echo true)
 trace_messages = ${TRACE_MESSAGES:-64}
+path = "${RECORDS_PATH:-trunkline.db}"
 # Media is anchored on every call (SDP rewritten, two port pairs taken and
 # bound): a short rest keeps the range and the open sockets within limits
 # at thousands of 200 ms calls per second. MEDIA=passthrough: not anchored.
@@ -65,10 +75,13 @@ media = "${MEDIA:-relay}"
 [[trunk.origination]]
 uri = "sip:127.0.0.1:46080"
 TOML
+s0=$(date +%s.%N)
 "$root/target/release/trunkline" run --config "$dir/trunkline.toml" >"$dir/tl.out" 2>"$dir/tl.err" &
 tl=$!; pids+=($tl)
-for _ in $(seq 100); do grep -q listening "$dir/tl.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q listening "$dir/tl.out" 2>/dev/null && break; sleep 0.05; done
 grep -q listening "$dir/tl.out" || { echo "trunkline did not start: $(tail -3 "$dir/tl.err")"; exit 1; }
+# Start-up time (to "listening") and resident memory once started: the cost of NUMBERS.
+echo "startup numbers=$((${NUMBERS:-0} + 1)) seconds=$(echo "$(date +%s.%N) - $s0" | bc | cut -c1-5) rss_mb=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$tl/status)"
 sipp -sf "$kit/uas-answer.xml" -i 127.0.0.1 -p 46080 -nostdin -timeout $((calls / rate + 60))s >"$dir/uas.out" 2>&1 &
 pids+=($!)
 sleep 0.3

@@ -105,6 +105,17 @@ fn diversion_guard_component_checks_and_adds_diversion() {
     let mut s = f.rt.start_call(&ch, "AC0001", "div-2");
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:127.0.0.1:5080", 10)), Ok(DialOutcome::Send));
     assert!(r.headers.iter().any(|h| h.name == "Diversion" && h.value == "<sip:+14155550100@trunkline.test>"));
+
+    // A reload took +14155550100 from the account: the plugin sees it at once.
+    f.rt.set_numbers(std::sync::Arc::new(trunkline_plugin_host::StaticDirectory::default()));
+    let (mut c, mut r) = call(Direction::Termination, "+14155550199", "+12125550123");
+    for req in [&mut r.headers, &mut c.headers] {
+        req.retain(|h| h.name != "Diversion");
+        req.push(Header { name: "Diversion".into(), value: "<sip:+14155550100@trunkline.test>".into() });
+    }
+    let mut s = f.rt.start_call(&ch, "AC0001", "div-3");
+    assert_eq!(s.on_invite(&mut c, &mut r), InviteOutcome::Continue);
+    assert!(!r.headers.iter().any(|h| h.name == "Diversion"), "no longer the account's number: removed");
 }
 
 #[test]

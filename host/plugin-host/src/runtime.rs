@@ -125,7 +125,7 @@ impl Runtime {
         let services = Arc::new(Services {
             kv: KvStore::new(opts.kv_max_keys),
             metrics: Metrics::default(),
-            numbers: opts.numbers,
+            numbers: ArcSwap::from_pointee(opts.numbers),
         });
         let warmer = Warmer::start(engine.clone(), services.clone(), opts.prewarm);
         let inner = Inner {
@@ -388,6 +388,13 @@ impl Runtime {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// The numbers plugins see from now on (a configuration reload moved,
+    /// added or removed some); each question a hook asks is answered by the
+    /// directory current at that moment.
+    pub fn set_numbers(&self, numbers: Arc<dyn NumberDirectory>) {
+        self.inner.services.numbers.store(Arc::new(numbers));
     }
 
     /// Services shared by the plugins (kv, metrics, numbers).

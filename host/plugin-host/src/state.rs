@@ -13,7 +13,9 @@ use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig};
 pub struct Services {
     pub kv: KvStore,
     pub metrics: Metrics,
-    pub numbers: Arc<dyn NumberDirectory>,
+    /// Replaced whole when the router's configuration is reloaded
+    /// ([`crate::Runtime::set_numbers`]); a hook sees one directory.
+    pub numbers: arc_swap::ArcSwap<Arc<dyn NumberDirectory>>,
 }
 
 /// Who an instance runs for: one plugin version, one account, one call.

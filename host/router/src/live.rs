@@ -24,38 +24,13 @@ use crate::engine::Engine;
 /// What a reload answers: the changes, or why nothing changed.
 pub type Outcome = Result<Vec<String>, String>;
 
-/// Reload `path` into `current` and the engine; audited under `source` and `by`.
-pub fn apply(
-    path: &Path,
-    current: &mut Arc<Settings>,
-    engine: &mut Engine,
-    runtime: &Runtime,
-    (source, by): (&str, Option<&str>),
-) -> Outcome {
-    let result = load(path, current, runtime);
-    let mut entry = AuditEntry::new("config-reload", "config", source);
-    entry.by = by.map(str::to_owned);
-    match &result {
-        Ok((_, changes)) => {
-            entry.detail = Some(if changes.is_empty() { "no change".into() } else { changes.join("; ") });
-        }
-        Err(why) => {
-            entry.outcome = "refused".into();
-            entry.detail = Some(why.clone());
-        }
-    }
-    runtime.audit().record(entry);
-    let (new, changes) = result?;
-    for t in &new.trunks {
-        runtime.prepare_for(&t.chain);
-    }
-    engine.reconfigure(new.clone());
-    engine.start_health_checks(std::time::Instant::now());
-    *current = new;
-    Ok(changes)
-}
+/// A configuration read and checked against the one running: the new
+/// settings and what changes, or why it cannot be applied.
+pub type Loaded = Result<(Arc<Settings>, Vec<String>), String>;
 
-fn load(path: &Path, current: &Settings, runtime: &Runtime) -> Result<(Arc<Settings>, Vec<String>), String> {
+/// Read and check `path` against `current` (off the engine's thread: a
+/// large `numbers_file` takes a while to read).
+pub fn load(path: &Path, current: &Settings, runtime: &Runtime) -> Loaded {
     let new = config::load(path).map_err(|e| e.to_string())?;
     for t in &new.trunks {
         for e in &t.chain.entries {
@@ -71,6 +46,39 @@ fn load(path: &Path, current: &Settings, runtime: &Runtime) -> Result<(Arc<Setti
     }
     let changes = config::live_change(current, &new)?;
     Ok((Arc::new(new), changes))
+}
+
+/// Put what [`load`] read into `current`, the engine and the plugins'
+/// number directory (on the engine's thread); audited under `source` and
+/// `by`.
+pub fn commit(
+    loaded: Loaded,
+    current: &mut Arc<Settings>,
+    engine: &mut Engine,
+    runtime: &Runtime,
+    (source, by): (&str, Option<&str>),
+) -> Outcome {
+    let mut entry = AuditEntry::new("config-reload", "config", source);
+    entry.by = by.map(str::to_owned);
+    match &loaded {
+        Ok((_, changes)) => {
+            entry.detail = Some(if changes.is_empty() { "no change".into() } else { changes.join("; ") });
+        }
+        Err(why) => {
+            entry.outcome = "refused".into();
+            entry.detail = Some(why.clone());
+        }
+    }
+    runtime.audit().record(entry);
+    let (new, changes) = loaded?;
+    for t in &new.trunks {
+        runtime.prepare_for(&t.chain);
+    }
+    runtime.set_numbers(Arc::new(new.directory()));
+    engine.reconfigure(new.clone());
+    engine.start_health_checks(std::time::Instant::now());
+    *current = new;
+    Ok(changes)
 }
 
 /// Ask the engine's loop to reload (from a signal or the file watcher).
@@ -92,21 +100,26 @@ pub struct ConfigWatcher {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// Watch `path` (its folder, for editors that replace the file) and ask
-/// for a reload when it changes.
-pub fn watch(path: &Path, control: mpsc::Sender<Control>) -> notify::Result<ConfigWatcher> {
-    let file: PathBuf = path.file_name().map(PathBuf::from).unwrap_or_default();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+/// Watch `paths` (the configuration and its `numbers_file`; their folders,
+/// for editors that replace a file) and ask for a reload when one changes.
+pub fn watch(paths: &[&Path], control: mpsc::Sender<Control>) -> notify::Result<ConfigWatcher> {
+    let files: Vec<PathBuf> =
+        paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())).collect();
+    let mut dirs: Vec<PathBuf> =
+        files.iter().map(|f| f.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."))).collect();
+    dirs.dedup();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
-            let ours = ev.paths.iter().any(|p| p.file_name() == Some(file.as_os_str()));
+            let ours = ev.paths.iter().any(|p| files.iter().any(|f| p == f));
             if ours && matches!(ev.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_)) {
                 let _ = tx.send(());
             }
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {

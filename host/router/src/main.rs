@@ -127,6 +127,9 @@ enum PluginCommand {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Numbers `trunkline check` prints per trunk (the rest are counted).
+const SHOWN_NUMBERS: usize = 20;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TRUNKLINE_LOG").unwrap_or_else(|_| "warn".into()))
@@ -204,13 +207,19 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         settings.trunks.len(),
         rt.plugins().len()
     );
-    for t in &settings.trunks {
+    if let Some(file) = &settings.numbers_file {
+        println!("  numbers_file {}: {} number(s) in all", file.display(), settings.numbers.len());
+    }
+    let listed = settings.numbers.by_trunk(SHOWN_NUMBERS);
+    for (i, t) in settings.trunks.iter().enumerate() {
         let chain: Vec<&str> = t.chain.entries.iter().map(|e| &*e.plugin).collect();
+        let count = settings.numbers.count_of(i);
+        let numbers = listed.get(i).cloned().unwrap_or_default();
+        let more = if count > numbers.len() { format!(" and {} more", count - numbers.len()) } else { String::new() };
         println!(
-            "  trunk {} ({}): numbers {:?}, {} origination URI(s), plugins {:?}",
+            "  trunk {} ({}): numbers {numbers:?}{more}, {} origination URI(s), plugins {:?}",
             t.name,
             t.id,
-            t.numbers,
             t.origination.len(),
             chain
         );

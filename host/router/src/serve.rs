@@ -86,12 +86,18 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     };
     // What the admin API, signals and the file watcher ask of the engine's loop.
     let (control_tx, mut control) = mpsc::channel::<Control>(8);
+    // Reloads read the file off this thread and send it back (`Control::Loaded`).
+    let loaded_tx = control_tx.clone();
     spawn_sighup_reload(runtime.clone(), settings.plugins.dir.clone(), control_tx.clone())?;
     let _config_watcher = match (&opts.config, settings.watch_config) {
-        (Some(path), true) => Some(
-            crate::live::watch(path, control_tx.clone())
-                .with_context(|| format!("watching {} (sip.watch_config)", path.display()))?,
-        ),
+        (Some(path), true) => {
+            let files: Vec<&std::path::Path> =
+                std::iter::once(path.as_path()).chain(settings.numbers_file.as_deref()).collect();
+            Some(
+                crate::live::watch(&files, control_tx.clone())
+                    .with_context(|| format!("watching {} (sip.watch_config)", path.display()))?,
+            )
+        }
         _ => None,
     };
     // The configuration new calls get (a live reload replaces it).
@@ -235,23 +241,26 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             Some(c) = control.recv() => match c {
                 Control::Drain => drain.start(Instant::now(), &mut engine, current.drain_timeout, "the admin API"),
                 Control::Trunks(reply) => {
-                    let _ = reply.send(crate::admin::trunks_json(&current, &engine.target_health()));
+                    let _ = reply.send((current.clone(), engine.target_health()));
                 }
-                Control::Reload { source, by, reply } => {
-                    let outcome = match &opts.config {
-                        Some(path) => {
-                            crate::live::apply(path, &mut current, &mut engine, &plugins, (source, by.as_deref()))
-                        }
-                        None => Err("this router was started without a configuration file to reload".into()),
-                    };
-                    match (&outcome, reply) {
-                        (_, Some(reply)) => {
-                            let _ = reply.send(outcome);
-                        }
-                        (Ok(changes), None) => tracing::info!("configuration reloaded ({source}): {}", changes.join("; ")),
-                        (Err(why), None) => tracing::error!("configuration reload ({source}) refused: {why}"),
+                Control::Reload { source, by, reply } => match &opts.config {
+                    Some(path) => reload_off_thread(path, &current, &plugins, &loaded_tx, (source, by, reply)),
+                    None => {
+                        let why = "this router was started without a configuration file to reload";
+                        answer_reload(Err(why.into()), source, reply);
                     }
-                }
+                },
+                Control::Loaded { loaded, against, source, by, reply } => match &opts.config {
+                    // Another reload landed while this one was read: read it again against that.
+                    Some(path) if !Arc::ptr_eq(&against, &current) => {
+                        reload_off_thread(path, &current, &plugins, &loaded_tx, (source, by, reply))
+                    }
+                    _ => {
+                        let outcome =
+                            crate::live::commit(loaded, &mut current, &mut engine, &plugins, (source, by.as_deref()));
+                        answer_reload(outcome, source, reply);
+                    }
+                },
                 Control::Bans(reply) => {
                     let _ = reply.send(engine.banned_sources(Instant::now()));
                 }
@@ -264,6 +273,36 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
             },
             _ = sleep_until(drain.next()) => {}
         }
+    }
+}
+
+/// Read and check the configuration at `path` against `current` on a
+/// blocking thread; the result comes back to the engine's loop as
+/// [`Control::Loaded`].
+fn reload_off_thread(
+    path: &std::path::Path,
+    current: &Arc<Settings>,
+    runtime: &trunkline_plugin_host::Runtime,
+    back: &mpsc::Sender<Control>,
+    (source, by, reply): (&'static str, Option<String>, Option<crate::live::Reply>),
+) {
+    let (path, against, runtime, back) = (path.to_owned(), current.clone(), runtime.clone(), back.clone());
+    tokio::task::spawn_blocking(move || {
+        let loaded = crate::live::load(&path, &against, &runtime);
+        if back.blocking_send(Control::Loaded { loaded, against, source, by, reply }).is_err() {
+            tracing::warn!("configuration reload ({source}) dropped: the router is stopping");
+        }
+    });
+}
+
+/// Tell who asked for a reload how it went (the API's caller), or log it.
+fn answer_reload(outcome: crate::live::Outcome, source: &str, reply: Option<crate::live::Reply>) {
+    match (&outcome, reply) {
+        (_, Some(reply)) => {
+            let _ = reply.send(outcome);
+        }
+        (Ok(changes), None) => tracing::info!("configuration reloaded ({source}): {}", changes.join("; ")),
+        (Err(why), None) => tracing::error!("configuration reload ({source}) refused: {why}"),
     }
 }
 

@@ -65,11 +65,21 @@ pub enum Control {
     Lift(std::net::IpAddr, tokio::sync::oneshot::Sender<bool>),
     /// The calls in progress and whether the router is draining.
     Calls(tokio::sync::oneshot::Sender<(Vec<crate::engine::ActiveCall>, bool)>),
-    /// The trunks as configured now, with their targets' health.
-    Trunks(tokio::sync::oneshot::Sender<Value>),
+    /// The configuration now, with the targets' health (the API makes the
+    /// trunks' JSON off the engine's thread: a million numbers take a while).
+    Trunks(tokio::sync::oneshot::Sender<(Arc<crate::config::Settings>, Vec<crate::engine::TargetHealth>)>),
     /// Reload the configuration file (`source`: `admin`, `signal`, `watch`;
     /// `by`: the admin token's name); the outcome to `reply` if given.
     Reload { source: &'static str, by: Option<String>, reply: Option<crate::live::Reply> },
+    /// A reload's file, read and checked off the engine's thread against
+    /// the settings `against`: to apply (if they are still the current ones).
+    Loaded {
+        loaded: crate::live::Loaded,
+        against: Arc<crate::config::Settings>,
+        source: &'static str,
+        by: Option<String>,
+        reply: Option<crate::live::Reply>,
+    },
 }
 
 /// What the handlers share.
@@ -263,7 +273,11 @@ async fn ask<T>(a: &Admin, make: impl FnOnce(tokio::sync::oneshot::Sender<T>) ->
 }
 
 async fn trunks(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(ask(&a, Control::Trunks).await?))
+    let (settings, health) = ask(&a, Control::Trunks).await?;
+    let json = tokio::task::spawn_blocking(move || trunks_json(&settings, &health))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("trunks: {e}")))?;
+    Ok(Json(json))
 }
 
 async fn reload_config(State(a): State<Admin>, Extension(who): Extension<Caller>) -> Result<Json<Value>, ApiError> {

@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::engine::TargetHealth;
 
+/// Most numbers listed per trunk (`number_count` says how many it has).
+pub(super) const MAX_LISTED_NUMBERS: usize = 1000;
+
 /// The trunks of `settings`, with `health` for the targets that are probed.
 pub fn trunks_json(settings: &Settings, health: &[TargetHealth]) -> Value {
     let health_of = |uri: &str| -> Value {
@@ -16,10 +19,12 @@ pub fn trunks_json(settings: &Settings, health: &[TargetHealth]) -> Value {
             None => json!({ "probed": false, "up": true }),
         }
     };
+    let numbers = settings.numbers.by_trunk(MAX_LISTED_NUMBERS);
     let trunks: Vec<Value> = settings
         .trunks
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let targets: Vec<Value> = t
                 .origination
                 .iter()
@@ -44,7 +49,8 @@ pub fn trunks_json(settings: &Settings, health: &[TargetHealth]) -> Value {
                 "name": t.name,
                 "id": t.id,
                 "account": t.account,
-                "numbers": t.numbers,
+                "numbers": numbers.get(i).cloned().unwrap_or_default(),
+                "number_count": settings.numbers.count_of(i),
                 "origination": targets,
                 "termination": termination,
                 "plugins": t.chain.entries.iter().map(|e| e.plugin.to_string()).collect::<Vec<_>>(),

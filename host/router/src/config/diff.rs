@@ -75,7 +75,7 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
             None => changes.push(format!(
                 "trunk {} added ({} number(s), {} target(s))",
                 t.name,
-                t.numbers.len(),
+                new.numbers.count_of(new.trunks.iter().position(|x| x.name == t.name).unwrap_or(usize::MAX)),
                 t.origination.len()
             )),
             Some(o) => trunk_changes(o, t, old, new, &mut changes),
@@ -84,14 +84,12 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
     for o in old.trunks.iter().filter(|o| !new.trunks.iter().any(|t| t.name == o.name)) {
         changes.push(format!("trunk {} removed", o.name));
     }
+    number_changes(old, new, &mut changes);
     Ok(changes)
 }
 
 fn trunk_changes(o: &Trunk, t: &Trunk, old: &Settings, new: &Settings, out: &mut Vec<String>) {
     let name = &t.name;
-    if o.numbers != t.numbers {
-        out.push(format!("trunk {name}: numbers {}", delta(&o.numbers, &t.numbers)));
-    }
     let targets = |t: &Trunk| -> Vec<String> {
         t.origination
             .iter()
@@ -155,15 +153,42 @@ fn trunk_changes(o: &Trunk, t: &Trunk, old: &Settings, new: &Settings, out: &mut
             t.secure,
             t.recording,
             t.health_check_interval,
-            format!("{:?}", {
-                let mut l: Vec<_> = t.labels.iter().collect();
-                l.sort();
-                l
-            }),
         )
     };
     if other(o) != other(t) {
         out.push(format!("trunk {name}: other settings changed"));
+    }
+}
+
+/// `trunk T: numbers +[a, b] -[c]` for each trunk of `new` whose numbers
+/// changed (`+[first ten...] (+N)` when more), and the labels changed.
+fn number_changes(old: &Settings, new: &Settings, out: &mut Vec<String>) {
+    fn names(s: &Settings) -> Vec<&str> {
+        s.trunks.iter().map(|t| t.name.as_str()).collect()
+    }
+    let (old_names, new_names) = (names(old), names(new));
+    for (trunk, d) in super::numbers::changes(&old.numbers, &old_names, &new.numbers, &new_names) {
+        // A trunk added or removed is said so above; its numbers with it.
+        if !new_names.contains(&trunk.as_str()) || !old_names.contains(&trunk.as_str()) {
+            continue;
+        }
+        let list = |names: &[String], count: usize| {
+            let more = if count > names.len() { format!(" ({count} in all)") } else { String::new() };
+            format!("[{}]{more}", names.join(", "))
+        };
+        let mut parts = Vec::new();
+        if d.added_count > 0 {
+            parts.push(format!("+{}", list(&d.added, d.added_count)));
+        }
+        if d.removed_count > 0 {
+            parts.push(format!("-{}", list(&d.removed, d.removed_count)));
+        }
+        if !parts.is_empty() {
+            out.push(format!("trunk {trunk}: numbers {}", parts.join(" ")));
+        }
+        if d.relabelled > 0 {
+            out.push(format!("trunk {trunk}: {} number label(s) changed", d.relabelled));
+        }
     }
 }
 

@@ -8,12 +8,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use toml::Spanned;
-use trunkline_plugin_host::services::AccountNumbers;
-use trunkline_plugin_host::{Chain, Limits, StaticDirectory};
+use trunkline_plugin_host::services::NumberDirectory;
+use trunkline_plugin_host::{Chain, Limits};
 
 use crate::engine::Rate;
 use crate::streams::StreamLimits;
@@ -21,6 +22,7 @@ use crate::tls::TlsFiles;
 
 mod diff;
 mod media;
+mod numbers;
 mod raw;
 mod records;
 mod termination;
@@ -28,6 +30,7 @@ mod trunk;
 
 pub use diff::live_change;
 pub use media::{MediaMode, MediaSettings, RecordingMode};
+pub use numbers::NumberIndex;
 use raw::RawConfig;
 pub use records::{records_path, RecordSettings};
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
@@ -90,9 +93,6 @@ pub struct Trunk {
     pub id: String,
     /// Account owning the trunk (`AC` + 32 hex unless configured).
     pub account: String,
-    pub numbers: Vec<String>,
-    /// Operator labels of numbers (`Support - Primary`).
-    pub labels: HashMap<String, String>,
     pub disaster_recovery_url: Option<String>,
     /// An answered call is hung up (BYE to both parties) after this long.
     pub max_call_duration: Duration,
@@ -148,6 +148,13 @@ pub struct Settings {
     pub tls: TlsFiles,
     pub plugins: PluginSettings,
     pub trunks: Vec<Trunk>,
+    /// Every trunk's numbers (the `numbers` lists and `numbers_file`),
+    /// with their labels: number -> trunk in O(1).
+    pub numbers: Arc<NumberIndex>,
+    /// `numbers_file`, if set: reloaded with the configuration.
+    pub numbers_file: Option<PathBuf>,
+    /// Termination domains (lower case) -> trunk.
+    pub termination_domains: HashMap<String, usize>,
     /// Admin HTTP listener (plugin list, reload, release), if configured.
     pub admin: Option<SocketAddr>,
     /// `[admin] cert` and `key`: the admin API over HTTPS.
@@ -447,11 +454,29 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
 
     let carriers = termination::carriers(cx, &raw.carriers, has_listener)?;
     let mut trunks = Vec::new();
-    let mut owners: HashMap<String, String> = HashMap::new();
+    let mut numbers = numbers::IndexBuilder::default();
     let around = trunk::Around { listen: &listen, defaults: &defaults, carriers: &carriers, base };
     for (ti, t) in raw.trunks.into_iter().enumerate() {
-        let checked = trunk::trunk(cx, ti, t, &around, &trunks, &mut owners)?;
+        let checked = trunk::trunk(cx, ti, t, &around, &trunks, &mut numbers)?;
         trunks.push(checked);
+    }
+    let numbers_file = match &raw.numbers_file {
+        None => None,
+        Some(f) => {
+            let path = base.join(f.get_ref());
+            let text = std::fs::read(&path)
+                .map_err(|e| cx.err(f.span(), "numbers_file", format!("cannot read {}: {e}", path.display())))?;
+            let names: Vec<&str> = trunks.iter().map(|t: &Trunk| t.name.as_str()).collect();
+            numbers::read_file(&path, &text, &names, &mut numbers)?;
+            Some(path)
+        }
+    };
+    let numbers = Arc::new(numbers.finish());
+    let mut termination_domains = HashMap::new();
+    for (i, t) in trunks.iter().enumerate() {
+        if let Some(term) = &t.termination {
+            termination_domains.entry(term.domain.to_ascii_lowercase()).or_insert(i);
+        }
     }
     let mut admin_tokens = Vec::new();
     let mut admin_tls = None;
@@ -564,6 +589,9 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         tls,
         plugins,
         trunks,
+        numbers,
+        numbers_file,
+        termination_domains,
         admin,
         admin_tls,
         admin_tokens,
@@ -577,29 +605,65 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
 }
 
 impl Settings {
-    /// The number directory plugins see: each trunk's account owns its numbers.
-    pub fn directory(&self) -> StaticDirectory {
-        let mut d = StaticDirectory::default();
+    /// The number directory plugins see: each trunk's account owns its
+    /// numbers (the same index, not a copy).
+    pub fn directory(&self) -> Directory {
+        let mut verified: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
         for t in &self.trunks {
-            let acct: &mut AccountNumbers = d.accounts.entry(t.account.clone()).or_default();
-            for n in &t.numbers {
-                acct.owned.insert(n.clone(), t.labels.get(n).cloned());
-            }
             if let Some(term) = &t.termination {
-                acct.verified.extend(term.caller_ids.iter().cloned());
+                verified.entry(t.account.clone()).or_default().extend(term.caller_ids.iter().cloned());
             }
         }
-        d
+        Directory {
+            numbers: self.numbers.clone(),
+            accounts: self.trunks.iter().map(|t| t.account.clone()).collect(),
+            verified,
+        }
     }
 
     /// The trunk whose termination domain is `host` (case-insensitive).
     pub fn trunk_for_domain(&self, host: &str) -> Option<usize> {
-        self.trunks.iter().position(|t| t.termination.as_ref().is_some_and(|x| x.domain.eq_ignore_ascii_case(host)))
+        match self.termination_domains.get(host) {
+            Some(&t) => Some(t),
+            None if host.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.termination_domains.get(&host.to_ascii_lowercase()).copied()
+            }
+            None => None,
+        }
     }
 
     /// The trunk that owns `number`.
     pub fn trunk_for_number(&self, number: &str) -> Option<&Trunk> {
-        self.trunks.iter().find(|t| t.numbers.iter().any(|n| n == number))
+        self.numbers.trunk_of(number).map(|i| &self.trunks[i])
+    }
+
+    /// Whether `number` is one of the numbers of a trunk of `account`.
+    pub fn account_owns(&self, account: &str, number: &str) -> bool {
+        self.numbers.trunk_of(number).is_some_and(|i| self.trunks[i].account == account)
+    }
+}
+
+/// What plugins see of the numbers (the `numbers` interface): the
+/// settings' index, each trunk's account, and the verified caller IDs.
+pub struct Directory {
+    numbers: Arc<NumberIndex>,
+    /// Each trunk's account, by trunk index.
+    accounts: Vec<String>,
+    /// Verified caller IDs (termination `caller_ids`) per account.
+    verified: HashMap<String, std::collections::HashSet<String>>,
+}
+
+impl NumberDirectory for Directory {
+    fn is_owned(&self, account: &str, number: &str) -> bool {
+        self.numbers.trunk_of(number).is_some_and(|i| self.accounts[i] == account)
+    }
+
+    fn is_verified_caller_id(&self, account: &str, number: &str) -> bool {
+        self.is_owned(account, number) || self.verified.get(account).is_some_and(|v| v.contains(number))
+    }
+
+    fn label(&self, account: &str, number: &str) -> Option<String> {
+        self.is_owned(account, number).then(|| self.numbers.label_of(number).map(str::to_owned))?
     }
 }
 

@@ -13,6 +13,8 @@ use super::termination;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
+    /// More numbers, from a CSV file (number, trunk, label); a top-level key.
+    pub(super) numbers_file: Option<Spanned<PathBuf>>,
     pub(super) sip: RawSip,
     #[serde(default)]
     pub(super) plugins: RawPlugins,

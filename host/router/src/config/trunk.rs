@@ -1,7 +1,6 @@
 //! One `[[trunk]]`: its name, id, numbers, plugin chain, origination URIs
 //! and termination settings, checked against the rest of the file.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 use trunkline_plugin_host::{Chain, ChainEntry, Limits, PluginConfig};
 
+use super::numbers::{IndexBuilder, Refused};
 use super::raw::{RawNumber, RawTrunk};
 use super::termination::{self, Carrier};
 use super::{
@@ -33,15 +33,15 @@ impl Around<'_> {
 }
 
 /// Check trunk `ti` against `around` and the trunks before it (`earlier`);
-/// `owners` maps each number to the trunk that has it (a number belongs to
-/// one trunk only).
+/// Its numbers go into `numbers` (a number belongs to one trunk only;
+/// `earlier` names the trunk that has it).
 pub(super) fn trunk(
     cx: &Ctx<'_>,
     ti: usize,
     t: RawTrunk,
     around: &Around<'_>,
     earlier: &[Trunk],
-    owners: &mut HashMap<String, String>,
+    numbers: &mut IndexBuilder,
 ) -> Result<Trunk, ConfigError> {
     let tk = format!("trunk[{ti}]");
     let name = t.name.get_ref().clone();
@@ -64,33 +64,20 @@ pub(super) fn trunk(
         None => hex_id("TK", &format!("trunk:{name}")),
     };
     let account = t.account.clone().unwrap_or_else(|| hex_id("AC", &format!("account:{name}")));
-    let mut numbers = Vec::new();
-    let mut labels = HashMap::new();
     for (ni, n) in t.numbers.iter().enumerate() {
-        let number = match n.get_ref() {
-            RawNumber::Plain(s) => s,
-            RawNumber::Labelled { number, label } => {
-                if let Some(l) = label {
-                    labels.insert(number.clone(), l.clone());
-                }
-                number
-            }
+        let (number, label) = match n.get_ref() {
+            RawNumber::Plain(s) => (s, None),
+            RawNumber::Labelled { number, label } => (number, label.as_deref()),
         };
-        if trunkline_sip_core::E164::parse(number).is_none() {
-            return Err(cx.err(
-                n.span(),
-                format!("{tk}.numbers[{ni}]"),
-                format!("`{number}` is not E.164 (+ and 7..15 digits)"),
-            ));
+        let refused = |message| cx.err(n.span(), format!("{tk}.numbers[{ni}]"), message);
+        match numbers.insert(number, ti, label) {
+            Ok(()) => {}
+            Err(Refused::NotE164) => return Err(refused(format!("`{number}` is not E.164 (+ and 7..15 digits)"))),
+            Err(Refused::Taken(other)) => {
+                let owner = earlier.get(other).map_or(name.as_str(), |t| t.name.as_str());
+                return Err(refused(format!("{number} already belongs to trunk `{owner}`")));
+            }
         }
-        if let Some(other) = owners.insert(number.clone(), name.clone()) {
-            return Err(cx.err(
-                n.span(),
-                format!("{tk}.numbers[{ni}]"),
-                format!("{number} already belongs to trunk `{other}`"),
-            ));
-        }
-        numbers.push(number.clone());
     }
     if let Some(u) = &t.disaster_recovery_url {
         if let Err(e) = crate::twiml::fetch::HttpUrl::parse(u.get_ref()) {
@@ -258,8 +245,6 @@ pub(super) fn trunk(
         name,
         id,
         account,
-        numbers,
-        labels,
         disaster_recovery_url: t.disaster_recovery_url.map(Spanned::into_inner),
         max_call_duration,
         call_transfer: t.call_transfer,

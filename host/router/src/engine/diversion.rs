@@ -50,10 +50,12 @@ pub(crate) fn check_termination(settings: &Settings, trunk: usize, m: &mut Messa
     };
     let account = &t.account;
     let allowed = |n: &str| {
-        settings.trunks.iter().filter(|x| &x.account == account).any(|x| {
-            x.numbers.iter().any(|o| o == n)
-                || x.termination.as_ref().is_some_and(|y| y.caller_ids.iter().any(|v| v == n))
-        })
+        settings.account_owns(account, n)
+            || settings
+                .trunks
+                .iter()
+                .filter(|x| &x.account == account)
+                .any(|x| x.termination.as_ref().is_some_and(|y| y.caller_ids.iter().any(|v| v == n)))
     };
     let before = m.headers.len();
     m.headers.retain(|h| {

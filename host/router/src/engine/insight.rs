@@ -106,15 +106,13 @@ impl Engine {
 
     /// A call that ended before routing (a plugin rejected or redirected
     /// it): its record, with the INVITE and the answer once they crossed.
+    /// `(summary, reason)`: how it ended, as for a routed call.
     pub(super) fn keep_unrouted(
         &mut self,
         now: Instant,
-        call: &Call,
-        trunk: usize,
-        from: Peer,
+        (call, trunk, from): (&Call, usize, Peer),
         hooks: &[HookTrace],
-        summary: &Summary,
-        reason: &str,
+        (summary, reason): (&Summary, &str),
     ) {
         if self.trace_caps.is_none() {
             return;

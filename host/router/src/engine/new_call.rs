@@ -57,7 +57,7 @@ impl Engine {
             }
             None => ruri
                 .and_then(|p| p.user)
-                .and_then(|u| settings.trunks.iter().position(|t| t.numbers.contains(&u)))
+                .and_then(|u| settings.numbers.trunk_of(&u))
                 .map(|t| (t, Direction::Origination, routing::candidates(&settings.trunks[t].origination))),
         };
         let Some((trunk_idx, direction, candidates)) = route else {
@@ -223,7 +223,7 @@ impl Engine {
             attempts: 0,
         };
         let trace = session.on_call_end(call, &summary);
-        self.keep_unrouted(now, call, trunk, from, &trace, &summary, outcome);
+        self.keep_unrouted(now, (call, trunk, from), &trace, (&summary, outcome));
         let name = self.settings.trunks[trunk].name.clone();
         self.report(call, name, Vec::new(), &trace, (outcome.to_owned(), summary), (0, Vec::new()));
     }

@@ -12,7 +12,7 @@ use trunkline_sip_core::transaction::TransactionKey;
 use trunkline_sip_core::{Peer, E164};
 
 use super::Engine;
-use crate::config::{Carrier, Termination, Trunk};
+use crate::config::{Carrier, Termination};
 use crate::routing;
 use crate::sipcall::party;
 
@@ -79,7 +79,7 @@ impl Engine {
                 }
             }
         }
-        if let Err(why) = number_rules(m, trunk, term) {
+        if let Err(why) = number_rules(m, |n| settings.numbers.trunk_of(n) == Some(t), term) {
             let code = if why.starts_with("caller ID") { 403 } else { 400 };
             let reason = if code == 403 { format!("Forbidden ({why})") } else { format!("Bad Request ({why})") };
             tracing::info!(trunk = %trunk.name, %from, call_id, "termination refused: {why}");
@@ -144,7 +144,8 @@ fn header_user(m: &Message, name: &str) -> Option<String> {
 }
 
 /// The host's number rules for a terminating call (plugins may add more).
-fn number_rules(m: &Message, trunk: &Trunk, term: &Termination) -> Result<(), String> {
+/// `owns` says whether a number is the trunk's own.
+fn number_rules(m: &Message, owns: impl Fn(&str) -> bool, term: &Termination) -> Result<(), String> {
     let ruri_user = match &m.start {
         StartLine::Request { uri, .. } => party(uri).and_then(|p| p.user),
         StartLine::Response { .. } => None,
@@ -163,7 +164,7 @@ fn number_rules(m: &Message, trunk: &Trunk, term: &Termination) -> Result<(), St
     let Some(caller) = caller else {
         return Err("caller ID: no E.164 number in From, Remote-Party-ID or P-Asserted-Identity".into());
     };
-    let owned = trunk.numbers.contains(&caller) || term.caller_ids.contains(&caller);
+    let owned = owns(&caller) || term.caller_ids.contains(&caller);
     if !owned {
         return Err(format!("caller ID {caller} is not a number of this account or a verified caller ID"));
     }

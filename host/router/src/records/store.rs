@@ -530,7 +530,8 @@ mod tests {
         store.insert(&mut [(today, packed)]).unwrap();
         let new = store.get("new@x").unwrap().unwrap();
         assert_eq!((new.pdd_ms, new.hangup_by.as_str(), new.id), (Some(3), "caller", 3));
-        let stored: String = store.conn.query_row("SELECT typeof(record) FROM calls WHERE id = 3", [], |r| r.get(0)).unwrap();
+        let stored: String =
+            store.conn.query_row("SELECT typeof(record) FROM calls WHERE id = 3", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, "blob", "today's records are stored in their compact form");
         let listed = store.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
         assert_eq!((listed[0].id, listed[0].pdd_ms, listed[0].hangup_by.as_str()), (3, Some(3), "caller"));

@@ -176,3 +176,65 @@ fn with_watch_config_a_saved_file_is_applied_and_audited_as_the_watch() {
     assert_eq!(watched["outcome"], "ok", "{watched}");
     assert!(watched["detail"].as_str().unwrap().contains("trunk beta: numbers +[+14155550100]"), "{watched}");
 }
+
+#[test]
+fn numbers_from_a_file_route_calls_and_a_saved_file_moves_them_live() {
+    let (a_port, b_port, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    let numbers = dir.path().join("numbers.csv");
+    std::fs::write(&numbers, "number,trunk,label\n+14155550100,alpha,Main line\n").unwrap();
+    // `numbers_file` is a top-level key: before the first table.
+    let config = dir.path().join("trunkline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "numbers_file = \"numbers.csv\"\n\
+             [sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\nwatch_config = true\n\
+             [plugins]\ndir = \"plugins\"\nwatch = false\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"ops\", token_env = \"TL_ADMIN_TOKEN\" }}]\n\
+             [[trunk]]\nname = \"alpha\"\n[[trunk.origination]]\nuri = \"sip:127.0.0.1:{a_port}\"\n\
+             [[trunk]]\nname = \"beta\"\nnumbers = [\"+14155550101\"]\n[[trunk.origination]]\nuri = \"sip:127.0.0.1:{b_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let router = Router::spawn(&config, Some(("TL_ADMIN_TOKEN", TOKEN)), 1, dir);
+    let port = router.admin_port();
+    let msgs = tempfile::tempdir().unwrap();
+    let mut pbxs = vec![uas(a_port, msgs.path(), "a"), uas(b_port, msgs.path(), "b")];
+    std::thread::sleep(Duration::from_millis(300));
+    let one_call = || call_in(&router, uac_port, &["-sn", "uac"], &["-m", "1", "-d", "100"]);
+    assert!(one_call().success(), "a number of the file is routed to its trunk");
+    assert_eq!((invites(&pbxs[0].1), invites(&pbxs[1].1)), (1, 0));
+
+    // The file saved with the number moved to beta: the watch applies it.
+    std::fs::write(&numbers, "number,trunk,label\n+14155550100,beta,Main line\n").unwrap();
+    let rows = audit(port, |rows| rows.iter().any(|r| r["source"] == "watch"));
+    let watched =
+        rows.iter().find(|r| r["source"] == "watch").unwrap_or_else(|| panic!("no reload by the watch: {rows:#?}"));
+    assert_eq!(watched["outcome"], "ok", "{watched}");
+    let detail = watched["detail"].as_str().unwrap();
+    assert!(detail.contains("trunk alpha: numbers -[+14155550100]"), "{detail}");
+    assert!(detail.contains("trunk beta: numbers +[+14155550100]"), "{detail}");
+    assert!(one_call().success());
+    assert_eq!((invites(&pbxs[0].1), invites(&pbxs[1].1)), (1, 1), "the next call went to beta");
+
+    let trunks = http_with(port, "GET", "/trunks", &format!("Authorization: Bearer {TOKEN}\r\n"));
+    let trunks: Value = serde_json::from_str(trunks.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(trunks[1]["numbers"], serde_json::json!(["+14155550100", "+14155550101"]), "{trunks}");
+    assert_eq!((trunks[0]["number_count"].as_u64(), trunks[1]["number_count"].as_u64()), (Some(0), Some(2)));
+
+    // A bad row: refused, naming the file's line; the running numbers stay.
+    std::fs::write(&numbers, "number,trunk\n+14155550100,beta\n+14155550102,gamma\n").unwrap();
+    let refused = post_reload(port);
+    assert!(
+        refused.starts_with("HTTP/1.1 400") && refused.contains("numbers.csv:3:1: numbers_file: trunk `gamma`"),
+        "{refused}"
+    );
+    assert!(one_call().success());
+    assert_eq!(invites(&pbxs[1].1), 2);
+    for (pbx, _) in &mut pbxs {
+        let _ = pbx.kill();
+        let _ = pbx.wait();
+    }
+}
