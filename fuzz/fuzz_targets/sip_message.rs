@@ -25,6 +25,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(no_length(&again), no_length(&m));
         assert_eq!(again.body, m.body);
         assert_eq!(again.start, m.start);
+        // Where printing says the Call-ID is, it is (sent messages are filed by it).
+        let (bytes, at) = m.serialize();
+        let first = m.headers.iter().find(|h| h.name.eq_ignore_ascii_case("Call-ID") || h.name.eq_ignore_ascii_case("i"));
+        assert_eq!(first.map(|h| h.value.as_bytes()), (!at.is_empty() || first.is_some()).then(|| &bytes[at.clone()]));
         for name in ["Via", "CSeq", "From", "To", "Contact", "Max-Forwards"] {
             let _ = m.header(name);
         }

@@ -43,6 +43,7 @@ pub mod schedule;
 
 pub mod clock;
 pub mod config;
+pub mod counter;
 pub mod kv;
 pub mod log;
 pub mod metrics;

@@ -248,13 +248,12 @@ pub fn call_id(bytes: &[u8]) -> Option<&str> {
 /// Whether the headers of `bytes` end before offset `at` (a blank line).
 fn head_ends_before(bytes: &[u8], at: usize) -> bool {
     // A line break before `at` followed by an empty line (CRLF or a bare
-    // LF), which may end with the line break at `at` itself: one pass
-    // over the few header lines before it.
-    memchr::memchr_iter(b'\n', &bytes[..at.min(bytes.len())]).any(|i| match bytes.get(i + 1) {
-        Some(b'\n') => true,
-        Some(b'\r') => bytes.get(i + 2) == Some(&b'\n'),
-        _ => false,
-    })
+    // LF), which may end with the line break at `at` itself: two SIMD
+    // searches over the few header lines before it.
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    let head = &bytes[..(at + 1).min(bytes.len())];
+    LF.find(head).is_some() || CRLF.find(head).is_some()
 }
 
 fn call_id_slow(bytes: &[u8]) -> Option<&str> {
@@ -301,8 +300,13 @@ pub fn redact_into(message: &[u8], out: &mut Vec<u8>) {
     // searched after CRLF CRLF).
     static CRYPTO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"a=crypto:"));
     let credentials = memchr::memchr2_iter(b'z', b'Z', message).any(|z| {
-        let start = memchr::memrchr(b'\n', &message[..z]).map_or(0, |i| i + 1);
-        is_credentials(&message[start..])
+        // The name's `z` is followed by `ation` (most `z`s are a Via
+        // branch's `z9hG4bK`): only then is its line looked at.
+        let named = message.get(z + 1..z + 6).is_some_and(|a| a.eq_ignore_ascii_case(b"ation"));
+        named && {
+            let start = memchr::memrchr(b'\n', &message[..z]).map_or(0, |i| i + 1);
+            is_credentials(&message[start..])
+        }
     });
     if !credentials && CRYPTO.find(message).is_none() {
         out.extend_from_slice(message);

@@ -75,6 +75,15 @@ pub fn commit(
         runtime.prepare_for(&t.chain);
     }
     runtime.set_numbers(Arc::new(new.directory()));
+    if new.nonce_secret != current.nonce_secret {
+        match &new.nonce_secret {
+            Some(shared) => engine.set_auth_secret(shared.expose()),
+            None => match crate::serve::server_secret() {
+                Ok(own) => engine.set_auth_secret(&own),
+                Err(e) => tracing::error!("the nonce secret stays the shared one: {e:#}"),
+            },
+        }
+    }
     engine.reconfigure(new.clone());
     engine.start_health_checks(std::time::Instant::now());
     *current = new;

@@ -130,7 +130,10 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     }
     let mut insight = Insight::start(&settings, &runtime, metrics.clone())?;
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
-    engine.set_auth_secret(&server_secret()?);
+    match &settings.nonce_secret {
+        Some(shared) => engine.set_auth_secret(shared.expose()),
+        None => engine.set_auth_secret(&server_secret()?),
+    }
     engine.start_health_checks(Instant::now());
     let mut media = start_relay(&settings, &mut engine)?;
     let (events_tx, mut events) = mpsc::channel(1024);
@@ -389,7 +392,8 @@ fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// 32 random bytes that sign digest nonces (new at each start: nonces of a
 /// previous run are re-challenged).
-fn server_secret() -> anyhow::Result<[u8; 32]> {
+/// A random digest nonce secret (no `[auth] nonce_secret_file`).
+pub(crate) fn server_secret() -> anyhow::Result<[u8; 32]> {
     use std::io::Read;
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")

@@ -52,6 +52,10 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
     if old.limits != new.limits {
         changes.push("[limits] changed".into());
     }
+    if old.nonce_secret != new.nonce_secret {
+        changes
+            .push("auth.nonce_secret_file: another secret (nonces made with the old one are challenged again)".into());
+    }
     if old.disaster_recovery != new.disaster_recovery {
         changes.push("[disaster_recovery] changed".into());
     }

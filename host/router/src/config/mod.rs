@@ -20,6 +20,7 @@ use crate::engine::Rate;
 use crate::streams::StreamLimits;
 use crate::tls::TlsFiles;
 
+mod auth;
 mod diff;
 mod media;
 mod numbers;
@@ -28,6 +29,7 @@ mod records;
 mod termination;
 mod trunk;
 
+pub use auth::NonceSecret;
 pub use diff::live_change;
 pub use media::{MediaMode, MediaSettings, RecordingMode};
 pub use numbers::NumberIndex;
@@ -174,6 +176,9 @@ pub struct Settings {
     pub media: MediaSettings,
     /// `[records]`: call records and the audit log.
     pub records: RecordSettings,
+    /// `[auth] nonce_secret_file`: the digest nonce secret routers share
+    /// (none: a random one per process).
+    pub nonce_secret: Option<NonceSecret>,
 }
 
 /// `[sip] health_check_down_after` and `health_check_up_after`.
@@ -572,6 +577,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let listen_span = raw.sip.listen.first().map(|l| l.span()).unwrap_or(0..0);
     let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
     let records = records::records(cx, raw.records, base)?;
+    let nonce_secret = auth::nonce_secret(cx, &raw.auth, base)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
@@ -601,6 +607,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         dns_servers,
         media,
         records,
+        nonce_secret,
     })
 }
 

@@ -31,6 +31,8 @@ pub(super) struct RawConfig {
     pub(super) media: super::media::RawMedia,
     #[serde(default)]
     pub(super) records: super::records::RawRecords,
+    #[serde(default)]
+    pub(super) auth: super::auth::RawAuth,
 }
 
 /// `[limits]`: per-source flood protection.

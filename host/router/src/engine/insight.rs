@@ -27,20 +27,8 @@ pub(crate) const RECORD_LINGER: Duration = Duration::from_secs(2);
 pub(crate) const RECORD_TICK: Duration = Duration::from_millis(250);
 
 impl Engine {
-    /// A message crossed the wire (`sent`: by the router): into its call's
-    /// trace, if it has a call.
-    pub(super) fn trace(&mut self, now: Instant, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
-        if self.trace_caps.is_none() {
-            return true;
-        }
-        match trace::call_id(bytes) {
-            Some(call_id) => self.trace_under(now, call_id, sent, peer, bytes),
-            None => true,
-        }
-    }
-
-    /// [`Engine::trace`] of a message whose Call-ID is known: false if it
-    /// has no call (yet).
+    /// A message with Call-ID `call_id` crossed the wire (`sent`: by the
+    /// router): into its call's trace; false if it has no call (yet).
     pub(super) fn trace_under(&mut self, now: Instant, call_id: &str, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
         let Some(caps) = self.trace_caps else { return true };
         let id = self.by_a_call_id.get(call_id).or_else(|| self.by_b_call_id.get(call_id)).copied();

@@ -297,10 +297,10 @@ impl Engine {
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.layer.poll_transmit()?;
-        if self.trace_caps.is_some() {
+        if let (Some(_), Some(call_id)) = (self.trace_caps, t.call_id()) {
             // The trace's clock: the last instant the engine was given.
             let now = self.last_now.unwrap_or_else(Instant::now);
-            self.trace(now, true, t.to, &t.bytes);
+            self.trace_under(now, call_id, true, t.to, &t.bytes);
         }
         Some(t)
     }

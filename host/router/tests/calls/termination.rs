@@ -335,3 +335,139 @@ fn a_password_guesser_is_banned_while_a_correct_client_elsewhere_gets_through() 
     let _ = carrier.wait();
     assert_eq!(reports.matches("outcome: answered").count(), 2, "{reports}");
 }
+
+/// A raw SIP client: sends `message` to `to` from `socket`, returns the
+/// first response that is not provisional (the whole text).
+fn final_response(socket: &std::net::UdpSocket, to: u16, message: &str) -> String {
+    socket.send_to(message.as_bytes(), ("127.0.0.1", to)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 8192];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("a final response within 10 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
+
+fn header_value<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+        .unwrap_or_default()
+}
+
+fn param<'a>(value: &'a str, name: &str) -> &'a str {
+    value
+        .split(',')
+        .find_map(|p| p.trim().trim_start_matches("Digest ").strip_prefix(&format!("{name}=")))
+        .map(|v| v.trim_matches('"'))
+        .unwrap_or_default()
+}
+
+#[test]
+fn routers_sharing_a_nonce_secret_accept_each_others_challenges() {
+    // The carrier's gateway: the test's own socket, which sees whether a
+    // router let the call through.
+    let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let gw = gateway.local_addr().unwrap().port();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("nonce.key");
+    std::fs::write(&key, "0123456789abcdefghijklmnopqrstuvwxyzABCDEF\n").unwrap();
+    let creds = "credentials = [{ username = \"acme\", password_env = \"ACME_SIP_PASSWORD\" }]";
+    let shared = format!("{creds}\n[auth]\nnonce_secret_file = {:?}", key.display().to_string());
+    // World-readable: refused at load, naming the key.
+    let check = |text: &str| {
+        let path = keys.path().join("check.toml");
+        std::fs::write(&path, format!("[sip]\nlisten = [\"udp://127.0.0.1:0\"]\n{text}")).unwrap();
+        trunkline_router::config::load(&path).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let loose = check(&format!("[auth]\nnonce_secret_file = {:?}", key.display().to_string()));
+    assert!(loose.contains("auth.nonce_secret_file: ") && loose.contains("chmod 600"), "{loose}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (a, b) = (term_router(&[gw], &shared, Some("s3cret-pw")), term_router(&[gw], &shared, Some("s3cret-pw")));
+    let own = term_router(&[gw], creds, Some("s3cret-pw"));
+
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = client.local_addr().unwrap().port();
+    let invite = |branch: &str, cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:+12125550123@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{VERIFIED}@{DOMAIN}>;tag=c1\r\nTo: <sip:+12125550123@{DOMAIN}>\r\n\
+             Call-ID: shared-nonce@127.0.0.1\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{VERIFIED}@127.0.0.1:{port}>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let challenge = final_response(&client, a.port, &invite("a1", 1, ""));
+    assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+    let offer = header_value(&challenge, "Proxy-Authenticate");
+    let mut answer = trunkline_sip_core::digest::DigestResponse {
+        username: "acme".into(),
+        realm: param(offer, "realm").into(),
+        nonce: param(offer, "nonce").into(),
+        uri: format!("sip:+12125550123@{DOMAIN}"),
+        response: String::new(),
+        algorithm: trunkline_sip_core::digest::Algorithm::Md5,
+        cnonce: "0a4f113b".into(),
+        nc: 1,
+        nc_text: "00000001".into(),
+    };
+    answer.response = answer.expected("s3cret-pw", "INVITE");
+    let credentials = format!(
+        "Proxy-Authorization: Digest username=\"acme\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n",
+        answer.realm, answer.nonce, answer.uri, answer.response
+    );
+
+    // The router that did not make the nonce and does not share the secret challenges again.
+    let again = final_response(&client, own.port, &invite("o2", 2, &credentials));
+    assert!(again.starts_with("SIP/2.0 407"), "{again}");
+    gateway.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 8192];
+    assert!(gateway.recv_from(&mut buf).is_err(), "nothing reached the carrier");
+
+    // The other router sharing the secret takes the answer: the call goes on to the carrier.
+    client.send_to(invite("b2", 2, &credentials).as_bytes(), ("127.0.0.1", b.port)).unwrap();
+    gateway.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (n, from) = gateway.recv_from(&mut buf).expect("the INVITE reached the carrier through router b");
+    let sent = String::from_utf8_lossy(&buf[..n]);
+    assert!(sent.starts_with("INVITE sip:+12125550123@127.0.0.1:"), "{sent}");
+    assert_eq!(from.port(), b.port, "router b sent it");
+}
+
+#[test]
+fn call_frequency_refuses_the_third_call_of_the_day_to_one_number() {
+    let gw = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    trunkline_tests::install(trunkline_tests::wasm::CALL_FREQUENCY, &plugins, "call-frequency");
+    let config = dir.path().join("trunkline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
+             [plugins]\ndir = \"plugins\"\nwatch = false\n\
+             [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:{gw}\"]\n\
+             [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"{OWNED}\"]\n\
+             plugins = [{{ name = \"call-frequency\", config = {{ reason = \"Too many calls to this number today\" }} }}]\n\
+             [trunk.termination]\ndomain = \"{DOMAIN}\"\ncarrier = \"pstn\"\ncaller_ids = [\"{VERIFIED}\"]\nacl = [\"127.0.0.0/8\"]\n"
+        ),
+    )
+    .unwrap();
+    let router = Router::spawn(&config, None, 1, dir);
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "3"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let scenarios = tempfile::tempdir().unwrap();
+    let answered = customer(scenarios.path(), false, VERIFIED, 200, "");
+    let refused = customer(scenarios.path(), false, VERIFIED, 403, "");
+    for i in 0..2 {
+        assert!(run_customer(&router, &answered, "+12125550123", &[]), "call {i} to the number is answered");
+    }
+    assert!(run_customer(&router, &refused, "+12125550123", &[]), "the third call today gets 403");
+    assert!(run_customer(&router, &answered, "+13105550100", &[]), "another number is not counted with it");
+    let reports = router.outcomes(4);
+    assert!(reports.contains("Too many calls to this number today"), "{reports}");
+    assert!(carrier.wait().unwrap().success(), "the carrier got the three calls let through");
+}

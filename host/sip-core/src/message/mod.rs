@@ -149,20 +149,31 @@ impl Message {
 
     /// Serialise with a correct Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.serialize().0
+    }
+
+    /// [`Message::to_bytes`], and where the (first) Call-ID's value is in
+    /// them (an empty range if none): whoever files sent messages by call
+    /// finds it without scanning the bytes again.
+    pub fn serialize(&self) -> (Vec<u8>, std::ops::Range<usize>) {
         let mut out = String::with_capacity(512);
         match &self.start {
             StartLine::Request { method, uri } => out.push_str(&format!("{method} {uri} SIP/2.0\r\n")),
             StartLine::Response { status, reason } => out.push_str(&format!("SIP/2.0 {status} {reason}\r\n")),
         }
+        let mut call_id = 0..0;
         for h in self.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case("Content-Length")) {
             out.push_str(&h.name);
             out.push_str(": ");
+            if call_id.is_empty() && (h.name.eq_ignore_ascii_case("Call-ID") || h.name.eq_ignore_ascii_case("i")) {
+                call_id = out.len()..out.len() + h.value.len();
+            }
             out.push_str(&h.value);
             out.push_str("\r\n");
         }
         out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
-        bytes
+        (bytes, call_id)
     }
 }

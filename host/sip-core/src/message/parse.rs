@@ -171,6 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn serializing_notes_where_the_call_id_is() {
+        let m = Message::parse(INVITE.as_bytes()).unwrap();
+        let (bytes, at) = m.serialize();
+        assert_eq!(bytes, m.to_bytes());
+        assert_eq!(&bytes[at], b"abc@127.0.0.1");
+        let compact = Message::parse(b"BYE sip:a SIP/2.0\r\ni: short\r\nCall-ID: second\r\n\r\n").unwrap();
+        let (bytes, at) = compact.serialize();
+        assert_eq!(&bytes[at], b"short", "the compact form, and the first one");
+        let (_, none) = Message::parse(b"SIP/2.0 200 OK\r\n\r\n").unwrap().serialize();
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn parses_a_response() {
         let m = Message::parse(b"SIP/2.0 486 Busy Here\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!(m.start, StartLine::Response { status: 486, reason: "Busy Here".into() });

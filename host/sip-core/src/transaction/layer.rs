@@ -29,6 +29,22 @@ pub struct Transmit {
     pub to: Peer,
     /// A whole SIP message.
     pub bytes: Vec<u8>,
+    /// Where its Call-ID's value is in `bytes` (empty: it has none).
+    pub call_id: std::ops::Range<usize>,
+}
+
+impl Transmit {
+    /// `message` serialized, to `to`.
+    pub fn of(to: Peer, message: &Message) -> Transmit {
+        let (bytes, call_id) = message.serialize();
+        Transmit { to, bytes, call_id }
+    }
+
+    /// The message's Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        let value = self.bytes.get(self.call_id.clone()).filter(|v| !v.is_empty())?;
+        std::str::from_utf8(value).ok()
+    }
 }
 
 /// What the layer tells its user (the call engine).
@@ -102,7 +118,7 @@ struct Entry {
 macro_rules! pump {
     ($t:expr, $key:expr, $peer:expr, $layer:expr, $variant:ident) => {{
         while let Some(m) = $t.poll_transmit() {
-            $layer.transmits.push_back(Transmit { to: $peer, bytes: m.to_bytes() });
+            $layer.transmits.push_back(Transmit::of($peer, &m));
         }
         while let Some(event) = $t.poll_event() {
             $layer.events.push_back(LayerEvent::$variant { key: $key.clone(), event });
@@ -162,7 +178,7 @@ impl Layer {
             Ok(m) => m,
             Err(error) => {
                 if let Some(reply) = bad_request_reply(bytes, &error) {
-                    self.transmits.push_back(Transmit { to: from, bytes: reply.to_bytes() });
+                    self.transmits.push_back(Transmit::of(from, &reply));
                 }
                 self.events.push_back(LayerEvent::Malformed { from, error });
                 return;
@@ -222,7 +238,7 @@ impl Layer {
                     _ => {
                         if self.entries.len() >= MAX_TRANSACTIONS {
                             let reply = response_to(&message, 503, "Service Unavailable");
-                            self.transmits.push_back(Transmit { to: from, bytes: reply.to_bytes() });
+                            self.transmits.push_back(Transmit::of(from, &reply));
                             return;
                         }
                         let tx = if method == "INVITE" {
@@ -277,7 +293,7 @@ impl Layer {
     /// Send a message outside any transaction (ACK for a 2xx, 2xx
     /// retransmissions by the dialog layer).
     pub fn send_stateless(&mut self, to: Peer, message: &Message) {
-        self.transmits.push_back(Transmit { to, bytes: message.to_bytes() });
+        self.transmits.push_back(Transmit::of(to, message));
     }
 
     /// The user could not send the request of client transaction `key` at
