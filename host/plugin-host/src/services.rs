@@ -72,17 +72,83 @@ struct KvEntry {
     expires_ms: Option<u64>,
 }
 
+/// A key's value after a write, for whoever keeps the kv on disk
+/// ([`KvStore::journal_to`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvWrite {
+    /// `plugin/account` ([`KvStore::namespace`]).
+    pub namespace: Arc<str>,
+    pub key: String,
+    pub value: String,
+    /// Unix milliseconds; `None`: never.
+    pub expires_ms: Option<u64>,
+}
+
 /// The kv store: one namespace per (plugin, account), a bounded number of
-/// keys per namespace, lazy expiry.
+/// keys per namespace, lazy expiry. It answers from memory; with a journal
+/// every write is also queued (never waited for) for a writer that keeps
+/// it on disk, and [`KvStore::restore`] reads it back at start.
 pub struct KvStore {
     namespaces: DashMap<Arc<str>, HashMap<String, KvEntry>>,
     max_keys: usize,
+    journal: std::sync::OnceLock<std::sync::mpsc::SyncSender<KvWrite>>,
+    /// Writes the journal's queue had no room for (not kept on disk).
+    journal_dropped: AtomicU64,
 }
 
 impl KvStore {
     /// A store allowing `max_keys` live keys per namespace.
     pub fn new(max_keys: usize) -> Self {
-        KvStore { namespaces: DashMap::new(), max_keys }
+        KvStore {
+            namespaces: DashMap::new(),
+            max_keys,
+            journal: Default::default(),
+            journal_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queue every write from now on to `journal` (once; false if a
+    /// journal is already set). A full queue drops the write from the
+    /// journal (counted), never from the store.
+    pub fn journal_to(&self, journal: std::sync::mpsc::SyncSender<KvWrite>) -> bool {
+        self.journal.set(journal).is_ok()
+    }
+
+    /// Writes the journal could not take.
+    pub fn journal_dropped(&self) -> u64 {
+        self.journal_dropped.load(Ordering::Relaxed)
+    }
+
+    fn journal(&self, ns: &Arc<str>, key: &str, entry: &KvEntry) {
+        if let Some(j) = self.journal.get() {
+            let w = KvWrite {
+                namespace: ns.clone(),
+                key: key.to_owned(),
+                value: entry.value.clone(),
+                expires_ms: entry.expires_ms,
+            };
+            if j.try_send(w).is_err() {
+                self.journal_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Put back what a journal kept (at start, before any call): entries
+    /// expired by `now_ms` are skipped, and so are keys beyond a
+    /// namespace's quota. Returns how many were restored.
+    pub fn restore(&self, rows: impl IntoIterator<Item = KvWrite>, now_ms: u64) -> usize {
+        let mut restored = 0;
+        for w in rows {
+            if w.expires_ms.is_some_and(|x| x <= now_ms) {
+                continue;
+            }
+            let mut map = self.namespaces.entry(w.namespace).or_default();
+            if map.len() < self.max_keys || map.contains_key(&w.key) {
+                map.insert(w.key, KvEntry { value: w.value, expires_ms: w.expires_ms });
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// Namespace name for a plugin and account.
@@ -114,7 +180,9 @@ impl KvStore {
         let mut map = self.namespaces.entry(ns.clone()).or_default();
         Self::room(&mut map, key, self.max_keys, now_ms)?;
         let expires_ms = ttl_s.map(|t| now_ms + u64::from(t) * 1000);
-        map.insert(key.to_owned(), KvEntry { value: value.to_owned(), expires_ms });
+        let entry = KvEntry { value: value.to_owned(), expires_ms };
+        self.journal(ns, key, &entry);
+        map.insert(key.to_owned(), entry);
         Ok(())
     }
 
@@ -137,7 +205,9 @@ impl KvStore {
             None => (0, ttl_s.map(|t| now_ms + u64::from(t) * 1000)),
         };
         let next = current.saturating_add(delta);
-        map.insert(key.to_owned(), KvEntry { value: next.to_string(), expires_ms });
+        let entry = KvEntry { value: next.to_string(), expires_ms };
+        self.journal(ns, key, &entry);
+        map.insert(key.to_owned(), entry);
         Ok(next)
     }
 }
@@ -252,6 +322,34 @@ mod tests {
         assert_eq!(kv.set(&ns, &"k".repeat(300), "v", None, 0), Err(KvRefusal::TooLarge));
         let other = KvStore::namespace("p", "b");
         assert_eq!(kv.get(&other, "c", 1000), None, "accounts are isolated");
+    }
+
+    #[test]
+    fn a_journal_sees_every_write_and_restore_puts_back_what_is_live() {
+        let kv = KvStore::new(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        assert!(kv.journal_to(tx));
+        let ns = KvStore::namespace("p", "a");
+        kv.set(&ns, "k", "v", Some(10), 1_000).unwrap();
+        assert_eq!(kv.incr(&ns, "c", 5, None, 1_000), Ok(5));
+        assert_eq!(kv.incr(&ns, "c", 1, None, 1_000), Ok(6), "a full journal never fails the write");
+        assert_eq!(kv.journal_dropped(), 1);
+        let got: Vec<KvWrite> = rx.try_iter().collect();
+        assert_eq!(
+            got[0],
+            KvWrite { namespace: ns.clone(), key: "k".into(), value: "v".into(), expires_ms: Some(11_000) }
+        );
+        assert_eq!((got[1].key.as_str(), got[1].value.as_str(), got[1].expires_ms), ("c", "5", None));
+
+        let again = KvStore::new(2);
+        let row =
+            |key: &str, expires_ms| KvWrite { namespace: ns.clone(), key: key.into(), value: "7".into(), expires_ms };
+        let restored =
+            again.restore([row("gone", Some(1_500)), row("a", Some(9_000)), row("b", None), row("c", None)], 2_000);
+        assert_eq!(restored, 2, "the expired one skipped, the third beyond the quota of 2");
+        assert_eq!(again.get(&ns, "a", 2_000).as_deref(), Some("7"));
+        assert_eq!(again.incr(&ns, "b", 1, None, 2_000), Ok(8), "a restored counter goes on counting");
+        assert_eq!(again.get(&ns, "gone", 2_000), None);
     }
 
     #[test]

@@ -516,6 +516,8 @@ async fn flush(
 /// call's media (from its report) until the call's record goes.
 struct Insight {
     sink: Option<RecordSink>,
+    /// The plugins' kv kept in the same store.
+    kv: Option<crate::records::kv::KvKeeper>,
     media: HashMap<u64, Vec<String>>,
 }
 
@@ -532,6 +534,15 @@ impl Insight {
             }
             None => None,
         };
+        // The plugins' kv survives restarts in the same file (before the first call).
+        let kv = match &settings.records.path {
+            Some(path) => {
+                let (keeper, restored) = crate::records::kv::start(path, &runtime.services().kv)?;
+                tracing::info!("plugin kv kept in {} ({restored} keys read back)", path.display());
+                Some(keeper)
+            }
+            None => None,
+        };
         let audit = sink.clone();
         runtime.audit().forward_to(Box::new(move |e| {
             metrics.audited(e);
@@ -539,13 +550,16 @@ impl Insight {
                 sink.audit(AuditRow::from(e));
             }
         }));
-        Ok(Insight { sink, media: HashMap::new() })
+        Ok(Insight { sink, kv, media: HashMap::new() })
     }
 
-    /// Store what is queued and stop the writer.
+    /// Store what is queued and stop the writers.
     fn close(&mut self) {
         if let Some(sink) = self.sink.take() {
             sink.close();
+        }
+        if let Some(mut kv) = self.kv.take() {
+            kv.close();
         }
     }
 }

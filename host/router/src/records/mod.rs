@@ -3,9 +3,11 @@
 //! are kept. The driver hands each finished call's [`Draft`] to the
 //! [`writer`], a thread behind a bounded queue that finishes it and stores
 //! it in the embedded [`store`] (SQLite, the SIP traces in [`traces`]
-//! segment files beside it); [`cli`] is `trunkline calls`.
+//! segment files beside it); [`cli`] is `trunkline calls`. The store also
+//! keeps the plugins' kv ([`kv`]).
 
 pub mod cli;
+pub mod kv;
 pub mod store;
 pub mod traces;
 pub mod writer;

@@ -66,6 +66,14 @@ pub const MIGRATIONS: &[&str] = &[
                       duration_ms = json_extract(record, '$.duration_ms'),
                       hangup_by = json_extract(record, '$.hangup_by'),
                       attempts = json_array_length(record, '$.targets');",
+    // 6: plugin kv (super::kv): the latest value of each key, written behind the memory copy.
+    "CREATE TABLE kv (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_ms INTEGER,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Why the store failed.
@@ -171,14 +179,7 @@ pub struct Store {
 impl Store {
     /// Open `path` for writing, creating it (and its schema) if missing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open = |e| StoreError::Open { path: path.to_owned(), source: e };
-        let mut conn = Connection::open(path).map_err(open)?;
-        // WAL: readers do not block the writer; NORMAL: a crash loses no
-        // committed transaction (a power cut may lose the last ones).
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
-        migrate(&mut conn, path)?;
+        let conn = open_connection(path)?;
         let traces = TraceLog::open(path).map_err(traces_failed(path))?;
         Ok(Store { conn, path: path.to_owned(), traces: Some(traces) })
     }
@@ -414,6 +415,20 @@ fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
     }
     let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     (clause, args)
+}
+
+/// A connection to write the store at `path` (created, and its schema
+/// brought up to date, if need be).
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open = |e| StoreError::Open { path: path.to_owned(), source: e };
+    let mut conn = Connection::open(path).map_err(open)?;
+    // WAL: readers do not block the writer; NORMAL: a crash loses no
+    // committed transaction (a power cut may lose the last ones).
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
 }
 
 /// Run the migrations `conn` has not had yet, in one transaction.

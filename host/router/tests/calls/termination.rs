@@ -437,7 +437,7 @@ fn routers_sharing_a_nonce_secret_accept_each_others_challenges() {
 }
 
 #[test]
-fn call_frequency_refuses_the_third_call_of_the_day_to_one_number() {
+fn call_frequency_refuses_the_third_call_of_the_day_to_one_number_even_after_a_sigkill() {
     let gw = free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
@@ -470,4 +470,14 @@ fn call_frequency_refuses_the_third_call_of_the_day_to_one_number() {
     let reports = router.outcomes(4);
     assert!(reports.contains("Too many calls to this number today"), "{reports}");
     assert!(carrier.wait().unwrap().success(), "the carrier got the three calls let through");
+
+    // SIGKILL, past the kv's write-behind window: the counts come back
+    // with the router (kept in its store), and the number stays refused.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut router = router;
+    router.child.kill().unwrap();
+    router.child.wait().unwrap();
+    let again = Router::again(&config, router.port);
+    assert!(run_customer(&again, &refused, "+12125550123", &[]), "still refused after the restart");
+    assert!(again.outcomes(1).contains("Too many calls"), "refused by the plugin");
 }
