@@ -17,7 +17,10 @@
 # TRACE_MESSAGES=N caps each record's SIP trace; THREADS=1 prints each thread's CPU and page faults;
 # PEER=0 skips step 2 and 3 (trunkline against itself: bench/ab.sh);
 # NUMBERS=N adds N numbers to the trunk through numbers_file (issue #15: the routing table at scale);
-# RECORDS_PATH puts the call records store elsewhere (e.g. on /dev/shm).
+# RECORDS_PATH puts the call records store elsewhere (e.g. on /dev/shm);
+# KV=embedded adds the call-frequency plugin on every call (3 kv calls: 2 incr, 1 get-many; limits
+# too high to refuse), its kv in the router; KV=redis the same with [store] redis_url on a
+# redis-server started here (port 46379; its CPU is printed as redis_cpu_s).
 # Needs: sip-tester, kamailio (+ kamailio-lua-modules for lua), bc. Stops only
 # what it started. Ports 45060-45080 and 46060-46090 must be free.
 set -u
@@ -28,7 +31,7 @@ kit=$(cd "$root/../shared/bench" && pwd)
 cd "$root"
 plugins=(e164-guard diversion-guard customer-routing dr-twiml-fallback)
 cargo build --quiet --release -p trunkline-router || exit 1
-cargo build --quiet --target wasm32-wasip2 --profile plugin --target-dir target/wasm $(printf -- '-p %s ' "${plugins[@]}") || exit 1
+cargo build --quiet --target wasm32-wasip2 --profile plugin --target-dir target/wasm $(printf -- '-p %s ' "${plugins[@]}" call-frequency) || exit 1
 
 dir=$(mktemp -d /tmp/tlcps.XXXXXX)
 pids=()
@@ -38,6 +41,19 @@ mkdir "$dir/plugins"
 for p in "${plugins[@]}"; do cp "target/wasm/wasm32-wasip2/plugin/${p//-/_}.wasm" "$dir/plugins/$p.wasm"; done
 chain='[{ name = "e164-guard" }, { name = "diversion-guard", config = { origination_domain = "trunkline.test" } }, { name = "customer-routing" }, { name = "dr-twiml-fallback" }]'
 [ "${PLUGINS:-1}" = 0 ] && chain='[]'
+store=""
+if [ -n "${KV:-}" ]; then
+  cp target/wasm/wasm32-wasip2/plugin/call_frequency.wasm "$dir/plugins/call-frequency.wasm"
+  big=1000000000
+  chain="${chain%]}, { name = \"call-frequency\", config = { directions = [\"origination\"], per_day = $big, per_month = $big, per_rolling_days = $big } }]"
+  chain="${chain/\[, /[}"
+  if [ "$KV" = redis ]; then
+    redis-server --port 46379 --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.out" 2>&1 &
+    redis=$!; pids+=($redis)
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/46379) 2>/dev/null && break; sleep 0.05; done
+    store=$'[store]\nredis_url = "redis://127.0.0.1:46379/"'
+  fi
+fi
 numbers_line=""
 if [ "${NUMBERS:-0}" -gt 0 ]; then
   # NUMBERS more numbers for the trunk from numbers_file (100 distinct labels); the dialed one stays in the TOML list.
@@ -67,6 +83,7 @@ path = "${RECORDS_PATH:-trunkline.db}"
 port_min = 20000
 port_max = 59999
 port_rest_ms = 500
+$store
 [[trunk]]
 name = "bench"
 numbers = ["+14155550100"]
@@ -85,11 +102,13 @@ echo "startup numbers=$((${NUMBERS:-0} + 1)) seconds=$(echo "$(date +%s.%N) - $s
 sipp -sf "$kit/uas-answer.xml" -i 127.0.0.1 -p 46080 -nostdin -timeout $((calls / rate + 60))s >"$dir/uas.out" 2>&1 &
 pids+=($!)
 sleep 0.3
-cpu() { awk '{print $14+$15}' /proc/$tl/stat 2>/dev/null || echo 0; }
+cpu() { awk '{print $14+$15}' /proc/${1:-$tl}/stat 2>/dev/null || echo 0; }
 c0=$(cpu); t0=$(date +%s.%N)
+[ "${KV:-}" = redis ] && r0=$(cpu "$redis")
 sipp -sn uac 127.0.0.1:46060 -s +14155550100 -i 127.0.0.1 -p 46070 -r "$rate" -m "$calls" -d 200 -nostdin \
      -timeout $((calls / rate + 30))s -trace_stat -stf "$dir/uac.csv" -fd 1 >"$dir/uac.out" 2>&1
 c1=$(cpu); t1=$(date +%s.%N)
+[ "${KV:-}" = redis ] && r1=$(cpu "$redis")
 if [ -n "${THREADS:-}" ]; then
   # CPU (user and system clock ticks) and minor page faults of each of trunkline's threads, by name.
   for t in /proc/$tl/task/*; do echo "$(cat "$t/comm") $(awk '{print $14, $15, $10}' "$t/stat")"; done |
@@ -103,7 +122,11 @@ fail=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
 retr=$(echo "$last" | cut -d';' -f"$(col Retransmissions\(C\))")
 cpu_s=$(echo "scale=2; ($c1 - $c0) / $hz" | bc)
 pct=$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)
-echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins)$([ "${MEDIA:-relay}" = passthrough ] && echo -passthrough)$([ "${RECORDS:-1}" = 0 ] && echo -norecords) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct"
+rtt=$(echo "$last" | cut -d';' -f"$(col ResponseTime1\(C\))" 2>/dev/null)
+kv=""
+[ -n "${KV:-}" ] && kv=" kv=$KV"
+[ "${KV:-}" = redis ] && kv="$kv redis_cpu_s=$(echo "scale=2; ($r1 - $r0) / $hz" | bc)"
+echo "peer=trunkline$([ "${PLUGINS:-1}" = 0 ] && echo -noplugins)$([ "${MEDIA:-relay}" = passthrough ] && echo -passthrough)$([ "${RECORDS:-1}" = 0 ] && echo -norecords) rate=$rate calls=$calls successful=$succ failed=$fail retransmissions=$retr cpu_s=$cpu_s cpu_pct=$pct${rtt:+ response_time=$rtt}$kv"
 # Where the plugin instances were made (engine thread while idle, background thread, call path).
 command -v curl >/dev/null && echo "instances $(curl -s --max-time 5 http://127.0.0.1:46090/instances)"
 plugin_failures=$(grep -c "plugin .* ran past\|trapped\|quarantined" "$dir/tl.err" || true)

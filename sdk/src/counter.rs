@@ -64,34 +64,62 @@ impl Counter {
     }
 
     /// Count one event now; the counts in `windows` with it, in order.
+    /// Three kv calls whatever the windows (two `incr`, one `get-many`).
     pub fn add(&self, windows: &[Window]) -> Result<Vec<u64>, kv::Error> {
-        self.step(1)?;
-        self.counts(windows)
+        let counted = self.step(1)?;
+        self.tally(windows, Some(counted))
     }
 
     /// Take back one event counted now (e.g. a call refused after all).
     pub fn remove(&self) -> Result<(), kv::Error> {
-        self.step(-1)
+        self.step(-1).map(|_| ())
     }
 
-    fn step(&self, delta: i64) -> Result<(), kv::Error> {
+    /// Add `delta` today and this month: the new (day, month) counts.
+    fn step(&self, delta: i64) -> Result<(i64, i64), kv::Error> {
         // A daily key outlives the longest rolling window; a monthly key the month.
-        kv::incr(&self.day_key(self.day), delta, Some((u32::from(MAX_DAYS) + 1) * DAY_SECS))?;
-        kv::incr(&self.month_key(), delta, Some(32 * DAY_SECS))?;
-        Ok(())
+        let day = kv::incr(&self.day_key(self.day), delta, Some((u32::from(MAX_DAYS) + 1) * DAY_SECS))?;
+        let month = kv::incr(&self.month_key(), delta, Some(32 * DAY_SECS))?;
+        Ok((day, month))
     }
 
-    /// The counts in `windows`, counting nothing.
+    /// The counts in `windows`, counting nothing (one `get-many`).
     pub fn counts(&self, windows: &[Window]) -> Result<Vec<u64>, kv::Error> {
-        let read = |key: &str| kv::get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0).max(0) as u64;
+        self.tally(windows, None)
+    }
+
+    /// The counts in `windows`, given today's and this month's if known.
+    fn tally(&self, windows: &[Window], known: Option<(i64, i64)>) -> Result<Vec<u64>, kv::Error> {
+        let days_back = windows
+            .iter()
+            .map(|w| match *w {
+                Window::Days(n) => i64::from(n.clamp(1, MAX_DAYS)),
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(1);
+        // Keys read: [today, this month] unless known, then earlier days.
+        let mut keys = Vec::new();
+        if known.is_none() {
+            keys.push(self.day_key(self.day));
+            keys.push(self.month_key());
+        }
+        keys.extend((1..days_back).map(|back| self.day_key(self.day - back)));
+        let values = if keys.is_empty() { Vec::new() } else { kv::get_many(&keys)? };
+        let number = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let (today, month, earlier) = match known {
+            Some((d, m)) => (d, m, &values[..]),
+            None => (number(&values[0]), number(&values[1]), &values[2..]),
+        };
+        let count = |n: i64| n.max(0) as u64;
         Ok(windows
             .iter()
             .map(|w| match *w {
-                Window::Day => read(&self.day_key(self.day)),
-                Window::Month => read(&self.month_key()),
+                Window::Day => count(today),
+                Window::Month => count(month),
                 Window::Days(n) => {
-                    let n = i64::from(n.clamp(1, MAX_DAYS));
-                    (0..n).map(|back| read(&self.day_key(self.day - back))).sum()
+                    let n = usize::from(n.clamp(1, MAX_DAYS));
+                    count(today) + earlier[..n - 1].iter().map(|v| count(number(v))).sum::<u64>()
                 }
             })
             .collect())

@@ -57,6 +57,7 @@ pub struct FakeHost {
     config: Option<toml::Table>,
     kv: HashMap<String, (String, Option<u64>)>,
     kv_capacity: Option<usize>,
+    kv_unavailable: bool,
     owned: HashSet<String>,
     verified: HashSet<String>,
     labels: HashMap<String, String>,
@@ -114,14 +115,33 @@ impl FakeHost {
         }
     }
 
-    pub(crate) fn kv_get(&self, key: &str) -> Option<String> {
-        self.live(key).cloned()
+    fn reachable(&self) -> Result<(), kv::Error> {
+        if self.kv_unavailable {
+            return Err(kv::Error::Unavailable);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn kv_get(&self, key: &str) -> Result<Option<String>, kv::Error> {
+        if key.len() > 256 {
+            return Err(kv::Error::TooLarge);
+        }
+        self.reachable()?;
+        Ok(self.live(key).cloned())
+    }
+
+    pub(crate) fn kv_get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, kv::Error> {
+        if keys.len() > 64 {
+            return Err(kv::Error::TooLarge);
+        }
+        keys.iter().map(|k| self.kv_get(k)).collect()
     }
 
     fn check_room(&self, key: &str, value_len: usize) -> Result<(), kv::Error> {
         if key.len() > 256 || value_len > 4096 {
             return Err(kv::Error::TooLarge);
         }
+        self.reachable()?;
         match self.kv_capacity {
             Some(cap) if self.live(key).is_none() && self.kv.len() >= cap => Err(kv::Error::QuotaExceeded),
             _ => Ok(()),
@@ -277,6 +297,20 @@ impl Harness {
         with(|s| s.kv_capacity = Some(keys));
     }
 
+    /// Make the store answer every call with `Unavailable` (as a shared
+    /// store that is down does), or answer again.
+    ///
+    /// ```
+    /// let h = trunkline_sdk::testing::Harness::new();
+    /// h.set_kv_unavailable(true);
+    /// assert_eq!(trunkline_sdk::kv::incr("calls", 1, None), Err(trunkline_sdk::kv::Error::Unavailable));
+    /// h.set_kv_unavailable(false);
+    /// assert_eq!(trunkline_sdk::kv::incr("calls", 1, None), Ok(1));
+    /// ```
+    pub fn set_kv_unavailable(&self, down: bool) {
+        with(|s| s.kv_unavailable = down);
+    }
+
     /// What the store holds at `key` now.
     ///
     /// ```
@@ -285,7 +319,7 @@ impl Harness {
     /// assert_eq!(h.kv("calls").as_deref(), Some("1"));
     /// ```
     pub fn kv(&self, key: &str) -> Option<String> {
-        with(|s| s.kv_get(key))
+        with(|s| s.live(key).cloned())
     }
 
     /// Everything the plugin logged so far.

@@ -50,7 +50,7 @@ fn first_party_plugins_load_and_declare_the_policy_world() {
     let plugins = f.rt.plugins();
     assert_eq!(plugins.len(), 4);
     for p in plugins {
-        assert_eq!(p.info.exports, vec!["trunkline:policy/hooks@0.1.0".to_string()], "{}", p.info.name);
+        assert_eq!(p.info.exports, vec!["trunkline:policy/hooks@0.2.0".to_string()], "{}", p.info.name);
         assert!(p.info.version.len() == 12 && p.info.version.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(
             p.info.imports.iter().any(|i| i.starts_with("wasi:cli/")),
@@ -474,4 +474,79 @@ fn a_plugin_reads_the_media_facts_and_asks_for_recording_only_in_pre_dial_on_an_
     assert_eq!(s.pre_dial(&c, &mut r, &target("sip:127.0.0.1:5080", 10)), Ok(DialOutcome::Send));
     assert_eq!(r.headers.iter().find(|h| h.name == "X-Recording").map(|h| h.value.as_str()), Some("false"));
     assert_eq!(s.recording_requested(), None);
+}
+
+/// A shared kv that answers each call after `delay` (or, given less time,
+/// fails as unavailable when its deadline is up), counting `incr`s.
+struct SlowKv {
+    delay: std::time::Duration,
+    budget: std::time::Duration,
+    count: std::sync::atomic::AtomicI64,
+}
+
+impl SlowKv {
+    fn wait(&self, deadline: std::time::Duration) -> Result<(), trunkline_plugin_host::KvRefusal> {
+        std::thread::sleep(self.delay.min(deadline));
+        if deadline < self.delay {
+            return Err(trunkline_plugin_host::KvRefusal::Unavailable);
+        }
+        Ok(())
+    }
+}
+
+impl trunkline_plugin_host::SharedKv for SlowKv {
+    fn get_many(
+        &self,
+        _: &str,
+        keys: &[String],
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Option<String>>, trunkline_plugin_host::KvRefusal> {
+        self.wait(deadline).map(|_| vec![None; keys.len()])
+    }
+    fn set(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<u32>,
+        _: usize,
+        deadline: std::time::Duration,
+    ) -> Result<(), trunkline_plugin_host::KvRefusal> {
+        self.wait(deadline)
+    }
+    fn incr(
+        &self,
+        _: &str,
+        _: &str,
+        delta: i64,
+        _: Option<u32>,
+        _: usize,
+        deadline: std::time::Duration,
+    ) -> Result<i64, trunkline_plugin_host::KvRefusal> {
+        self.wait(deadline)?;
+        Ok(self.count.fetch_add(delta, std::sync::atomic::Ordering::Relaxed) + delta)
+    }
+    fn budget(&self) -> std::time::Duration {
+        self.budget
+    }
+}
+
+#[test]
+fn waiting_on_a_shared_kv_is_bounded_and_not_counted_against_the_hooks_cpu_deadline() {
+    use std::time::Duration;
+    for (budget, want) in [(Duration::from_secs(2), "1"), (Duration::from_millis(100), "-1")] {
+        let f = fixture(&[(wasm::TP_RECORDER, "recorder")]);
+        let kv = SlowKv { delay: Duration::from_millis(300), budget, count: Default::default() };
+        assert!(f.rt.share_kv(std::sync::Arc::new(kv)));
+        // A 50 ms deadline, and 300 ms (or the 100 ms budget) waiting on
+        // the kv: the hook still completes, with the kv's answer (or with
+        // `unavailable`, which tp-recorder records as -1).
+        let limits = trunkline_plugin_host::Limits { hook_timeout_ms: 50, ..trunkline_tests::steady() };
+        let ch = chain(vec![entry("recorder", "name = \"r\"", limits)]);
+        let (mut c, mut r) = call(Direction::Origination, "+12125550123", "+14155550100");
+        let mut s = f.rt.start_call(&ch, "AC0001", "slow-kv");
+        s.on_invite(&mut c, &mut r);
+        assert_eq!(var(&c, "invites-r"), Some(want), "budget {budget:?}: the hook ran to its end");
+        assert!(f.rt.plugin("recorder").is_some_and(|p| !p.is_quarantined()));
+    }
 }

@@ -110,19 +110,21 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     // A valid component of another world: a core module is not a component either.
     std::fs::write(&path, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]).unwrap();
     assert!(matches!(f.rt.load_file(&path, LoadSource::Signal), Err(LoadError::Compile { .. })));
-    // A real plugin built against the previous WIT (its hooks take the call
-    // as a record, not a handle): a world mismatch that says to rebuild.
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wasm/e164-guard-previous-wit.wasm");
-    std::fs::copy(fixture, &path).unwrap();
-    match f.rt.load_file(&path, LoadSource::Signal) {
-        Err(LoadError::World { reason, .. }) => {
-            assert!(
-                reason.contains("`on-invite` has another signature") && reason.contains("rebuild the plugin"),
-                "{reason}"
-            )
+    // Real plugins built against earlier WITs (one whose hooks take the
+    // call as a record, one of the last 0.1.0 world): a world mismatch that
+    // names the version and says to rebuild.
+    for fixture in ["e164-guard-previous-wit.wasm", "e164-guard-policy-0.1.0.wasm"] {
+        let fixture = format!("{}/fixtures/wasm/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(&fixture, &path).unwrap();
+        match f.rt.load_file(&path, LoadSource::Signal) {
+            Err(LoadError::World { reason, .. }) => assert!(
+                reason.contains("built against trunkline:policy@0.1.0; this router speaks @0.2.0")
+                    && reason.contains("rebuild the plugin"),
+                "{fixture}: {reason}"
+            ),
+            Err(other) => panic!("{fixture}: expected a world mismatch, got {other}"),
+            Ok(_) => panic!("{fixture}: a plugin built against an earlier WIT was loaded"),
         }
-        Err(other) => panic!("expected a world mismatch, got {other}"),
-        Ok(_) => panic!("a plugin built against the previous WIT was loaded"),
     }
 
     assert_eq!(f.rt.plugin("versioned").unwrap().info.version, good);
@@ -135,7 +137,7 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert!(lines.iter().all(|e| e["time"].as_str().is_some_and(|t| t.starts_with("20"))), "{lines:?}");
     assert_eq!(lines[0]["action"], "load");
     assert!(lines[1..].iter().all(|e| e["action"] == "refuse" && e["outcome"] == "refused"));

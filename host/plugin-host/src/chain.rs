@@ -269,6 +269,7 @@ impl CallSession {
         let limits = &slot.entry.limits;
         let live = slot.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
+        live.store.data_mut().start_hook();
         live.store.data_mut().messages = Messages { may_record: hook == HookSet::PRE_DIAL, ..about.messages(call) };
         let result = f(&live.policy, &mut live.store);
         let state = live.store.data_mut();

@@ -17,7 +17,7 @@ pub enum LoadError {
     /// another component-model version). Build it for `wasm32-wasip2`.
     #[error("{plugin}: not a valid Wasm component: {reason}")]
     Compile { plugin: String, reason: String },
-    /// The component does not fit the `trunkline:policy@0.1.0` world: it
+    /// The component does not fit the `trunkline:policy@0.2.0` world: it
     /// imports something the host does not offer, or lacks the hooks export.
     #[error("{plugin}: does not match the trunkline:policy world: {reason}")]
     World { plugin: String, reason: String },

@@ -1,7 +1,7 @@
 //! # trunkline-plugin-host
 //!
 //! Runs Trunkline policy plugins: Wasm components of the
-//! `trunkline:policy@0.1.0` world (see `wit/`), on wasmtime.
+//! `trunkline:policy@0.2.0` world (see `wit/`), on wasmtime.
 //!
 //! - One [`Runtime`] owns the engine, the loaded plugins and the host services.
 //! - Plugins are compiled once (cached on disk by content hash) and
@@ -41,8 +41,8 @@ pub use engine::EngineOptions;
 pub use error::{HookFailure, LoadError};
 pub use limits::{FailureMode, Limits};
 pub use plugin::{Plugin, PluginInfo};
-pub use runtime::{LoadSource, Loaded, Runtime, RuntimeOptions};
-pub use services::{NumberDirectory, PluginConfig, StaticDirectory};
+pub use runtime::{LoadSource, Loaded, Runtime, RuntimeOptions, WORLD_VERSION};
+pub use services::{KvRefusal, NumberDirectory, PluginConfig, SharedKv, StaticDirectory};
 pub use state::Services;
 pub use warm::InstanceCounts;
 

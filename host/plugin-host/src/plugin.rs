@@ -20,7 +20,7 @@ pub struct PluginInfo {
     pub sha256: String,
     pub path: String,
     pub size_bytes: u64,
-    /// Interfaces and functions the component imports, e.g. `trunkline:policy/kv@0.1.0`.
+    /// Interfaces and functions the component imports, e.g. `trunkline:policy/kv@0.2.0`.
     pub imports: Vec<String>,
     /// Interfaces the component exports.
     pub exports: Vec<String>,

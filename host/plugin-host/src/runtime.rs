@@ -124,6 +124,7 @@ impl Runtime {
             .map_err(|e| wasmtime::Error::msg(format!("cannot open audit log: {e}")))?;
         let services = Arc::new(Services {
             kv: KvStore::new(opts.kv_max_keys),
+            shared_kv: Default::default(),
             metrics: Metrics::default(),
             numbers: ArcSwap::from_pointee(opts.numbers),
         });
@@ -159,10 +160,20 @@ impl Runtime {
             .cache
             .compile(engine, bytes, sha256)
             .map_err(|reason| LoadError::Compile { plugin: name.into(), reason })?;
-        let world = |e: wasmtime::Error| LoadError::World { plugin: name.into(), reason: format!("{e:#}") };
+        let ty = component.component_type();
+        let world = |e: wasmtime::Error| {
+            LoadError::World {
+            plugin: name.into(),
+            reason: match other_world(ty.imports(engine).map(|(n, _)| n)) {
+                Some(version) => format!(
+                    "built against trunkline:policy@{version}; this router speaks @{WORLD_VERSION}: rebuild the plugin with this trunkline-sdk"
+                ),
+                None => format!("{e:#}"),
+            },
+        }
+        };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(world)?;
         let pre = PolicyPre::new(instance_pre).map_err(world)?;
-        let ty = component.component_type();
         let info = PluginInfo {
             name: name.into(),
             version: sha256[..12].into(),
@@ -397,6 +408,12 @@ impl Runtime {
         self.inner.services.numbers.store(Arc::new(numbers));
     }
 
+    /// Put plugins' kv in a store shared with other routers (once, before
+    /// the first call; false if one is set already).
+    pub fn share_kv(&self, kv: Arc<dyn crate::services::SharedKv>) -> bool {
+        self.inner.services.shared_kv.set(kv).is_ok()
+    }
+
     /// Services shared by the plugins (kv, metrics, numbers).
     pub fn services(&self) -> &Arc<Services> {
         &self.inner.services
@@ -407,4 +424,16 @@ impl Runtime {
     pub fn start_call(&self, chain: &Chain, account_id: &str, call_id: &str) -> CallSession {
         CallSession::new(self.clone(), chain, account_id, call_id)
     }
+}
+
+/// The version of the `trunkline:policy` world this host implements.
+pub const WORLD_VERSION: &str = "0.2.0";
+
+/// The `trunkline:policy` version a component's imports name, if it is
+/// not this host's (a plugin built with an older or newer SDK).
+fn other_world<'a>(imports: impl Iterator<Item = &'a str>) -> Option<String> {
+    imports
+        .filter_map(|i| i.strip_prefix("trunkline:policy/")?.split_once('@').map(|(_, v)| v))
+        .find(|v| *v != WORLD_VERSION)
+        .map(str::to_owned)
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
@@ -58,12 +58,53 @@ pub(crate) fn now_unix_ms() -> u64 {
 pub const KV_MAX_KEY: usize = 256;
 pub const KV_MAX_VALUE: usize = 4096;
 
-/// Why a kv write was refused (mirrors `kv.error` in the WIT).
+/// Most keys one `get-many` may ask for.
+pub const KV_MAX_BATCH: usize = 64;
+
+/// Why a kv call failed (mirrors `kv.error` in the WIT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvRefusal {
     QuotaExceeded,
     TooLarge,
     NotANumber,
+    /// A shared store did not answer in time, or is known to be down.
+    Unavailable,
+}
+
+/// A kv store outside the router, shared with other routers (Redis).
+///
+/// Calls block the calling hook, so each one is given a deadline and
+/// must return by then: `Unavailable` when the store did not answer
+/// (a write may still have been applied) or is known to be down (fail
+/// fast, without waiting). Namespaces, quotas and TTLs mean what they
+/// mean in [`KvStore`].
+pub trait SharedKv: Send + Sync {
+    /// The values of `keys` (at most [`KV_MAX_BATCH`], each checked for size).
+    fn get_many(&self, ns: &str, keys: &[String], deadline: Duration) -> Result<Vec<Option<String>>, KvRefusal>;
+    /// Set `key`, refusing a new key beyond `max_keys` in the namespace.
+    fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl_s: Option<u32>,
+        max_keys: usize,
+        deadline: Duration,
+    ) -> Result<(), KvRefusal>;
+    /// Add `delta` to `key` (a new key gets `ttl_s`), refusing a new key
+    /// beyond `max_keys` in the namespace.
+    fn incr(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl_s: Option<u32>,
+        max_keys: usize,
+        deadline: Duration,
+    ) -> Result<i64, KvRefusal>;
+    /// How long one hook may wait on the store in all (each call's
+    /// deadline is what is left of it).
+    fn budget(&self) -> Duration;
 }
 
 #[derive(Clone)]
@@ -149,6 +190,11 @@ impl KvStore {
             }
         }
         restored
+    }
+
+    /// Live keys a namespace may hold.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
     }
 
     /// Namespace name for a plugin and account.

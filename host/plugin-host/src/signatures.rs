@@ -20,7 +20,7 @@ use crate::plugin::Plugin;
 use crate::state::{HostState, Services};
 
 /// The exported interface the hooks live in.
-const HOOKS_INTERFACE: &str = "trunkline:policy/hooks@0.1.0";
+const HOOKS_INTERFACE: &str = "trunkline:policy/hooks@0.2.0";
 
 /// The first hook `plugin` exports with a signature other than this host's
 /// WIT, if any. `None` also when the component cannot be instantiated at

@@ -7,11 +7,15 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{Limiter, Limits};
 use crate::message::Messages;
-use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig};
+use crate::services::{KvStore, Metrics, NumberDirectory, PluginConfig, SharedKv};
 
 /// Services shared by every instance of every plugin.
 pub struct Services {
+    /// The kv in the router (memory, kept on disk by the router).
     pub kv: KvStore,
+    /// The kv shared with other routers, when configured: then plugins'
+    /// kv calls go there, not to [`Services::kv`].
+    pub shared_kv: std::sync::OnceLock<Arc<dyn SharedKv>>,
     pub metrics: Metrics,
     /// Replaced whole when the router's configuration is reloaded
     /// ([`crate::Runtime::set_numbers`]); a hook sees one directory.
@@ -93,6 +97,11 @@ pub(crate) struct HostState {
     /// Bytes of each stream already written to the log.
     stdout_seen: usize,
     stderr_seen: usize,
+    /// Time the running hook has spent waiting on a shared kv store:
+    /// counted against the store's budget, not the hook's CPU deadline.
+    pub(crate) kv_waited: std::time::Duration,
+    /// Of that, what the epoch deadline has not yet been extended by.
+    pub(crate) kv_wait_unpaid: std::time::Duration,
 }
 
 impl HostState {
@@ -111,7 +120,15 @@ impl HostState {
             stderr,
             stdout_seen: 0,
             stderr_seen: 0,
+            kv_waited: std::time::Duration::ZERO,
+            kv_wait_unpaid: std::time::Duration::ZERO,
         }
+    }
+
+    /// A hook starts: its waits on the shared kv start from nothing.
+    pub(crate) fn start_hook(&mut self) {
+        self.kv_waited = std::time::Duration::ZERO;
+        self.kv_wait_unpaid = std::time::Duration::ZERO;
     }
 
     /// Give a prepared instance to the call of `scope`.

@@ -83,7 +83,12 @@ pub(crate) fn new_store(
     let mut store = Store::new(engine, HostState::new(scope, limits));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(limits.hook_timeout_ms.max(1));
-    store.epoch_deadline_trap();
+    // At the deadline: trap, unless the hook spent time waiting on a
+    // shared kv store since, which does not count (its own budget bounds it).
+    store.epoch_deadline_callback(|mut cx| match crate::host::kv::extend_deadline(cx.data_mut()) {
+        0 => Err(wasmtime::Trap::Interrupt.into()),
+        ticks => Ok(wasmtime::UpdateDeadline::Continue(ticks)),
+    });
     store
 }
 

@@ -17,6 +17,7 @@ pub mod routing;
 pub mod serve;
 pub mod simulate;
 pub mod sipcall;
+pub mod store;
 pub mod streams;
 pub mod tls;
 pub mod twiml;

@@ -73,6 +73,17 @@ struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreOutcomeLabels {
+    backend: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PacketLabels {
     result: &'static str,
 }
@@ -135,6 +146,10 @@ pub struct Metrics {
     records_seen: Mutex<(u64, u64)>,
     /// The relay's counters as last copied (`media_tick`).
     relay_seen: Mutex<trunkline_relay::RelayStats>,
+    store_up: Family<StoreLabels, Gauge>,
+    store_requests: Family<StoreOutcomeLabels, Counter>,
+    /// The shared store's counts as last copied: ok, failed, timed out, shed.
+    store_seen: Mutex<[u64; 4]>,
 }
 
 impl Default for Metrics {
@@ -247,7 +262,22 @@ impl Metrics {
         );
         let plugin_quarantines = Family::<PluginLabels, Counter>::default();
         registry.register("plugin_quarantines", "Times a plugin was quarantined", plugin_quarantines.clone());
+        let store_up = Family::<StoreLabels, Gauge>::default();
+        registry.register(
+            "store_up",
+            "1 if the shared store ([store], e.g. backend redis) answers, 0 while it is down or connecting",
+            store_up.clone(),
+        );
+        let store_requests = Family::<StoreOutcomeLabels, Counter>::default();
+        registry.register(
+            "store_requests",
+            "Plugin kv calls to the shared store by outcome: ok, failed, timeout, shed (failed at once: down, connecting, too many waiting)",
+            store_requests.clone(),
+        );
         Metrics {
+            store_up,
+            store_requests,
+            store_seen: Mutex::new([0; 4]),
             registry,
             retransmissions,
             timeouts,
@@ -324,6 +354,18 @@ impl Metrics {
         follow(&self.records_written, written, seen.0);
         follow(&self.records_dropped, dropped, seen.1);
         *seen = (written, dropped);
+    }
+
+    /// The shared store `backend`'s state and its counts since start.
+    pub fn store(&self, backend: &'static str, up: bool, stats: &crate::store::redis_kv::StoreStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.store_up.get_or_create(&StoreLabels { backend }).set(i64::from(up));
+        let now = [&stats.ok, &stats.failed, &stats.timed_out, &stats.shed].map(|c| c.load(Relaxed));
+        let mut seen = self.store_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, outcome) in ["ok", "failed", "timeout", "shed"].into_iter().enumerate() {
+            follow(&self.store_requests.get_or_create(&StoreOutcomeLabels { backend, outcome }), now[i], seen[i]);
+        }
+        *seen = now;
     }
 
     /// The engine's counts and the SIP listener's TLS handshake failures since start.

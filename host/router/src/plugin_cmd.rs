@@ -20,7 +20,7 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     println!("plugin:   {}", p.info.name);
     println!("version:  {} (sha256 {})", p.info.version, p.info.sha256);
     println!("size:     {} bytes", p.info.size_bytes);
-    println!("world:    trunkline:policy@0.1.0 (ok)");
+    println!("world:    trunkline:policy@{} (ok)", trunkline_plugin_host::WORLD_VERSION);
     println!("exports:  {}", p.info.exports.join(", "));
     println!("hooks:    {} (the others are not called)", p.hook_names().join(", "));
     println!("imports:");

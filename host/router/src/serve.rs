@@ -102,6 +102,15 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     };
     // The configuration new calls get (a live reload replaces it).
     let mut current = settings.clone();
+    // Plugin kv in Redis, shared with other routers (before the first call).
+    let shared_kv = match &settings.store.redis {
+        Some(redis) => {
+            let kv = crate::store::redis_kv::RedisKv::start(redis).context("[store] redis_url")?;
+            runtime.share_kv(kv.clone());
+            Some(kv)
+        }
+        None => None,
+    };
     if let Some(addr) = settings.admin {
         let tls = match &settings.admin_tls {
             Some(files) => {
@@ -117,7 +126,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         let admin =
             crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx)
                 .with_tokens(&settings.admin_tokens)
-                .with_records(settings.records.path.clone());
+                .with_records(settings.records.path.clone())
+                .with_shared_kv(shared_kv.clone());
         tokio::spawn(crate::admin::serve(listener, admin, tls));
     }
 
@@ -220,6 +230,9 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 if let Some(sink) = &insight.sink {
                     let stats = sink.stats();
                     metrics.records((stats.written.load(Relaxed), stats.dropped.load(Relaxed)));
+                }
+                if let Some(kv) = &shared_kv {
+                    metrics.store("redis", kv.state() == "up", kv.stats());
                 }
                 if let Some(m) = media.as_ref() {
                     metrics.media(m.relay.stats(), engine.media_ports_in_use());
@@ -534,14 +547,15 @@ impl Insight {
             }
             None => None,
         };
-        // The plugins' kv survives restarts in the same file (before the first call).
+        // The plugins' kv survives restarts in the same file (before the
+        // first call), unless it lives in a shared store.
         let kv = match &settings.records.path {
-            Some(path) => {
+            Some(path) if settings.store.redis.is_none() => {
                 let (keeper, restored) = crate::records::kv::start(path, &runtime.services().kv)?;
                 tracing::info!("plugin kv kept in {} ({restored} keys read back)", path.display());
                 Some(keeper)
             }
-            None => None,
+            _ => None,
         };
         let audit = sink.clone();
         runtime.audit().forward_to(Box::new(move |e| {

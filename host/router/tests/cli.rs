@@ -28,9 +28,9 @@ fn plugin_check_prints_the_world_exports_imports_and_limits() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("plugin:   e164-guard"), "{out}");
-    assert!(out.contains("world:    trunkline:policy@0.1.0 (ok)"), "{out}");
-    assert!(out.contains("exports:  trunkline:policy/hooks@0.1.0"), "{out}");
-    assert!(out.contains("  trunkline:policy/config@0.1.0"), "{out}");
+    assert!(out.contains("world:    trunkline:policy@0.2.0 (ok)"), "{out}");
+    assert!(out.contains("exports:  trunkline:policy/hooks@0.2.0"), "{out}");
+    assert!(out.contains("  trunkline:policy/config@0.2.0"), "{out}");
     assert!(out.contains("limits:   hook 10 ms, memory 32 MiB"), "{out}");
 }
 

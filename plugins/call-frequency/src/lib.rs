@@ -5,6 +5,7 @@
 //! router sharing the kv store counts together. See README.md.
 
 use trunkline_sdk::counter::{Counter, Window};
+use trunkline_sdk::kv::FailMode;
 use trunkline_sdk::{clock, config, log, metrics, policy, Call, Decision, Direction, InviteDecision, Policy, Request};
 
 /// Refuses a call when the called number has had its share.
@@ -67,15 +68,7 @@ impl Policy for CallFrequency {
         let windows: Vec<Window> = rules.iter().map(|r| r.window).collect();
         let counts = match counter.add(&windows) {
             Ok(counts) => counts,
-            Err(e) => {
-                metrics::counter("kv_failures", 1);
-                return if config::text("on_kv_error").as_deref() == Some("refuse") {
-                    Decision::reject(503, "Call frequency cannot be checked now")
-                } else {
-                    log::warn(&format!("call-frequency: counting failed ({e:?}); the call goes on"));
-                    Decision::proceed()
-                };
-            }
+            Err(e) => return FailMode::from_config("on_kv_error", FailMode::Open).decide("call frequency", e),
         };
         let Some(broken) = rules.iter().zip(&counts).find(|(r, &n)| n > r.max).map(|(r, _)| r) else {
             return Decision::proceed();
@@ -169,5 +162,21 @@ mod tests {
                 InviteDecision::Continue
             ));
         }
+    }
+
+    #[test]
+    fn a_store_that_cannot_answer_gets_the_configured_failure_mode() {
+        let h = Harness::new();
+        h.set_time("2026-12-01T15:00:00Z");
+        h.set_kv_unavailable(true);
+        assert_eq!(call_to("+12125550123"), None, "fail open by default");
+        h.set_config("on_kv_error = \"refuse\"");
+        assert_eq!(call_to("+12125550123"), Some((503, "call frequency cannot be checked now".into())));
+        assert_eq!(h.counter("kv_failures"), 2);
+        // Back: counting resumes (the uncounted calls are not in it).
+        h.set_kv_unavailable(false);
+        assert_eq!(call_to("+12125550123"), None);
+        assert_eq!(call_to("+12125550123"), None);
+        assert!(call_to("+12125550123").is_some(), "the third counted call of the day");
     }
 }

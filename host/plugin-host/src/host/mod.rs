@@ -4,7 +4,7 @@ mod call;
 mod clock;
 mod config;
 mod headers;
-mod kv;
+pub(crate) mod kv;
 mod log;
 mod metrics;
 mod numbers;

@@ -18,6 +18,7 @@
 //! | `POST /drain` | stop taking calls, let those in progress finish (`sip.drain_timeout_secs`), exit |
 //! | `GET /health/live` | 200 while the process serves |
 //! | `GET /health/ready` | 200 while it takes calls, 503 while draining (for load balancers); calls in progress |
+//! | `GET /store` | where plugin kv lives (memory, embedded, redis) and a shared store's state and counts |
 //! | `GET /calls/active` | the calls in progress: Call-ID, trunk, direction, parties, answered, target, age |
 //! | `GET /bans` | sources banned after failed digest authentications, with the seconds left |
 //! | `DELETE /bans/IP` | lift the ban on IP |
@@ -94,6 +95,8 @@ pub struct Admin {
     tokens: Arc<Vec<(String, [u8; 32])>>,
     /// The store of call records (`[records] path`), if records are on.
     records: Option<PathBuf>,
+    /// Plugin kv in Redis (`[store] redis_url`), if configured.
+    shared_kv: Option<Arc<crate::store::redis_kv::RedisKv>>,
 }
 
 /// The name of the token a request carried (`None`: no tokens configured).
@@ -109,12 +112,18 @@ impl Admin {
         metrics: Arc<Metrics>,
         control: tokio::sync::mpsc::Sender<Control>,
     ) -> Admin {
-        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()), records: None }
+        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()), records: None, shared_kv: None }
     }
 
     /// Serve the call records and the audit log of the store at `path`.
     pub fn with_records(mut self, path: Option<PathBuf>) -> Admin {
         self.records = path;
+        self
+    }
+
+    /// Report on plugin kv in Redis.
+    pub fn with_shared_kv(mut self, kv: Option<Arc<crate::store::redis_kv::RedisKv>>) -> Admin {
+        self.shared_kv = kv;
         self
     }
 
@@ -194,6 +203,7 @@ fn routes(admin: Admin) -> Router {
         .route("/bans", get(bans))
         .route("/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/health/ready", get(ready))
+        .route("/store", get(store))
         .route("/calls/active", get(active_calls))
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::one))
@@ -292,6 +302,24 @@ async fn ready(State(a): State<Admin>) -> Result<(StatusCode, Json<Value>), ApiE
     let (calls, draining) = ask(&a, Control::Calls).await?;
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     Ok((status, Json(json!({ "ready": !draining, "draining": draining, "calls": calls.len() }))))
+}
+
+async fn store(State(a): State<Admin>) -> Json<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let kv = match &a.shared_kv {
+        Some(kv) => {
+            let s = kv.stats();
+            json!({
+                "backend": "redis", "state": kv.state(), "url": kv.shown_url(),
+                "timeout_ms": trunkline_plugin_host::SharedKv::budget(&**kv).as_millis() as u64,
+                "ok": s.ok.load(Relaxed), "failed": s.failed.load(Relaxed),
+                "timed_out": s.timed_out.load(Relaxed), "shed": s.shed.load(Relaxed),
+            })
+        }
+        None if a.records.is_some() => json!({ "backend": "embedded", "state": "up" }),
+        None => json!({ "backend": "memory", "state": "up" }),
+    };
+    Json(json!({ "kv": kv }))
 }
 
 async fn active_calls(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {

@@ -32,6 +32,9 @@ pub fn live_change(old: &Settings, new: &Settings) -> Result<Vec<String>, String
     if old.media != new.media {
         return restart("[media]");
     }
+    if old.store != new.store {
+        return restart("[store]");
+    }
     if old.records != new.records {
         return restart("[records]");
     }

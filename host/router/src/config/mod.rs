@@ -26,6 +26,7 @@ mod media;
 mod numbers;
 mod raw;
 mod records;
+mod store;
 mod termination;
 mod trunk;
 
@@ -35,6 +36,7 @@ pub use media::{MediaMode, MediaSettings, RecordingMode};
 pub use numbers::NumberIndex;
 use raw::RawConfig;
 pub use records::{records_path, RecordSettings};
+pub use store::{RedisSettings, SecretUrl, StoreSettings};
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
 /// A configuration error at a place in the file.
@@ -179,6 +181,8 @@ pub struct Settings {
     /// `[auth] nonce_secret_file`: the digest nonce secret routers share
     /// (none: a random one per process).
     pub nonce_secret: Option<NonceSecret>,
+    /// `[store]`: state shared with other routers (plugin kv in Redis).
+    pub store: StoreSettings,
 }
 
 /// `[sip] health_check_down_after` and `health_check_up_after`.
@@ -578,6 +582,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
     let records = records::records(cx, raw.records, base)?;
     let nonce_secret = auth::nonce_secret(cx, &raw.auth, base)?;
+    let store = store::store(cx, &raw.store)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),
@@ -608,6 +613,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
         media,
         records,
         nonce_secret,
+        store,
     })
 }
 

@@ -33,6 +33,8 @@ pub(super) struct RawConfig {
     pub(super) records: super::records::RawRecords,
     #[serde(default)]
     pub(super) auth: super::auth::RawAuth,
+    #[serde(default)]
+    pub(super) store: super::store::RawStore,
 }
 
 /// `[limits]`: per-source flood protection.

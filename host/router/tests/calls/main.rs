@@ -754,6 +754,7 @@ mod proxy;
 mod records;
 mod reliable;
 mod secure;
+mod shared_state;
 mod tcp;
 mod termination;
 mod tls;
