@@ -2,31 +2,33 @@
 //! points at the same server.
 //!
 //! Plugins call the kv synchronously from a hook on the engine thread, so
-//! each call is handed to a task on the connections runtime and waited for
-//! at most what is left of the hook's kv budget (`[store]
-//! redis_timeout_ms`). One multiplexed connection (redis-rs'
-//! `ConnectionManager`) carries every call and reconnects by itself; a
-//! [`Breaker`] makes calls fail at once while Redis is down, probing it
-//! once a second. Writes are Lua scripts, so `incr` with its first TTL and
-//! the namespace's key quota are one atomic step however many routers
-//! count at once.
+//! the call goes to Redis from that thread: a request and its reply on a
+//! connection of a small pool, with socket timeouts set to what is left of
+//! the hook's kv budget (`[store] redis_timeout_ms`). No other thread takes
+//! part: on a loaded machine a hand-off to a runtime thread cost more than
+//! Redis itself (bench/README.md, session 14). A connection that failed or
+//! timed out is dropped (its reply may still come) and a new one is made on
+//! the next call; a [`Breaker`] makes calls fail at once while Redis is
+//! down, letting one call a second probe it. Writes are Lua scripts
+//! (EVALSHA), so `incr` with its first TTL and the namespace's key quota
+//! are one atomic step however many routers count at once.
 //!
 //! Keys: `trunkline:kv:{PLUGIN/ACCOUNT}:KEY`; each namespace's live keys
 //! and their expiry (ms) in the sorted set `trunkline:kvkeys:{PLUGIN/ACCOUNT}`
 //! (the quota). The braces keep a namespace in one Redis Cluster slot.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Connection, RedisResult};
 use trunkline_plugin_host::{KvRefusal, SharedKv};
 
 use super::breaker::{Breaker, Circuit};
 use crate::config::RedisSettings;
 
-/// Calls waiting on Redis at most; beyond, calls fail at once.
-const MAX_IN_FLIGHT: usize = 4096;
+/// Idle connections kept (hooks run on one engine thread: one is used).
+const POOL: usize = 4;
 /// Failures in a row that mark Redis down, and the pause between probes.
 const OPEN_AFTER: u32 = 3;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -84,24 +86,23 @@ return {0}
 pub struct StoreStats {
     /// Calls Redis answered.
     pub ok: AtomicU64,
-    /// Calls that failed (connection lost, an error reply).
+    /// Calls that failed (no connection, connection lost, an error reply).
     pub failed: AtomicU64,
     /// Calls not answered within their deadline.
     pub timed_out: AtomicU64,
-    /// Calls failed at once: not connected, marked down, or too many waiting.
+    /// Calls failed at once while Redis is marked down.
     pub shed: AtomicU64,
 }
 
-/// The Redis kv: cheap to share, one per router.
+/// The Redis kv: one per router, shared by its hooks.
 pub struct RedisKv {
-    /// A thread of its own runs the connection, so that a hook waiting
-    /// on Redis never waits on a busy runtime (or on its own thread).
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
-    conn: Arc<OnceLock<ConnectionManager>>,
+    client: redis::Client,
+    /// Idle connections, each ready for a request.
+    idle: Mutex<Vec<Connection>>,
+    /// Redis has answered once (until then the state is `connecting`).
+    connected: AtomicBool,
     breaker: Breaker,
     budget: Duration,
-    in_flight: Arc<AtomicUsize>,
     stats: StoreStats,
     /// Redis was marked down and has not answered since (log once each way).
     down: AtomicBool,
@@ -124,59 +125,52 @@ fn ttl_ms(ttl_s: Option<u32>) -> i64 {
 }
 
 impl RedisKv {
-    /// Connect in the background (calls fail with `unavailable` until
-    /// connected; a Redis down at start is retried every second, with
-    /// nothing to restart).
+    /// Make the client and connect a first connection in the background
+    /// (calls fail with `unavailable` until Redis answers; a Redis down at
+    /// start is retried every second, with nothing to restart).
     pub fn start(settings: &RedisSettings) -> anyhow::Result<Arc<RedisKv>> {
-        let client = redis::Client::open(settings.url.expose())?;
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("redis").enable_all().build()?;
-        let handle = runtime.handle().clone();
         let kv = Arc::new(RedisKv {
-            runtime: Some(runtime),
-            handle: handle.clone(),
-            conn: Arc::new(OnceLock::new()),
+            client: redis::Client::open(settings.url.expose())?,
+            idle: Mutex::new(Vec::new()),
+            connected: AtomicBool::new(false),
             breaker: Breaker::new(OPEN_AFTER, PROBE_EVERY),
             budget: settings.timeout,
-            in_flight: Arc::new(AtomicUsize::new(0)),
             stats: StoreStats::default(),
             down: AtomicBool::new(false),
             incr: redis::Script::new(INCR),
             set: redis::Script::new(SET),
             shown: settings.url.to_string(),
         });
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1).max(settings.timeout))
-            .set_number_of_retries(2)
-            .set_factor(100)
-            .set_max_delay(1000);
-        let conn = kv.conn.clone();
-        let shown = kv.shown.clone();
-        handle.spawn(async move {
+        let weak = Arc::downgrade(&kv);
+        std::thread::Builder::new().name("redis-connect".into()).spawn(move || {
             let mut logged = false;
-            loop {
-                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-                    Ok(c) => {
-                        tracing::info!("plugin kv in Redis at {shown}");
-                        let _ = conn.set(c);
+            while let Some(kv) = weak.upgrade() {
+                match kv.client.get_connection_with_timeout(PROBE_EVERY) {
+                    Ok(conn) => {
+                        tracing::info!("plugin kv in Redis at {}", kv.shown);
+                        kv.lock_idle().push(conn);
+                        kv.connected.store(true, Relaxed);
                         return;
                     }
                     Err(e) if !logged => {
-                        tracing::warn!("Redis at {shown}: cannot connect ({e}); plugin kv calls fail as unavailable, retrying every second");
+                        tracing::warn!(
+                            "Redis at {}: cannot connect ({e}); plugin kv calls fail as unavailable, retrying every second",
+                            kv.shown
+                        );
                         logged = true;
                     }
                     Err(_) => {}
                 }
-                tokio::time::sleep(PROBE_EVERY).await;
+                drop(kv);
+                std::thread::sleep(PROBE_EVERY);
             }
-        });
+        })?;
         Ok(kv)
     }
 
     /// `connecting`, `up`, `down` (failing fast) or `probing`.
     pub fn state(&self) -> &'static str {
-        if self.conn.get().is_none() {
+        if !self.connected.load(Relaxed) {
             return "connecting";
         }
         match self.breaker.circuit() {
@@ -195,60 +189,58 @@ impl RedisKv {
         &self.shown
     }
 
-    fn shed<T>(&self) -> Result<T, KvRefusal> {
-        self.stats.shed.fetch_add(1, Relaxed);
-        Err(KvRefusal::Unavailable)
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run `query` on Redis and wait for its answer at most `deadline`;
-    /// `done` reads the answer.
+    /// A connection whose requests time out after `left`: an idle one, or
+    /// a new one (connecting within `left`).
+    fn connection(&self, left: Duration) -> RedisResult<Connection> {
+        let idle = self.lock_idle().pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.client.get_connection_with_timeout(left)?,
+        };
+        conn.set_read_timeout(Some(left))?;
+        conn.set_write_timeout(Some(left))?;
+        Ok(conn)
+    }
+
+    /// Run `query` on Redis, waiting for its answer at most `deadline`.
     fn run<T>(
         &self,
         deadline: Duration,
-        query: impl FnOnce(ConnectionManager) -> Query,
-        done: impl FnOnce(redis::Value) -> Result<T, KvRefusal>,
+        query: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, KvRefusal> {
-        let Some(conn) = self.conn.get() else { return self.shed() };
-        if self.in_flight.fetch_add(1, Relaxed) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Relaxed);
-            return self.shed();
-        }
         if !self.breaker.admit(Instant::now()) {
-            self.in_flight.fetch_sub(1, Relaxed);
-            return self.shed();
+            self.stats.shed.fetch_add(1, Relaxed);
+            return Err(KvRefusal::Unavailable);
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let answer = query(conn.clone());
-        let in_flight = self.in_flight.clone();
-        self.handle.spawn(async move {
-            let answer = answer.await;
-            in_flight.fetch_sub(1, Relaxed);
-            let _ = tx.send(answer);
+        let answer = self.connection(deadline.max(Duration::from_millis(1))).and_then(|mut conn| {
+            let answer = query(&mut conn)?;
+            let mut idle = self.lock_idle();
+            if idle.len() < POOL {
+                idle.push(conn);
+            }
+            Ok(answer)
         });
-        let outcome = match rx.recv_timeout(deadline) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                self.stats.failed.fetch_add(1, Relaxed);
-                Err(format!("{e}"))
-            }
-            Err(_) => {
-                self.stats.timed_out.fetch_add(1, Relaxed);
-                Err(format!("no answer within {} ms", deadline.as_millis()))
-            }
-        };
-        match outcome {
+        match answer {
             Ok(value) => {
                 self.stats.ok.fetch_add(1, Relaxed);
+                self.connected.store(true, Relaxed);
                 self.breaker.succeeded();
                 if self.down.swap(false, Relaxed) {
                     tracing::info!("Redis at {} answers again: plugin kv calls go through", self.shown);
                 }
-                done(value)
+                Ok(value)
             }
-            Err(why) => {
+            Err(e) => {
+                // The connection is dropped: a late reply must not answer the next request.
+                let counter = if e.is_timeout() { &self.stats.timed_out } else { &self.stats.failed };
+                counter.fetch_add(1, Relaxed);
                 if self.breaker.failed(Instant::now()) && !self.down.swap(true, Relaxed) {
                     tracing::warn!(
-                        "Redis at {} is down ({why}): plugin kv calls fail as unavailable, probing every second",
+                        "Redis at {} is down ({e}): plugin kv calls fail as unavailable, probing every second",
                         self.shown
                     );
                 }
@@ -257,40 +249,24 @@ impl RedisKv {
         }
     }
 
-    /// One of the write scripts on `ns`/`key` with `value`, a TTL and the quota
-    /// (EVALSHA, loading the script first if the server does not know it).
+    /// One of the write scripts on `ns`/`key` with `value`, a TTL and the
+    /// quota (EVALSHA, loading the script first if the server lacks it).
+    #[allow(clippy::too_many_arguments)]
     fn script(
+        &self,
         script: &redis::Script,
         ns: &str,
         key: &str,
-        value: String,
+        value: &str,
         ttl_ms: i64,
         max_keys: usize,
-    ) -> impl FnOnce(ConnectionManager) -> Query {
-        let script = script.clone();
-        let (keys, name) = ([value_key(ns, key), index_key(ns)], key.to_owned());
-        move |mut conn| {
-            Box::pin(async move {
-                let mut invocation = script.prepare_invoke();
-                invocation.key(&keys[..]).arg(value).arg(ttl_ms).arg(max_keys).arg(name);
-                invocation.invoke_async(&mut conn).await
-            })
-        }
+        deadline: Duration,
+    ) -> Result<Vec<i64>, KvRefusal> {
+        self.run(deadline, |conn| {
+            script.key(value_key(ns, key)).key(index_key(ns)).arg(value).arg(ttl_ms).arg(max_keys).arg(key).invoke(conn)
+        })
     }
 }
-
-/// Dropped where blocking is not allowed (the engine's runtime): the
-/// thread is told to stop, not waited for.
-impl Drop for RedisKv {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// A Redis call under way.
-type Query = std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<redis::Value>> + Send>>;
 
 impl SharedKv for RedisKv {
     fn get_many(&self, ns: &str, keys: &[String], deadline: Duration) -> Result<Vec<Option<String>>, KvRefusal> {
@@ -301,12 +277,7 @@ impl SharedKv for RedisKv {
         for k in keys {
             cmd.arg(value_key(ns, k));
         }
-        let query = move |mut conn: ConnectionManager| -> Query {
-            Box::pin(async move { cmd.query_async::<redis::Value>(&mut conn).await })
-        };
-        self.run(deadline, query, |v| {
-            redis::from_redis_value::<Vec<Option<String>>>(&v).map_err(|_| KvRefusal::Unavailable)
-        })
+        self.run(deadline, |conn| cmd.query(conn))
     }
 
     fn set(
@@ -318,12 +289,11 @@ impl SharedKv for RedisKv {
         max_keys: usize,
         deadline: Duration,
     ) -> Result<(), KvRefusal> {
-        let query = Self::script(&self.set, ns, key, value.to_owned(), ttl_ms(ttl_s), max_keys);
-        self.run(deadline, query, |v| match redis::from_redis_value::<Vec<i64>>(&v).as_deref() {
-            Ok([0]) => Ok(()),
-            Ok([1]) => Err(KvRefusal::QuotaExceeded),
+        match self.script(&self.set, ns, key, value, ttl_ms(ttl_s), max_keys, deadline)?.as_slice() {
+            [0] => Ok(()),
+            [1] => Err(KvRefusal::QuotaExceeded),
             _ => Err(KvRefusal::Unavailable),
-        })
+        }
     }
 
     fn incr(
@@ -335,13 +305,12 @@ impl SharedKv for RedisKv {
         max_keys: usize,
         deadline: Duration,
     ) -> Result<i64, KvRefusal> {
-        let query = Self::script(&self.incr, ns, key, delta.to_string(), ttl_ms(ttl_s), max_keys);
-        self.run(deadline, query, |v| match redis::from_redis_value::<Vec<i64>>(&v).as_deref() {
-            Ok([0, n]) => Ok(*n),
-            Ok([1]) => Err(KvRefusal::QuotaExceeded),
-            Ok([2]) => Err(KvRefusal::NotANumber),
+        match self.script(&self.incr, ns, key, &delta.to_string(), ttl_ms(ttl_s), max_keys, deadline)?.as_slice() {
+            [0, n] => Ok(*n),
+            [1] => Err(KvRefusal::QuotaExceeded),
+            [2] => Err(KvRefusal::NotANumber),
             _ => Err(KvRefusal::Unavailable),
-        })
+        }
     }
 
     fn budget(&self) -> Duration {
