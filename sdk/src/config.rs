@@ -85,3 +85,28 @@ pub fn keys(path: &str) -> Vec<String> {
 pub fn texts(path: &str) -> Vec<String> {
     (0..len(path)).filter_map(|i| text(&format!("{path}.{i}"))).collect()
 }
+
+/// Whether the plugin acts on calls in `direction`: by its `directions`
+/// setting (a list of `"termination"` and `"origination"`), or by
+/// `default` when its configuration has none.
+///
+/// ```
+/// use trunkline_sdk::{config, Direction};
+/// let h = trunkline_sdk::testing::Harness::new();
+/// assert!(config::applies_to(Direction::Termination, &["termination"]));
+/// h.set_config("directions = [\"origination\"]");
+/// assert!(config::applies_to(Direction::Origination, &["termination"]));
+/// assert!(!config::applies_to(Direction::Termination, &["termination"]));
+/// ```
+pub fn applies_to(direction: crate::Direction, default: &[&str]) -> bool {
+    let name = match direction {
+        crate::Direction::Termination => "termination",
+        crate::Direction::Origination => "origination",
+    };
+    let listed = texts("directions");
+    if listed.is_empty() {
+        default.contains(&name)
+    } else {
+        listed.iter().any(|d| d == name)
+    }
+}

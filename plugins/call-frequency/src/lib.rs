@@ -6,7 +6,7 @@
 
 use trunkline_sdk::counter::{Counter, Window};
 use trunkline_sdk::kv::FailMode;
-use trunkline_sdk::{clock, config, log, metrics, policy, Call, Decision, Direction, InviteDecision, Policy, Request};
+use trunkline_sdk::{clock, config, log, metrics, policy, Call, Decision, InviteDecision, Policy, Request};
 
 /// Refuses a call when the called number has had its share.
 #[derive(Default)]
@@ -40,16 +40,8 @@ fn rules() -> Vec<Rule> {
 #[policy]
 impl Policy for CallFrequency {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-        let direction = match call.direction() {
-            Direction::Termination => "termination",
-            Direction::Origination => "origination",
-        };
-        let mut directions = config::texts("directions");
-        if directions.is_empty() {
-            directions.push("termination".into());
-        }
         let rules = rules();
-        if !directions.iter().any(|d| d == direction) || rules.is_empty() {
+        if !config::applies_to(call.direction(), &["termination"]) || rules.is_empty() {
             return Decision::proceed();
         }
         // The dialed number (e164-guard refuses calls without one).

@@ -1,9 +1,7 @@
 //! `e164-guard`: calls must use E.164 numbers and a caller ID that is not
 //! toll-free (termination calls by default; `directions` in the config). See README.md for the config.
 
-use trunkline_sdk::{
-    config, metrics, policy, Call, Decision, Direction, InviteDecision, NameAddr, Policy, Request, E164,
-};
+use trunkline_sdk::{config, metrics, policy, Call, Decision, InviteDecision, NameAddr, Policy, Request, E164};
 
 /// Rejects termination calls whose To/request-URI/caller are not E.164 (400)
 /// and toll-free caller IDs (403), in the configured directions.
@@ -26,15 +24,7 @@ fn caller_number(call: &Call) -> Option<String> {
 #[policy]
 impl Policy for E164Guard {
     fn on_invite(&self, call: &Call, _request: &Request) -> InviteDecision {
-        let direction = match call.direction() {
-            Direction::Termination => "termination",
-            Direction::Origination => "origination",
-        };
-        let mut directions = config::texts("directions");
-        if directions.is_empty() {
-            directions.push("termination".into());
-        }
-        if !directions.iter().any(|d| d == direction) {
+        if !config::applies_to(call.direction(), &["termination"]) {
             return Decision::proceed();
         }
         let reject = |code, why: &str, metric: &str| {

@@ -11,7 +11,7 @@ use trunkline_plugin_host::{KvRefusal, SharedKv};
 use trunkline_router::config::{RedisSettings, SecretUrl};
 use trunkline_router::store::redis_kv::RedisKv;
 
-use super::termination::VERIFIED;
+use super::termination::{call_frequency_router, VERIFIED};
 use super::*;
 
 const DOMAIN: &str = "acme-prod.trunkline.test";
@@ -140,29 +140,12 @@ fn redis_kv_counts_exactly_across_clients_with_quotas_and_expiry() {
     assert_eq!(a.state(), "up");
 }
 
-/// A router terminating calls for `DOMAIN` to the carrier at `gw`, with
-/// call-frequency at `per_day` calls a day and kv in `redis`.
+/// A router terminating calls to the carrier at `gw`, with call-frequency
+/// at `per_day` calls a day and kv in `redis_url`.
 fn router_on_redis(redis_url: &str, gw: u16, per_day: u32, on_kv_error: &str) -> Router {
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    trunkline_tests::install(trunkline_tests::wasm::CALL_FREQUENCY, &plugins, "call-frequency");
-    let config = dir.path().join("trunkline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
-             [plugins]\ndir = \"plugins\"\nwatch = false\n\
-             [store]\nredis_url = \"{redis_url}\"\n\
-             [records]\nenabled = false\n\
-             [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:{gw}\"]\n\
-             [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"+14155550100\"]\n\
-             plugins = [{{ name = \"call-frequency\", config = {{ per_day = {per_day}, per_month = 0, per_rolling_days = 0, on_kv_error = \"{on_kv_error}\" }} }}]\n\
-             [trunk.termination]\ndomain = \"{DOMAIN}\"\ncarrier = \"pstn\"\ncaller_ids = [\"{VERIFIED}\"]\nacl = [\"127.0.0.0/8\"]\n"
-        ),
-    )
-    .unwrap();
-    Router::spawn(&config, None, 1, dir)
+    let plugin = format!("per_day = {per_day}, per_month = 0, per_rolling_days = 0, on_kv_error = \"{on_kv_error}\"");
+    let sections = format!("[store]\nredis_url = \"{redis_url}\"\n[records]\nenabled = false");
+    call_frequency_router(gw, &plugin, &sections).0
 }
 
 /// SIPp calling `dialed` through `router` `calls` times, `rate` a second,

@@ -436,9 +436,10 @@ fn routers_sharing_a_nonce_secret_accept_each_others_challenges() {
     assert_eq!(from.port(), b.port, "router b sent it");
 }
 
-#[test]
-fn call_frequency_refuses_the_third_call_of_the_day_to_one_number_even_after_a_sigkill() {
-    let gw = free_udp_port();
+/// A router terminating calls for `DOMAIN` to the carrier at `gw` with
+/// the call-frequency plugin, `plugin_config` (the body of its inline
+/// config table) and `sections` (more configuration); and its config file.
+pub(super) fn call_frequency_router(gw: u16, plugin_config: &str, sections: &str) -> (Router, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
@@ -448,15 +449,21 @@ fn call_frequency_refuses_the_third_call_of_the_day_to_one_number_even_after_a_s
         &config,
         format!(
             "[sip]\nlisten = [\"udp://127.0.0.1:0\"]\ndomains = [\"trunkline.test\"]\nfailover_timeout_ms = 300\n\
-             [plugins]\ndir = \"plugins\"\nwatch = false\n\
+             [plugins]\ndir = \"plugins\"\nwatch = false\n{sections}\n\
              [[carrier]]\nname = \"pstn\"\ngateways = [\"sip:127.0.0.1:{gw}\"]\n\
              [[trunk]]\nname = \"acme-prod\"\nnumbers = [\"{OWNED}\"]\n\
-             plugins = [{{ name = \"call-frequency\", config = {{ reason = \"Too many calls to this number today\" }} }}]\n\
+             plugins = [{{ name = \"call-frequency\", config = {{ {plugin_config} }} }}]\n\
              [trunk.termination]\ndomain = \"{DOMAIN}\"\ncarrier = \"pstn\"\ncaller_ids = [\"{VERIFIED}\"]\nacl = [\"127.0.0.0/8\"]\n"
         ),
     )
     .unwrap();
-    let router = Router::spawn(&config, None, 1, dir);
+    (Router::spawn(&config, None, 1, dir), config)
+}
+
+#[test]
+fn call_frequency_refuses_the_third_call_of_the_day_to_one_number_even_after_a_sigkill() {
+    let gw = free_udp_port();
+    let (router, config) = call_frequency_router(gw, "reason = \"Too many calls to this number today\"", "");
     let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-m", "3"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let scenarios = tempfile::tempdir().unwrap();
