@@ -159,10 +159,19 @@ fn a_rolling_restart_under_load_loses_no_answered_call() {
     let more_ok = more.wait().unwrap();
     let reports = second.outcomes(10);
     assert!(more_ok.success(), "the restarted router takes calls\n{reports}");
+    let answered = answered_before.matches("hung up by the caller").count();
+    // SIPp writes its message trace as it goes: wait (bounded) until the
+    // PBX's trace holds every BYE expected, so that killing it loses none.
+    let bye_count = || std::fs::read_to_string(&pbx_msgs).unwrap_or_default().matches("BYE sip:").count();
+    for _ in 0..100 {
+        if bye_count() >= answered + 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = uas.kill();
     let _ = uas.wait();
     let seen = std::fs::read_to_string(&pbx_msgs).unwrap_or_default();
-    let answered = answered_before.matches("hung up by the caller").count();
     assert!(answered >= 10, "calls were answered before and during the drain: {answered}\n{answered_before}");
     assert!(answered < 40, "calls arriving during the drain were refused");
     assert_eq!(
