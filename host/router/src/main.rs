@@ -65,7 +65,7 @@ enum Command {
         /// Most calls listed (newest first).
         #[arg(long, default_value_t = records::query::DEFAULT_LIMIT)]
         limit: usize,
-        /// The router's configuration (its [records] path names the store).
+        /// The router's configuration (its [records] path, or [store] postgres_url, names the store).
         #[arg(long, global = true, default_value = "trunkline.toml")]
         config: PathBuf,
         /// The store's file itself, instead of the configuration's.
@@ -180,11 +180,12 @@ fn calls(
     config: &std::path::Path,
     store: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let store = match store {
-        Some(s) => s,
-        None => config::records_path(config)?
+    let store: records::source::RecordSource = match store {
+        Some(s) => config::RecordsAt::File(s),
+        None => config::records_at(config)?
             .ok_or_else(|| anyhow::anyhow!("{}: [records] enabled = false: no call records", config.display()))?,
-    };
+    }
+    .into();
     let mut out = std::io::stdout().lock();
     match command {
         Some(CallsCommand::Show { id, json }) => records::cli::show(&store, &id, json, &mut out),

@@ -126,6 +126,7 @@ pub struct Metrics {
     bans_seen: Mutex<(u64, u64)>,
     records_written: Counter,
     records_dropped: Counter,
+    records_held: Gauge,
     target_up: Family<TargetLabels, Gauge>,
     tls_failures: Family<ListenerLabels, Counter>,
     retransmissions: Counter,
@@ -216,6 +217,12 @@ impl Metrics {
             "Call records and audit entries dropped: the record queue was full, or the store failed",
             records_dropped.clone(),
         );
+        let records_held = Gauge::default();
+        registry.register(
+            "records_held",
+            "Call records held in memory while the records server ([store] postgres_url) fails, to be written when it is back",
+            records_held.clone(),
+        );
         let target_up = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "target_up",
@@ -293,6 +300,7 @@ impl Metrics {
             hook_stats: Mutex::new(std::collections::HashMap::new()),
             records_written,
             records_dropped,
+            records_held,
             records_seen: Mutex::new((0, 0)),
             auth_bans,
             auth_banned_requests,
@@ -354,6 +362,12 @@ impl Metrics {
         follow(&self.records_written, written, seen.0);
         follow(&self.records_dropped, dropped, seen.1);
         *seen = (written, dropped);
+    }
+
+    /// The records server's state (`[store] postgres_url`) and the records it holds.
+    pub fn records_server(&self, backend: &'static str, up: bool, held: u64) {
+        self.store_up.get_or_create(&StoreLabels { backend }).set(i64::from(up));
+        self.records_held.set(held.min(i64::MAX as u64) as i64);
     }
 
     /// The shared store `backend`'s state and its counts since start.

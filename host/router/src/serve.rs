@@ -22,6 +22,7 @@ use crate::admin::Control;
 use crate::config::{ListenTransport, MediaMode, Settings};
 use crate::engine::{Answer, Engine, FetchKind, FetchRequest, Locals, MediaCommand, Question};
 use crate::metrics::Metrics;
+use crate::records::source::RecordSource;
 use crate::records::store::AuditRow;
 use crate::records::writer::RecordSink;
 use crate::resolve::Resolver;
@@ -111,6 +112,7 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         }
         None => None,
     };
+    let mut insight = Insight::start(&settings, &runtime, metrics.clone())?;
     if let Some(addr) = settings.admin {
         let tls = match &settings.admin_tls {
             Some(files) => {
@@ -126,7 +128,8 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
         let admin =
             crate::admin::Admin::new(runtime.clone(), settings.plugins.dir.clone(), metrics.clone(), control_tx)
                 .with_tokens(&settings.admin_tokens)
-                .with_records(settings.records.path.clone())
+                .with_records(insight.source.clone())
+                .with_records_writer(insight.server_stats())
                 .with_shared_kv(shared_kv.clone());
         tokio::spawn(crate::admin::serve(listener, admin, tls));
     }
@@ -138,7 +141,6 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
     for t in &settings.trunks {
         plugins.prepare_for(&t.chain);
     }
-    let mut insight = Insight::start(&settings, &runtime, metrics.clone())?;
     let mut engine = Engine::new(settings.clone(), runtime, locals, seed);
     match &settings.nonce_secret {
         Some(shared) => engine.set_auth_secret(shared.expose()),
@@ -230,6 +232,9 @@ pub async fn run(settings: Settings, runtime: Runtime, opts: RunOptions) -> anyh
                 if let Some(sink) = &insight.sink {
                     let stats = sink.stats();
                     metrics.records((stats.written.load(Relaxed), stats.dropped.load(Relaxed)));
+                }
+                if let Some(stats) = insight.server_stats() {
+                    metrics.records_server("postgres", !stats.failing.load(Relaxed), stats.held.load(Relaxed));
                 }
                 if let Some(kv) = &shared_kv {
                     metrics.store("redis", kv.state() == "up", kv.stats());
@@ -529,6 +534,10 @@ async fn flush(
 /// call's media (from its report) until the call's record goes.
 struct Insight {
     sink: Option<RecordSink>,
+    /// Where the records are read (the admin API).
+    source: Option<RecordSource>,
+    /// The records are in PostgreSQL.
+    postgres: bool,
     /// The plugins' kv kept in the same store.
     kv: Option<crate::records::kv::KvKeeper>,
     media: HashMap<u64, Vec<String>>,
@@ -538,15 +547,25 @@ impl Insight {
     /// Open the store (`[records]`), and send the plugins' audit entries to it.
     /// (The metrics count plugin loads and quarantines from the audit log too.)
     fn start(settings: &Settings, runtime: &Runtime, metrics: Arc<Metrics>) -> anyhow::Result<Insight> {
-        let sink = match &settings.records.path {
-            Some(path) => {
-                let r = &settings.records;
+        let r = &settings.records;
+        let (sink, source) = match (&r.path, &settings.store.postgres) {
+            (Some(path), Some(pg)) => {
+                // Connected by the writer, off this thread: a server that is
+                // down at start holds records until it answers.
+                let writer = crate::records::pg::PgWriter::new(pg.clone());
+                let sink = RecordSink::start_on(Box::new(writer), path, r.queue, r.retention)?;
+                tracing::info!("call records in PostgreSQL {}", pg.url);
+                let reader = crate::records::pg::PgReader::new(pg.clone());
+                (Some(sink), Some(RecordSource::Postgres(Arc::new(reader))))
+            }
+            (Some(path), None) => {
                 let sink = RecordSink::start(path, r.queue, r.retention)?;
                 tracing::info!("call records in {}", path.display());
-                Some(sink)
+                (Some(sink), Some(RecordSource::File(path.clone())))
             }
-            None => None,
+            (None, _) => (None, None),
         };
+        let postgres = settings.store.postgres.is_some();
         // The plugins' kv survives restarts in the same file (before the
         // first call), unless it lives in a shared store.
         let kv = match &settings.records.path {
@@ -564,7 +583,12 @@ impl Insight {
                 sink.audit(AuditRow::from(e));
             }
         }));
-        Ok(Insight { sink, kv, media: HashMap::new() })
+        Ok(Insight { sink, source, postgres, kv, media: HashMap::new() })
+    }
+
+    /// The writer's counts when a server holds the records.
+    fn server_stats(&self) -> Option<Arc<crate::records::writer::WriterStats>> {
+        self.sink.as_ref().filter(|_| self.postgres).map(RecordSink::shared_stats)
     }
 
     /// Store what is queued and stop the writers.

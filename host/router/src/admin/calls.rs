@@ -1,10 +1,8 @@
 //! Call records and the audit log through the admin API, read from the
-//! embedded store (a read-only connection per request, off the async
-//! threads): `GET /calls`, `GET /calls/ID`, `GET /calls/ID/ladder`,
-//! `GET /audit`.
+//! embedded store or PostgreSQL (off the async threads): `GET /calls`,
+//! `GET /calls/ID`, `GET /calls/ID/ladder`, `GET /audit`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -13,7 +11,8 @@ use axum::Json;
 
 use super::{Admin, ApiError};
 use crate::records::query::Filter;
-use crate::records::store::{AuditRow, CallRow, Store, StoreError};
+use crate::records::source::RecordSource;
+use crate::records::store::{AuditRow, CallRow, StoreError};
 use crate::records::CallRecord;
 
 /// Query parameters a list accepts.
@@ -83,25 +82,21 @@ async fn record(a: &Admin, id: String) -> Result<CallRecord, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("id: no call record {id}")))
 }
 
-/// Run `f` on a read-only connection to the store, on a blocking thread.
+/// Run `f` on the records, on a blocking thread.
 async fn read<T: Send + 'static>(
     a: &Admin,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&RecordSource) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let Some(path) = a.records.clone() else {
+    let Some(source) = a.records.clone() else {
         return Err(ApiError(StatusCode::NOT_FOUND, "records: [records] enabled = false: no call records".into()));
     };
-    tokio::task::spawn_blocking(move || open(path).and_then(|s| f(&s)))
+    tokio::task::spawn_blocking(move || f(&source))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| {
             tracing::warn!("admin API: {e}");
             ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         })
-}
-
-fn open(path: PathBuf) -> Result<Store, StoreError> {
-    Store::open_read(&path)
 }
 
 fn bad(message: String) -> ApiError {

@@ -93,8 +93,11 @@ pub struct Admin {
     control: tokio::sync::mpsc::Sender<Control>,
     /// `[admin] tokens`: (name, SHA-256 of the token).
     tokens: Arc<Vec<(String, [u8; 32])>>,
-    /// The store of call records (`[records] path`), if records are on.
-    records: Option<PathBuf>,
+    /// Where call records are read (`[records] path`, or `[store]
+    /// postgres_url`), if records are on.
+    records: Option<crate::records::source::RecordSource>,
+    /// The records writer's counts, when a server holds the records.
+    records_writer: Option<Arc<crate::records::writer::WriterStats>>,
     /// Plugin kv in Redis (`[store] redis_url`), if configured.
     shared_kv: Option<Arc<crate::store::redis_kv::RedisKv>>,
 }
@@ -112,12 +115,27 @@ impl Admin {
         metrics: Arc<Metrics>,
         control: tokio::sync::mpsc::Sender<Control>,
     ) -> Admin {
-        Admin { runtime, dir, metrics, control, tokens: Arc::new(Vec::new()), records: None, shared_kv: None }
+        Admin {
+            runtime,
+            dir,
+            metrics,
+            control,
+            tokens: Arc::new(Vec::new()),
+            records: None,
+            records_writer: None,
+            shared_kv: None,
+        }
     }
 
-    /// Serve the call records and the audit log of the store at `path`.
-    pub fn with_records(mut self, path: Option<PathBuf>) -> Admin {
-        self.records = path;
+    /// Serve the call records and the audit log kept in `source`.
+    pub fn with_records(mut self, source: Option<crate::records::source::RecordSource>) -> Admin {
+        self.records = source;
+        self
+    }
+
+    /// Report on the writer of records to a server (`[store] postgres_url`).
+    pub fn with_records_writer(mut self, stats: Option<Arc<crate::records::writer::WriterStats>>) -> Admin {
+        self.records_writer = stats;
         self
     }
 
@@ -319,7 +337,16 @@ async fn store(State(a): State<Admin>) -> Json<Value> {
         None if a.records.is_some() => json!({ "backend": "embedded", "state": "up" }),
         None => json!({ "backend": "memory", "state": "up" }),
     };
-    Json(json!({ "kv": kv }))
+    let records = match (&a.records, &a.records_writer) {
+        (Some(crate::records::source::RecordSource::Postgres(pg)), Some(s)) => json!({
+            "backend": "postgres", "state": if s.failing.load(Relaxed) { "down" } else { "up" },
+            "url": pg.shown_url(), "written": s.written.load(Relaxed), "held": s.held.load(Relaxed),
+            "dropped": s.dropped.load(Relaxed), "errors": s.errors.load(Relaxed),
+        }),
+        (Some(_), _) => json!({ "backend": "embedded", "state": "up" }),
+        (None, _) => json!({ "backend": "off", "state": "up" }),
+    };
+    Json(json!({ "kv": kv, "records": records }))
 }
 
 async fn active_calls(State(a): State<Admin>) -> Result<Json<Value>, ApiError> {

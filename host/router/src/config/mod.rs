@@ -35,8 +35,8 @@ pub use diff::live_change;
 pub use media::{MediaMode, MediaSettings, RecordingMode};
 pub use numbers::NumberIndex;
 use raw::RawConfig;
-pub use records::{records_path, RecordSettings};
-pub use store::{RedisSettings, SecretUrl, StoreSettings};
+pub use records::{records_at, RecordSettings, RecordsAt};
+pub use store::{PostgresSettings, RedisSettings, SecretUrl, StoreSettings};
 pub use termination::{Carrier, Cidr, Credential, Secret, Termination};
 
 /// A configuration error at a place in the file.
@@ -582,7 +582,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
     let records = records::records(cx, raw.records, base)?;
     let nonce_secret = auth::nonce_secret(cx, &raw.auth, base)?;
-    let store = store::store(cx, &raw.store)?;
+    let store = store::store(cx, &raw.store, records.path.is_some())?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),

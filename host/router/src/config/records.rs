@@ -84,14 +84,25 @@ pub(super) fn records(cx: &Ctx<'_>, raw: RawRecords, base: &Path) -> Result<Reco
     })
 }
 
-/// The store's file named by the configuration at `file`, reading only its
-/// `[records]` (for `trunkline calls`: the rest, secrets included, is not
-/// needed). `None`: records are off.
-pub fn records_path(file: &Path) -> Result<Option<PathBuf>, ConfigError> {
+/// Where the records of a configuration are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordsAt {
+    /// The embedded store's file.
+    File(PathBuf),
+    /// `[store] postgres_url`.
+    Postgres(super::PostgresSettings),
+}
+
+/// Where the configuration at `file` keeps its records, reading only its
+/// `[records]` and `[store]` (for `trunkline calls`: the rest, secrets
+/// included, is not needed). `None`: records are off.
+pub fn records_at(file: &Path) -> Result<Option<RecordsAt>, ConfigError> {
     #[derive(Deserialize)]
     struct OnlyRecords {
         #[serde(default)]
         records: RawRecords,
+        #[serde(default)]
+        store: super::store::RawStore,
     }
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
         file: file.to_owned(),
@@ -104,5 +115,9 @@ pub fn records_path(file: &Path) -> Result<Option<PathBuf>, ConfigError> {
     let raw: OnlyRecords =
         toml::from_str(&text).map_err(|e| cx.err(e.span().unwrap_or(0..0), "records", e.message().trim()))?;
     let base = file.parent().unwrap_or(Path::new("."));
-    Ok(records(&cx, raw.records, base)?.path)
+    let Some(path) = records(&cx, raw.records, base)?.path else { return Ok(None) };
+    Ok(Some(match super::store::store(&cx, &raw.store, true)?.postgres {
+        Some(pg) => RecordsAt::Postgres(pg),
+        None => RecordsAt::File(path),
+    }))
 }

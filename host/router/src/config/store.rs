@@ -1,6 +1,7 @@
 //! `[store]`: state shared with other routers on servers the operator
-//! runs. Every key is optional; without `[store]` plugin kv lives in the
-//! router (and in its embedded store across restarts).
+//! runs. Every key is optional and each backend is independent: without
+//! `[store]` plugin kv lives in the router (and in its embedded store
+//! across restarts) and call records in the embedded store.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,11 +18,18 @@ pub(super) struct RawStore {
     redis_url: Option<Spanned<String>>,
     /// How long one hook may wait on Redis in all (ms).
     redis_timeout_ms: Option<Spanned<u64>>,
+    /// `postgres://user[:password]@host[:port]/db`: call records and the audit log in PostgreSQL.
+    postgres_url: Option<Spanned<String>>,
+    /// How long one PostgreSQL connection attempt or statement may take (ms).
+    postgres_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// Default of `[store] redis_timeout_ms`: a hook's kv calls wait at most
 /// this long in all (a Redis on the LAN answers in well under 1 ms).
 const REDIS_TIMEOUT_MS: u64 = 20;
+/// Default of `[store] postgres_timeout_ms`: the records writer is off the
+/// hot path, so a slow database only makes records wait in memory.
+const POSTGRES_TIMEOUT_MS: u64 = 5_000;
 
 /// A server URL that may hold a password: shown with the password hidden.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,17 +46,23 @@ impl SecretUrl {
     }
 }
 
-/// `scheme://user:***@host/...`: the password never reaches a log.
+/// `scheme://user:***@host/...`: the password never reaches a log (nor a
+/// query string, which may hold one).
 impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = &self.0;
         let Some((scheme, rest)) = url.split_once("://") else { return f.write_str("(url)") };
-        match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-                write!(f, "{scheme}://{user}:***@{host}")
-            }
-            None => f.write_str(url),
+        let rest = match rest.split_once('?') {
+            Some((before, _)) => before,
+            None => rest,
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => write!(f, "{scheme}://{user}:***@{host}"),
+                // A user name without a password.
+                None => write!(f, "{scheme}://{userinfo}@{host}"),
+            },
+            None => write!(f, "{scheme}://{rest}"),
         }
     }
 }
@@ -67,13 +81,35 @@ pub struct RedisSettings {
     pub timeout: Duration,
 }
 
+/// Call records and the audit log in PostgreSQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresSettings {
+    pub url: SecretUrl,
+    /// How long one connection attempt or statement may take.
+    pub timeout: Duration,
+}
+
 /// `[store]` as validated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreSettings {
     pub redis: Option<RedisSettings>,
+    pub postgres: Option<PostgresSettings>,
 }
 
-pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, ConfigError> {
+/// `records_on`: `[records] enabled` (PostgreSQL holds records, so it needs them on).
+pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore, records_on: bool) -> Result<StoreSettings, ConfigError> {
+    let postgres = postgres(cx, raw)?;
+    if let (Some(_), Some(url), false) = (&postgres, &raw.postgres_url, records_on) {
+        return Err(cx.err(
+            url.span(),
+            "store.postgres_url",
+            "holds call records, but [records] enabled = false: turn records on or remove the key",
+        ));
+    }
+    Ok(StoreSettings { redis: redis(cx, raw)?, postgres })
+}
+
+fn redis(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<RedisSettings>, ConfigError> {
     let timeout = match &raw.redis_timeout_ms {
         Some(t) if !(1..=1000).contains(t.get_ref()) => {
             return Err(cx.err(t.span(), "store.redis_timeout_ms", "must be 1..=1000"))
@@ -81,7 +117,7 @@ pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, Confi
         Some(t) => *t.get_ref(),
         None => REDIS_TIMEOUT_MS,
     };
-    let Some(url) = &raw.redis_url else { return Ok(StoreSettings::default()) };
+    let Some(url) = &raw.redis_url else { return Ok(None) };
     let key = "store.redis_url";
     let text = url.get_ref();
     if text.starts_with("rediss://") {
@@ -96,9 +132,37 @@ pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, Confi
     }
     // Parsed now (no connection) so that a bad URL is refused at load.
     redis::Client::open(text.as_str()).map_err(|e| cx.err(url.span(), key, format!("not a Redis URL: {e}")))?;
-    Ok(StoreSettings {
-        redis: Some(RedisSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout) }),
-    })
+    Ok(Some(RedisSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout) }))
+}
+
+fn postgres(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<PostgresSettings>, ConfigError> {
+    let timeout = match &raw.postgres_timeout_ms {
+        Some(t) if !(100..=60_000).contains(t.get_ref()) => {
+            return Err(cx.err(t.span(), "store.postgres_timeout_ms", "must be 100..=60000"))
+        }
+        Some(t) => *t.get_ref(),
+        None => POSTGRES_TIMEOUT_MS,
+    };
+    let Some(url) = &raw.postgres_url else { return Ok(None) };
+    let key = "store.postgres_url";
+    let text = url.get_ref();
+    if !text.starts_with("postgres://") && !text.starts_with("postgresql://") {
+        return Err(cx.err(url.span(), key, "must be postgres://user[:password]@host[:port]/database"));
+    }
+    // Parsed now (no connection) so that a bad URL is refused at load.
+    let parsed: postgres::Config =
+        text.parse().map_err(|e| cx.err(url.span(), key, format!("not a PostgreSQL URL: {e}")))?;
+    if !matches!(parsed.get_ssl_mode(), postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer) {
+        return Err(cx.err(
+            url.span(),
+            key,
+            "TLS to PostgreSQL (sslmode=require) is not built in: use a private network, a Unix socket (host=/path) or a TLS tunnel",
+        ));
+    }
+    if parsed.get_hosts().is_empty() {
+        return Err(cx.err(url.span(), key, "names no host"));
+    }
+    Ok(Some(PostgresSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout) }))
 }
 
 #[cfg(test)]
@@ -112,5 +176,8 @@ mod tests {
         assert_eq!(SecretUrl("redis://:s3cret@db".into()).to_string(), "redis://:***@db");
         assert!(!format!("{:?}", SecretUrl("redis://:s3cret@db".into())).contains("s3cret"));
         assert_eq!(SecretUrl("redis://127.0.0.1:6379".into()).to_string(), "redis://127.0.0.1:6379");
+        let pg = SecretUrl("postgres://rec:p@ss@db:5432/calls?password=x&sslmode=disable".into()).to_string();
+        assert_eq!(pg, "postgres://rec:***@db:5432/calls");
+        assert_eq!(SecretUrl("postgres://rec@db/calls".into()).to_string(), "postgres://rec@db/calls");
     }
 }

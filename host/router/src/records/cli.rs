@@ -1,11 +1,12 @@
 //! `trunkline calls`: the call records from the terminal, read straight
-//! from the store's file (the router may be running or not).
+//! from the store's file or from PostgreSQL (the router may be running or
+//! not).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use super::query::Filter;
-use super::store::{CallRow, Store};
+use super::source::RecordSource;
+use super::store::CallRow;
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -17,15 +18,14 @@ pub enum Format {
 
 /// What `trunkline calls` was asked.
 pub struct ListArgs {
-    pub store: PathBuf,
+    pub store: RecordSource,
     pub filter: Filter,
     pub format: Format,
 }
 
 /// Print the calls `args` selects.
 pub fn list(args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = open(&args.store)?;
-    let rows = store.list(&args.filter)?;
+    let rows = open(&args.store)?.list(&args.filter)?;
     match args.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &rows)?;
@@ -44,7 +44,7 @@ pub fn list(args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// Print one call: its ladder, or its whole record as JSON.
-pub fn show(store: &Path, id: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn show(store: &RecordSource, id: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let store = open(store)?;
     let Some(record) = store.get(id)? else {
         anyhow::bail!("no call record {id} (give the number `trunkline calls` shows, or the caller's Call-ID)");
@@ -58,14 +58,16 @@ pub fn show(store: &Path, id: &str, json: bool, out: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-fn open(path: &Path) -> anyhow::Result<Store> {
-    if !path.exists() {
-        anyhow::bail!(
-            "no call records at {} (the router creates the file on its first start; [records] path says where)",
-            path.display()
-        );
+fn open(source: &RecordSource) -> anyhow::Result<&RecordSource> {
+    if let RecordSource::File(path) = source {
+        if !path.exists() {
+            anyhow::bail!(
+                "no call records at {} (the router creates the file on its first start; [records] path says where)",
+                path.display()
+            );
+        }
     }
-    Ok(Store::open_read(path)?)
+    Ok(source)
 }
 
 fn table(rows: &[CallRow], out: &mut dyn Write) -> std::io::Result<()> {

@@ -4,10 +4,14 @@
 //! [`writer`], a thread behind a bounded queue that finishes it and stores
 //! it in the embedded [`store`] (SQLite, the SIP traces in [`traces`]
 //! segment files beside it); [`cli`] is `trunkline calls`. The store also
-//! keeps the plugins' kv ([`kv`]).
+//! keeps the plugins' kv ([`kv`]). With `[store] postgres_url` the
+//! records and the audit log go to PostgreSQL instead ([`pg`]); [`source`]
+//! reads either.
 
 pub mod cli;
 pub mod kv;
+pub mod pg;
+pub mod source;
 pub mod store;
 pub mod traces;
 pub mod writer;

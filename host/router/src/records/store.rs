@@ -98,9 +98,25 @@ pub enum StoreError {
     /// The writer's thread could not start.
     #[error("call records store: cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    /// PostgreSQL (`[store] postgres_url`) refused, failed or is out of
+    /// reach (the server's or the network's: the writer tries again).
+    #[error("call records in PostgreSQL: {}", postgres_reason(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The database was migrated by a newer trunkline (the operator's: upgrade every router).
+    #[error("call records in PostgreSQL: schema version {found} is newer than this trunkline knows ({known}); upgrade this router")]
+    TooNewServer { found: i64, known: i64 },
     /// A stored record does not decode (a corrupt row).
     #[error("call records store: record {id} does not decode: {why}")]
     Corrupt { id: i64, why: String },
+}
+
+/// A PostgreSQL error with its cause (the driver's own text is often just "db error").
+fn postgres_reason(e: &postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// One audit log entry as stored.

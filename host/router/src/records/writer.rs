@@ -4,6 +4,12 @@
 //! (`[records] max_age_days`, `max_count`) runs here too, once a minute.
 //! The thread runs at the lowest priority: when the machine is short of
 //! CPU, records wait (or are dropped), calls do not.
+//!
+//! The store behind it is a [`Backend`]: the embedded file, or PostgreSQL.
+//! A file that fails drops the batch (a full disk will not heal in a
+//! second); a server that fails keeps it, gathers what follows up to
+//! `[records] queue` more (the excess is dropped and counted) and tries
+//! again every second until it answers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +33,34 @@ const BATCH: usize = 256;
 const GATHER: Duration = Duration::from_millis(250);
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How long the writer waits between attempts on a server that failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Where the writer stores records.
+pub trait Backend: Send + 'static {
+    /// Store `records` (each with its packed trace) and `audit` rows in one
+    /// transaction; each record gets its id.
+    fn write(&mut self, records: &mut [(super::CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError>;
+    /// Delete records older than `oldest_ms`, then all but the newest `max_count`.
+    fn retain(&mut self, oldest_ms: i64, max_count: u64) -> Result<usize, StoreError>;
+    /// A failed write is kept and tried again (a server that may come back),
+    /// not dropped.
+    fn retries(&self) -> bool;
+}
+
+impl Backend for Store {
+    fn write(&mut self, records: &mut [(super::CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+        Store::write(self, records, audit)
+    }
+
+    fn retain(&mut self, oldest_ms: i64, max_count: u64) -> Result<usize, StoreError> {
+        Store::retain(self, oldest_ms, max_count)
+    }
+
+    fn retries(&self) -> bool {
+        false
+    }
+}
 
 /// How long records are kept (`[records]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +85,10 @@ pub struct WriterStats {
     pub dropped: AtomicU64,
     /// Failed store transactions.
     pub errors: AtomicU64,
+    /// Records held by the writer for a server that failed, waiting to be tried again.
+    pub held: AtomicU64,
+    /// The last write failed (the server is down, or refuses).
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 /// The engine's side of the writer.
@@ -65,17 +103,33 @@ pub struct RecordSink {
 impl RecordSink {
     /// Open (or create) the store at `path` and start its writer.
     pub fn start(path: &Path, queue: usize, retention: Retention) -> Result<RecordSink, StoreError> {
-        let store = Store::open(path)?;
-        let (tx, rx) = sync_channel(queue.max(1));
+        RecordSink::start_on(Box::new(Store::open(path)?), path, queue, retention)
+    }
+
+    /// Start a writer to `backend`; `path` is the embedded store's file
+    /// (the plugins' kv stays there whichever backend holds the records).
+    pub fn start_on(
+        backend: Box<dyn Backend>,
+        path: &Path,
+        queue: usize,
+        retention: Retention,
+    ) -> Result<RecordSink, StoreError> {
+        let queue = queue.max(1);
+        let (tx, rx) = sync_channel(queue);
         let stats = Arc::new(WriterStats::default());
         let thread = std::thread::Builder::new()
             .name("trunkline-records".into())
             .spawn({
                 let stats = stats.clone();
-                move || write_loop(store, rx, &stats, retention)
+                move || write_loop(backend, rx, &stats, retention, queue.max(BATCH))
             })
             .map_err(StoreError::Thread)?;
         Ok(RecordSink { tx, stats, path: path.to_owned(), thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
+    }
+
+    /// The writer's counters, shared (for the admin API).
+    pub fn shared_stats(&self) -> Arc<WriterStats> {
+        self.stats.clone()
     }
 
     /// Queue a finished call's record; never waits (full: dropped and counted).
@@ -134,12 +188,15 @@ impl RecordSink {
     }
 }
 
-fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retention: Retention) {
+/// `hold`: records the writer keeps for a server that failed.
+fn write_loop(mut store: Box<dyn Backend>, rx: Receiver<Item>, stats: &WriterStats, retention: Retention, hold: usize) {
     lowest_priority();
     let mut last_retention = Instant::now() - RETENTION_EVERY;
     let mut failing = false;
+    // What is to be stored; after a failed write of a server, what it still holds.
+    let mut batch = Batch::default();
     loop {
-        if last_retention.elapsed() >= RETENTION_EVERY {
+        if !failing && last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = Instant::now();
             let oldest = unix_ms(SystemTime::now()) - retention.max_age.as_millis().min(i64::MAX as u128) as i64;
             match store.retain(oldest, retention.max_count) {
@@ -148,28 +205,30 @@ fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retenti
                 Err(e) => tracing::warn!("call records retention: {e}"),
             }
         }
-        let first = match rx.recv_timeout(RETENTION_EVERY) {
-            Ok(item) => item,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut batch = Batch::default();
-        batch.take(first);
-        let until = Instant::now() + GATHER;
+        if batch.is_empty() {
+            match rx.recv_timeout(RETENTION_EVERY) {
+                Ok(item) => batch.take(item, hold, stats),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
         // Gather: drain what is queued, then sleep (parked, not blocked on
         // the queue, so that the engine's sends wake nobody) until the
         // batch is full, the time is up, or a flush or stop unparks us.
-        'gather: while !batch.done() {
+        // While a server is failing, wait out the retry delay whatever the
+        // batch holds.
+        let until = Instant::now() + if failing { RETRY } else { GATHER };
+        'gather: while !batch.done(failing) {
             loop {
                 match rx.try_recv() {
-                    Ok(item) => batch.take(item),
+                    Ok(item) => batch.take(item, hold, stats),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         batch.stop = true;
                         break 'gather;
                     }
                 }
-                if batch.done() {
+                if batch.done(failing) {
                     break 'gather;
                 }
             }
@@ -179,29 +238,40 @@ fn write_loop(mut store: Store, rx: Receiver<Item>, stats: &WriterStats, retenti
             }
             std::thread::park_timeout(left);
         }
-        let Batch { mut calls, audits, replies, stop } = batch;
-        let result = store.write(&mut calls, &audits);
-        match result {
+        match store.write(&mut batch.calls, &batch.audits) {
             Ok(()) => {
-                stats.written.fetch_add(calls.len() as u64, Ordering::Relaxed);
+                stats.written.fetch_add(batch.calls.len() as u64, Ordering::Relaxed);
                 if failing {
-                    tracing::info!("call records store: writing again");
+                    tracing::info!("call records store: writing again ({} held records stored)", batch.calls.len());
                     failing = false;
                 }
+                batch.calls.clear();
+                batch.audits.clear();
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                stats.dropped.fetch_add(calls.len() as u64, Ordering::Relaxed);
+                let keep = store.retries() && !batch.stop;
                 if !failing {
-                    tracing::error!("call records store: {e}: records dropped until it works again");
+                    if keep {
+                        tracing::error!("call records store: {e}: records held in memory (at most {hold}) and tried again every second");
+                    } else {
+                        tracing::error!("call records store: {e}: records dropped until it works again");
+                    }
                     failing = true;
+                }
+                if !keep {
+                    stats.dropped.fetch_add(batch.calls.len() as u64, Ordering::Relaxed);
+                    batch.calls.clear();
+                    batch.audits.clear();
                 }
             }
         }
-        for r in replies {
+        stats.failing.store(failing, Ordering::Relaxed);
+        stats.held.store(batch.calls.len() as u64, Ordering::Relaxed);
+        for r in batch.replies.drain(..) {
             let _ = r.send(());
         }
-        if stop {
+        if batch.stop {
             return;
         }
     }
@@ -218,8 +288,12 @@ struct Batch {
 }
 
 impl Batch {
-    fn take(&mut self, item: Item) {
+    /// Add `item`; beyond `hold` records (a server failing), it is dropped and counted.
+    fn take(&mut self, item: Item, hold: usize, stats: &WriterStats) {
         match item {
+            Item::Call(_) | Item::Audit(_) if self.calls.len() + self.audits.len() >= hold => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             Item::Call(d) => self.calls.push(d.finish(Instant::now(), SystemTime::now())),
             Item::Audit(a) => self.audits.push(a),
             Item::Flush(reply) => self.replies.push(reply),
@@ -227,9 +301,14 @@ impl Batch {
         }
     }
 
-    /// Store now: full, or someone waits.
-    fn done(&self) -> bool {
-        self.calls.len() >= BATCH || self.stop || !self.replies.is_empty()
+    fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.audits.is_empty() && self.replies.is_empty() && !self.stop
+    }
+
+    /// Store now: full (unless a server is failing: then only its retry
+    /// delay, a flush or a stop end the wait), or someone waits.
+    fn done(&self, failing: bool) -> bool {
+        (!failing && self.calls.len() >= BATCH) || self.stop || !self.replies.is_empty()
     }
 }
 

@@ -755,6 +755,7 @@ mod live_config;
 mod media;
 mod names;
 mod nat;
+mod postgres;
 mod proxy;
 mod records;
 mod reliable;

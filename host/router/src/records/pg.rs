@@ -1,0 +1,382 @@
+//! Call records and the audit log in PostgreSQL (`[store] postgres_url`),
+//! so that the records of several routers are in one place.
+//!
+//! The tables are the embedded store's (`calls`, `audit`: the same columns,
+//! PostgreSQL's types), so a query written for one works on the other; the
+//! SIP trace is in the row's `trace` column (the embedded store keeps it in
+//! segment files beside its file, which a database server has no use for).
+//! The schema's version is in `trunkline_schema`; routers that start
+//! together migrate one at a time (an advisory lock).
+//!
+//! rust-postgres (`postgres`, the blocking face of `tokio-postgres`): the
+//! writer is a thread of its own, and the API reads on blocking threads,
+//! so an async client would only add a hand-off. Every connection has a
+//! connect timeout, a statement timeout and TCP keepalives
+//! (`[store] postgres_timeout_ms`), so no read or write hangs on a server
+//! that is slow or gone; a connection that failed is dropped and a new one
+//! made on the next use.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use super::query::Filter;
+use super::store::{AuditRow, CallRow, StoreError};
+use super::CallRecord;
+use crate::config::PostgresSettings;
+
+/// The schema, one step per version. Append only: never edit a step that
+/// has shipped. Step 1 is the embedded store's schema 5 (records and the
+/// audit log; plugin kv is not kept here).
+pub const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
+        id BIGSERIAL PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT NOT NULL,
+        trunk TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        called TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        record BYTEA NOT NULL,
+        trace BYTEA,
+        trace_segment BIGINT,
+        trace_offset BIGINT,
+        trace_length BIGINT,
+        pdd_ms BIGINT,
+        duration_ms BIGINT,
+        hangup_by TEXT,
+        attempts BIGINT
+    );
+    CREATE INDEX calls_started_at ON calls(started_at);
+    CREATE INDEX calls_call_id ON calls(call_id);
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        time TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        source TEXT NOT NULL,
+        by_token TEXT,
+        detail TEXT
+    );"];
+
+/// The advisory lock routers take to migrate one at a time ("trunkline" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7472_756e_6b6c_696e;
+
+/// Connect to `settings` (and bring its schema up to date).
+pub fn connect(settings: &PostgresSettings) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = settings.url.expose().parse().map_err(StoreError::Postgres)?;
+    let ms = settings.timeout.as_millis();
+    config
+        .connect_timeout(settings.timeout)
+        .tcp_user_timeout(settings.timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .options(&format!("-c statement_timeout={ms} -c lock_timeout={ms}"))
+        .application_name("trunkline");
+    let mut client = config.connect(NoTls).map_err(StoreError::Postgres)?;
+    migrate(&mut client)?;
+    Ok(client)
+}
+
+/// Run the steps the database has not had yet, in one transaction, under
+/// the advisory lock (another router may be doing the same).
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS trunkline_schema (version BIGINT NOT NULL)")?;
+    let found: i64 = match tx.query_opt("SELECT version FROM trunkline_schema", &[])? {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO trunkline_schema (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if found > known {
+        return Err(StoreError::TooNewServer { found, known });
+    }
+    for step in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(step)?;
+    }
+    tx.execute("UPDATE trunkline_schema SET version = $1", &[&known])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The records writer's side: one connection, made when first needed and
+/// again after a failure.
+pub struct PgWriter {
+    settings: PostgresSettings,
+    client: Option<Client>,
+}
+
+impl PgWriter {
+    pub fn new(settings: PostgresSettings) -> PgWriter {
+        PgWriter { settings, client: None }
+    }
+
+    /// Run `f` on the connection; a failure drops it (the next call reconnects).
+    fn with<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(connect(&self.settings)?);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let result = f(client);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+}
+
+impl super::writer::Backend for PgWriter {
+    fn write(&mut self, records: &mut [(CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+        if records.is_empty() && audit.is_empty() {
+            return Ok(());
+        }
+        self.with(|client| {
+            let mut tx = client.transaction()?;
+            if !records.is_empty() {
+                let insert = tx.prepare(
+                    "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status,
+                                        record, trace, pdd_ms, duration_ms, hangup_by, attempts)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+                )?;
+                let mut body = Vec::with_capacity(2048);
+                let mut ids = Vec::with_capacity(records.len());
+                for (r, trace) in records.iter() {
+                    body.clear();
+                    r.encode_into(&mut body);
+                    let row = tx.query_one(
+                        &insert,
+                        &[
+                            &r.call_id,
+                            &r.started_at,
+                            &r.ended_at,
+                            &r.trunk,
+                            &r.direction,
+                            &r.caller,
+                            &r.called,
+                            &r.outcome,
+                            &i32::from(r.status),
+                            &body,
+                            &trace,
+                            &r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
+                            &(r.duration_ms.min(i64::MAX as u64) as i64),
+                            &r.hangup_by,
+                            &(r.targets.len() as i64),
+                        ],
+                    )?;
+                    ids.push(row.get::<_, i64>(0));
+                }
+                if !audit.is_empty() {
+                    insert_audit(&mut tx, audit)?;
+                }
+                tx.commit()?;
+                // Ids only once committed: a batch that failed is tried again whole.
+                for ((r, _), id) in records.iter_mut().zip(ids) {
+                    r.id = id;
+                }
+                return Ok(());
+            }
+            insert_audit(&mut tx, audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn retain(&mut self, oldest_ms: i64, max_count: u64) -> Result<usize, StoreError> {
+        self.with(|client| {
+            let max = max_count.min(i64::MAX as u64) as i64;
+            let mut gone = client.execute("DELETE FROM calls WHERE started_at < $1", &[&oldest_ms])?;
+            gone += client.execute(
+                "DELETE FROM calls WHERE id <= (SELECT id FROM calls ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                &[&max],
+            )?;
+            client.execute(
+                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                &[&max.saturating_mul(10)],
+            )?;
+            Ok(gone as usize)
+        })
+    }
+
+    fn retries(&self) -> bool {
+        true
+    }
+}
+
+fn insert_audit(tx: &mut postgres::Transaction<'_>, audit: &[AuditRow]) -> Result<(), StoreError> {
+    let insert = tx.prepare(
+        "INSERT INTO audit (time, action, subject, outcome, source, by_token, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )?;
+    for a in audit {
+        tx.execute(&insert, &[&a.time, &a.action, &a.subject, &a.outcome, &a.source, &a.by, &a.detail])?;
+    }
+    Ok(())
+}
+
+/// Readers (the admin API, `trunkline calls`): a few idle connections kept
+/// between requests.
+pub struct PgReader {
+    settings: PostgresSettings,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// Idle connections kept for readers.
+const IDLE_READERS: usize = 2;
+
+impl PgReader {
+    pub fn new(settings: PostgresSettings) -> PgReader {
+        PgReader { settings, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// The URL as shown (no password).
+    pub fn shown_url(&self) -> String {
+        self.settings.url.to_string()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut client = match idle {
+            Some(c) if !c.is_closed() => c,
+            _ => connect(&self.settings)?,
+        };
+        let result = f(&mut client);
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(client);
+            }
+        }
+        result
+    }
+
+    /// Calls matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<CallRow>, StoreError> {
+        let (clause, args) = filter_sql(filter);
+        let sql = format!(
+            "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status,
+                    pdd_ms, duration_ms, hangup_by, attempts
+             FROM calls {clause} ORDER BY started_at DESC, id DESC LIMIT {}",
+            filter.limit
+        );
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+        self.with(|client| {
+            let rows = client.query(&sql, &params)?;
+            Ok(rows
+                .iter()
+                .map(|r| CallRow {
+                    id: r.get(0),
+                    call_id: r.get(1),
+                    started_at: r.get(2),
+                    trunk: r.get(3),
+                    direction: r.get(4),
+                    caller: r.get(5),
+                    called: r.get(6),
+                    outcome: r.get(7),
+                    status: r.get::<_, i32>(8).clamp(0, 999) as u16,
+                    pdd_ms: r.get::<_, Option<i64>>(9).map(|v| v.max(0) as u64),
+                    duration_ms: r.get::<_, Option<i64>>(10).unwrap_or(0).max(0) as u64,
+                    hangup_by: r.get::<_, Option<String>>(11).unwrap_or_default(),
+                    attempts: r.get::<_, Option<i64>>(12).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                })
+                .collect())
+        })
+    }
+
+    /// One record: by its number, or by the caller's Call-ID (the newest).
+    pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row = self.with(|client| {
+            Ok(match key.parse::<i64>() {
+                Ok(id) => client.query_opt("SELECT id, record, trace FROM calls WHERE id = $1", &[&id])?,
+                Err(_) => client.query_opt(
+                    "SELECT id, record, trace FROM calls WHERE call_id = $1 ORDER BY id DESC LIMIT 1",
+                    &[&key],
+                )?,
+            })
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.get(0);
+        let mut record = CallRecord::decode(row.get::<_, &[u8]>(1)).map_err(|why| StoreError::Corrupt { id, why })?;
+        record.id = id;
+        if let Some(packed) = row.get::<_, Option<&[u8]>>(2) {
+            record.trace = super::trace::unpack(packed)
+                .ok_or_else(|| StoreError::Corrupt { id, why: "the SIP trace does not decode".into() })?;
+        }
+        Ok(Some(record))
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.with(|client| {
+            let rows = client.query(
+                "SELECT id, time, action, subject, outcome, source, by_token, detail FROM audit ORDER BY id DESC LIMIT $1",
+                &[&(limit.min(i64::MAX as usize) as i64)],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditRow {
+                    id: r.get(0),
+                    time: r.get(1),
+                    action: r.get(2),
+                    subject: r.get(3),
+                    outcome: r.get(4),
+                    source: r.get(5),
+                    by: r.get(6),
+                    detail: r.get(7),
+                })
+                .collect())
+        })
+    }
+}
+
+/// A bound argument of a filter.
+type Arg = Box<dyn postgres::types::ToSql + Sync>;
+
+/// The WHERE clause and its arguments (always bound, never spliced): the
+/// embedded store's filters in PostgreSQL's placeholders.
+fn filter_sql(filter: &Filter) -> (String, Vec<Arg>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    if let Some(t) = &filter.trunk {
+        args.push(Box::new(t.clone()));
+        clauses.push(format!("trunk = ${}", args.len()));
+    }
+    if let Some(n) = &filter.number {
+        args.push(Box::new(n.trim_start_matches('+').to_owned()));
+        let i = args.len();
+        clauses.push(format!("(ltrim(caller, '+') = ${i} OR ltrim(called, '+') = ${i})"));
+    }
+    if let Some(s) = filter.since_ms {
+        args.push(Box::new(s));
+        clauses.push(format!("started_at >= ${}", args.len()));
+    }
+    if let Some(o) = &filter.outcome {
+        args.push(Box::new(o.clone()));
+        clauses.push(format!("outcome = ${}", args.len()));
+    }
+    let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (clause, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_becomes_a_where_clause_of_bound_values() {
+        let f =
+            Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000).unwrap();
+        let (clause, args) = filter_sql(&f);
+        assert_eq!(
+            clause,
+            "WHERE trunk = $1 AND (ltrim(caller, '+') = $2 OR ltrim(called, '+') = $2) AND started_at >= $3 AND outcome = $4"
+        );
+        assert_eq!(args.len(), 4);
+    }
+}
