@@ -152,6 +152,8 @@ pub struct Engine {
     trace_caps: Option<crate::records::trace::TraceCaps>,
     /// The last instant a handler was given (the time of what it sends).
     last_now: Option<Instant>,
+    /// The Call-ID of the message being traced (a buffer kept between messages).
+    trace_call_id: String,
     pending_records: HashMap<u64, crate::records::Draft>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
@@ -211,6 +213,7 @@ impl Engine {
             media_out: VecDeque::new(),
             trace_caps,
             last_now: None,
+            trace_call_id: String::new(),
             pending_records: HashMap::new(),
             lingering: HashMap::new(),
             record_tick: None,
@@ -254,14 +257,28 @@ impl Engine {
 
     /// A whole message arrived from `from` (a datagram or a stream frame).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        let call_id = self.trace_caps.and_then(|_| crate::records::trace::call_id(bytes));
-        let traced = call_id.is_none_or(|c| self.trace_under(now, c, false, from, bytes));
         self.layer.handle_message(now, from, bytes);
-        self.process(now);
-        if let (false, Some(c)) = (traced, call_id) {
-            // The INVITE of a call that exists now.
-            self.trace_under(now, c, false, from, bytes);
+        if self.trace_caps.is_none() {
+            self.process(now);
+            return;
         }
+        // Into its call's trace before what the engine makes of it is sent
+        // (sends are traced as they are polled): under the Call-ID the
+        // layer parsed, or for a message that did not parse, the one its
+        // bytes hold.
+        let mut call_id = std::mem::take(&mut self.trace_call_id);
+        call_id.clear();
+        match self.layer.last_call_id() {
+            Some(c) => call_id.push_str(c),
+            None => call_id.push_str(crate::records::trace::call_id(bytes).unwrap_or_default()),
+        }
+        let traced = call_id.is_empty() || self.trace_under(now, &call_id, false, from, bytes);
+        self.process(now);
+        if !traced {
+            // The INVITE of a call that exists now.
+            self.trace_under(now, &call_id, false, from, bytes);
+        }
+        self.trace_call_id = call_id;
     }
 
     /// `peer` cannot be reached (connection refused, reset or timed out):

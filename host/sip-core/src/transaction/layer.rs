@@ -143,6 +143,9 @@ pub struct Layer {
     /// Messages sent again: by a retransmission timer, or as the answer to
     /// a retransmitted request.
     retransmissions: u64,
+    /// The Call-ID of the last message [`Layer::handle_message`] parsed
+    /// (empty: it did not parse, or had none), for the driver's traces.
+    last_call_id: String,
 }
 
 impl Layer {
@@ -157,6 +160,7 @@ impl Layer {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmissions: 0,
+            last_call_id: String::new(),
         }
     }
 
@@ -174,6 +178,7 @@ impl Layer {
     /// out of a stream by [`Framer`](crate::transport::Framer)).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         let reliability = from.transport.reliability();
+        self.last_call_id.clear();
         let mut message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(error) => {
@@ -184,6 +189,9 @@ impl Layer {
                 return;
             }
         };
+        if let Some(call_id) = message.header("Call-ID") {
+            self.last_call_id.push_str(call_id);
+        }
         // The top Via, parsed once: the transaction key, and for a
         // request its `received`/`rport` stamp and where responses go.
         let via = message.header("Via").and_then(|v| v.split(',').next()).and_then(Via::parse);
@@ -320,6 +328,13 @@ impl Layer {
             }
             self.pump(&key);
         }
+    }
+
+    /// The Call-ID of the last message given to [`Layer::handle_message`],
+    /// if it parsed and had one (a driver files the message under its call
+    /// without searching its bytes again).
+    pub fn last_call_id(&self) -> Option<&str> {
+        (!self.last_call_id.is_empty()).then_some(self.last_call_id.as_str())
     }
 
     /// Messages sent again so far (retransmission timers, and answers to
@@ -479,6 +494,18 @@ mod tests {
         }
         assert!(l.is_empty());
         assert_eq!(sent(&mut l), Vec::<String>::new(), "no retransmission after the ACK");
+    }
+
+    #[test]
+    fn the_call_id_of_the_last_parsed_message_is_kept_for_the_driver() {
+        let t0 = Instant::now();
+        let mut l = Layer::new(Timers::default());
+        let inv = request("INVITE");
+        l.handle_message(t0, peer(), &inv.to_bytes());
+        assert_eq!(l.last_call_id(), inv.header("Call-ID"));
+        assert!(l.last_call_id().is_some_and(|c| !c.is_empty()));
+        l.handle_message(t0, peer(), b"NOT SIP AT ALL\r\n\r\n");
+        assert_eq!(l.last_call_id(), None, "a message that did not parse has none");
     }
 
     #[test]
