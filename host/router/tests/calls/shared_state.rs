@@ -3,7 +3,8 @@
 //! and a real PostgreSQL started here on loopback ports of their own, two
 //! `trunkline run` processes, SIPp customers calling both at once, the
 //! call-frequency plugin counting across both; Redis stopped and started
-//! under them; the records of both routers read back from PostgreSQL.
+//! under them, and killed mid-load; the records of both routers read back
+//! from PostgreSQL; the embedded store's kv after a SIGKILL mid-load.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -419,4 +420,30 @@ fn the_api_and_metrics_show_postgres_down_and_records_held_until_it_is_back() {
     let stored: i64 = pg.client().query_one("SELECT count(*) FROM calls", &[]).unwrap().get(0);
     assert_eq!(stored, 4);
     assert!(carrier.wait().unwrap().success());
+}
+
+#[test]
+fn redis_killed_mid_load_hangs_no_call_and_each_router_applies_its_failure_mode() {
+    let redis = Redis::start();
+    let gw = free_udp_port();
+    let mut carrier = sipp(&["-sn", "uas", "-p", &gw.to_string(), "-timeout", "60s"]).spawn().unwrap();
+    let plugin = |mode: &str| format!("per_day = 1000, per_month = 0, per_rolling_days = 0, on_kv_error = \"{mode}\"");
+    let sections = format!("[store]\nredis_url = \"{}\"\n[records]\nenabled = false", redis.url());
+    let (open, _) = call_frequency_router(gw, &plugin("continue"), &sections);
+    let (closed, _) = call_frequency_router(gw, &plugin("refuse"), &sections);
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = tempfile::tempdir().unwrap();
+    let either = scenario(dir.path(), 100);
+    // 40 calls through each router over 2 s; Redis dies 0.7 s in.
+    let (mut co, mut cc) =
+        (customers(&open, &either, "+12125550123", 40, 20), customers(&closed, &either, "+12125550123", 40, 20));
+    std::thread::sleep(Duration::from_millis(700));
+    let _port = redis.kill();
+    // SIPp fails a call that gets no final answer within its retransmissions: none hangs.
+    assert!(co.wait().unwrap().success() && cc.wait().unwrap().success(), "every call got its answer");
+    let (o, c) = (tally(&open, 40), tally(&closed, 40));
+    assert_eq!(o, (40, 0, 0), "fail open: every call answered, counted or not");
+    assert!(c.0 >= 1 && c.2 >= 1 && c.0 + c.2 == 40, "fail closed: answered until Redis died, then 503: {c:?}");
+    let _ = carrier.kill();
+    let _ = carrier.wait();
 }
