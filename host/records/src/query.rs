@@ -26,6 +26,43 @@ impl Default for Filter {
     }
 }
 
+/// A value a filter's SQL binds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqlArg {
+    Text(String),
+    Int(i64),
+}
+
+impl Filter {
+    /// The WHERE clause of this filter over the `calls` table (the same
+    /// columns in every store) and the values it binds, in order (always
+    /// bound, never spliced); `placeholder(n)` writes the n-th (from 1) in
+    /// the store's syntax (`?1`, `$1`).
+    pub fn sql_where(&self, placeholder: impl Fn(usize) -> String) -> (String, Vec<SqlArg>) {
+        let mut clauses = Vec::new();
+        let mut args = Vec::new();
+        let mut bind = |arg: SqlArg| {
+            args.push(arg);
+            placeholder(args.len())
+        };
+        if let Some(t) = &self.trunk {
+            clauses.push(format!("trunk = {}", bind(SqlArg::Text(t.clone()))));
+        }
+        if let Some(n) = &self.number {
+            let p = bind(SqlArg::Text(n.trim_start_matches('+').to_owned()));
+            clauses.push(format!("(ltrim(caller, '+') = {p} OR ltrim(called, '+') = {p})"));
+        }
+        if let Some(s) = self.since_ms {
+            clauses.push(format!("started_at >= {}", bind(SqlArg::Int(s))));
+        }
+        if let Some(o) = &self.outcome {
+            clauses.push(format!("outcome = {}", bind(SqlArg::Text(o.clone()))));
+        }
+        let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        (clause, args)
+    }
+}
+
 /// A filter's bad value: which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -91,6 +128,24 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_becomes_a_where_clause_of_bound_values_in_either_store_syntax() {
+        let f =
+            Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000).unwrap();
+        let (clause, args) = f.sql_where(|n| format!("?{n}"));
+        assert_eq!(
+            clause,
+            "WHERE trunk = ?1 AND (ltrim(caller, '+') = ?2 OR ltrim(called, '+') = ?2) AND started_at >= ?3 AND outcome = ?4"
+        );
+        assert_eq!(
+            args,
+            [SqlArg::Text("t".into()), SqlArg::Text("1555".into()), SqlArg::Int(4000), SqlArg::Text("failed".into())]
+        );
+        let (clause, _) = f.sql_where(|n| format!("${n}"));
+        assert!(clause.starts_with("WHERE trunk = $1 AND (ltrim(caller, '+') = $2 OR"), "{clause}");
+        assert_eq!(Filter::default().sql_where(|n| format!("?{n}")), (String::new(), vec![]));
+    }
 
     #[test]
     fn since_takes_durations_and_times_and_names_itself_when_wrong() {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::query::Filter;
+use super::query::{Filter, SqlArg};
 use super::store::{AuditRow, CallRow, StoreError};
 use super::CallRecord;
 use crate::config::PostgresSettings;
@@ -338,45 +338,17 @@ impl PgReader {
 /// A bound argument of a filter.
 type Arg = Box<dyn postgres::types::ToSql + Sync>;
 
-/// The WHERE clause and its arguments (always bound, never spliced): the
-/// embedded store's filters in PostgreSQL's placeholders.
+/// The WHERE clause and its arguments in PostgreSQL's placeholders.
 fn filter_sql(filter: &Filter) -> (String, Vec<Arg>) {
-    let mut clauses = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
-    if let Some(t) = &filter.trunk {
-        args.push(Box::new(t.clone()));
-        clauses.push(format!("trunk = ${}", args.len()));
-    }
-    if let Some(n) = &filter.number {
-        args.push(Box::new(n.trim_start_matches('+').to_owned()));
-        let i = args.len();
-        clauses.push(format!("(ltrim(caller, '+') = ${i} OR ltrim(called, '+') = ${i})"));
-    }
-    if let Some(s) = filter.since_ms {
-        args.push(Box::new(s));
-        clauses.push(format!("started_at >= ${}", args.len()));
-    }
-    if let Some(o) = &filter.outcome {
-        args.push(Box::new(o.clone()));
-        clauses.push(format!("outcome = ${}", args.len()));
-    }
-    let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let (clause, args) = filter.sql_where(|n| format!("${n}"));
+    let args = args
+        .into_iter()
+        .map(|a| -> Arg {
+            match a {
+                SqlArg::Text(t) => Box::new(t),
+                SqlArg::Int(i) => Box::new(i),
+            }
+        })
+        .collect();
     (clause, args)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_filter_becomes_a_where_clause_of_bound_values() {
-        let f =
-            Filter::new(Some("t".into()), Some("+1555".into()), Some("1s"), Some("failed".into()), None, 5000).unwrap();
-        let (clause, args) = filter_sql(&f);
-        assert_eq!(
-            clause,
-            "WHERE trunk = $1 AND (ltrim(caller, '+') = $2 OR ltrim(called, '+') = $2) AND started_at >= $3 AND outcome = $4"
-        );
-        assert_eq!(args.len(), 4);
-    }
 }
