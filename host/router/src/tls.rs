@@ -79,17 +79,38 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
                 roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
         }
-        None => {
-            // The system's roots (/etc/ssl/certs and the like).
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!(
-                    "no system root certificates found: TLS targets will fail verification unless sip.tls.ca is set"
-                );
+        None => system_roots(&mut roots, "TLS targets will fail verification unless sip.tls.ca is set"),
+    }
+    verifying(roots)
+}
+
+/// A client configuration for a server the router stores state on
+/// (PostgreSQL): its certificate verified against `ca_pem` (PEM
+/// certificates) or, without it, the system's roots.
+pub fn client_config_for(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_pem {
+        Some(mut pem) => {
+            for c in rustls_pemfile::certs(&mut pem) {
+                roots.add(c.map_err(|e| format!("not PEM certificates: {e}"))?).map_err(|e| e.to_string())?;
             }
         }
+        None => system_roots(&mut roots, "TLS servers will fail verification unless a CA file is set"),
     }
+    verifying(roots)
+}
+
+/// The system's roots (/etc/ssl/certs and the like) into `roots`; `else_what`: what follows if there are none.
+fn system_roots(roots: &mut RootCertStore, else_what: &str) {
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("no system root certificates found: {else_what}");
+    }
+}
+
+/// TLS 1.2+, our provider, servers verified against `roots`.
+fn verifying(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| e.to_string())?

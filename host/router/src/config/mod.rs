@@ -582,7 +582,7 @@ fn validate(cx: &Ctx<'_>, raw: RawConfig, base: &Path) -> Result<Settings, Confi
     let media = media::media(cx, raw.media, &listen, listen_span, relaying, base)?;
     let records = records::records(cx, raw.records, base)?;
     let nonce_secret = auth::nonce_secret(cx, &raw.auth, base)?;
-    let store = store::store(cx, &raw.store, records.path.is_some())?;
+    let store = store::store(cx, &raw.store, records.path.is_some(), base)?;
     let disaster_recovery = DisasterRecovery {
         pstn_gateway: d.pstn_gateway.map(Spanned::into_inner),
         fetch_timeout: Duration::from_millis(*d.fetch_timeout_ms.get_ref()),

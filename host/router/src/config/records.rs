@@ -116,7 +116,7 @@ pub fn records_at(file: &Path) -> Result<Option<RecordsAt>, ConfigError> {
         toml::from_str(&text).map_err(|e| cx.err(e.span().unwrap_or(0..0), "records", e.message().trim()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let Some(path) = records(&cx, raw.records, base)?.path else { return Ok(None) };
-    Ok(Some(match super::store::store(&cx, &raw.store, true)?.postgres {
+    Ok(Some(match super::store::store(&cx, &raw.store, true, base)?.postgres {
         Some(pg) => RecordsAt::Postgres(pg),
         None => RecordsAt::File(path),
     }))

@@ -4,6 +4,7 @@
 //! across restarts) and call records in the embedded store.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,10 +19,16 @@ pub(super) struct RawStore {
     redis_url: Option<Spanned<String>>,
     /// How long one hook may wait on Redis in all (ms).
     redis_timeout_ms: Option<Spanned<u64>>,
+    /// The CA (PEM) that signed the Redis server's certificate (`rediss://`);
+    /// without it, the system's roots.
+    redis_ca_file: Option<Spanned<PathBuf>>,
     /// `postgres://user[:password]@host[:port]/db`: call records and the audit log in PostgreSQL.
     postgres_url: Option<Spanned<String>>,
     /// How long one PostgreSQL connection attempt or statement may take (ms).
     postgres_timeout_ms: Option<Spanned<u64>>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate
+    /// (`sslmode=require`); without it, the system's roots.
+    postgres_ca_file: Option<Spanned<PathBuf>>,
 }
 
 /// Default of `[store] redis_timeout_ms`: a hook's kv calls wait at most
@@ -79,6 +86,9 @@ pub struct RedisSettings {
     pub url: SecretUrl,
     /// How long one hook may wait on Redis in all.
     pub timeout: Duration,
+    /// `redis_ca_file`'s certificates (PEM), read at load: the roots a
+    /// `rediss://` server's certificate must chain to (`None`: the system's).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Call records and the audit log in PostgreSQL.
@@ -87,6 +97,8 @@ pub struct PostgresSettings {
     pub url: SecretUrl,
     /// How long one connection attempt or statement may take.
     pub timeout: Duration,
+    /// `postgres_ca_file`'s certificates (PEM), read at load (`None`: the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `[store]` as validated.
@@ -97,8 +109,9 @@ pub struct StoreSettings {
 }
 
 /// `records_on`: `[records] enabled` (PostgreSQL holds records, so it needs them on).
-pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore, records_on: bool) -> Result<StoreSettings, ConfigError> {
-    let postgres = postgres(cx, raw)?;
+/// `base`: the configuration's folder (relative paths start there).
+pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore, records_on: bool, base: &Path) -> Result<StoreSettings, ConfigError> {
+    let postgres = postgres(cx, raw, base)?;
     if let (Some(_), Some(url), false) = (&postgres, &raw.postgres_url, records_on) {
         return Err(cx.err(
             url.span(),
@@ -106,10 +119,10 @@ pub(super) fn store(cx: &Ctx<'_>, raw: &RawStore, records_on: bool) -> Result<St
             "holds call records, but [records] enabled = false: turn records on or remove the key",
         ));
     }
-    Ok(StoreSettings { redis: redis(cx, raw)?, postgres })
+    Ok(StoreSettings { redis: redis(cx, raw, base)?, postgres })
 }
 
-fn redis(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<RedisSettings>, ConfigError> {
+fn redis(cx: &Ctx<'_>, raw: &RawStore, base: &Path) -> Result<Option<RedisSettings>, ConfigError> {
     let timeout = match &raw.redis_timeout_ms {
         Some(t) if !(1..=1000).contains(t.get_ref()) => {
             return Err(cx.err(t.span(), "store.redis_timeout_ms", "must be 1..=1000"))
@@ -120,22 +133,42 @@ fn redis(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<RedisSettings>, ConfigEr
     let Some(url) = &raw.redis_url else { return Ok(None) };
     let key = "store.redis_url";
     let text = url.get_ref();
-    if text.starts_with("rediss://") {
+    let tls = text.starts_with("rediss://");
+    if !tls && !text.starts_with("redis://") && !text.starts_with("redis+unix://") && !text.starts_with("unix://") {
         return Err(cx.err(
             url.span(),
             key,
-            "TLS to Redis (rediss://) is not built in: use redis:// on a private network or through a TLS tunnel",
+            "must be redis://[:password@]host[:port][/db], rediss://... (TLS) or unix:///path",
         ));
     }
-    if !text.starts_with("redis://") && !text.starts_with("redis+unix://") && !text.starts_with("unix://") {
-        return Err(cx.err(url.span(), key, "must be redis://[:password@]host[:port][/db] or unix:///path"));
+    if tls && text.contains('#') {
+        return Err(cx.err(url.span(), key, "the server's certificate is always checked (no #insecure)"));
     }
+    let ca_pem = match &raw.redis_ca_file {
+        Some(f) if !tls => {
+            return Err(cx.err(f.span(), "store.redis_ca_file", "only for TLS: redis_url must be rediss://"))
+        }
+        Some(f) => Some(read_ca(cx, f, base, "store.redis_ca_file")?),
+        None => None,
+    };
     // Parsed now (no connection) so that a bad URL is refused at load.
     redis::Client::open(text.as_str()).map_err(|e| cx.err(url.span(), key, format!("not a Redis URL: {e}")))?;
-    Ok(Some(RedisSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout) }))
+    Ok(Some(RedisSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout), ca_pem }))
 }
 
-fn postgres(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<PostgresSettings>, ConfigError> {
+/// A CA file's PEM, with at least one certificate in it.
+fn read_ca(cx: &Ctx<'_>, file: &Spanned<PathBuf>, base: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
+    let path = base.join(file.get_ref());
+    let pem =
+        std::fs::read(&path).map_err(|e| cx.err(file.span(), key, format!("cannot read {}: {e}", path.display())))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice()).filter(Result::is_ok).count();
+    if certs == 0 {
+        return Err(cx.err(file.span(), key, format!("{}: no PEM certificate in it", path.display())));
+    }
+    Ok(pem)
+}
+
+fn postgres(cx: &Ctx<'_>, raw: &RawStore, base: &Path) -> Result<Option<PostgresSettings>, ConfigError> {
     let timeout = match &raw.postgres_timeout_ms {
         Some(t) if !(100..=60_000).contains(t.get_ref()) => {
             return Err(cx.err(t.span(), "store.postgres_timeout_ms", "must be 100..=60000"))
@@ -152,17 +185,22 @@ fn postgres(cx: &Ctx<'_>, raw: &RawStore) -> Result<Option<PostgresSettings>, Co
     // Parsed now (no connection) so that a bad URL is refused at load.
     let parsed: postgres::Config =
         text.parse().map_err(|e| cx.err(url.span(), key, format!("not a PostgreSQL URL: {e}")))?;
-    if !matches!(parsed.get_ssl_mode(), postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer) {
-        return Err(cx.err(
-            url.span(),
-            key,
-            "TLS to PostgreSQL (sslmode=require) is not built in: use a private network, a Unix socket (host=/path) or a TLS tunnel",
-        ));
-    }
+    let tls = parsed.get_ssl_mode() == postgres::config::SslMode::Require;
+    let ca_pem = match &raw.postgres_ca_file {
+        Some(f) if !tls => {
+            return Err(cx.err(
+                f.span(),
+                "store.postgres_ca_file",
+                "only for TLS: add ?sslmode=require to postgres_url",
+            ))
+        }
+        Some(f) => Some(read_ca(cx, f, base, "store.postgres_ca_file")?),
+        None => None,
+    };
     if parsed.get_hosts().is_empty() {
         return Err(cx.err(url.span(), key, "names no host"));
     }
-    Ok(Some(PostgresSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout) }))
+    Ok(Some(PostgresSettings { url: SecretUrl(text.clone()), timeout: Duration::from_millis(timeout), ca_pem }))
 }
 
 #[cfg(test)]

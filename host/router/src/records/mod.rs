@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod kv;
 pub mod pg;
+pub mod pg_tls;
 pub mod source;
 pub mod store;
 pub mod traces;

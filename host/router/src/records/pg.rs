@@ -10,7 +10,9 @@
 //!
 //! rust-postgres (`postgres`, the blocking face of `tokio-postgres`): the
 //! writer is a thread of its own, and the API reads on blocking threads,
-//! so an async client would only add a hand-off. Every connection has a
+//! so an async client would only add a hand-off. With `sslmode=require`
+//! the connection is TLS, the server verified ([`super::pg_tls`]); other
+//! modes connect in the clear. Every connection has a
 //! connect timeout, a statement timeout and TCP keepalives
 //! (`[store] postgres_timeout_ms`), so no read or write hangs on a server
 //! that is slow or gone; a connection that failed is dropped and a new one
@@ -77,7 +79,15 @@ pub fn connect(settings: &PostgresSettings) -> Result<Client, StoreError> {
         .keepalives_idle(Duration::from_secs(30))
         .options(&format!("-c statement_timeout={ms} -c lock_timeout={ms}"))
         .application_name("trunkline");
-    let mut client = config.connect(NoTls).map_err(StoreError::Postgres)?;
+    let mut client = match config.get_ssl_mode() {
+        // sslmode=require: TLS, the server's certificate verified.
+        postgres::config::SslMode::Require => {
+            let tls = crate::tls::client_config_for(settings.ca_pem.as_deref()).map_err(StoreError::Tls)?;
+            config.connect(super::pg_tls::Rustls(tls))
+        }
+        _ => config.connect(NoTls),
+    }
+    .map_err(StoreError::Postgres)?;
     migrate(&mut client)?;
     Ok(client)
 }

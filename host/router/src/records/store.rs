@@ -102,6 +102,9 @@ pub enum StoreError {
     /// reach (the server's or the network's: the writer tries again).
     #[error("call records in PostgreSQL: {}", postgres_reason(.0))]
     Postgres(#[from] postgres::Error),
+    /// TLS to PostgreSQL cannot be set up (a bad `postgres_ca_file`: the operator's).
+    #[error("call records in PostgreSQL: TLS: {0}")]
+    Tls(String),
     /// The database was migrated by a newer trunkline (the operator's: upgrade every router).
     #[error("call records in PostgreSQL: schema version {found} is newer than this trunkline knows ({known}); upgrade this router")]
     TooNewServer { found: i64, known: i64 },

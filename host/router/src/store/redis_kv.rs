@@ -130,7 +130,14 @@ impl RedisKv {
     /// start is retried every second, with nothing to restart).
     pub fn start(settings: &RedisSettings) -> anyhow::Result<Arc<RedisKv>> {
         let kv = Arc::new(RedisKv {
-            client: redis::Client::open(settings.url.expose())?,
+            client: match &settings.ca_pem {
+                // rediss:// checked against these roots (else the system's).
+                Some(pem) => redis::Client::build_with_tls(
+                    settings.url.expose(),
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+                )?,
+                None => redis::Client::open(settings.url.expose())?,
+            },
             idle: Mutex::new(Vec::new()),
             connected: AtomicBool::new(false),
             breaker: Breaker::new(OPEN_AFTER, PROBE_EVERY),

@@ -22,6 +22,8 @@ pub(super) struct Postgres {
     pub(super) port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Settings given to the server on its command line (`-c name=value`).
+    settings: Vec<String>,
 }
 
 /// Where Debian puts the server's programs (the newest version installed).
@@ -54,6 +56,15 @@ fn as_server_user(cmd: &mut Command) -> &mut Command {
 
 impl Postgres {
     pub(super) fn start() -> Postgres {
+        Postgres::made(Vec::new(), None)
+    }
+
+    /// A server that also speaks TLS, with `pki`'s certificate for 127.0.0.1.
+    pub(super) fn tls(pki: &super::tls::Pki) -> Postgres {
+        Postgres::made(vec!["ssl=on".into()], Some(pki))
+    }
+
+    fn made(settings: Vec<String>, pki: Option<&super::tls::Pki>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         if let Some((uid, gid)) = server_user() {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
@@ -73,8 +84,22 @@ impl Postgres {
         .output()
         .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let mut settings = settings;
+        if let Some(pki) = pki {
+            // The key must belong to the server's user, readable by it alone.
+            for (from, to) in [("server.pem", "server.crt"), ("server.key", "server.key")] {
+                let target = data.join(to);
+                std::fs::copy(pki.dir.path().join(from), &target).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = server_user() {
+                    std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            settings.extend(["ssl_cert_file=server.crt".into(), "ssl_key_file=server.key".into()]);
+        }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut pg = Postgres { port, dir, child: None };
+        let mut pg = Postgres { port, dir, child: None, settings };
         pg.run();
         pg
     }
@@ -82,20 +107,24 @@ impl Postgres {
     /// Start the server on its data and port (again).
     pub(super) fn run(&mut self) {
         let data = self.dir.path().join("data");
-        let child = as_server_user(Command::new(bin("postgres")).args([
-            "-D",
-            data.to_str().unwrap(),
-            "-p",
-            &self.port.to_string(),
-            "-k",
-            self.dir.path().to_str().unwrap(),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=50",
-        ]))
+        let child = as_server_user(
+            Command::new(bin("postgres"))
+                .args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-p",
+                    &self.port.to_string(),
+                    "-k",
+                    self.dir.path().to_str().unwrap(),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=50",
+                ])
+                .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()])),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -147,7 +176,7 @@ impl Drop for Postgres {
 }
 
 fn settings(pg: &Postgres) -> PostgresSettings {
-    PostgresSettings { url: SecretUrl::new(pg.url()), timeout: Duration::from_millis(1000) }
+    PostgresSettings { url: SecretUrl::new(pg.url()), timeout: Duration::from_millis(1000), ca_pem: None }
 }
 
 fn draft(i: u64, trunk: &str) -> Draft {
@@ -279,4 +308,23 @@ fn records_wait_in_memory_while_postgres_is_down_and_are_written_when_it_is_back
     assert!(!stats.failing.load(Ordering::Relaxed));
     assert_eq!(stats.held.load(Ordering::Relaxed), 0);
     sink.close();
+}
+
+#[test]
+fn postgres_over_tls_checks_the_servers_certificate_against_the_configured_ca() {
+    let pki = super::tls::pki();
+    let pg = Postgres::tls(&pki);
+    let url = SecretUrl::new(format!("{}?sslmode=require", pg.url()));
+    let ca = std::fs::read(pki.dir.path().join("ca.pem")).unwrap();
+    let ours = PostgresSettings { url: url.clone(), timeout: Duration::from_millis(2000), ca_pem: Some(ca) };
+    let mut client = trunkline_router::records::pg::connect(&ours).unwrap();
+    let row = client.query_one("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap();
+    let (ssl, version): (bool, Option<String>) = (row.get(0), row.get(1));
+    assert!(ssl, "the session is encrypted");
+    assert!(matches!(version.as_deref(), Some("TLSv1.2" | "TLSv1.3")), "{version:?}");
+    assert!(PgReader::new(ours).list(&Filter::default()).unwrap().is_empty(), "records read over TLS");
+    // Without the CA (the system's roots do not vouch for it): refused, and said why.
+    let theirs = PostgresSettings { url, timeout: Duration::from_millis(2000), ca_pem: None };
+    let e = trunkline_router::records::pg::connect(&theirs).err().expect("an unknown issuer is refused").to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
 }

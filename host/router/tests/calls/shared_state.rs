@@ -31,8 +31,23 @@ impl Redis {
     }
 
     fn on(port: u16) -> Redis {
+        Redis::serve(port, &["--port", &port.to_string()])
+    }
+
+    /// A `redis-server` that speaks TLS only, with `pki`'s certificate for 127.0.0.1.
+    fn tls(pki: &super::tls::Pki) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let file = |name: &str| pki.dir.path().join(name).to_str().unwrap().to_owned();
+        let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+        let tls = ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &cert, "--tls-key-file", &key];
+        Redis::serve(port, &[&tls[..], &["--tls-ca-cert-file", &ca, "--tls-auth-clients", "no"]].concat())
+    }
+
+    /// `redis-server` with `args` on loopback, nothing saved to disk, once `port` accepts.
+    fn serve(port: u16, args: &[&str]) -> Redis {
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -68,7 +83,8 @@ impl Drop for Redis {
 }
 
 fn kv_on(redis: &Redis, timeout_ms: u64) -> Arc<RedisKv> {
-    let settings = RedisSettings { url: SecretUrl::new(redis.url()), timeout: Duration::from_millis(timeout_ms) };
+    let settings =
+        RedisSettings { url: SecretUrl::new(redis.url()), timeout: Duration::from_millis(timeout_ms), ca_pem: None };
     let kv = RedisKv::start(&settings).unwrap();
     for _ in 0..100 {
         if kv.state() == "up" {
@@ -77,6 +93,31 @@ fn kv_on(redis: &Redis, timeout_ms: u64) -> Arc<RedisKv> {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("not connected to Redis: {}", kv.state());
+}
+
+#[test]
+fn redis_over_tls_checks_the_servers_certificate_against_the_configured_ca() {
+    let pki = super::tls::pki();
+    let redis = Redis::tls(&pki);
+    let url = SecretUrl::new(format!("rediss://127.0.0.1:{}/", redis.port));
+    let d = Duration::from_millis(500);
+    let ca = std::fs::read(pki.dir.path().join("ca.pem")).unwrap();
+    let kv = RedisKv::start(&RedisSettings { url: url.clone(), timeout: d, ca_pem: Some(ca) }).unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if kv.incr("cf/AC1", "calls", 1, Some(60), 10, d) == Ok(1) {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "counting over TLS: {}", kv.state());
+    assert_eq!(kv.get_many("cf/AC1", &["calls".into()], d).unwrap(), vec![Some("1".into())]);
+    // Another CA (here: the system's roots) does not vouch for the server: never connected.
+    let other = RedisKv::start(&RedisSettings { url, timeout: d, ca_pem: None }).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(other.incr("cf/AC1", "calls", 1, None, 10, d), Err(KvRefusal::Unavailable));
+    assert_eq!(other.state(), "connecting");
 }
 
 #[test]
