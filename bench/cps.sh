@@ -72,6 +72,11 @@ max_live_instances = 4000
 prewarm = ${PREWARM:-8}
 [admin]
 listen = "127.0.0.1:46090"
+# SIPp's UAC is one source: the per-source INVITE flood limit (default
+# 2000/s) would refuse the excess above it and measure the limit, not the router.
+[limits]
+invites_per_second = 1000000
+invite_burst = 1000000
 [records]
 enabled = $([ "${RECORDS:-1}" = 0 ] && echo false || echo true)
 trace_messages = ${TRACE_MESSAGES:-64}
