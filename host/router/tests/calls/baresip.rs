@@ -109,17 +109,26 @@ impl Baresip {
     /// not yet returned or cleared; its JSON.
     /// Wait for an event of kind `a` or `b`; which came.
     pub(super) fn wait_for_either(&mut self, a: &str, b: &str) -> String {
+        self.wait_for_either_unless_gone(a, b)
+            .unwrap_or_else(|| panic!("baresip closed its control connection; events: {:?}", self.events))
+    }
+
+    /// As [`Baresip::wait_for_either`]; `None` if baresip went away first
+    /// (its process ended: the caller may start another and try again).
+    pub(super) fn wait_for_either_unless_gone(&mut self, a: &str, b: &str) -> Option<String> {
         let needles = [format!("\"type\":\"{a}\""), format!("\"type\":\"{b}\"")];
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             for (needle, kind) in needles.iter().zip([a, b]) {
                 if let Some(i) = self.events.iter().position(|e| e.contains(needle.as_str())) {
                     self.events.remove(i);
-                    return kind.to_owned();
+                    return Some(kind.to_owned());
                 }
             }
             assert!(std::time::Instant::now() < deadline, "no {a} or {b} event from baresip; seen: {:?}", self.events);
-            self.read_events();
+            if !self.try_read_events() {
+                return None;
+            }
         }
     }
 
@@ -139,11 +148,19 @@ impl Baresip {
     }
 
     fn read_events(&mut self) {
+        if !self.try_read_events() {
+            panic!("baresip closed its control connection; events: {:?}", self.events);
+        }
+    }
+
+    /// Read what has arrived into `events`; false if baresip closed its
+    /// control connection.
+    fn try_read_events(&mut self) -> bool {
         let mut buf = [0u8; 4096];
         match self.ctrl.read(&mut buf) {
-            Ok(0) => panic!("baresip closed its control connection; events: {:?}", self.events),
+            Ok(0) => return false,
             Ok(n) => self.unread.extend_from_slice(&buf[..n]),
-            Err(_) => return, // timeout: nothing yet
+            Err(_) => return true, // timeout: nothing yet
         }
         // Netstrings: LEN ":" JSON ","
         while let Some(colon) = self.unread.iter().position(|b| *b == b':') {
@@ -157,6 +174,7 @@ impl Baresip {
                 self.events.push(json);
             }
         }
+        true
     }
 
     /// What baresip printed of its SIP traffic (`-s`).
