@@ -536,8 +536,6 @@ struct Insight {
     sink: Option<RecordSink>,
     /// Where the records are read (the admin API).
     source: Option<RecordSource>,
-    /// The records are in PostgreSQL.
-    postgres: bool,
     /// The plugins' kv kept in the same store.
     kv: Option<crate::records::kv::KvKeeper>,
     media: HashMap<u64, Vec<String>>,
@@ -565,7 +563,6 @@ impl Insight {
             }
             (None, _) => (None, None),
         };
-        let postgres = settings.store.postgres.is_some();
         // The plugins' kv survives restarts in the same file (before the
         // first call), unless it lives in a shared store.
         let kv = match &settings.records.path {
@@ -583,12 +580,15 @@ impl Insight {
                 sink.audit(AuditRow::from(e));
             }
         }));
-        Ok(Insight { sink, source, postgres, kv, media: HashMap::new() })
+        Ok(Insight { sink, source, kv, media: HashMap::new() })
     }
 
     /// The writer's counts when a server holds the records.
     fn server_stats(&self) -> Option<Arc<crate::records::writer::WriterStats>> {
-        self.sink.as_ref().filter(|_| self.postgres).map(RecordSink::shared_stats)
+        self.sink
+            .as_ref()
+            .filter(|_| matches!(self.source, Some(RecordSource::Postgres(_))))
+            .map(RecordSink::shared_stats)
     }
 
     /// Store what is queued and stop the writers.
