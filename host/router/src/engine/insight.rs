@@ -31,9 +31,14 @@ impl Engine {
     /// router): into its call's trace; false if it has no call (yet).
     pub(super) fn trace_under(&mut self, now: Instant, call_id: &str, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
         let Some(caps) = self.trace_caps else { return true };
-        let id = self.by_a_call_id.get(call_id).or_else(|| self.by_b_call_id.get(call_id)).copied();
-        if let Some(c) = id.and_then(|id| self.calls.get_mut(&id)) {
+        if let Some(c) = self.trace_recent.get(call_id).and_then(|id| self.calls.get_mut(&id)) {
             c.trace.push(caps, now, sent, peer, bytes);
+            return true;
+        }
+        let id = self.by_a_call_id.get(call_id).or_else(|| self.by_b_call_id.get(call_id)).copied();
+        if let Some((id, c)) = id.and_then(|id| Some((id, self.calls.get_mut(&id)?))) {
+            c.trace.push(caps, now, sent, peer, bytes);
+            self.trace_recent.put(call_id, id);
             return true;
         }
         if let Some(d) = self.lingering.get(call_id).and_then(|id| self.pending_records.get_mut(id)) {
@@ -163,6 +168,38 @@ impl Engine {
         let id = self.next_call;
         self.next_call += 1;
         id
+    }
+}
+
+/// The calls of the last few messages traced, by Call-ID. A call's
+/// messages come in runs (a request, its relay to the other leg, the
+/// answers to both), so most find their call here by comparing a few
+/// strings instead of hashing theirs into two maps (a third of what a
+/// trace cost the engine). Only calls in progress are kept: an entry
+/// whose call has ended finds nothing and the maps are asked; a transfer,
+/// which moves Call-IDs between calls, empties it.
+#[derive(Debug, Default)]
+pub(super) struct RecentCalls {
+    entries: [(String, u64); 4],
+    next: usize,
+}
+
+impl RecentCalls {
+    fn get(&self, call_id: &str) -> Option<u64> {
+        self.entries.iter().find(|(c, _)| c == call_id && !c.is_empty()).map(|&(_, id)| id)
+    }
+
+    /// A Call-ID changed calls (a transfer): forget them all.
+    pub(super) fn clear(&mut self) {
+        *self = RecentCalls::default();
+    }
+
+    fn put(&mut self, call_id: &str, id: u64) {
+        let (c, slot) = &mut self.entries[self.next];
+        c.clear();
+        c.push_str(call_id);
+        *slot = id;
+        self.next = (self.next + 1) % self.entries.len();
     }
 }
 

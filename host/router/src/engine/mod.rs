@@ -103,6 +103,11 @@ enum Timer {
     PingTimeout(u32, u64),
 }
 
+/// A map keyed by the engine's own call numbers: a fast hash (foldhash).
+/// Maps keyed by what peers send (Call-IDs) keep the standard SipHash,
+/// whose keys an attacker cannot learn from the router's behaviour.
+type ByCall<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
 /// The engine. See the module docs.
 pub struct Engine {
     layer: Layer,
@@ -110,7 +115,7 @@ pub struct Engine {
     runtime: Runtime,
     locals: Locals,
     ids: Ids,
-    calls: HashMap<u64, CallState>,
+    calls: ByCall<CallState>,
     next_call: u64,
     by_a_call_id: HashMap<String, u64>,
     by_b_call_id: HashMap<String, u64>,
@@ -154,7 +159,9 @@ pub struct Engine {
     last_now: Option<Instant>,
     /// The Call-ID of the message being traced (a buffer kept between messages).
     trace_call_id: String,
-    pending_records: HashMap<u64, crate::records::Draft>,
+    /// The calls of the last messages traced, by Call-ID (insight::RecentCalls).
+    trace_recent: insight::RecentCalls,
+    pending_records: ByCall<crate::records::Draft>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
     record_tick: Option<Instant>,
@@ -190,7 +197,7 @@ impl Engine {
             runtime,
             locals,
             ids: Ids::new(seed),
-            calls: HashMap::new(),
+            calls: ByCall::default(),
             next_call: 0,
             by_a_call_id: HashMap::new(),
             by_b_call_id: HashMap::new(),
@@ -214,7 +221,8 @@ impl Engine {
             trace_caps,
             last_now: None,
             trace_call_id: String::new(),
-            pending_records: HashMap::new(),
+            trace_recent: insight::RecentCalls::default(),
+            pending_records: ByCall::default(),
             lingering: HashMap::new(),
             record_tick: None,
             records_out: VecDeque::new(),

@@ -337,6 +337,7 @@ impl Engine {
             Side::Callee => {
                 if let Some(old) = c.b_dialog.as_ref().map(|d| d.id.call_id.clone()) {
                     self.by_b_call_id.remove(&old);
+                    self.trace_recent.clear();
                 }
                 c.attempts += 1;
                 let mut leg = Leg::new(c.attempts, sent.tx, sent.invite, sent.to, t.uri.clone());
@@ -349,6 +350,7 @@ impl Engine {
                 // as the caller's, and go where it is.
                 if let Some(old) = c.a_dialog.as_ref().map(|d| d.id.call_id.clone()) {
                     self.by_a_call_id.remove(&old);
+                    self.trace_recent.clear();
                 }
                 self.by_a_call_id.insert(new_call_id, id);
                 c.a_from = sent.to;
@@ -374,6 +376,7 @@ impl Engine {
             self.media_restore(id, before);
         }
         self.by_b_call_id.remove(&t.call_id);
+        self.trace_recent.clear();
         if let (Some(mut d), Some(sent)) = (t.dialog, t.target) {
             let hop = Hop::of(&d, sent.to);
             let via = build::via(&self.locals, hop.transport);

@@ -9,6 +9,7 @@
 //! a newer file instead of misreading it.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,47 @@ pub const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER,
         PRIMARY KEY (namespace, key)
     ) WITHOUT ROWID;",
+    // 7: a new row's compact record goes in the trace segment, just before
+    // its trace (the `record_length` bytes that end at `trace_offset`), and
+    // `record` holds an empty BLOB: written once, by the same system call
+    // as the trace, instead of twice through SQLite's log (bench/README.md,
+    // session 16).
+    "ALTER TABLE calls ADD COLUMN record_length INTEGER;",
 ];
+
+/// Rows in one INSERT statement at most.
+const ROWS: usize = 16;
+/// Values in a row of `calls` as [`Store::write`] inserts it.
+const COLUMNS: usize = 18;
+
+/// `INSERT INTO calls ...` of `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record,
+                            trace_segment, trace_offset, trace_length, pdd_ms, duration_ms, hangup_by, attempts,
+                            record_length) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMNS {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", row * COLUMNS + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// A row's numbers computed for its INSERT.
+struct RowNumbers {
+    at: TraceAt,
+    record_length: i64,
+    pdd_ms: Option<i64>,
+    duration_ms: i64,
+    attempts: i64,
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,45 +264,69 @@ impl Store {
     }
 
     /// Store `records` and `audit` rows in one transaction (the writer's
-    /// batch: a commit costs more than a row, so rows share one).
+    /// batch: a commit costs more than a row, so rows share one). The
+    /// packed traces are taken (written from where they are, not copied).
     pub fn write(&mut self, records: &mut [(CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
         if records.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let traces = self.traces.as_mut().ok_or(StoreError::ReadOnly)?;
         let tx = self.conn.transaction()?;
-        if !records.is_empty() {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record,
-                                    trace_segment, trace_offset, trace_length, pdd_ms, duration_ms, hangup_by, attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?;
-            let mut body = Vec::with_capacity(2048);
-            for (r, trace) in records.iter_mut() {
-                // The id is the row's; the trace is apart.
-                body.clear();
+        // Rows go in by statements of ROWS rows: a statement's own work
+        // (its cursors, the AUTOINCREMENT counter) is shared. The rows
+        // that do not fill a statement go one by one: two statements, each
+        // prepared once, not one for every length.
+        let whole = records.len() / ROWS * ROWS;
+        let (full, rest) = records.split_at_mut(whole);
+        for chunk in full.chunks_mut(ROWS).chain(rest.chunks_mut(1)) {
+            static ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+            static MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS));
+            let mut insert = tx.prepare_cached(if chunk.len() == ROWS { &MANY } else { &ONE })?;
+            let mut cells = Vec::with_capacity(chunk.len());
+            for (r, trace) in chunk.iter_mut() {
+                // The id is the row's; the record and its trace go in the segment.
+                let mut body = Vec::with_capacity(1024);
                 r.encode_into(&mut body);
-                let at = traces.append(trace).map_err(traces_failed(&self.path))?;
-                insert.execute(params![
-                    r.call_id,
-                    r.started_at,
-                    r.ended_at,
-                    r.trunk,
-                    r.direction,
-                    r.caller,
-                    r.called,
-                    r.outcome,
-                    r.status,
-                    body,
-                    at.segment,
-                    at.offset,
-                    at.length,
-                    r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
-                    r.duration_ms.min(i64::MAX as u64) as i64,
-                    r.hangup_by,
-                    r.targets.len() as i64
-                ])?;
-                r.id = tx.last_insert_rowid();
+                let record_length = body.len() as i64;
+                let at = traces.append(body, std::mem::take(trace)).map_err(traces_failed(&self.path))?;
+                cells.push(RowNumbers {
+                    at,
+                    record_length,
+                    pdd_ms: r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
+                    duration_ms: r.duration_ms.min(i64::MAX as u64) as i64,
+                    attempts: r.targets.len() as i64,
+                });
+            }
+            const IN_SEGMENT: &[u8] = &[];
+            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
+            for ((r, _), n) in chunk.iter().zip(&cells) {
+                args.extend_from_slice(&[
+                    &r.call_id,
+                    &r.started_at,
+                    &r.ended_at,
+                    &r.trunk,
+                    &r.direction,
+                    &r.caller,
+                    &r.called,
+                    &r.outcome,
+                    &r.status,
+                    &IN_SEGMENT,
+                    &n.at.segment,
+                    &n.at.offset,
+                    &n.at.length,
+                    &n.pdd_ms,
+                    &n.duration_ms,
+                    &r.hangup_by,
+                    &n.attempts,
+                    &n.record_length,
+                ]);
+            }
+            insert.execute(&*args)?;
+            // One statement's rows have consecutive ids, the last one's known.
+            let last = tx.last_insert_rowid();
+            let n = chunk.len() as i64;
+            for (i, (r, _)) in chunk.iter_mut().enumerate() {
+                r.id = last - (n - 1 - i as i64);
             }
         }
         // The traces are written before the rows that point at them.
@@ -335,15 +400,15 @@ impl Store {
 
     /// One record: by its number, or by the caller's Call-ID (the newest).
     pub fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        type Row = (i64, rusqlite::types::Value, Option<Vec<u8>>, Option<TraceAt>);
+        type Row = (i64, rusqlite::types::Value, Option<Vec<u8>>, Option<TraceAt>, Option<i64>);
         let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
             let at = match (r.get(3)?, r.get(4)?, r.get(5)?) {
                 (Some(segment), Some(offset), Some(length)) => Some(TraceAt { segment, offset, length }),
                 _ => None,
             };
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, at))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, at, r.get(6)?))
         };
-        const COLUMNS: &str = "id, record, trace, trace_segment, trace_offset, trace_length";
+        const COLUMNS: &str = "id, record, trace, trace_segment, trace_offset, trace_length, record_length";
         let row: Option<Row> = match key.parse::<i64>() {
             Ok(id) => self.conn.query_row(&format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"), params![id], read),
             Err(_) => self.conn.query_row(
@@ -353,27 +418,35 @@ impl Store {
             ),
         }
         .optional()?;
-        let Some((id, stored, blob, at)) = row else { return Ok(None) };
+        let Some((id, stored, blob, at, record_length)) = row else { return Ok(None) };
+        let corrupt = |why: String| StoreError::Corrupt { id, why };
+        let segment = |at: TraceAt| traces::read(&self.path, at).map_err(|e| corrupt(format!("its segment: {e}")));
         use rusqlite::types::Value;
+        // Rows of schema 7 on: the record and its trace in a segment, read together.
+        let (stored, packed) = match (record_length, at) {
+            (Some(length), Some(at)) => {
+                let (Some(offset), Some(both)) = (at.offset.checked_sub(length), at.length.checked_add(length)) else {
+                    return Err(corrupt("a record length past its segment".into()));
+                };
+                let mut bytes = segment(TraceAt { segment: at.segment, offset, length: both })?;
+                let trace = bytes.split_off(length.clamp(0, both) as usize);
+                (Value::Blob(bytes), Some(trace))
+            }
+            // Schema 4 to 6: the trace in a segment; 3: in a column; 1 and 2: in the JSON.
+            (None, Some(at)) => (stored, Some(segment(at)?)),
+            (_, None) => (stored, blob),
+        };
         let mut record = match stored {
             Value::Blob(bytes) => CallRecord::decode(&bytes),
             // Rows of schema 1 to 4.
             Value::Text(json) => serde_json::from_str(&json).map_err(|e| e.to_string()),
             other => Err(format!("a record of type {:?}", other.data_type())),
         }
-        .map_err(|why| StoreError::Corrupt { id, why })?;
+        .map_err(corrupt)?;
         record.id = id;
-        // Records of schema 1 and 2 kept the trace in their JSON, of 3 in a column.
-        let packed = match at {
-            Some(at) => Some(
-                traces::read(&self.path, at)
-                    .map_err(|e| StoreError::Corrupt { id, why: format!("its SIP trace: {e}") })?,
-            ),
-            None => blob,
-        };
         if let Some(packed) = packed {
             record.trace = crate::records::trace::unpack(&packed)
-                .ok_or_else(|| StoreError::Corrupt { id, why: "the SIP trace does not decode".into() })?;
+                .ok_or_else(|| corrupt("the SIP trace does not decode".into()))?;
         }
         Ok(Some(record))
     }
