@@ -8,6 +8,25 @@
 //! records and the audit log go to PostgreSQL instead ([`pg`]); [`source`]
 //! reads either.
 
+/// The columns both stores (SQLite, PostgreSQL) fill first in a row of
+/// `calls`, from the record `$r`, as an array of `&$t` (each store's own
+/// parameter trait object): `call_id` to `outcome`, in that order.
+macro_rules! leading_columns {
+    ($r:expr, $t:ty) => {
+        [
+            &$r.call_id as &$t,
+            &$r.started_at,
+            &$r.ended_at,
+            &$r.trunk,
+            &$r.direction,
+            &$r.caller,
+            &$r.called,
+            &$r.outcome,
+        ]
+    };
+}
+pub(crate) use leading_columns;
+
 pub mod cli;
 pub mod kv;
 pub mod pg;

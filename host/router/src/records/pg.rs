@@ -158,29 +158,15 @@ impl super::writer::Backend for PgWriter {
                 )?;
                 let mut body = Vec::with_capacity(2048);
                 let mut ids = Vec::with_capacity(records.len());
+                type Param = dyn postgres::types::ToSql + Sync;
                 for (r, trace) in records.iter() {
                     body.clear();
                     r.encode_into(&mut body);
-                    let row = tx.query_one(
-                        &insert,
-                        &[
-                            &r.call_id,
-                            &r.started_at,
-                            &r.ended_at,
-                            &r.trunk,
-                            &r.direction,
-                            &r.caller,
-                            &r.called,
-                            &r.outcome,
-                            &i32::from(r.status),
-                            &body,
-                            &trace,
-                            &r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
-                            &(r.duration_ms.min(i64::MAX as u64) as i64),
-                            &r.hangup_by,
-                            &(r.targets.len() as i64),
-                        ],
-                    )?;
+                    let (status, pdd_ms) = (i32::from(r.status), r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64));
+                    let (duration_ms, attempts) = (r.duration_ms.min(i64::MAX as u64) as i64, r.targets.len() as i64);
+                    let rest: [&Param; 7] = [&status, &body, trace, &pdd_ms, &duration_ms, &r.hangup_by, &attempts];
+                    let params: Vec<&Param> = super::leading_columns!(r, Param).into_iter().chain(rest).collect();
+                    let row = tx.query_one(&insert, &params)?;
                     ids.push(row.get::<_, i64>(0));
                 }
                 if !audit.is_empty() {

@@ -300,16 +300,9 @@ impl Store {
             const IN_SEGMENT: &[u8] = &[];
             let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
             for ((r, _), n) in chunk.iter().zip(&cells) {
+                args.extend_from_slice(&super::leading_columns!(r, dyn rusqlite::ToSql));
                 args.extend_from_slice(&[
-                    &r.call_id,
-                    &r.started_at,
-                    &r.ended_at,
-                    &r.trunk,
-                    &r.direction,
-                    &r.caller,
-                    &r.called,
-                    &r.outcome,
-                    &r.status,
+                    &r.status as &dyn rusqlite::ToSql,
                     &IN_SEGMENT,
                     &n.at.segment,
                     &n.at.offset,
@@ -420,7 +413,8 @@ impl Store {
         .optional()?;
         let Some((id, stored, blob, at, record_length)) = row else { return Ok(None) };
         let corrupt = |why: String| StoreError::Corrupt { id, why };
-        let segment = |at: TraceAt| traces::read(&self.path, at).map_err(|e| corrupt(format!("its segment: {e}")));
+        let segment =
+            |at: TraceAt| traces::read(&self.path, at).map_err(|e| corrupt(format!("its SIP trace segment: {e}")));
         use rusqlite::types::Value;
         // Rows of schema 7 on: the record and its trace in a segment, read together.
         let (stored, packed) = match (record_length, at) {
@@ -685,7 +679,7 @@ mod tests {
         // A segment gone under a record's feet: the record says so.
         std::fs::remove_file(traces::dir_of(&path).join("00000002.trace")).unwrap();
         let e = store.get("s1").unwrap_err().to_string();
-        assert!(e.contains("its SIP trace") && e.contains("00000002.trace"), "{e}");
+        assert!(e.contains("its SIP trace segment") && e.contains("00000002.trace"), "{e}");
     }
 
     #[test]
