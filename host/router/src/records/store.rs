@@ -561,6 +561,43 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_more_rows_than_a_statement_holds_keeps_each_record_with_its_own_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("b.db")).unwrap();
+        let t0 = std::time::Instant::now();
+        let caps = crate::records::trace::TraceCaps { messages: 4, bytes: 4096 };
+        let peer = trunkline_sip_core::Peer::udp("127.0.0.1:5060".parse().unwrap());
+        // Two whole statements of ROWS rows, then rows one by one; twice, so
+        // that the second batch's ids follow the first's.
+        for batch in 0..2 {
+            let n = 2 * ROWS + 5;
+            let mut records: Vec<(CallRecord, Vec<u8>)> = (0..n)
+                .map(|i| {
+                    let mut r = record(&format!("c{batch}-{i}"), (batch * 100 + i) as i64, "answered");
+                    r.pdd_ms = Some(i as u64);
+                    let mut raw = crate::records::RawTrace::default();
+                    raw.push(caps, t0, false, peer, format!("INVITE sip:{batch}-{i}@x SIP/2.0\r\n\r\n").as_bytes());
+                    (r, raw.pack(t0))
+                })
+                .collect();
+            store.write(&mut records, &[]).unwrap();
+            for (i, (r, trace)) in records.iter().enumerate() {
+                assert_eq!(r.id, (batch * n + i + 1) as i64, "ids in the order of the batch");
+                assert!(trace.is_empty(), "the packed trace was taken, not copied");
+                let back = store.get(&r.id.to_string()).unwrap().unwrap();
+                assert_eq!((back.call_id.as_str(), back.pdd_ms), (r.call_id.as_str(), Some(i as u64)));
+                assert_eq!(back.trace.len(), 1);
+                assert_eq!(back.trace[0].first_line(), format!("INVITE sip:{batch}-{i}@x SIP/2.0"));
+            }
+        }
+        let stored: String = store
+            .conn
+            .query_row("SELECT typeof(record) || length(record) FROM calls WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, "blob0", "the record is in the segment, not the row");
+    }
+
+    #[test]
     fn a_file_of_an_earlier_schema_opens_and_keeps_its_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
@@ -619,11 +656,34 @@ mod tests {
         store.insert(&mut [(today, packed)]).unwrap();
         let new = store.get("new@x").unwrap().unwrap();
         assert_eq!((new.pdd_ms, new.hangup_by.as_str(), new.id), (Some(3), "caller", 3));
-        let stored: String =
-            store.conn.query_row("SELECT typeof(record) FROM calls WHERE id = 3", [], |r| r.get(0)).unwrap();
+        let (stored, length): (String, i64) = store
+            .conn
+            .query_row("SELECT typeof(record), record_length FROM calls WHERE id = 3", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
         assert_eq!(stored, "blob", "today's records are stored in their compact form");
+        assert!(length > 0, "in the segment, before the trace");
         let listed = store.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
         assert_eq!((listed[0].id, listed[0].pdd_ms, listed[0].hangup_by.as_str()), (3, Some(3), "caller"));
+        // A record of schema 5 and 6: compact in the row, its trace in a segment.
+        let mut six = record("six@x", 2_100, "failed");
+        six.status = 503;
+        let mut body = Vec::new();
+        six.encode_into(&mut body);
+        store
+            .conn
+            .execute(
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record,
+                                    trace_segment, trace_offset, trace_length)
+                 SELECT 'six@x', 2100, 2110, trunk, direction, caller, called, 'failed', 503, ?1,
+                        trace_segment, trace_offset, trace_length FROM calls WHERE id = 3",
+                params![body],
+            )
+            .unwrap();
+        let six = store.get("six@x").unwrap().unwrap();
+        assert_eq!((six.status, six.outcome.as_str(), six.trace.len()), (503, "failed", 1));
+        assert!(six.trace[0].message.starts_with("BYE sip:y"));
         assert_eq!((new.trace.len(), new.trace[0].direction.as_str()), (1, "out"));
         assert!(new.trace[0].message.starts_with("BYE sip:y"));
         // The API and the CLI read it through a read-only store.
