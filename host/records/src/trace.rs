@@ -32,7 +32,7 @@ pub struct RawTrace {
     dropped: u32,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct RawEntry {
     at: Instant,
     sent: bool,
@@ -57,6 +57,25 @@ impl RawTrace {
         }
         self.bytes.extend_from_slice(bytes);
         self.entries.push(RawEntry { at, sent, peer, end: self.bytes.len() });
+    }
+
+    /// What was kept, copied into allocations of its own size, for the
+    /// writer's thread; this trace is emptied and keeps its buffers for
+    /// another call. Why: a buffer allocated for a call on the engine's
+    /// thread and freed seconds later on the writer's costs the engine's
+    /// allocator more than copying a few KB (bench/README.md, session
+    /// 16); the copy lives until the writer's next batch only.
+    pub fn hand_over(&mut self) -> RawTrace {
+        let out = RawTrace { bytes: self.bytes.clone(), entries: self.entries.clone(), dropped: self.dropped };
+        self.bytes.clear();
+        self.entries.clear();
+        self.dropped = 0;
+        out
+    }
+
+    /// Bytes the buffers hold without growing (a pool keeps small ones only).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     /// Messages left out by the caps.
@@ -455,6 +474,27 @@ mod tests {
         assert_eq!((e[0].direction.as_str(), e[0].label().as_str(), e[0].at_ms), ("in", "INVITE", 0));
         assert_eq!((e[1].direction.as_str(), e[1].label().as_str(), e[1].at_ms), ("out", "100 Trying", 8));
         assert_eq!((e[1].status(), e[1].peer.as_str()), (Some(100), "udp:127.0.0.1:5060"));
+    }
+
+    #[test]
+    fn a_trace_handed_over_is_a_whole_copy_and_the_original_is_emptied_for_reuse() {
+        let t0 = Instant::now();
+        let caps = TraceCaps { messages: 2, bytes: 1000 };
+        let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
+        let mut t = RawTrace::default();
+        t.push(caps, t0, false, peer, b"INVITE sip:a SIP/2.0\r\n\r\n");
+        t.push(caps, t0, true, peer, b"SIP/2.0 100 Trying\r\n\r\n");
+        t.push(caps, t0, true, peer, b"SIP/2.0 180 Ringing\r\n\r\n"); // over the count
+        let kept = t.capacity();
+        let handed = t.hand_over();
+        assert_eq!((handed.len(), handed.dropped()), (2, 1));
+        assert_eq!(handed.finish(t0)[1].label(), "100 Trying");
+        assert!(handed.capacity() < kept, "the copy is the size of what was kept");
+        assert_eq!((t.len(), t.dropped(), t.capacity()), (0, 0, kept), "emptied, its buffer kept");
+        // Reused for another call: nothing of the first one shows.
+        t.push(caps, t0, false, peer, b"BYE sip:b SIP/2.0\r\n\r\n");
+        let again = t.finish(t0);
+        assert_eq!((again.len(), again[0].label().as_str()), (1, "BYE"));
     }
 
     #[test]

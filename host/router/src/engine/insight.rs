@@ -31,12 +31,15 @@ impl Engine {
     /// router): into its call's trace; false if it has no call (yet).
     pub(super) fn trace_under(&mut self, now: Instant, call_id: &str, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
         let Some(caps) = self.trace_caps else { return true };
+        let pool = &mut self.trace_pool;
         if let Some(c) = self.trace_recent.get(call_id).and_then(|id| self.calls.get_mut(&id)) {
+            pool.lend(&mut c.trace);
             c.trace.push(caps, now, sent, peer, bytes);
             return true;
         }
         let id = self.by_a_call_id.get(call_id).or_else(|| self.by_b_call_id.get(call_id)).copied();
         if let Some((id, c)) = id.and_then(|id| Some((id, self.calls.get_mut(&id)?))) {
+            pool.lend(&mut c.trace);
             c.trace.push(caps, now, sent, peer, bytes);
             self.trace_recent.put(call_id, id);
             return true;
@@ -63,7 +66,12 @@ impl Engine {
 
     /// `RECORD_LINGER` after call `id` ended: its record is ready.
     pub(super) fn record_due(&mut self, id: u64) {
-        let Some(d) = self.pending_records.remove(&id) else { return };
+        let Some(mut lingered) = self.pending_records.remove(&id) else { return };
+        // The writer gets a copy; the trace's buffers stay here for the
+        // next calls, the rest is freed here (RawTrace::hand_over says why).
+        let d = lingered.hand_over();
+        self.trace_pool.give_back(std::mem::take(&mut lingered.trace));
+        drop(lingered);
         self.lingering.remove(&d.record.call_id);
         for b in &d.record.leg_call_ids {
             self.lingering.remove(b);
@@ -168,6 +176,38 @@ impl Engine {
         let id = self.next_call;
         self.next_call += 1;
         id
+    }
+}
+
+/// Emptied trace buffers for the next calls (`RawTrace::hand_over`): the
+/// engine's allocator serves no per-call trace buffer and sees none freed
+/// on another thread. Bounded in count and in what each may hold.
+#[derive(Debug, Default)]
+pub(super) struct TracePool {
+    free: Vec<RawTrace>,
+}
+
+impl TracePool {
+    /// Buffers kept at most (about 9 KB each: with calls in progress and
+    /// lingering, a few thousand are in use at 1000 calls/s).
+    const MAX: usize = 1024;
+    /// A buffer that grew past this is let go, not kept.
+    const MAX_BYTES: usize = 16 << 10;
+
+    /// Give `trace`, if it has no buffers yet, emptied ones from the pool.
+    fn lend(&mut self, trace: &mut RawTrace) {
+        if trace.capacity() == 0 {
+            if let Some(t) = self.free.pop() {
+                *trace = t;
+            }
+        }
+    }
+
+    /// Keep the emptied `trace`'s buffers for another call.
+    fn give_back(&mut self, trace: RawTrace) {
+        if trace.capacity() > 0 && trace.capacity() <= Self::MAX_BYTES && self.free.len() < Self::MAX {
+            self.free.push(trace);
+        }
     }
 }
 
@@ -281,4 +321,45 @@ fn hook_records(hooks: &[HookTrace]) -> Vec<HookRecord> {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::trace::TraceCaps;
+
+    fn used(bytes: usize) -> RawTrace {
+        let mut t = RawTrace::default();
+        let caps = TraceCaps { messages: 4, bytes: 64 << 10 };
+        t.push(caps, Instant::now(), false, Peer::udp("127.0.0.1:5060".parse().unwrap()), &vec![b'x'; bytes]);
+        t.hand_over();
+        t
+    }
+
+    #[test]
+    fn the_trace_pool_lends_emptied_buffers_to_new_traces_only_and_keeps_a_bounded_few() {
+        let mut pool = TracePool::default();
+        let kept = used(100);
+        let capacity = kept.capacity();
+        pool.give_back(kept);
+        // A trace that has buffers keeps them; a new one gets the pool's.
+        let mut busy = used(10);
+        let own = busy.capacity();
+        pool.lend(&mut busy);
+        assert_eq!(busy.capacity(), own);
+        let mut new = RawTrace::default();
+        pool.lend(&mut new);
+        assert_eq!((new.capacity(), new.len()), (capacity, 0));
+        // Empty pool: the new trace allocates when it first keeps a message.
+        let mut other = RawTrace::default();
+        pool.lend(&mut other);
+        assert_eq!(other.capacity(), 0);
+        // A buffer that grew large, or one past the count, is let go.
+        pool.give_back(used(40 << 10));
+        assert!(pool.free.is_empty());
+        for _ in 0..TracePool::MAX + 5 {
+            pool.give_back(used(10));
+        }
+        assert_eq!(pool.free.len(), TracePool::MAX);
+    }
 }

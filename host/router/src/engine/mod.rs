@@ -161,6 +161,8 @@ pub struct Engine {
     trace_call_id: String,
     /// The calls of the last messages traced, by Call-ID (insight::RecentCalls).
     trace_recent: insight::RecentCalls,
+    /// Trace buffers of calls whose record went to the writer, for new calls.
+    trace_pool: insight::TracePool,
     pending_records: ByCall<crate::records::Draft>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
@@ -222,6 +224,7 @@ impl Engine {
             last_now: None,
             trace_call_id: String::new(),
             trace_recent: insight::RecentCalls::default(),
+            trace_pool: insight::TracePool::default(),
             pending_records: ByCall::default(),
             lingering: HashMap::new(),
             record_tick: None,
