@@ -460,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn caps_keep_the_first_messages_and_count_the_rest() {
+    fn caps_keep_the_first_messages_and_count_the_rest_and_a_copy_handed_over_keeps_them() {
         let t0 = Instant::now();
         let caps = TraceCaps { messages: 2, bytes: 100 };
         let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
@@ -474,27 +474,16 @@ mod tests {
         assert_eq!((e[0].direction.as_str(), e[0].label().as_str(), e[0].at_ms), ("in", "INVITE", 0));
         assert_eq!((e[1].direction.as_str(), e[1].label().as_str(), e[1].at_ms), ("out", "100 Trying", 8));
         assert_eq!((e[1].status(), e[1].peer.as_str()), (Some(100), "udp:127.0.0.1:5060"));
-    }
-
-    #[test]
-    fn a_trace_handed_over_is_a_whole_copy_and_the_original_is_emptied_for_reuse() {
-        let t0 = Instant::now();
-        let caps = TraceCaps { messages: 2, bytes: 1000 };
-        let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
-        let mut t = RawTrace::default();
-        t.push(caps, t0, false, peer, b"INVITE sip:a SIP/2.0\r\n\r\n");
-        t.push(caps, t0, true, peer, b"SIP/2.0 100 Trying\r\n\r\n");
-        t.push(caps, t0, true, peer, b"SIP/2.0 180 Ringing\r\n\r\n"); // over the count
+        // Handed over (to the writer): a whole copy; the original is
+        // emptied and keeps its buffer for another call.
         let kept = t.capacity();
         let handed = t.hand_over();
-        assert_eq!((handed.len(), handed.dropped()), (2, 1));
-        assert_eq!(handed.finish(t0)[1].label(), "100 Trying");
+        assert_eq!((handed.len(), handed.dropped(), handed.finish(t0)), (2, 2, e));
         assert!(handed.capacity() < kept, "the copy is the size of what was kept");
-        assert_eq!((t.len(), t.dropped(), t.capacity()), (0, 0, kept), "emptied, its buffer kept");
-        // Reused for another call: nothing of the first one shows.
+        assert_eq!((t.len(), t.dropped(), t.capacity()), (0, 0, kept));
         t.push(caps, t0, false, peer, b"BYE sip:b SIP/2.0\r\n\r\n");
         let again = t.finish(t0);
-        assert_eq!((again.len(), again[0].label().as_str()), (1, "BYE"));
+        assert_eq!((again.len(), again[0].label().as_str()), (1, "BYE"), "nothing of the first call shows");
     }
 
     #[test]
