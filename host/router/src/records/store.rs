@@ -234,6 +234,9 @@ pub struct Store {
     path: PathBuf,
     /// Where traces are appended (the writer's store only).
     traces: Option<TraceLog>,
+    /// The file's schema version (a reader does not migrate: an older
+    /// file, not yet opened by a newer router, lacks the newer columns).
+    schema: i64,
 }
 
 impl Store {
@@ -241,7 +244,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = open_connection(path)?;
         let traces = TraceLog::open(path).map_err(traces_failed(path))?;
-        Ok(Store { conn, path: path.to_owned(), traces: Some(traces) })
+        Ok(Store { conn, path: path.to_owned(), traces: Some(traces), schema: MIGRATIONS.len() as i64 })
     }
 
     /// Open `path` to read (the API, the CLI): never creates it.
@@ -254,7 +257,7 @@ impl Store {
         if found > MIGRATIONS.len() as i64 {
             return Err(StoreError::TooNew { path: path.to_owned(), found, known: MIGRATIONS.len() as i64 });
         }
-        Ok(Store { conn, path: path.to_owned(), traces: None })
+        Ok(Store { conn, path: path.to_owned(), traces: None, schema: found })
     }
 
     /// Store `records` (each with its packed trace) in one transaction;
@@ -364,9 +367,12 @@ impl Store {
     /// Calls matching `filter`, newest first.
     pub fn list(&self, filter: &Filter) -> Result<Vec<CallRow>, StoreError> {
         let (clause, args) = filter_sql(filter);
+        // A file of schema 1 to 4 not yet migrated (read before a newer
+        // router opened it): what lists show beyond its columns is empty.
+        let listed =
+            if self.schema >= 5 { "pdd_ms, duration_ms, hangup_by, attempts" } else { "NULL, NULL, NULL, NULL" };
         let sql = format!(
-            "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status,
-                    pdd_ms, duration_ms, hangup_by, attempts
+            "SELECT id, call_id, started_at, trunk, direction, caller, called, outcome, status, {listed}
              FROM calls {clause} ORDER BY started_at DESC, id DESC LIMIT {}",
             filter.limit
         );
@@ -401,11 +407,17 @@ impl Store {
             };
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, at, r.get(6)?))
         };
-        const COLUMNS: &str = "id, record, trace, trace_segment, trace_offset, trace_length, record_length";
+        // Columns a file of an earlier schema lacks are read as NULL.
+        let columns = format!(
+            "id, record, {}, {}, {}",
+            if self.schema >= 3 { "trace" } else { "NULL" },
+            if self.schema >= 4 { "trace_segment, trace_offset, trace_length" } else { "NULL, NULL, NULL" },
+            if self.schema >= 7 { "record_length" } else { "NULL" },
+        );
         let row: Option<Row> = match key.parse::<i64>() {
-            Ok(id) => self.conn.query_row(&format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"), params![id], read),
+            Ok(id) => self.conn.query_row(&format!("SELECT {columns} FROM calls WHERE id = ?1"), params![id], read),
             Err(_) => self.conn.query_row(
-                &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"),
+                &format!("SELECT {columns} FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"),
                 params![key],
                 read,
             ),
@@ -691,6 +703,27 @@ mod tests {
         assert_eq!(reader.get("new@x").unwrap().unwrap().trace, new.trace);
         store.audit(&[AuditRow { action: "load".into(), subject: "p".into(), ..AuditRow::default() }]).unwrap();
         assert_eq!(store.audit_log(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_reader_reads_a_file_of_an_earlier_schema_that_no_router_has_migrated_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        for steps in [1, 4, 6] {
+            let path = dir.path().join(format!("v{steps}.db"));
+            create_at_version(&path, steps).unwrap();
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO calls (call_id, started_at, ended_at, trunk, direction, caller, called, outcome, status, record)
+                 VALUES ('old@x', 1000, 1010, 't', 'origination', '', '', 'answered', 200, ?1)",
+                params![serde_json::to_string(&record("old@x", 1_000, "answered")).unwrap()],
+            )
+            .unwrap();
+            drop(conn);
+            // `trunkline calls` after an upgrade, before the router ran: no migration, no error.
+            let reader = Store::open_read(&path).unwrap();
+            assert_eq!(reader.get("old@x").unwrap().unwrap().call_id, "old@x", "schema {steps}");
+            assert_eq!(reader.list(&Filter { limit: 5, ..Filter::default() }).unwrap().len(), 1, "schema {steps}");
+        }
     }
 
     #[test]
