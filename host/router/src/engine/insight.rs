@@ -214,8 +214,9 @@ impl TracePool {
 /// The calls of the last few messages traced, by Call-ID. A call's
 /// messages come in runs (a request, its relay to the other leg, the
 /// answers to both), so most find their call here by comparing a few
-/// strings instead of hashing theirs into two maps (a third of what a
-/// trace cost the engine). Only calls in progress are kept: an entry
+/// strings instead of hashing theirs into two maps (most of the
+/// instructions a traced message cost the engine; in CPU time the lookups
+/// were never what the trace cost: bench/README.md, session 16). Only calls in progress are kept: an entry
 /// whose call has ended finds nothing and the maps are asked; a transfer,
 /// which moves Call-IDs between calls, empties it.
 #[derive(Debug, Default)]
