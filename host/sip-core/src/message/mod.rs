@@ -161,12 +161,14 @@ impl Message {
             StartLine::Request { method, uri } => out.push_str(&format!("{method} {uri} SIP/2.0\r\n")),
             StartLine::Response { status, reason } => out.push_str(&format!("SIP/2.0 {status} {reason}\r\n")),
         }
-        let mut call_id = 0..0;
+        // `None` until the first Call-ID: an empty first value must not let
+        // a later one take its place.
+        let mut call_id = None;
         for h in self.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case("Content-Length")) {
             out.push_str(&h.name);
             out.push_str(": ");
-            if call_id.is_empty() && (h.name.eq_ignore_ascii_case("Call-ID") || h.name.eq_ignore_ascii_case("i")) {
-                call_id = out.len()..out.len() + h.value.len();
+            if call_id.is_none() && (h.name.eq_ignore_ascii_case("Call-ID") || h.name.eq_ignore_ascii_case("i")) {
+                call_id = Some(out.len()..out.len() + h.value.len());
             }
             out.push_str(&h.value);
             out.push_str("\r\n");
@@ -174,6 +176,6 @@ impl Message {
         out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
-        (bytes, call_id)
+        (bytes, call_id.unwrap_or(0..0))
     }
 }

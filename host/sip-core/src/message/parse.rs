@@ -179,6 +179,10 @@ mod tests {
         let compact = Message::parse(b"BYE sip:a SIP/2.0\r\ni: short\r\nCall-ID: second\r\n\r\n").unwrap();
         let (bytes, at) = compact.serialize();
         assert_eq!(&bytes[at], b"short", "the compact form, and the first one");
+        // A fuzzer's find: an empty first Call-ID is still the first one.
+        let empty_first = Message::parse(b"OPTIONS sip:a SIP/2.0\r\nCall-ID: \r\nCall-ID: later\r\n\r\n").unwrap();
+        let (bytes, at) = empty_first.serialize();
+        assert_eq!((&bytes[at.clone()], at.start), (&b""[..], b"OPTIONS sip:a SIP/2.0\r\nCall-ID: ".len()));
         let (_, none) = Message::parse(b"SIP/2.0 200 OK\r\n\r\n").unwrap().serialize();
         assert!(none.is_empty());
     }
