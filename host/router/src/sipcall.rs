@@ -52,7 +52,12 @@ pub fn call_from_invite(m: &Message, origin: &CallOrigin<'_>) -> Result<(Call, R
     let StartLine::Request { method, uri } = &m.start else { return Err(CallError::NotARequest) };
     let from = m.header("From").and_then(party).ok_or(CallError::Header("From"))?;
     let to = m.header("To").and_then(party).ok_or(CallError::Header("To"))?;
-    let call_id = m.header("Call-ID").ok_or(CallError::Header("Call-ID"))?.to_owned();
+    // RFC 3261 §25.1: a Call-ID is one or two non-empty words.
+    let call_id = m
+        .header("Call-ID")
+        .filter(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+        .ok_or(CallError::Header("Call-ID"))?
+        .to_owned();
     let request_uri = party(uri).ok_or_else(|| CallError::RequestUri(uri.clone()))?;
     let headers = plugin_headers(m);
     let record = CallRecord {

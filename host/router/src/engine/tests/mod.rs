@@ -143,6 +143,17 @@ fn max_forwards_zero_gets_483_and_unknown_numbers_404() {
     assert_eq!(e.calls(), 0);
 }
 
+#[test]
+fn an_invite_with_an_empty_call_id_gets_400_and_starts_no_call() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let empty = String::from_utf8(invite()).unwrap().replace("Call-ID: engine-test", "Call-ID: ");
+    e.handle_datagram(t0, addr("127.0.0.1:5070"), empty.as_bytes());
+    let firsts: Vec<String> = sent(&mut e).into_iter().map(|o| o.1).collect();
+    assert_eq!(firsts, ["SIP/2.0 100 Trying", "SIP/2.0 400 Bad Request (missing or unparsable Call-ID header)"]);
+    assert_eq!(e.calls(), 0);
+}
+
 fn ringing_for(invite: &Message) -> Vec<u8> {
     let mut r = trunkline_sip_core::transaction::response_to(invite, 180, "Ringing");
     for h in r.headers.iter_mut().filter(|h| h.name == "To") {
