@@ -5,9 +5,10 @@
 //!
 //! The engine builds a [`Draft`] when a call ends (its fields, the targets
 //! tried with their responses, the hook decisions and the raw SIP messages
-//! of both legs, [`trace`]); the router's writer finishes it off the
-//! engine's thread ([`Draft::finish`]: wall-clock times, the trace
-//! redacted) and stores it. [`query`] checks the filters of the admin API
+//! of both legs, [`trace`]) and seals it when it is due ([`Draft::seal`]:
+//! the record encoded, the trace's buffers moved); the router's writer
+//! opens it off the engine's thread ([`Sealed::open`]: wall-clock times,
+//! the trace packed and redacted), stores it and gives the buffers back. [`query`] checks the filters of the admin API
 //! and `trunkline calls`; [`ladder`] draws one call as a SIP ladder
 //! diagram. No I/O here: the store (SQLite) is the router's.
 
@@ -124,35 +125,71 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// A copy for the writer's thread, in allocations of its own: the
-    /// record cloned, the trace as [`RawTrace::hand_over`] gives it (this
-    /// draft's trace is emptied, its buffers kept for reuse). The engine
-    /// then frees what the draft held on its own thread: blocks that lived
-    /// seconds on the engine's heap and were freed on another thread cost
-    /// its allocator more than the copy (bench/README.md, session 16).
-    pub fn hand_over(&mut self) -> Draft {
-        Draft {
-            call: self.call,
-            record: self.record.clone(),
-            started: self.started,
-            ended: self.ended,
-            trace: self.trace.hand_over(),
-        }
+    /// What the engine hands the writer when the record is due: the record
+    /// in its stored form, written into `buffer` (emptied first), and the
+    /// trace's own buffers, both of which the writer gives back
+    /// ([`Sealed::open`]) for the engine to reuse. The record itself is
+    /// freed here, on the engine's thread. Why: blocks allocated on the
+    /// engine's thread and freed on the writer's cost the engine's
+    /// allocator more than encoding the record (its page faults and page
+    /// collection: bench/README.md, sessions 16 and 17).
+    pub fn seal(self, mut buffer: Vec<u8>) -> Sealed {
+        buffer.clear();
+        self.record.encode_into(&mut buffer);
+        Sealed { call: self.call, record: buffer, started: self.started, ended: self.ended, trace: self.trace }
     }
+}
 
+/// A finished call's record on its way to the writer ([`Draft::seal`]).
+#[derive(Debug)]
+pub struct Sealed {
+    /// The engine's number for the call.
+    pub call: u64,
+    /// [`CallRecord::encode_into`], its wall-clock times not yet set.
+    record: Vec<u8>,
+    started: std::time::Instant,
+    ended: std::time::Instant,
+    trace: RawTrace,
+}
+
+/// A sealed record's buffers, emptied, for the engine to reuse.
+#[derive(Debug, Default)]
+pub struct Recycled {
+    pub record: Vec<u8>,
+    pub trace: RawTrace,
+}
+
+impl Sealed {
     /// The record (its `trace` empty), with times on the wall clock (`now`
-    /// and `wall` read together), and its trace packed and redacted.
-    pub fn finish(self, now: std::time::Instant, wall: std::time::SystemTime) -> (CallRecord, Vec<u8>) {
+    /// and `wall` read together), and its trace packed and redacted; and
+    /// the buffers it came in, emptied. An error only if the record's
+    /// bytes are not a record (a bug: the engine wrote them).
+    pub fn open(
+        mut self,
+        now: std::time::Instant,
+        wall: std::time::SystemTime,
+    ) -> (Result<(CallRecord, Vec<u8>), String>, Recycled) {
         let unix_ms = |at: std::time::Instant| {
             let back = now.saturating_duration_since(at);
             let t = wall.checked_sub(back).unwrap_or(wall);
             t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
         };
-        let mut record = self.record;
-        record.started_at = unix_ms(self.started);
-        record.ended_at = unix_ms(self.ended);
-        record.trace_dropped = self.trace.dropped();
-        (record, self.trace.pack(self.started))
+        let opened = CallRecord::decode(&self.record).map(|mut record| {
+            record.started_at = unix_ms(self.started);
+            record.ended_at = unix_ms(self.ended);
+            record.trace_dropped = self.trace.dropped();
+            (record, self.trace.pack(self.started))
+        });
+        self.record.clear();
+        self.trace.clear();
+        (opened, Recycled { record: self.record, trace: self.trace })
+    }
+
+    /// The buffers, emptied, without opening the record (it was dropped).
+    pub fn recycle(mut self) -> Recycled {
+        self.record.clear();
+        self.trace.clear();
+        Recycled { record: self.record, trace: self.trace }
     }
 }
 
@@ -264,6 +301,30 @@ mod tests {
              303830026231010102c801024f4b010963616e63656c6c656401017005312e302e30087072652d64\
              69616c08636f6e74696e75654601017201016d0000"
         );
+    }
+
+    #[test]
+    fn a_sealed_record_opens_with_wall_clock_times_and_its_trace_and_gives_its_buffers_back() {
+        use std::time::{Duration, Instant, UNIX_EPOCH};
+        let t0 = Instant::now();
+        let mut trace = RawTrace::default();
+        let caps = trace::TraceCaps { messages: 1, bytes: 1000 };
+        let peer = trunkline_sip_core::Peer::udp("127.0.0.1:5060".parse().unwrap());
+        trace.push(caps, t0, false, peer, b"INVITE sip:a SIP/2.0\r\n\r\n");
+        trace.push(caps, t0, true, peer, b"SIP/2.0 100 Trying\r\n\r\n"); // over the cap
+        let expected_trace = trace.pack(t0);
+        let record = CallRecord { started_at: 0, ended_at: 0, ..sample() };
+        let draft = Draft { call: 7, record, started: t0, ended: t0 + Duration::from_millis(300), trace };
+        let sealed = draft.seal(vec![0xEE; 3]);
+        assert_eq!(sealed.call, 7);
+        // Opened 700 ms after the call ended, at wall time W: it ended at W - 700 ms.
+        let wall = UNIX_EPOCH + Duration::from_millis(1_796_000_001_000);
+        let (opened, recycled) = sealed.open(t0 + Duration::from_millis(1000), wall);
+        let (record, packed) = opened.unwrap();
+        let want = CallRecord { trace_dropped: 1, ..sample() };
+        assert_eq!((record, packed), (want, expected_trace));
+        assert!(recycled.record.is_empty() && recycled.record.capacity() > 0);
+        assert!(recycled.trace.is_empty() && recycled.trace.dropped() == 0 && recycled.trace.capacity() > 0);
     }
 
     #[test]

@@ -59,18 +59,16 @@ impl RawTrace {
         self.entries.push(RawEntry { at, sent, peer, end: self.bytes.len() });
     }
 
-    /// What was kept, copied into allocations of its own size, for the
-    /// writer's thread; this trace is emptied and keeps its buffers for
-    /// another call. Why: a buffer allocated for a call on the engine's
-    /// thread and freed seconds later on the writer's costs the engine's
-    /// allocator more than copying a few KB (bench/README.md, session
-    /// 16); the copy lives until the writer's next batch only.
-    pub fn hand_over(&mut self) -> RawTrace {
-        let out = RawTrace { bytes: self.bytes.clone(), entries: self.entries.clone(), dropped: self.dropped };
+    /// Empty it, keeping its buffers for another call: the engine lends a
+    /// trace's buffers to call after call, and the writer, once it has
+    /// packed one, gives them back ([`crate::Sealed::recycle`]). Buffers
+    /// allocated on the engine's thread and freed seconds later on the
+    /// writer's cost the engine's allocator more than the rest of the trace
+    /// (bench/README.md, sessions 16 and 17).
+    pub fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
         self.dropped = 0;
-        out
     }
 
     /// Bytes the buffers hold without growing (a pool keeps small ones only).
@@ -460,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn caps_keep_the_first_messages_and_count_the_rest_and_a_copy_handed_over_keeps_them() {
+    fn caps_keep_the_first_messages_and_count_the_rest_and_a_cleared_trace_keeps_its_buffers() {
         let t0 = Instant::now();
         let caps = TraceCaps { messages: 2, bytes: 100 };
         let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
@@ -474,12 +472,9 @@ mod tests {
         assert_eq!((e[0].direction.as_str(), e[0].label().as_str(), e[0].at_ms), ("in", "INVITE", 0));
         assert_eq!((e[1].direction.as_str(), e[1].label().as_str(), e[1].at_ms), ("out", "100 Trying", 8));
         assert_eq!((e[1].status(), e[1].peer.as_str()), (Some(100), "udp:127.0.0.1:5060"));
-        // Handed over (to the writer): a whole copy; the original is
-        // emptied and keeps its buffer for another call.
+        // Cleared (given back by the writer): empty, its buffer kept for another call.
         let kept = t.capacity();
-        let handed = t.hand_over();
-        assert_eq!((handed.len(), handed.dropped(), handed.finish(t0)), (2, 2, e));
-        assert!(handed.capacity() < kept, "the copy is the size of what was kept");
+        t.clear();
         assert_eq!((t.len(), t.dropped(), t.capacity()), (0, 0, kept));
         t.push(caps, t0, false, peer, b"BYE sip:b SIP/2.0\r\n\r\n");
         let again = t.finish(t0);

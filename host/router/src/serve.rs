@@ -516,29 +516,33 @@ async fn flush(
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
         metrics.call_ended(&r);
         if insight.sink.is_some() && !r.media.is_empty() {
-            insight.media.insert(r.call, r.media);
+            engine.record_media(r.call, r.media);
         }
     }
     if let Some(sink) = &insight.sink {
-        while let Some(mut d) = engine.poll_record() {
-            if let Some(media) = insight.media.remove(&d.call) {
-                d.record.media = media;
+        while let Some(sealed) = engine.poll_record() {
+            if let Err(buffers) = sink.submit(sealed) {
+                engine.recycle(buffers);
             }
-            sink.submit(d);
+        }
+        sink.take_recycled(&mut insight.recycled);
+        for r in insight.recycled.drain(..) {
+            engine.recycle(r);
         }
     }
     metrics.set_active_calls(engine.calls());
 }
 
-/// Call records: the store's writer, and what the relay said of each
-/// call's media (from its report) until the call's record goes.
+/// Call records: the store's writer, where they are read, and the kv.
 struct Insight {
     sink: Option<RecordSink>,
     /// Where the records are read (the admin API).
     source: Option<RecordSource>,
     /// The plugins' kv kept in the same store.
     kv: Option<crate::records::kv::KvKeeper>,
-    media: HashMap<u64, Vec<String>>,
+    /// Buffers the writer gave back, on their way to the engine (kept
+    /// between passes: it trades places with the writer's list).
+    recycled: Vec<crate::records::Recycled>,
 }
 
 impl Insight {
@@ -580,7 +584,7 @@ impl Insight {
                 sink.audit(AuditRow::from(e));
             }
         }));
-        Ok(Insight { sink, source, kv, media: HashMap::new() })
+        Ok(Insight { sink, source, kv, recycled: Vec::new() })
     }
 
     /// The writer's counts when a server holds the records.

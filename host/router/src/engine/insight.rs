@@ -17,7 +17,7 @@ use trunkline_sip_core::Peer;
 
 use super::call::CallState;
 use super::{Engine, Timer};
-use crate::records::{trace, CallRecord, Draft, HookRecord, RawTrace, ResponseMark, TargetRecord};
+use crate::records::{trace, CallRecord, Draft, HookRecord, RawTrace, Recycled, ResponseMark, Sealed, TargetRecord};
 
 /// How long a record waits after its call for the call's last messages.
 pub(crate) const RECORD_LINGER: Duration = Duration::from_secs(2);
@@ -51,9 +51,25 @@ impl Engine {
         false
     }
 
-    /// The next finished call's record (after its linger).
-    pub fn poll_record(&mut self) -> Option<Draft> {
+    /// The next finished call's record (after its linger), sealed for the
+    /// writer; give its buffers back through [`Engine::recycle`].
+    pub fn poll_record(&mut self) -> Option<Sealed> {
         self.records_out.pop_front()
+    }
+
+    /// Buffers of a record the writer has stored (or dropped), for the
+    /// next calls' traces and records: in steady state the engine's
+    /// allocator serves no record and frees none that another thread used.
+    pub fn recycle(&mut self, r: Recycled) {
+        self.trace_pool.give_back(r);
+    }
+
+    /// What the relay said of call `id`'s media (its report): into the
+    /// record, if the call has one lingering.
+    pub fn record_media(&mut self, id: u64, media: Vec<String>) {
+        if let Some(d) = self.pending_records.get_mut(&id) {
+            d.record.media = media;
+        }
     }
 
     /// Hand over every record still lingering (the router exits).
@@ -66,17 +82,13 @@ impl Engine {
 
     /// `RECORD_LINGER` after call `id` ended: its record is ready.
     pub(super) fn record_due(&mut self, id: u64) {
-        let Some(mut lingered) = self.pending_records.remove(&id) else { return };
-        // The writer gets a copy; the trace's buffers stay here for the
-        // next calls, the rest is freed here (RawTrace::hand_over says why).
-        let d = lingered.hand_over();
-        self.trace_pool.give_back(std::mem::take(&mut lingered.trace));
-        drop(lingered);
-        self.lingering.remove(&d.record.call_id);
-        for b in &d.record.leg_call_ids {
+        let Some(draft) = self.pending_records.remove(&id) else { return };
+        self.lingering.remove(&draft.record.call_id);
+        for b in &draft.record.leg_call_ids {
             self.lingering.remove(b);
         }
-        self.records_out.push_back(d);
+        let sealed = draft.seal(self.trace_pool.record_buffer());
+        self.records_out.push_back(sealed);
     }
 
     /// Call `c` (already out of the call table) ended: its record, whose
@@ -179,34 +191,51 @@ impl Engine {
     }
 }
 
-/// Emptied trace buffers for the next calls (`RawTrace::hand_over`): the
-/// engine's allocator serves no per-call trace buffer and sees none freed
-/// on another thread. Bounded in count and in what each may hold.
+/// Buffers the writer gave back ([`Engine::recycle`]) for the next calls:
+/// trace buffers lent to new calls' traces, and buffers to encode records
+/// into. The engine's allocator serves no per-call trace or record buffer
+/// in steady state and sees none freed on another thread. Bounded in
+/// count and in what each may hold.
 #[derive(Debug, Default)]
 pub(super) struct TracePool {
-    free: Vec<RawTrace>,
+    traces: Vec<RawTrace>,
+    records: Vec<Vec<u8>>,
 }
 
 impl TracePool {
-    /// Buffers kept at most (about 9 KB each: with calls in progress and
-    /// lingering, a few thousand are in use at 1000 calls/s).
+    /// Buffers of each kind kept at most (a trace's about 9 KB: with calls
+    /// in progress, lingering and being stored, a few thousand are in use
+    /// at 1000 calls/s; a few hundred come back together each batch).
     const MAX: usize = 1024;
-    /// A buffer that grew past this is let go, not kept.
+    /// A trace buffer that grew past this is let go, not kept.
     const MAX_BYTES: usize = 16 << 10;
+    /// A record buffer that grew past this is let go, not kept.
+    const MAX_RECORD_BYTES: usize = 4 << 10;
 
     /// Give `trace`, if it has no buffers yet, emptied ones from the pool.
     fn lend(&mut self, trace: &mut RawTrace) {
         if trace.capacity() == 0 {
-            if let Some(t) = self.free.pop() {
+            if let Some(t) = self.traces.pop() {
                 *trace = t;
             }
         }
     }
 
-    /// Keep the emptied `trace`'s buffers for another call.
-    fn give_back(&mut self, trace: RawTrace) {
-        if trace.capacity() > 0 && trace.capacity() <= Self::MAX_BYTES && self.free.len() < Self::MAX {
-            self.free.push(trace);
+    /// A buffer to encode a record into (empty, from the pool if it has one).
+    fn record_buffer(&mut self) -> Vec<u8> {
+        self.records.pop().unwrap_or_default()
+    }
+
+    /// Keep the emptied buffers of `r` for other calls.
+    fn give_back(&mut self, r: Recycled) {
+        let Recycled { mut record, mut trace } = r;
+        if trace.capacity() > 0 && trace.capacity() <= Self::MAX_BYTES && self.traces.len() < Self::MAX {
+            trace.clear();
+            self.traces.push(trace);
+        }
+        if record.capacity() > 0 && record.capacity() <= Self::MAX_RECORD_BYTES && self.records.len() < Self::MAX {
+            record.clear();
+            self.records.push(record);
         }
     }
 }
@@ -329,38 +358,40 @@ mod tests {
     use super::*;
     use crate::records::trace::TraceCaps;
 
-    fn used(bytes: usize) -> RawTrace {
+    /// A trace that kept `bytes` bytes, cleared (as the writer gives it back).
+    fn used(bytes: usize) -> Recycled {
         let mut t = RawTrace::default();
         let caps = TraceCaps { messages: 4, bytes: 64 << 10 };
         t.push(caps, Instant::now(), false, Peer::udp("127.0.0.1:5060".parse().unwrap()), &vec![b'x'; bytes]);
-        t.hand_over();
-        t
+        t.clear();
+        Recycled { record: Vec::with_capacity(bytes.min(8 << 10)), trace: t }
     }
 
     #[test]
-    fn the_trace_pool_lends_emptied_buffers_to_new_traces_only_and_keeps_a_bounded_few() {
+    fn the_pool_lends_given_back_buffers_to_new_traces_only_and_keeps_a_bounded_few() {
         let mut pool = TracePool::default();
         let kept = used(100);
-        let capacity = kept.capacity();
+        let (capacity, record_capacity) = (kept.trace.capacity(), kept.record.capacity());
         pool.give_back(kept);
         // A trace that has buffers keeps them; a new one gets the pool's.
-        let mut busy = used(10);
+        let mut busy = used(10).trace;
         let own = busy.capacity();
         pool.lend(&mut busy);
         assert_eq!(busy.capacity(), own);
         let mut new = RawTrace::default();
         pool.lend(&mut new);
         assert_eq!((new.capacity(), new.len()), (capacity, 0));
+        assert_eq!(pool.record_buffer().capacity(), record_capacity);
         // Empty pool: the new trace allocates when it first keeps a message.
         let mut other = RawTrace::default();
         pool.lend(&mut other);
-        assert_eq!(other.capacity(), 0);
+        assert_eq!((other.capacity(), pool.record_buffer().capacity()), (0, 0));
         // A buffer that grew large, or one past the count, is let go.
         pool.give_back(used(40 << 10));
-        assert!(pool.free.is_empty());
+        assert!(pool.traces.is_empty() && pool.records.is_empty());
         for _ in 0..TracePool::MAX + 5 {
             pool.give_back(used(10));
         }
-        assert_eq!(pool.free.len(), TracePool::MAX);
+        assert_eq!((pool.traces.len(), pool.records.len()), (TracePool::MAX, TracePool::MAX));
     }
 }

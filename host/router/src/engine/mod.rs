@@ -161,13 +161,13 @@ pub struct Engine {
     trace_call_id: String,
     /// The calls of the last messages traced, by Call-ID (insight::RecentCalls).
     trace_recent: insight::RecentCalls,
-    /// Trace buffers of calls whose record went to the writer, for new calls.
+    /// Buffers the writer gave back (traces, encoded records), for new calls.
     trace_pool: insight::TracePool,
     pending_records: ByCall<crate::records::Draft>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
     record_tick: Option<Instant>,
-    records_out: VecDeque<crate::records::Draft>,
+    records_out: VecDeque<crate::records::Sealed>,
     /// OPTIONS pings of targets (`health`).
     health: health::Probes,
     counts: EngineCounts,

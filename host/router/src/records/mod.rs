@@ -1,7 +1,8 @@
 //! Call records (call insight): the record itself, its trace and its
 //! ladder are in the sans-IO crate `trunkline-records`; here is where they
-//! are kept. The driver hands each finished call's [`Draft`] to the
-//! [`writer`], a thread behind a bounded queue that finishes it and stores
+//! are kept. The driver hands each finished call's record, [`Sealed`], to
+//! the [`writer`], a thread behind a bounded queue that opens it, stores
+//! it, and gives its buffers back to the engine ([`Recycled`]); it stores
 //! it in the embedded [`store`] (SQLite, the SIP traces in [`traces`]
 //! segment files beside it); [`cli`] is `trunkline calls`. The store also
 //! keeps the plugins' kv ([`kv`]). With `[store] postgres_url` the
@@ -37,5 +38,6 @@ pub mod traces;
 pub mod writer;
 
 pub use trunkline_records::{
-    ladder, query, trace, CallRecord, Draft, HookRecord, RawTrace, ResponseMark, TargetRecord, TraceEntry, OUTCOMES,
+    ladder, query, trace, CallRecord, Draft, HookRecord, RawTrace, Recycled, ResponseMark, Sealed, TargetRecord,
+    TraceEntry, OUTCOMES,
 };

@@ -806,14 +806,24 @@ mod tests {
         let sink = RecordSink::start(&path, 1, retention).unwrap();
         let now = std::time::Instant::now();
         let total = 5_000;
+        let mut refused = 0;
         for i in 0..total {
             let record = record(&format!("q{i}"), 0, "answered");
-            sink.submit(Draft { call: i, record, started: now, ended: now, trace: RawTrace::default() });
+            let sealed =
+                Draft { call: i, record, started: now, ended: now, trace: RawTrace::default() }.seal(Vec::new());
+            if let Err(buffers) = sink.submit(sealed) {
+                assert!(buffers.record.is_empty() && buffers.record.capacity() > 0, "given back for reuse");
+                refused += 1;
+            }
         }
         sink.flush();
         let (written, dropped) =
             (sink.stats().written.load(Ordering::Relaxed), sink.stats().dropped.load(Ordering::Relaxed));
         assert_eq!(written + dropped, total, "every record is either stored or counted as dropped");
+        assert_eq!(refused, dropped, "each dropped record's buffers came back");
+        let mut back = Vec::new();
+        sink.take_recycled(&mut back);
+        assert_eq!(back.len() as u64, written.min(2048), "a stored record's buffers come back");
         assert!(dropped > 0, "a queue of 1 cannot take {total} records at once");
         sink.close();
         let stored = Store::open_read(&path).unwrap().list(&Filter { limit: 1000, ..Filter::default() }).unwrap().len();

@@ -12,14 +12,14 @@
 //! again every second until it answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::store::{AuditRow, Store, StoreError};
-use super::Draft;
+use super::{Recycled, Sealed};
 
 /// Records stored per transaction at most.
 const BATCH: usize = 256;
@@ -70,7 +70,7 @@ pub struct Retention {
 }
 
 enum Item {
-    Call(Box<Draft>),
+    Call(Sealed),
     Audit(AuditRow),
     /// Reply once everything queued before is stored (tests, shutdown).
     Flush(std::sync::mpsc::Sender<()>),
@@ -91,13 +91,41 @@ pub struct WriterStats {
     pub failing: std::sync::atomic::AtomicBool,
 }
 
+/// Buffers of stored records on their way back to the engine
+/// ([`RecordSink::take_recycled`]), bounded.
+#[derive(Debug, Default)]
+struct Returned {
+    /// How many wait (read without the lock by the engine's loop).
+    waiting: AtomicUsize,
+    list: Mutex<Vec<Recycled>>,
+}
+
+impl Returned {
+    /// More than the engine keeps ([`crate::engine::Engine::recycle`]'s pool): the rest is freed.
+    const MAX: usize = 2048;
+
+    /// Give back what `from` holds (emptying it), up to the bound.
+    fn give(&self, from: &mut Vec<Recycled>) {
+        if from.is_empty() {
+            return;
+        }
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let room = Self::MAX.saturating_sub(list.len());
+        list.extend(from.drain(..).take(room));
+        self.waiting.store(list.len(), Ordering::Release);
+        drop(list);
+        from.clear();
+    }
+}
+
 /// The engine's side of the writer.
 #[derive(Clone)]
 pub struct RecordSink {
     tx: SyncSender<Item>,
     stats: Arc<WriterStats>,
+    returned: Arc<Returned>,
     path: PathBuf,
-    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl RecordSink {
@@ -117,14 +145,15 @@ impl RecordSink {
         let queue = queue.max(1);
         let (tx, rx) = sync_channel(queue);
         let stats = Arc::new(WriterStats::default());
+        let returned = Arc::new(Returned::default());
         let thread = std::thread::Builder::new()
             .name("trunkline-records".into())
             .spawn({
-                let stats = stats.clone();
-                move || write_loop(backend, rx, &stats, retention, queue.max(BATCH))
+                let (stats, returned) = (stats.clone(), returned.clone());
+                move || write_loop(backend, rx, (&stats, &returned), retention, queue.max(BATCH))
             })
             .map_err(StoreError::Thread)?;
-        Ok(RecordSink { tx, stats, path: path.to_owned(), thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
+        Ok(RecordSink { tx, stats, returned, path: path.to_owned(), thread: Arc::new(Mutex::new(Some(thread))) })
     }
 
     /// The writer's counters, shared (for the admin API).
@@ -132,18 +161,29 @@ impl RecordSink {
         self.stats.clone()
     }
 
-    /// Queue a finished call's record; never waits (full: dropped and counted).
-    pub fn submit(&self, draft: Draft) {
-        match self.tx.try_send(Item::Call(Box::new(draft))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                if self.stats.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        "call records queue full: records dropped (counted in trunkline_records_dropped_total)"
-                    );
-                }
-            }
+    /// Queue a finished call's record; never waits. A full queue drops
+    /// it (counted) and gives its buffers back here, for the engine.
+    pub fn submit(&self, sealed: Sealed) -> Result<(), Recycled> {
+        let Err(refused) = self.tx.try_send(Item::Call(sealed)) else { return Ok(()) };
+        if self.stats.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("call records queue full: records dropped (counted in trunkline_records_dropped_total)");
         }
+        match refused {
+            TrySendError::Full(Item::Call(s)) | TrySendError::Disconnected(Item::Call(s)) => Err(s.recycle()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Move the buffers of stored records into `into` (for
+    /// [`crate::engine::Engine::recycle`]); a load, and no lock, when there
+    /// are none. `into` should be empty: the two vectors trade places.
+    pub fn take_recycled(&self, into: &mut Vec<Recycled>) {
+        if self.returned.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut list = self.returned.list.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *list, into);
+        self.returned.waiting.store(0, Ordering::Release);
     }
 
     /// Queue an audit entry (as a record: full means dropped and counted).
@@ -189,7 +229,13 @@ impl RecordSink {
 }
 
 /// `hold`: records the writer keeps for a server that failed.
-fn write_loop(mut store: Box<dyn Backend>, rx: Receiver<Item>, stats: &WriterStats, retention: Retention, hold: usize) {
+fn write_loop(
+    mut store: Box<dyn Backend>,
+    rx: Receiver<Item>,
+    (stats, returned): (&WriterStats, &Returned),
+    retention: Retention,
+    hold: usize,
+) {
     lowest_priority();
     let mut last_retention = Instant::now() - RETENTION_EVERY;
     let mut failing = false;
@@ -236,8 +282,10 @@ fn write_loop(mut store: Box<dyn Backend>, rx: Receiver<Item>, stats: &WriterSta
             if left.is_zero() {
                 break;
             }
+            returned.give(&mut batch.recycled);
             std::thread::park_timeout(left);
         }
+        returned.give(&mut batch.recycled);
         match store.write(&mut batch.calls, &batch.audits) {
             Ok(()) => {
                 stats.written.fetch_add(batch.calls.len() as u64, Ordering::Relaxed);
@@ -281,20 +329,43 @@ fn write_loop(mut store: Box<dyn Backend>, rx: Receiver<Item>, stats: &WriterSta
 #[derive(Default)]
 struct Batch {
     calls: Vec<(super::CallRecord, Vec<u8>)>,
+    /// Buffers of the records taken, for the engine (`Returned`).
+    recycled: Vec<Recycled>,
     audits: Vec<AuditRow>,
     replies: Vec<std::sync::mpsc::Sender<()>>,
     /// The writer stops after this batch (asked to, or the queue is gone).
     stop: bool,
+    /// An unreadable record was logged (once).
+    said_unreadable: bool,
 }
 
 impl Batch {
     /// Add `item`; beyond `hold` records (a server failing), it is dropped and counted.
     fn take(&mut self, item: Item, hold: usize, stats: &WriterStats) {
         match item {
-            Item::Call(_) | Item::Audit(_) if self.calls.len() + self.audits.len() >= hold => {
+            Item::Call(s) if self.calls.len() + self.audits.len() >= hold => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.recycled.push(s.recycle());
+            }
+            Item::Audit(_) if self.calls.len() + self.audits.len() >= hold => {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Item::Call(d) => self.calls.push(d.finish(Instant::now(), SystemTime::now())),
+            Item::Call(s) => {
+                let (opened, recycled) = s.open(Instant::now(), SystemTime::now());
+                self.recycled.push(recycled);
+                match opened {
+                    Ok(call) => self.calls.push(call),
+                    Err(e) => {
+                        // The engine wrote these bytes: a bug, logged once.
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        if !std::mem::replace(&mut self.said_unreadable, true) {
+                            tracing::error!(
+                                "call records writer: a record from the engine does not read ({e}): dropped"
+                            );
+                        }
+                    }
+                }
+            }
             Item::Audit(a) => self.audits.push(a),
             Item::Flush(reply) => self.replies.push(reply),
             Item::Stop => self.stop = true,

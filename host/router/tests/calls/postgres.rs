@@ -11,7 +11,7 @@ use trunkline_router::config::{PostgresSettings, SecretUrl};
 use trunkline_router::records::pg::{PgReader, PgWriter};
 use trunkline_router::records::query::Filter;
 use trunkline_router::records::writer::{Backend, RecordSink, Retention};
-use trunkline_router::records::{CallRecord, Draft, RawTrace};
+use trunkline_router::records::{CallRecord, Draft, RawTrace, Sealed};
 
 use super::*;
 
@@ -179,7 +179,7 @@ fn settings(pg: &Postgres) -> PostgresSettings {
     PostgresSettings { url: SecretUrl::new(pg.url()), timeout: Duration::from_millis(1000), ca_pem: None }
 }
 
-fn draft(i: u64, trunk: &str) -> Draft {
+fn draft(i: u64, trunk: &str) -> Sealed {
     let now = Instant::now();
     let mut trace = RawTrace::default();
     let caps = trunkline_router::records::trace::TraceCaps { messages: 4, bytes: 4096 };
@@ -197,7 +197,7 @@ fn draft(i: u64, trunk: &str) -> Draft {
         status: if i % 2 == 0 { 200 } else { 486 },
         ..CallRecord::default()
     };
-    Draft { call: i, record, started: now, ended: now, trace }
+    Draft { call: i, record, started: now, ended: now, trace }.seal(Vec::new())
 }
 
 fn count(pg: &Postgres) -> i64 {
@@ -228,7 +228,7 @@ fn postgres_keeps_records_with_their_trace_and_routers_migrate_it_once() {
     let sink = RecordSink::start_on(Box::new(PgWriter::new(settings(&pg))), &dir.path().join("kv.db"), 100, retention)
         .unwrap();
     for i in 0..20 {
-        sink.submit(draft(i, if i < 10 { "acme" } else { "globex" }));
+        let _ = sink.submit(draft(i, if i < 10 { "acme" } else { "globex" }));
     }
     sink.audit(trunkline_router::records::store::AuditRow {
         action: "config-reload".into(),
@@ -271,7 +271,7 @@ fn records_wait_in_memory_while_postgres_is_down_and_are_written_when_it_is_back
         RecordSink::start_on(Box::new(PgWriter::new(settings(&pg))), &dir.path().join("kv.db"), queue, retention)
             .unwrap();
     for i in 0..10 {
-        sink.submit(draft(i, "acme"));
+        let _ = sink.submit(draft(i, "acme"));
     }
     sink.flush();
     assert_eq!(count(&pg), 10);
@@ -281,7 +281,7 @@ fn records_wait_in_memory_while_postgres_is_down_and_are_written_when_it_is_back
     pg.stop();
     let total = 2_000;
     for i in 10..10 + total {
-        sink.submit(draft(i, "acme"));
+        let _ = sink.submit(draft(i, "acme"));
         if i % 100 == 0 {
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -120,6 +120,11 @@ fn a_failover_call_is_recorded_with_both_targets_and_drawn_as_a_ladder() {
     assert!(call["answer_ms"].as_u64().is_some());
     let hooks: Vec<&str> = call["hooks"].as_array().unwrap().iter().map(|h| h["hook"].as_str().unwrap()).collect();
     assert!(hooks.contains(&"select-uri") && hooks.contains(&"pre-dial"), "{hooks:?}");
+    // The media the router anchored, as the relay reported it at the call's end.
+    let media = call["media"].as_array().unwrap();
+    let media: Vec<&str> = media.iter().map(|m| m.as_str().unwrap()).collect();
+    assert!(media.len() == 2 && media[0].starts_with("audio: caller 127.0.0.1:"), "{call:#}");
+    assert!(media[1].contains("packets relayed caller->callee"), "{call:#}");
     // The trace: both legs, in order, to the BYE's 200 from the PBX.
     let trace: Vec<(String, String)> = call["trace"]
         .as_array()
