@@ -17,6 +17,7 @@ pub mod query;
 pub mod trace;
 
 use serde::{Deserialize, Serialize};
+use trunkline_sip_core::Peer;
 
 pub use trace::{RawTrace, TraceEntry};
 
@@ -136,7 +137,14 @@ impl Draft {
     pub fn seal(self, mut buffer: Vec<u8>) -> Sealed {
         buffer.clear();
         self.record.encode_into(&mut buffer);
-        Sealed { call: self.call, record: buffer, started: self.started, ended: self.ended, trace: self.trace }
+        Sealed {
+            call: self.call,
+            record: buffer,
+            started: self.started,
+            ended: self.ended,
+            trace: self.trace,
+            media_added: false,
+        }
     }
 }
 
@@ -150,6 +158,8 @@ pub struct Sealed {
     started: std::time::Instant,
     ended: std::time::Instant,
     trace: RawTrace,
+    /// [`Sealed::add_media`] appended the media facts to `record`.
+    media_added: bool,
 }
 
 /// A sealed record's buffers, emptied, for the engine to reuse.
@@ -160,6 +170,25 @@ pub struct Recycled {
 }
 
 impl Sealed {
+    /// Keep `bytes` in the record's trace (a message of the call that
+    /// crossed the wire while its record lingered), if the caps allow.
+    pub fn push_trace(&mut self, caps: trace::TraceCaps, at: std::time::Instant, sent: bool, peer: Peer, bytes: &[u8]) {
+        self.trace.push(caps, at, sent, peer, bytes);
+    }
+
+    /// The record's media facts (the relay's report of the call), known
+    /// after it was sealed: encoded after the record, for [`Sealed::open`]
+    /// to put in its `media`. Once only: a second call is ignored.
+    pub fn add_media(&mut self, media: &[String]) {
+        if self.media_added || media.is_empty() {
+            return;
+        }
+        self.media_added = true;
+        let buffer = std::mem::take(&mut self.record);
+        // Writing into a Vec cannot fail, and strings encode.
+        self.record = postcard::to_extend(media, buffer).expect("strings encode into a Vec");
+    }
+
     /// The record (its `trace` empty), with times on the wall clock (`now`
     /// and `wall` read together), and its trace packed and redacted; and
     /// the buffers it came in, emptied. An error only if the record's
@@ -174,7 +203,7 @@ impl Sealed {
             let t = wall.checked_sub(back).unwrap_or(wall);
             t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
         };
-        let opened = CallRecord::decode(&self.record).map(|mut record| {
+        let opened = CallRecord::decode_sealed(&self.record).map(|mut record| {
             record.started_at = unix_ms(self.started);
             record.ended_at = unix_ms(self.ended);
             record.trace_dropped = self.trace.dropped();
@@ -212,6 +241,21 @@ impl CallRecord {
         let buffer = std::mem::take(out);
         // Writing into a Vec cannot fail, and every field is a type postcard encodes.
         *out = postcard::to_extend(self, buffer).expect("a record encodes into a Vec");
+    }
+
+    /// A sealed record's bytes: the stored form, then the media facts if
+    /// [`Sealed::add_media`] added them.
+    fn decode_sealed(bytes: &[u8]) -> Result<CallRecord, String> {
+        let Some((&RECORD_V1, rest)) = bytes.split_first() else { return CallRecord::decode(bytes) };
+        let (mut record, rest) = postcard::take_from_bytes::<CallRecord>(rest).map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            match postcard::take_from_bytes::<Vec<String>>(rest) {
+                Ok((media, [])) => record.media = media,
+                Ok((_, extra)) => return Err(format!("{} bytes after the media", extra.len())),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(record)
     }
 
     /// Read a stored form back; why not, if it is not one (a corrupt row).
@@ -315,13 +359,17 @@ mod tests {
         let expected_trace = trace.pack(t0);
         let record = CallRecord { started_at: 0, ended_at: 0, ..sample() };
         let draft = Draft { call: 7, record, started: t0, ended: t0 + Duration::from_millis(300), trace };
-        let sealed = draft.seal(vec![0xEE; 3]);
+        let mut sealed = draft.seal(vec![0xEE; 3]);
         assert_eq!(sealed.call, 7);
+        // Known later: the media, and a message that crossed while it lingered (over the cap).
+        sealed.add_media(&["audio: relayed".to_owned()]);
+        sealed.add_media(&["a second time".to_owned()]);
+        sealed.push_trace(caps, t0, true, peer, b"SIP/2.0 200 OK\r\n\r\n");
         // Opened 700 ms after the call ended, at wall time W: it ended at W - 700 ms.
         let wall = UNIX_EPOCH + Duration::from_millis(1_796_000_001_000);
         let (opened, recycled) = sealed.open(t0 + Duration::from_millis(1000), wall);
         let (record, packed) = opened.unwrap();
-        let want = CallRecord { trace_dropped: 1, ..sample() };
+        let want = CallRecord { trace_dropped: 2, media: vec!["audio: relayed".into()], ..sample() };
         assert_eq!((record, packed), (want, expected_trace));
         assert!(recycled.record.is_empty() && recycled.record.capacity() > 0);
         assert!(recycled.trace.is_empty() && recycled.trace.dropped() == 0 && recycled.trace.capacity() > 0);

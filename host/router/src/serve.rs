@@ -516,7 +516,7 @@ async fn flush(
         tracing::info!(call_id = %r.call_id, trunk = %r.trunk, outcome = %r.outcome, "call ended");
         metrics.call_ended(&r);
         if insight.sink.is_some() && !r.media.is_empty() {
-            engine.record_media(r.call, r.media);
+            engine.record_media(r.call, &r.media);
         }
     }
     if let Some(sink) = &insight.sink {

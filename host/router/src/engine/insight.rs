@@ -44,8 +44,8 @@ impl Engine {
             self.trace_recent.put(call_id, id);
             return true;
         }
-        if let Some(d) = self.lingering.get(call_id).and_then(|id| self.pending_records.get_mut(id)) {
-            d.trace.push(caps, now, sent, peer, bytes);
+        if let Some(l) = self.lingering.get(call_id).and_then(|id| self.pending_records.get_mut(id)) {
+            l.sealed.push_trace(caps, now, sent, peer, bytes);
             return true;
         }
         false
@@ -66,9 +66,9 @@ impl Engine {
 
     /// What the relay said of call `id`'s media (its report): into the
     /// record, if the call has one lingering.
-    pub fn record_media(&mut self, id: u64, media: Vec<String>) {
-        if let Some(d) = self.pending_records.get_mut(&id) {
-            d.record.media = media;
+    pub fn record_media(&mut self, id: u64, media: &[String]) {
+        if let Some(l) = self.pending_records.get_mut(&id) {
+            l.sealed.add_media(media);
         }
     }
 
@@ -82,12 +82,10 @@ impl Engine {
 
     /// `RECORD_LINGER` after call `id` ended: its record is ready.
     pub(super) fn record_due(&mut self, id: u64) {
-        let Some(draft) = self.pending_records.remove(&id) else { return };
-        self.lingering.remove(&draft.record.call_id);
-        for b in &draft.record.leg_call_ids {
-            self.lingering.remove(b);
+        let Some(Lingering { sealed, call_ids }) = self.pending_records.remove(&id) else { return };
+        for c in &call_ids {
+            self.lingering.remove(c);
         }
-        let sealed = draft.seal(self.trace_pool.record_buffer());
         self.records_out.push_back(sealed);
     }
 
@@ -168,12 +166,17 @@ impl Engine {
         self.linger(now, id, Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() });
     }
 
+    /// Seal `draft` now, while what it holds is fresh in the cache (sealed
+    /// 2 s later, when due, it cost the engine cache misses on every
+    /// field), and keep it for `RECORD_LINGER` under its Call-IDs.
     fn linger(&mut self, now: Instant, id: u64, draft: Draft) {
-        self.lingering.insert(draft.record.call_id.clone(), id);
-        for b in &draft.record.leg_call_ids {
-            self.lingering.insert(b.clone(), id);
+        let call_ids: Vec<String> =
+            std::iter::once(&draft.record.call_id).chain(&draft.record.leg_call_ids).cloned().collect();
+        for c in &call_ids {
+            self.lingering.insert(c.clone(), id);
         }
-        self.pending_records.insert(id, draft);
+        let sealed = draft.seal(self.trace_pool.record_buffer());
+        self.pending_records.insert(id, Lingering { sealed, call_ids });
         let due = now + RECORD_LINGER;
         let tick = match self.record_tick {
             Some(t) if t >= due => t,
@@ -189,6 +192,14 @@ impl Engine {
         self.next_call += 1;
         id
     }
+}
+
+/// A finished call's record, sealed, waiting for its call's last messages.
+#[derive(Debug)]
+pub(super) struct Lingering {
+    sealed: Sealed,
+    /// The caller's Call-ID and the legs' (its keys in `Engine::lingering`).
+    call_ids: Vec<String>,
 }
 
 /// Buffers the writer gave back ([`Engine::recycle`]) for the next calls:

@@ -163,7 +163,7 @@ pub struct Engine {
     trace_recent: insight::RecentCalls,
     /// Buffers the writer gave back (traces, encoded records), for new calls.
     trace_pool: insight::TracePool,
-    pending_records: ByCall<crate::records::Draft>,
+    pending_records: ByCall<insight::Lingering>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
     record_tick: Option<Instant>,
