@@ -28,6 +28,14 @@ macro_rules! leading_columns {
 }
 pub(crate) use leading_columns;
 
+/// The numbers both stores derive for a row of `calls` from record `r`:
+/// `pdd_ms` and `duration_ms` as SQL integers (clamped), and `attempts`
+/// (the targets tried).
+pub(crate) fn row_numbers(r: &CallRecord) -> (Option<i64>, i64, i64) {
+    let integer = |v: u64| v.min(i64::MAX as u64) as i64;
+    (r.pdd_ms.map(integer), integer(r.duration_ms), r.targets.len() as i64)
+}
+
 pub mod cli;
 pub mod kv;
 pub mod pg;

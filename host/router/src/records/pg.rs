@@ -162,8 +162,8 @@ impl super::writer::Backend for PgWriter {
                 for (r, trace) in records.iter() {
                     body.clear();
                     r.encode_into(&mut body);
-                    let (status, pdd_ms) = (i32::from(r.status), r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64));
-                    let (duration_ms, attempts) = (r.duration_ms.min(i64::MAX as u64) as i64, r.targets.len() as i64);
+                    let status = i32::from(r.status);
+                    let (pdd_ms, duration_ms, attempts) = super::row_numbers(r);
                     let rest: [&Param; 7] = [&status, &body, trace, &pdd_ms, &duration_ms, &r.hangup_by, &attempts];
                     let params: Vec<&Param> = super::leading_columns!(r, Param).into_iter().chain(rest).collect();
                     let row = tx.query_one(&insert, &params)?;

@@ -292,13 +292,8 @@ impl Store {
                 r.encode_into(&mut body);
                 let record_length = body.len() as i64;
                 let at = traces.append(body, std::mem::take(trace)).map_err(traces_failed(&self.path))?;
-                cells.push(RowNumbers {
-                    at,
-                    record_length,
-                    pdd_ms: r.pdd_ms.map(|v| v.min(i64::MAX as u64) as i64),
-                    duration_ms: r.duration_ms.min(i64::MAX as u64) as i64,
-                    attempts: r.targets.len() as i64,
-                });
+                let (pdd_ms, duration_ms, attempts) = super::row_numbers(r);
+                cells.push(RowNumbers { at, record_length, pdd_ms, duration_ms, attempts });
             }
             const IN_SEGMENT: &[u8] = &[];
             let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
