@@ -194,9 +194,20 @@ impl Sealed {
     /// the buffers it came in, emptied. An error only if the record's
     /// bytes are not a record (a bug: the engine wrote them).
     pub fn open(
+        self,
+        now: std::time::Instant,
+        wall: std::time::SystemTime,
+    ) -> (Result<(CallRecord, Vec<u8>), String>, Recycled) {
+        self.open_into(now, wall, Vec::new())
+    }
+
+    /// [`Sealed::open`], the trace packed into `packed` (a buffer the
+    /// writer reuses: a batch's worth of fresh traces cost it page faults).
+    pub fn open_into(
         mut self,
         now: std::time::Instant,
         wall: std::time::SystemTime,
+        mut packed: Vec<u8>,
     ) -> (Result<(CallRecord, Vec<u8>), String>, Recycled) {
         let unix_ms = |at: std::time::Instant| {
             let back = now.saturating_duration_since(at);
@@ -207,7 +218,8 @@ impl Sealed {
             record.started_at = unix_ms(self.started);
             record.ended_at = unix_ms(self.ended);
             record.trace_dropped = self.trace.dropped();
-            (record, self.trace.pack(self.started))
+            self.trace.pack_into(self.started, &mut packed);
+            (record, packed)
         });
         self.record.clear();
         self.trace.clear();

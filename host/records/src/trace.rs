@@ -93,7 +93,16 @@ impl RawTrace {
     /// The stored form (see the module docs), times counted from `start`,
     /// redacted.
     pub fn pack(&self, start: Instant) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + self.entries.len() * 32 + 1);
+        let mut out = Vec::new();
+        self.pack_into(start, &mut out);
+        out
+    }
+
+    /// [`RawTrace::pack`] into `out` (emptied first): the writer packs
+    /// into buffers it reuses, batch after batch.
+    pub fn pack_into(&self, start: Instant, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.bytes.len() + self.entries.len() * 32 + 1);
         out.push(PACKED_V1);
         let mut begin = 0;
         // A call has few peers: each one's text is made once.
@@ -111,12 +120,11 @@ impl RawTrace {
             out.extend_from_slice(&peer[..peer.len().min(255)]);
             let len_at = out.len();
             out.extend_from_slice(&[0; 4]);
-            redact_into(&self.bytes[begin..e.end], &mut out);
+            redact_into(&self.bytes[begin..e.end], out);
             let len = (out.len() - len_at - 4) as u32;
             out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
             begin = e.end;
         }
-        out
     }
 
     /// The entries as [`unpack`] would read them back (tests, the CLI).

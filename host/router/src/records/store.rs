@@ -240,6 +240,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// An empty buffer to pack a trace into, reused from an earlier batch
+    /// if there is one (`TraceLog::spare`).
+    pub fn spare_buffer(&mut self) -> Vec<u8> {
+        self.traces.as_mut().map(TraceLog::spare).unwrap_or_default()
+    }
+
     /// Open `path` for writing, creating it (and its schema) if missing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = open_connection(path)?;
@@ -288,7 +294,7 @@ impl Store {
             let mut cells = Vec::with_capacity(chunk.len());
             for (r, trace) in chunk.iter_mut() {
                 // The id is the row's; the record and its trace go in the segment.
-                let mut body = Vec::with_capacity(1024);
+                let mut body = traces.spare();
                 r.encode_into(&mut body);
                 let record_length = body.len() as i64;
                 let at = traces.append(body, std::mem::take(trace)).map_err(traces_failed(&self.path))?;

@@ -66,6 +66,8 @@ pub struct TraceLog {
     len: u64,
     /// Traces appended and not yet written, in order.
     pending: Vec<Vec<u8>>,
+    /// Buffers written, emptied, for the next batch ([`TraceLog::spare`]).
+    spare: Vec<Vec<u8>>,
 }
 
 impl TraceLog {
@@ -76,7 +78,7 @@ impl TraceLog {
         let dir = dir_of(db);
         std::fs::create_dir_all(&dir)?;
         let segment = segments(&dir)?.last().map_or(1, |n| n + 1);
-        Ok(TraceLog { dir, segment, file: None, len: 0, pending: Vec::new() })
+        Ok(TraceLog { dir, segment, file: None, len: 0, pending: Vec::new(), spare: Vec::new() })
     }
 
     /// Append a record's stored form, then its packed trace, in the same
@@ -105,6 +107,18 @@ impl TraceLog {
         Ok(at)
     }
 
+    /// Written buffers kept for reuse at most: two batches' records and traces.
+    const SPARE: usize = 1024;
+    /// A buffer larger than this is let go, not kept.
+    const SPARE_BYTES: usize = 64 << 10;
+
+    /// An empty buffer, one written before if there is one: the writer
+    /// packs records and traces into buffers it reuses, so that a batch
+    /// does not fault in fresh pages (bench/README.md, session 17).
+    pub fn spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
     /// Write what [`TraceLog::append`] kept (before the rows that point
     /// at it are committed). On an error the segment is left behind (its
     /// tail may be cut short: no committed row points there) and the next
@@ -112,7 +126,12 @@ impl TraceLog {
     pub fn flush(&mut self) -> std::io::Result<()> {
         let Some(file) = &mut self.file else { return Ok(()) };
         let written = write_all_vectored(file, &self.pending);
-        self.pending.clear();
+        for mut b in self.pending.drain(..) {
+            if self.spare.len() < Self::SPARE && b.capacity() <= Self::SPARE_BYTES {
+                b.clear();
+                self.spare.push(b);
+            }
+        }
         if written.is_err() {
             self.file = None;
             self.segment += 1;
@@ -188,6 +207,11 @@ mod tests {
         assert_eq!((a.segment, a.offset, b.offset, b.length), (1, 0, 8, 7));
         assert_eq!(read(&db, TraceAt { segment: 1, offset: 5, length: 10 }).unwrap(), b"recsecond!");
         assert_eq!(read(&db, b).unwrap(), b"second!");
+        // The written buffers come back, emptied, for the next batch.
+        let spare: Vec<Vec<u8>> = (0..4).map(|_| log.spare()).collect();
+        let capacities: Vec<usize> = spare.iter().map(Vec::capacity).collect();
+        assert!(spare.iter().all(Vec::is_empty), "emptied");
+        assert_eq!(capacities, [7, 3, 5, 0], "the three buffers written, last first; then a new one");
         // A restart writes a new segment; the old one stays readable.
         drop(log);
         let mut log = TraceLog::open(&db).unwrap();

@@ -46,6 +46,10 @@ pub trait Backend: Send + 'static {
     /// A failed write is kept and tried again (a server that may come back),
     /// not dropped.
     fn retries(&self) -> bool;
+    /// An empty buffer to pack a trace into (one the backend reuses, or new).
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 impl Backend for Store {
@@ -59,6 +63,10 @@ impl Backend for Store {
 
     fn retries(&self) -> bool {
         false
+    }
+
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        Store::spare_buffer(self)
     }
 }
 
@@ -253,7 +261,7 @@ fn write_loop(
         }
         if batch.is_empty() {
             match rx.recv_timeout(RETENTION_EVERY) {
-                Ok(item) => batch.take(item, hold, stats),
+                Ok(item) => batch.take(item, hold, stats, &mut *store),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -267,7 +275,7 @@ fn write_loop(
         'gather: while !batch.done(failing) {
             loop {
                 match rx.try_recv() {
-                    Ok(item) => batch.take(item, hold, stats),
+                    Ok(item) => batch.take(item, hold, stats, &mut *store),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         batch.stop = true;
@@ -341,7 +349,7 @@ struct Batch {
 
 impl Batch {
     /// Add `item`; beyond `hold` records (a server failing), it is dropped and counted.
-    fn take(&mut self, item: Item, hold: usize, stats: &WriterStats) {
+    fn take(&mut self, item: Item, hold: usize, stats: &WriterStats, store: &mut dyn Backend) {
         match item {
             Item::Call(s) if self.calls.len() + self.audits.len() >= hold => {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -351,7 +359,7 @@ impl Batch {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Item::Call(s) => {
-                let (opened, recycled) = s.open(Instant::now(), SystemTime::now());
+                let (opened, recycled) = s.open_into(Instant::now(), SystemTime::now(), store.spare_buffer());
                 self.recycled.push(recycled);
                 match opened {
                     Ok(call) => self.calls.push(call),
