@@ -31,7 +31,7 @@ impl Engine {
     /// router): into its call's trace; false if it has no call (yet).
     pub(super) fn trace_under(&mut self, now: Instant, call_id: &str, sent: bool, peer: Peer, bytes: &[u8]) -> bool {
         let Some(caps) = self.trace_caps else { return true };
-        let pool = &mut self.trace_pool;
+        let pool = &mut self.buffer_pool;
         if let Some(c) = self.trace_recent.get(call_id).and_then(|id| self.calls.get_mut(&id)) {
             pool.lend(&mut c.trace);
             c.trace.push(caps, now, sent, peer, bytes);
@@ -61,7 +61,7 @@ impl Engine {
     /// next calls' traces and records: in steady state the engine's
     /// allocator serves no record and frees none that another thread used.
     pub fn recycle(&mut self, r: Recycled) {
-        self.trace_pool.give_back(r);
+        self.buffer_pool.give_back(r);
     }
 
     /// What the relay said of call `id`'s media (its report): into the
@@ -175,7 +175,7 @@ impl Engine {
         for c in &call_ids {
             self.lingering.insert(c.clone(), id);
         }
-        let sealed = draft.seal(self.trace_pool.record_buffer());
+        let sealed = draft.seal(self.buffer_pool.record_buffer());
         self.pending_records.insert(id, Lingering { sealed, call_ids });
         let due = now + RECORD_LINGER;
         let tick = match self.record_tick {
@@ -208,12 +208,12 @@ pub(super) struct Lingering {
 /// in steady state and sees none freed on another thread. Bounded in
 /// count and in what each may hold.
 #[derive(Debug, Default)]
-pub(super) struct TracePool {
+pub(super) struct BufferPool {
     traces: Vec<RawTrace>,
     records: Vec<Vec<u8>>,
 }
 
-impl TracePool {
+impl BufferPool {
     /// Buffers of each kind kept at most (a trace's about 9 KB: with calls
     /// in progress, lingering and being stored, a few thousand are in use
     /// at 1000 calls/s; a few hundred come back together each batch).
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_pool_lends_given_back_buffers_to_new_traces_only_and_keeps_a_bounded_few() {
-        let mut pool = TracePool::default();
+        let mut pool = BufferPool::default();
         let kept = used(100);
         let (capacity, record_capacity) = (kept.trace.capacity(), kept.record.capacity());
         pool.give_back(kept);
@@ -400,9 +400,9 @@ mod tests {
         // A buffer that grew large, or one past the count, is let go.
         pool.give_back(used(40 << 10));
         assert!(pool.traces.is_empty() && pool.records.is_empty());
-        for _ in 0..TracePool::MAX + 5 {
+        for _ in 0..BufferPool::MAX + 5 {
             pool.give_back(used(10));
         }
-        assert_eq!((pool.traces.len(), pool.records.len()), (TracePool::MAX, TracePool::MAX));
+        assert_eq!((pool.traces.len(), pool.records.len()), (BufferPool::MAX, BufferPool::MAX));
     }
 }

@@ -162,7 +162,7 @@ pub struct Engine {
     /// The calls of the last messages traced, by Call-ID (insight::RecentCalls).
     trace_recent: insight::RecentCalls,
     /// Buffers the writer gave back (traces, encoded records), for new calls.
-    trace_pool: insight::TracePool,
+    buffer_pool: insight::BufferPool,
     pending_records: ByCall<insight::Lingering>,
     lingering: HashMap<String, u64>,
     /// When the records lingering now fall due (insight::RECORD_TICK).
@@ -224,7 +224,7 @@ impl Engine {
             last_now: None,
             trace_call_id: String::new(),
             trace_recent: insight::RecentCalls::default(),
-            trace_pool: insight::TracePool::default(),
+            buffer_pool: insight::BufferPool::default(),
             pending_records: ByCall::default(),
             lingering: HashMap::new(),
             record_tick: None,

@@ -112,7 +112,7 @@ impl Returned {
     /// More than the engine keeps ([`crate::engine::Engine::recycle`]'s pool): the rest is freed.
     const MAX: usize = 2048;
 
-    /// Give back what `from` holds (emptying it), up to the bound.
+    /// Give back what `from` holds (emptying it), up to the bound; the rest is freed.
     fn give(&self, from: &mut Vec<Recycled>) {
         if from.is_empty() {
             return;
@@ -121,8 +121,6 @@ impl Returned {
         let room = Self::MAX.saturating_sub(list.len());
         list.extend(from.drain(..).take(room));
         self.waiting.store(list.len(), Ordering::Release);
-        drop(list);
-        from.clear();
     }
 }
 
