@@ -5,11 +5,12 @@
 //!
 //! The engine builds a [`Draft`] when a call ends (its fields, the targets
 //! tried with their responses, the hook decisions and the raw SIP messages
-//! of both legs, [`trace`]) and seals it when it is due ([`Draft::seal`]:
-//! the record encoded, the trace's buffers moved); the router's writer
-//! opens it off the engine's thread ([`Sealed::open`]: wall-clock times,
-//! the trace packed and redacted), stores it and gives the buffers back. [`query`] checks the filters of the admin API
-//! and `trunkline calls`; [`ladder`] draws one call as a SIP ladder
+//! of both legs, [`trace`]) and seals it at once ([`Draft::seal`]: the
+//! record encoded, the trace's buffers moved); the sealed record lingers
+//! for the call's last messages, then the router's writer opens it off
+//! the engine's thread ([`Sealed::open`]: wall-clock times, the trace
+//! packed and redacted), stores it and gives the buffers back. [`query`]
+//! checks the filters of the admin API and `trunkline calls`; [`ladder`] draws one call as a SIP ladder
 //! diagram. No I/O here: the store (SQLite) is the router's.
 
 pub mod ladder;
@@ -126,8 +127,8 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// What the engine hands the writer when the record is due: the record
-    /// in its stored form, written into `buffer` (emptied first), and the
+    /// What the engine keeps when the call ends and hands the writer when
+    /// the record is due: the record in its stored form, written into `buffer` (emptied first), and the
     /// trace's own buffers, both of which the writer gives back
     /// ([`Sealed::open`]) for the engine to reuse. The record itself is
     /// freed here, on the engine's thread. Why: blocks allocated on the
