@@ -7,19 +7,23 @@
 //! tried with their responses, the hook decisions and the raw SIP messages
 //! of both legs, [`trace`]) and seals it at once ([`Draft::seal`]: the
 //! record encoded, the trace's buffers moved); the sealed record lingers
-//! for the call's last messages, then the router's writer opens it off
-//! the engine's thread ([`Sealed::open`]: wall-clock times, the trace
-//! packed and redacted), stores it and gives the buffers back. [`query`]
-//! checks the filters of the admin API and `trunkline calls`; [`ladder`] draws one call as a SIP ladder
-//! diagram. No I/O here: the store (SQLite) is the router's.
+//! for the call's last messages, then the router's writer finishes it off
+//! the engine's thread ([`Sealed::store_into`]: wall-clock times, the
+//! trace packed and redacted, the record's bytes kept as they are,
+//! [`stored`]), stores it and gives the buffers back. [`query`] checks
+//! the filters of the admin API and `trunkline calls`; [`ladder`] draws
+//! one call as a SIP ladder diagram. No I/O here: the store (SQLite) is
+//! the router's.
 
 pub mod ladder;
 pub mod query;
+pub mod stored;
 pub mod trace;
 
 use serde::{Deserialize, Serialize};
 use trunkline_sip_core::Peer;
 
+pub use stored::{Columns, Stored, RECORD_V1, RECORD_V2};
 pub use trace::{RawTrace, TraceEntry};
 
 /// One finished call, as stored and served.
@@ -112,9 +116,9 @@ pub struct HookRecord {
     pub micros: u64,
 }
 
-/// What the engine hands over when a call ends: the record without its
+/// What the engine has when a call ends: the record without its
 /// wall-clock times and with its trace still raw (both are finished off
-/// the engine's thread, by [`Draft::finish`]).
+/// the engine's thread, by [`Sealed::store_into`]).
 #[derive(Debug)]
 pub struct Draft {
     /// The engine's number for the call (as in its report).
@@ -128,19 +132,20 @@ pub struct Draft {
 
 impl Draft {
     /// What the engine keeps when the call ends and hands the writer when
-    /// the record is due: the record in its stored form, written into `buffer` (emptied first), and the
-    /// trace's own buffers, both of which the writer gives back
-    /// ([`Sealed::open`]) for the engine to reuse. The record itself is
-    /// freed here, on the engine's thread. Why: blocks allocated on the
-    /// engine's thread and freed on the writer's cost the engine's
+    /// the record is due: the record encoded into `buffer` (emptied
+    /// first), and the trace's own buffers, both of which the writer gives
+    /// back ([`Sealed::store_into`]) for the engine to reuse. The record
+    /// itself is freed here, on the engine's thread. Why: blocks allocated
+    /// on the engine's thread and freed on the writer's cost the engine's
     /// allocator more than encoding the record (its page faults and page
     /// collection: bench/README.md, sessions 16 and 17).
     pub fn seal(self, mut buffer: Vec<u8>) -> Sealed {
         buffer.clear();
-        self.record.encode_into(&mut buffer);
+        // Writing into a Vec cannot fail, and every field is a type postcard encodes.
+        let record = postcard::to_extend(&self.record, buffer).expect("a record encodes into a Vec");
         Sealed {
             call: self.call,
-            record: buffer,
+            record,
             started: self.started,
             ended: self.ended,
             trace: self.trace,
@@ -154,7 +159,9 @@ impl Draft {
 pub struct Sealed {
     /// The engine's number for the call.
     pub call: u64,
-    /// [`CallRecord::encode_into`], its wall-clock times not yet set.
+    /// The record as postcard encodes it (its wall-clock times not yet
+    /// set), then the media facts if [`Sealed::add_media`] added them:
+    /// the body of the stored form ([`stored::RECORD_V2`]).
     record: Vec<u8>,
     started: std::time::Instant,
     ended: std::time::Instant,
@@ -178,8 +185,8 @@ impl Sealed {
     }
 
     /// The record's media facts (the relay's report of the call), known
-    /// after it was sealed: encoded after the record, for [`Sealed::open`]
-    /// to put in its `media`. Once only: a second call is ignored.
+    /// after it was sealed: encoded after the record, where the stored
+    /// form keeps them. Once only: a second call is ignored.
     pub fn add_media(&mut self, media: &[String]) {
         if self.media_added || media.is_empty() {
             return;
@@ -190,98 +197,42 @@ impl Sealed {
         self.record = postcard::to_extend(media, buffer).expect("strings encode into a Vec");
     }
 
-    /// The record (its `trace` empty), with times on the wall clock (`now`
-    /// and `wall` read together), and its trace packed and redacted; and
-    /// the buffers it came in, emptied. An error only if the record's
-    /// bytes are not a record (a bug: the engine wrote them).
-    pub fn open(
+    /// The record ready to store: its stored form written into `record`
+    /// (the sealed bytes as they are, behind the wall-clock times, `now`
+    /// and `wall` read together, and the count of messages the caps left
+    /// out) and its trace packed and redacted into `trace` (buffers the
+    /// writer reuses: a batch's worth of fresh ones cost it page faults);
+    /// and the buffers it came in, emptied.
+    pub fn store_into(
         self,
         now: std::time::Instant,
         wall: std::time::SystemTime,
-    ) -> (Result<(CallRecord, Vec<u8>), String>, Recycled) {
-        self.open_into(now, wall, Vec::new())
-    }
-
-    /// [`Sealed::open`], the trace packed into `packed` (a buffer the
-    /// writer reuses: a batch's worth of fresh traces cost it page faults).
-    pub fn open_into(
-        mut self,
-        now: std::time::Instant,
-        wall: std::time::SystemTime,
-        mut packed: Vec<u8>,
-    ) -> (Result<(CallRecord, Vec<u8>), String>, Recycled) {
+        mut record: Vec<u8>,
+        mut trace: Vec<u8>,
+    ) -> (Stored, Recycled) {
         let unix_ms = |at: std::time::Instant| {
             let back = now.saturating_duration_since(at);
             let t = wall.checked_sub(back).unwrap_or(wall);
             t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
         };
-        let opened = CallRecord::decode_sealed(&self.record).map(|mut record| {
-            record.started_at = unix_ms(self.started);
-            record.ended_at = unix_ms(self.ended);
-            record.trace_dropped = self.trace.dropped();
-            self.trace.pack_into(self.started, &mut packed);
-            (record, packed)
-        });
-        self.record.clear();
-        self.trace.clear();
-        (opened, Recycled { record: self.record, trace: self.trace })
+        record.clear();
+        record.push(RECORD_V2);
+        let head = (unix_ms(self.started), unix_ms(self.ended), self.trace.dropped());
+        // Writing into a Vec cannot fail.
+        let mut record = postcard::to_extend(&head, record).expect("integers encode into a Vec");
+        record.extend_from_slice(&self.record);
+        if !self.media_added {
+            record.push(0); // no media facts
+        }
+        self.trace.pack_into(self.started, &mut trace);
+        (Stored { id: 0, record, trace }, self.recycle())
     }
 
-    /// The buffers, emptied, without opening the record (it was dropped).
+    /// The buffers, emptied, without storing the record (it was dropped).
     pub fn recycle(mut self) -> Recycled {
         self.record.clear();
         self.trace.clear();
         Recycled { record: self.record, trace: self.trace }
-    }
-}
-
-/// The version byte of a record's stored form ([`CallRecord::encode_into`]).
-///
-/// Version 1 is [`CallRecord`] as postcard encodes it (fields in their
-/// order, lengths as varints; no names). Postcard does not describe
-/// itself, so a change to the fields of `CallRecord` or of what it holds
-/// needs a new version, and the old layout kept to read version 1:
-/// `tests::the_stored_form_of_version_1_does_not_change` fails until both
-/// are done.
-pub const RECORD_V1: u8 = 1;
-
-impl CallRecord {
-    /// Append the stored form (the version byte, then postcard) to `out`.
-    /// `id` and `trace` are stored apart (the row's number, the trace's
-    /// segment file) and should be empty here.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(RECORD_V1);
-        let buffer = std::mem::take(out);
-        // Writing into a Vec cannot fail, and every field is a type postcard encodes.
-        *out = postcard::to_extend(self, buffer).expect("a record encodes into a Vec");
-    }
-
-    /// A sealed record's bytes: the stored form, then the media facts if
-    /// [`Sealed::add_media`] added them.
-    fn decode_sealed(bytes: &[u8]) -> Result<CallRecord, String> {
-        let Some((&RECORD_V1, rest)) = bytes.split_first() else { return CallRecord::decode(bytes) };
-        let (mut record, rest) = postcard::take_from_bytes::<CallRecord>(rest).map_err(|e| e.to_string())?;
-        if !rest.is_empty() {
-            match postcard::take_from_bytes::<Vec<String>>(rest) {
-                Ok((media, [])) => record.media = media,
-                Ok((_, extra)) => return Err(format!("{} bytes after the media", extra.len())),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(record)
-    }
-
-    /// Read a stored form back; why not, if it is not one (a corrupt row).
-    pub fn decode(bytes: &[u8]) -> Result<CallRecord, String> {
-        match bytes.split_first() {
-            Some((&RECORD_V1, rest)) => match postcard::take_from_bytes::<CallRecord>(rest) {
-                Ok((record, [])) => Ok(record),
-                Ok((_, extra)) => Err(format!("{} bytes after the record", extra.len())),
-                Err(e) => Err(e.to_string()),
-            },
-            Some((version, _)) => Err(format!("unknown record version {version}")),
-            None => Err("empty".into()),
-        }
     }
 }
 
@@ -292,7 +243,7 @@ pub const OUTCOMES: [&str; 4] = ["answered", "rejected", "failed", "cancelled"];
 mod tests {
     use super::*;
 
-    fn sample() -> CallRecord {
+    pub(crate) fn sample() -> CallRecord {
         CallRecord {
             call_id: "a@h".into(),
             leg_call_ids: vec!["b1".into()],
@@ -334,34 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_reads_back_as_it_was_written() {
-        let r = sample();
-        let mut out = vec![9, 9];
-        r.encode_into(&mut out);
-        assert_eq!(out[..3], [9, 9, RECORD_V1], "appended after what was there");
-        assert_eq!(CallRecord::decode(&out[2..]), Ok(r));
-    }
-
-    #[test]
-    fn the_stored_form_of_version_1_does_not_change() {
-        // Stored records are read back by later routers: if this fails, a
-        // field changed; give the new layout a new version and keep
-        // reading this one (see RECORD_V1).
-        let mut out = Vec::new();
-        sample().encode_into(&mut out);
-        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "010003614068010262310174034143310b6f726967696e6174696f6e052b31353535052b31363636\
-             0e3132372e302e302e313a353036300375647080a0899fc568d8a4899fc568010200ac020663616c\
-             6c657208616e737765726564c801026f6b01057369703a78127564703a3132372e302e302e313a35\
-             303830026231010102c801024f4b010963616e63656c6c656401017005312e302e30087072652d64\
-             69616c08636f6e74696e75654601017201016d0000"
-        );
-    }
-
-    #[test]
-    fn a_sealed_record_opens_with_wall_clock_times_and_its_trace_and_gives_its_buffers_back() {
+    fn a_sealed_record_is_stored_with_wall_clock_times_and_its_trace_and_gives_its_buffers_back() {
         use std::time::{Duration, Instant, UNIX_EPOCH};
         let t0 = Instant::now();
         let mut trace = RawTrace::default();
@@ -378,25 +302,22 @@ mod tests {
         sealed.add_media(&["audio: relayed".to_owned()]);
         sealed.add_media(&["a second time".to_owned()]);
         sealed.push_trace(caps, t0, true, peer, b"SIP/2.0 200 OK\r\n\r\n");
-        // Opened 700 ms after the call ended, at wall time W: it ended at W - 700 ms.
+        // Stored 700 ms after the call ended, at wall time W: it ended at W - 700 ms.
         let wall = UNIX_EPOCH + Duration::from_millis(1_796_000_001_000);
-        let (opened, recycled) = sealed.open(t0 + Duration::from_millis(1000), wall);
-        let (record, packed) = opened.unwrap();
+        let (stored, recycled) = sealed.store_into(t0 + Duration::from_millis(1000), wall, vec![1; 9], vec![2; 9]);
         let want = CallRecord { trace_dropped: 2, media: vec!["audio: relayed".into()], ..sample() };
-        assert_eq!((record, packed), (want, expected_trace));
+        assert_eq!(stored.trace, expected_trace);
+        assert_eq!(CallRecord::decode(&stored.record), Ok(want.clone()));
+        assert_eq!(stored.columns().map(|c| (c.started_at, c.ended_at)), Ok((want.started_at, want.ended_at)));
         assert!(recycled.record.is_empty() && recycled.record.capacity() > 0);
         assert!(recycled.trace.is_empty() && recycled.trace.dropped() == 0 && recycled.trace.capacity() > 0);
     }
 
     #[test]
-    fn what_is_not_a_stored_record_is_refused_with_the_reason() {
-        let mut good = Vec::new();
-        sample().encode_into(&mut good);
-        assert_eq!(CallRecord::decode(&[]), Err("empty".into()));
-        assert_eq!(CallRecord::decode(&[7, 0]), Err("unknown record version 7".into()));
-        assert!(CallRecord::decode(&good[..good.len() - 3]).is_err(), "truncated");
-        let mut longer = good.clone();
-        longer.push(0);
-        assert_eq!(CallRecord::decode(&longer), Err("1 bytes after the record".into()));
+    fn a_sealed_record_without_media_facts_keeps_its_own() {
+        let t0 = std::time::Instant::now();
+        let draft = Draft { call: 1, record: sample(), started: t0, ended: t0, trace: RawTrace::default() };
+        let (stored, _) = draft.seal(Vec::new()).store_into(t0, std::time::SystemTime::now(), Vec::new(), Vec::new());
+        assert_eq!(CallRecord::decode(&stored.record).map(|r| r.media), Ok(vec!["m".to_owned()]));
     }
 }

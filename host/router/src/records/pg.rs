@@ -25,7 +25,7 @@ use postgres::{Client, NoTls};
 
 use super::query::{Filter, SqlArg};
 use super::store::{AuditRow, CallRow, StoreError};
-use super::CallRecord;
+use super::{CallRecord, Stored};
 use crate::config::PostgresSettings;
 
 /// The schema, one step per version. Append only: never edit a step that
@@ -144,7 +144,7 @@ impl PgWriter {
 }
 
 impl super::writer::Backend for PgWriter {
-    fn write(&mut self, records: &mut [(CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+    fn write(&mut self, records: &mut [Stored], audit: &[AuditRow]) -> Result<(), StoreError> {
         if records.is_empty() && audit.is_empty() {
             return Ok(());
         }
@@ -156,16 +156,14 @@ impl super::writer::Backend for PgWriter {
                                         record, trace, pdd_ms, duration_ms, hangup_by, attempts)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
                 )?;
-                let mut body = Vec::with_capacity(2048);
                 let mut ids = Vec::with_capacity(records.len());
-                type Param = dyn postgres::types::ToSql + Sync;
-                for (r, trace) in records.iter() {
-                    body.clear();
-                    r.encode_into(&mut body);
-                    let status = i32::from(r.status);
-                    let (pdd_ms, duration_ms, attempts) = super::row_numbers(r);
-                    let rest: [&Param; 7] = [&status, &body, trace, &pdd_ms, &duration_ms, &r.hangup_by, &attempts];
-                    let params: Vec<&Param> = super::leading_columns!(r, Param).into_iter().chain(rest).collect();
+                type Param<'a> = dyn postgres::types::ToSql + Sync + 'a;
+                for s in records.iter() {
+                    let c = s.columns().map_err(StoreError::Unreadable)?;
+                    let status = i32::from(c.status);
+                    let rest: [&Param<'_>; 7] =
+                        [&status, &s.record, &s.trace, &c.pdd_ms, &c.duration_ms, &c.hangup_by, &c.attempts];
+                    let params: Vec<&Param<'_>> = super::leading_columns!(c, Param<'_>).into_iter().chain(rest).collect();
                     let row = tx.query_one(&insert, &params)?;
                     ids.push(row.get::<_, i64>(0));
                 }
@@ -174,8 +172,8 @@ impl super::writer::Backend for PgWriter {
                 }
                 tx.commit()?;
                 // Ids only once committed: a batch that failed is tried again whole.
-                for ((r, _), id) in records.iter_mut().zip(ids) {
-                    r.id = id;
+                for (s, id) in records.iter_mut().zip(ids) {
+                    s.id = id;
                 }
                 return Ok(());
             }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::query::{Filter, SqlArg};
 use super::traces::{self, dir_of, TraceAt, TraceLog};
-use super::CallRecord;
+use super::{CallRecord, Stored};
 
 /// The schema, one step per version. Append only: never edit a step that
 /// has shipped.
@@ -108,15 +108,6 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-/// A row's numbers computed for its INSERT.
-struct RowNumbers {
-    at: TraceAt,
-    record_length: i64,
-    pdd_ms: Option<i64>,
-    duration_ms: i64,
-    attempts: i64,
-}
-
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -149,6 +140,9 @@ pub enum StoreError {
     /// The database was migrated by a newer trunkline (the operator's: upgrade every router).
     #[error("call records in PostgreSQL: schema version {found} is newer than this trunkline knows ({known}); upgrade this router")]
     TooNewServer { found: i64, known: i64 },
+    /// A record from the engine does not read (a bug: the engine wrote it).
+    #[error("call records store: a record from the engine does not read: {0}")]
+    Unreadable(String),
     /// A stored record does not decode (a corrupt row).
     #[error("call records store: record {id} does not decode: {why}")]
     Corrupt { id: i64, why: String },
@@ -268,14 +262,15 @@ impl Store {
 
     /// Store `records` (each with its packed trace) in one transaction;
     /// each gets its id.
-    pub fn insert(&mut self, records: &mut [(CallRecord, Vec<u8>)]) -> Result<(), StoreError> {
+    pub fn insert(&mut self, records: &mut [Stored]) -> Result<(), StoreError> {
         self.write(records, &[])
     }
 
     /// Store `records` and `audit` rows in one transaction (the writer's
     /// batch: a commit costs more than a row, so rows share one). The
-    /// packed traces are taken (written from where they are, not copied).
-    pub fn write(&mut self, records: &mut [(CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+    /// records' buffers are taken (written from where they are, not
+    /// copied; the trace log keeps them for [`Store::spare_buffer`]).
+    pub fn write(&mut self, records: &mut [Stored], audit: &[AuditRow]) -> Result<(), StoreError> {
         if records.is_empty() && audit.is_empty() {
             return Ok(());
         }
@@ -291,39 +286,39 @@ impl Store {
             static ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
             static MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS));
             let mut insert = tx.prepare_cached(if chunk.len() == ROWS { &MANY } else { &ONE })?;
-            let mut cells = Vec::with_capacity(chunk.len());
-            for (r, trace) in chunk.iter_mut() {
-                // The id is the row's; the record and its trace go in the segment.
-                let mut body = traces.spare();
-                r.encode_into(&mut body);
-                let record_length = body.len() as i64;
-                let at = traces.append(body, std::mem::take(trace)).map_err(traces_failed(&self.path))?;
-                let (pdd_ms, duration_ms, attempts) = super::row_numbers(r);
-                cells.push(RowNumbers { at, record_length, pdd_ms, duration_ms, attempts });
+            for (row, s) in chunk.iter_mut().enumerate() {
+                // Each value is bound (SQLite copies it) before the
+                // record's bytes, which the columns borrow, move to the
+                // trace log. The row's number is the row's own; the record
+                // and its trace go in the segment.
+                let column = |n: usize| row * COLUMNS + n;
+                {
+                    let c = s.columns().map_err(StoreError::Unreadable)?;
+                    const IN_SEGMENT: &[u8] = &[];
+                    let record_length = s.record.len() as i64;
+                    let leading = super::leading_columns!(c, dyn rusqlite::ToSql);
+                    let rest: [&dyn rusqlite::ToSql; 2] = [&c.status, &IN_SEGMENT];
+                    for (n, value) in leading.into_iter().chain(rest).enumerate() {
+                        insert.raw_bind_parameter(column(n + 1), value)?;
+                    }
+                    let after: [&dyn rusqlite::ToSql; 5] =
+                        [&c.pdd_ms, &c.duration_ms, &c.hangup_by, &c.attempts, &record_length];
+                    for (n, value) in after.into_iter().enumerate() {
+                        insert.raw_bind_parameter(column(n + 14), value)?;
+                    }
+                }
+                let (record, trace) = (std::mem::take(&mut s.record), std::mem::take(&mut s.trace));
+                let at = traces.append(record, trace).map_err(traces_failed(&self.path))?;
+                for (n, value) in [at.segment, at.offset, at.length].into_iter().enumerate() {
+                    insert.raw_bind_parameter(column(n + 11), value)?;
+                }
             }
-            const IN_SEGMENT: &[u8] = &[];
-            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
-            for ((r, _), n) in chunk.iter().zip(&cells) {
-                args.extend_from_slice(&super::leading_columns!(r, dyn rusqlite::ToSql));
-                args.extend_from_slice(&[
-                    &r.status as &dyn rusqlite::ToSql,
-                    &IN_SEGMENT,
-                    &n.at.segment,
-                    &n.at.offset,
-                    &n.at.length,
-                    &n.pdd_ms,
-                    &n.duration_ms,
-                    &r.hangup_by,
-                    &n.attempts,
-                    &n.record_length,
-                ]);
-            }
-            insert.execute(&*args)?;
+            insert.raw_execute()?;
             // One statement's rows have consecutive ids, the last one's known.
             let last = tx.last_insert_rowid();
             let n = chunk.len() as i64;
-            for (i, (r, _)) in chunk.iter_mut().enumerate() {
-                r.id = last - (n - 1 - i as i64);
+            for (i, s) in chunk.iter_mut().enumerate() {
+                s.id = last - (n - 1 - i as i64);
             }
         }
         // The traces are written before the rows that point at them.
@@ -584,21 +579,21 @@ mod tests {
         // that the second batch's ids follow the first's.
         for batch in 0..2 {
             let n = 2 * ROWS + 5;
-            let mut records: Vec<(CallRecord, Vec<u8>)> = (0..n)
+            let mut records: Vec<Stored> = (0..n)
                 .map(|i| {
                     let mut r = record(&format!("c{batch}-{i}"), (batch * 100 + i) as i64, "answered");
                     r.pdd_ms = Some(i as u64);
                     let mut raw = crate::records::RawTrace::default();
                     raw.push(caps, t0, false, peer, format!("INVITE sip:{batch}-{i}@x SIP/2.0\r\n\r\n").as_bytes());
-                    (r, raw.pack(t0))
+                    Stored::new(&r, raw.pack(t0))
                 })
                 .collect();
             store.write(&mut records, &[]).unwrap();
-            for (i, (r, trace)) in records.iter().enumerate() {
-                assert_eq!(r.id, (batch * n + i + 1) as i64, "ids in the order of the batch");
-                assert!(trace.is_empty(), "the packed trace was taken, not copied");
-                let back = store.get(&r.id.to_string()).unwrap().unwrap();
-                assert_eq!((back.call_id.as_str(), back.pdd_ms), (r.call_id.as_str(), Some(i as u64)));
+            for (i, s) in records.iter().enumerate() {
+                assert_eq!(s.id, (batch * n + i + 1) as i64, "ids in the order of the batch");
+                assert!(s.trace.is_empty() && s.record.is_empty(), "the buffers were taken, not copied");
+                let back = store.get(&s.id.to_string()).unwrap().unwrap();
+                assert_eq!((back.call_id.as_str(), back.pdd_ms), (format!("c{batch}-{i}").as_str(), Some(i as u64)));
                 assert_eq!(back.trace.len(), 1);
                 assert_eq!(back.trace[0].first_line(), format!("INVITE sip:{batch}-{i}@x SIP/2.0"));
             }
@@ -666,7 +661,7 @@ mod tests {
         // A record of today: its trace in a segment file beside the store.
         let mut today = record("new@x", 2_000, "answered");
         (today.pdd_ms, today.hangup_by) = (Some(3), "caller".into());
-        store.insert(&mut [(today, packed)]).unwrap();
+        store.insert(&mut [Stored::new(&today, packed)]).unwrap();
         let new = store.get("new@x").unwrap().unwrap();
         assert_eq!((new.pdd_ms, new.hangup_by.as_str(), new.id), (Some(3), "caller", 3));
         let (stored, length): (String, i64) = store
@@ -744,10 +739,10 @@ mod tests {
     fn retention_deletes_by_age_then_by_count_and_lists_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-        let mut rs: Vec<(CallRecord, Vec<u8>)> =
-            (0..10).map(|i| (record(&format!("c{i}"), 1_000 * i, "answered"), vec![1])).collect();
+        let mut rs: Vec<Stored> =
+            (0..10).map(|i| Stored::new(&record(&format!("c{i}"), 1_000 * i, "answered"), vec![1])).collect();
         store.insert(&mut rs).unwrap();
-        assert_eq!(rs.iter().map(|r| r.0.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<i64>>());
+        assert_eq!(rs.iter().map(|r| r.id).collect::<Vec<_>>(), (1..=10).collect::<Vec<i64>>());
         // Older than 3000 ms: c0, c1, c2; then keep the newest 5 of c3..c9.
         assert_eq!(store.retain(3_000, 5).unwrap(), 3 + 2);
         let left: Vec<String> = store.list(&Filter::default()).unwrap().into_iter().map(|r| r.call_id).collect();
@@ -762,7 +757,7 @@ mod tests {
         // Three starts of the router: three segments, one record each.
         for i in 0..3 {
             let mut store = Store::open(&path).unwrap();
-            store.insert(&mut [(record(&format!("s{i}"), 1_000 * (i + 1), "answered"), vec![1])]).unwrap();
+            store.insert(&mut [Stored::new(&record(&format!("s{i}"), 1_000 * (i + 1), "answered"), vec![1])]).unwrap();
         }
         assert_eq!(segments(), 3);
         let mut store = Store::open(&path).unwrap();
@@ -785,7 +780,7 @@ mod tests {
         b.trunk = "x'; DROP TABLE calls; --".into();
         b.called = "+4930123".into();
         a.targets = vec![Default::default(), Default::default()];
-        store.insert(&mut [(a, vec![1]), (b, vec![1])]).unwrap();
+        store.insert(&mut [Stored::new(&a, vec![1]), Stored::new(&b, vec![1])]).unwrap();
         let ids = |f: Filter| store.list(&f).unwrap().into_iter().map(|r| r.call_id).collect::<Vec<_>>();
         let f = |trunk: Option<&str>, number: Option<&str>, since: Option<&str>, outcome: Option<&str>| {
             Filter::new(trunk.map(Into::into), number.map(Into::into), since, outcome.map(Into::into), None, 2_500)

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::store::{AuditRow, Store, StoreError};
-use super::{Recycled, Sealed};
+use super::{Recycled, Sealed, Stored};
 
 /// Records stored per transaction at most.
 const BATCH: usize = 256;
@@ -39,21 +39,22 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Where the writer stores records.
 pub trait Backend: Send + 'static {
     /// Store `records` (each with its packed trace) and `audit` rows in one
-    /// transaction; each record gets its id.
-    fn write(&mut self, records: &mut [(super::CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError>;
+    /// transaction; each record gets its id. The buffers may be taken.
+    fn write(&mut self, records: &mut [Stored], audit: &[AuditRow]) -> Result<(), StoreError>;
     /// Delete records older than `oldest_ms`, then all but the newest `max_count`.
     fn retain(&mut self, oldest_ms: i64, max_count: u64) -> Result<usize, StoreError>;
     /// A failed write is kept and tried again (a server that may come back),
     /// not dropped.
     fn retries(&self) -> bool;
-    /// An empty buffer to pack a trace into (one the backend reuses, or new).
+    /// An empty buffer to write a record or pack a trace into (one the
+    /// backend reuses, or new).
     fn spare_buffer(&mut self) -> Vec<u8> {
         Vec::new()
     }
 }
 
 impl Backend for Store {
-    fn write(&mut self, records: &mut [(super::CallRecord, Vec<u8>)], audit: &[AuditRow]) -> Result<(), StoreError> {
+    fn write(&mut self, records: &mut [Stored], audit: &[AuditRow]) -> Result<(), StoreError> {
         Store::write(self, records, audit)
     }
 
@@ -334,7 +335,7 @@ fn write_loop(
 /// What one transaction stores, and who waits for it.
 #[derive(Default)]
 struct Batch {
-    calls: Vec<(super::CallRecord, Vec<u8>)>,
+    calls: Vec<Stored>,
     /// Buffers of the records taken, for the engine (`Returned`).
     recycled: Vec<Recycled>,
     audits: Vec<AuditRow>,
@@ -357,10 +358,13 @@ impl Batch {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Item::Call(s) => {
-                let (opened, recycled) = s.open_into(Instant::now(), SystemTime::now(), store.spare_buffer());
+                let (record, trace) = (store.spare_buffer(), store.spare_buffer());
+                let (stored, recycled) = s.store_into(Instant::now(), SystemTime::now(), record, trace);
                 self.recycled.push(recycled);
-                match opened {
-                    Ok(call) => self.calls.push(call),
+                // Its columns are read again by the store: checked here, so
+                // that a bad one costs itself only, not its batch.
+                match stored.columns().map(|_| ()) {
+                    Ok(()) => self.calls.push(stored),
                     Err(e) => {
                         // The engine wrote these bytes: a bug, logged once.
                         stats.dropped.fetch_add(1, Ordering::Relaxed);

@@ -193,8 +193,8 @@ fn draft(i: u64, trunk: &str) -> Sealed {
         direction: "termination".into(),
         caller: "+15551230001".into(),
         called: "+12125550123".into(),
-        outcome: if i % 2 == 0 { "answered" } else { "failed" }.into(),
-        status: if i % 2 == 0 { 200 } else { 486 },
+        outcome: if i.is_multiple_of(2) { "answered" } else { "failed" }.into(),
+        status: if i.is_multiple_of(2) { 200 } else { 486 },
         ..CallRecord::default()
     };
     Draft { call: i, record, started: now, ended: now, trace }.seal(Vec::new())
