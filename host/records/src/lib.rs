@@ -15,6 +15,7 @@
 //! one call as a SIP ladder diagram. No I/O here: the store (SQLite) is
 //! the router's.
 
+pub mod borrowed;
 pub mod ladder;
 pub mod query;
 pub mod stored;
@@ -23,6 +24,7 @@ pub mod trace;
 use serde::{Deserialize, Serialize};
 use trunkline_sip_core::Peer;
 
+pub use borrowed::{HookRef, HooksRef, RecordRef};
 pub use stored::{Columns, Stored, RECORD_V1, RECORD_V2};
 pub use trace::{RawTrace, TraceEntry};
 
@@ -139,18 +141,10 @@ impl Draft {
     /// on the engine's thread and freed on the writer's cost the engine's
     /// allocator more than encoding the record (its page faults and page
     /// collection: bench/README.md, sessions 16 and 17).
-    pub fn seal(self, mut buffer: Vec<u8>) -> Sealed {
-        buffer.clear();
-        // Writing into a Vec cannot fail, and every field is a type postcard encodes.
-        let record = postcard::to_extend(&self.record, buffer).expect("a record encodes into a Vec");
-        Sealed {
-            call: self.call,
-            record,
-            started: self.started,
-            ended: self.ended,
-            trace: self.trace,
-            media_added: false,
-        }
+    /// ([`RecordRef::seal`] does the same from borrowed fields.)
+    pub fn seal(self, buffer: Vec<u8>) -> Sealed {
+        let record = borrowed::encode(&self.record, buffer);
+        Sealed::new(self.call, (self.started, self.ended), self.trace, record)
     }
 }
 
@@ -178,6 +172,15 @@ pub struct Recycled {
 }
 
 impl Sealed {
+    fn new(
+        call: u64,
+        (started, ended): (std::time::Instant, std::time::Instant),
+        trace: RawTrace,
+        record: Vec<u8>,
+    ) -> Sealed {
+        Sealed { call, record, started, ended, trace, media_added: false }
+    }
+
     /// Keep `bytes` in the record's trace (a message of the call that
     /// crossed the wire while its record lingered), if the caps allow.
     pub fn push_trace(&mut self, caps: trace::TraceCaps, at: std::time::Instant, sent: bool, peer: Peer, bytes: &[u8]) {

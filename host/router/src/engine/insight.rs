@@ -17,7 +17,10 @@ use trunkline_sip_core::Peer;
 
 use super::call::CallState;
 use super::{Engine, Timer};
-use crate::records::{trace, CallRecord, Draft, HookRecord, RawTrace, Recycled, ResponseMark, Sealed, TargetRecord};
+use crate::records::{
+    trace, CallRecord, Draft, HookRecord, HookRef, HooksRef, RawTrace, RecordRef, Recycled, ResponseMark, Sealed,
+    TargetRecord,
+};
 
 /// How long a record waits after its call for the call's last messages.
 pub(crate) const RECORD_LINGER: Duration = Duration::from_secs(2);
@@ -89,30 +92,59 @@ impl Engine {
         self.records_out.push_back(sealed);
     }
 
-    /// Call `c` (already out of the call table) ended: its record, whose
-    /// hooks [`Engine::keep_record`] adds.
-    pub(super) fn draft_of(&self, now: Instant, c: &mut CallState, summary: &Summary, reason: &str) -> Option<Draft> {
-        self.trace_caps?;
-        let trunk = &c.settings.trunks[c.trunk];
-        let mut record = base_record(&c.call, summary, reason);
-        record.trunk = trunk.name.clone();
-        record.account = trunk.account.clone();
-        record.source = c.a_from.addr.to_string();
-        record.transport = c.a_from.transport.to_string();
-        record.leg_call_ids = c.b_call_ids.clone();
-        record.answer_ms = c.answered.map(|a| ms(a.saturating_duration_since(c.started)));
-        record.targets = std::mem::take(&mut c.targets);
-        record.route = c.route.clone();
-        Some(Draft { call: 0, record, started: c.started, ended: now, trace: std::mem::take(&mut c.trace) })
-    }
-
-    /// Keep call `id`'s record, with the hooks' decisions.
-    pub(super) fn keep_record(&mut self, now: Instant, id: u64, draft: Option<Draft>, hooks: &[HookTrace]) {
-        if let Some(mut draft) = draft {
-            draft.record.hooks = hook_records(hooks);
-            draft.call = id;
-            self.linger(now, id, draft);
+    /// Call `id` ended (out of the call table), its plugins' decisions in
+    /// `hooks`: its record, sealed from the call's own fields
+    /// ([`RecordRef`]: no copy of them first), keeps the call's trace and
+    /// Call-IDs.
+    pub(super) fn keep_record(
+        &mut self,
+        now: Instant,
+        (id, c): (u64, EndedCall<'_>),
+        (summary, reason): (&Summary, &str),
+        hooks: &[HookTrace],
+    ) {
+        if self.trace_caps.is_none() {
+            return;
         }
+        let source = c.from.addr.to_string();
+        let text = Texts::of(c.call, summary);
+        let record = RecordRef {
+            id: 0,
+            call_id: &c.call.call_id,
+            leg_call_ids: c.legs,
+            trunk: &c.trunk.name,
+            account: &c.trunk.account,
+            direction: text.direction,
+            caller: text.caller,
+            called: text.called,
+            source: &source,
+            transport: c.from.transport.uri_param(),
+            started_at: 0,
+            ended_at: 0,
+            pdd_ms: summary.pdd_ms.map(u64::from),
+            answer_ms: c.answered.map(|a| ms(a.saturating_duration_since(c.started))),
+            duration_ms: summary.duration_ms,
+            hangup_by: text.hangup_by,
+            outcome: text.outcome,
+            status: summary.status,
+            reason,
+            targets: c.targets,
+            hooks: HooksRef(hooks, |h| HookRef {
+                plugin: &h.plugin,
+                version: &h.version,
+                hook: h.hook,
+                decision: &h.outcome,
+                micros: h.micros,
+            }),
+            route: c.route,
+            media: &[],
+            trace: &[],
+            trace_dropped: 0,
+        };
+        let sealed = record.seal(id, (c.started, now), std::mem::take(c.trace), self.buffer_pool.record_buffer());
+        let mut call_ids = std::mem::take(c.legs);
+        call_ids.push(c.call.call_id.clone());
+        self.linger(now, id, sealed, call_ids);
     }
 
     /// A call that ended before routing (a plugin rejected or redirected
@@ -135,8 +167,7 @@ impl Engine {
         record.source = from.addr.to_string();
         record.transport = from.transport.to_string();
         record.hooks = hook_records(hooks);
-        let id = self.unrouted_id();
-        self.linger(now, id, Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() });
+        self.keep_draft(now, record);
     }
 
     /// An INVITE no trunk accepted (404): its record (no trunk, no hooks).
@@ -162,20 +193,25 @@ impl Engine {
             reason: "rejected 404 Not Found (no trunk owns the number or domain)".into(),
             ..CallRecord::default()
         };
-        let id = self.unrouted_id();
-        self.linger(now, id, Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() });
+        self.keep_draft(now, record);
     }
 
-    /// Seal `draft` now, while what it holds is fresh in the cache (sealed
-    /// 2 s later, when due, it cost the engine cache misses on every
-    /// field), and keep it for `RECORD_LINGER` under its Call-IDs.
-    fn linger(&mut self, now: Instant, id: u64, draft: Draft) {
-        let call_ids: Vec<String> =
-            std::iter::once(&draft.record.call_id).chain(&draft.record.leg_call_ids).cloned().collect();
+    /// Keep the record of a call that was never routed (no trace).
+    fn keep_draft(&mut self, now: Instant, record: CallRecord) {
+        let id = self.unrouted_id();
+        let call_ids = std::iter::once(&record.call_id).chain(&record.leg_call_ids).cloned().collect();
+        let draft = Draft { call: id, record, started: now, ended: now, trace: RawTrace::default() };
+        let sealed = draft.seal(self.buffer_pool.record_buffer());
+        self.linger(now, id, sealed, call_ids);
+    }
+
+    /// Keep `sealed` (sealed when its call ended, while what it holds was
+    /// fresh in the cache: sealed 2 s later, when due, it cost the engine
+    /// cache misses on every field) for `RECORD_LINGER` under its Call-IDs.
+    fn linger(&mut self, now: Instant, id: u64, sealed: Sealed, call_ids: Vec<String>) {
         for c in &call_ids {
             self.lingering.insert(c.clone(), id);
         }
-        let sealed = draft.seal(self.buffer_pool.record_buffer());
         self.pending_records.insert(id, Lingering { sealed, call_ids });
         let due = now + RECORD_LINGER;
         let tick = match self.record_tick {
@@ -192,6 +228,21 @@ impl Engine {
         self.next_call += 1;
         id
     }
+}
+
+/// What a call's record is made of, borrowed from the ended call (its
+/// plugin session already gone: [`Engine::keep_record`]). The legs'
+/// Call-IDs and the trace are taken.
+pub(super) struct EndedCall<'a> {
+    pub call: &'a Call,
+    pub trunk: &'a crate::config::Trunk,
+    pub from: Peer,
+    pub started: Instant,
+    pub answered: Option<Instant>,
+    pub legs: &'a mut Vec<String>,
+    pub targets: &'a [TargetRecord],
+    pub route: &'a [String],
+    pub trace: &'a mut RawTrace,
 }
 
 /// A finished call's record, sealed, waiting for its call's last messages.
@@ -315,32 +366,51 @@ impl CallState {
     }
 }
 
+/// A record's words for how a call went, and its parties.
+struct Texts<'a> {
+    direction: &'static str,
+    caller: &'a str,
+    called: &'a str,
+    hangup_by: &'static str,
+    outcome: &'static str,
+}
+
+impl<'a> Texts<'a> {
+    fn of(call: &'a Call, summary: &Summary) -> Texts<'a> {
+        Texts {
+            direction: match call.direction {
+                Direction::Origination => "origination",
+                Direction::Termination => "termination",
+            },
+            caller: call.from.user.as_deref().unwrap_or("anonymous"),
+            called: call.to.user.as_deref().unwrap_or_default(),
+            hangup_by: match summary.hangup_by {
+                HangupBy::Caller => "caller",
+                HangupBy::Callee => "callee",
+                HangupBy::Router => "router",
+                HangupBy::None => "none",
+            },
+            outcome: match summary.outcome {
+                Outcome::Answered => "answered",
+                Outcome::Rejected => "rejected",
+                Outcome::Failed => "failed",
+                Outcome::Cancelled => "cancelled",
+            },
+        }
+    }
+}
+
 fn base_record(call: &Call, summary: &Summary, reason: &str) -> CallRecord {
+    let text = Texts::of(call, summary);
     CallRecord {
         call_id: call.call_id.clone(),
-        direction: match call.direction {
-            Direction::Origination => "origination",
-            Direction::Termination => "termination",
-        }
-        .into(),
-        caller: call.from.user.clone().unwrap_or_else(|| "anonymous".into()),
-        called: call.to.user.clone().unwrap_or_default(),
+        direction: text.direction.into(),
+        caller: text.caller.into(),
+        called: text.called.into(),
         pdd_ms: summary.pdd_ms.map(u64::from),
         duration_ms: summary.duration_ms,
-        hangup_by: match summary.hangup_by {
-            HangupBy::Caller => "caller",
-            HangupBy::Callee => "callee",
-            HangupBy::Router => "router",
-            HangupBy::None => "none",
-        }
-        .into(),
-        outcome: match summary.outcome {
-            Outcome::Answered => "answered",
-            Outcome::Rejected => "rejected",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-        }
-        .into(),
+        hangup_by: text.hangup_by.into(),
+        outcome: text.outcome.into(),
         status: summary.status,
         reason: reason.to_owned(),
         ..CallRecord::default()

@@ -219,9 +219,19 @@ impl Engine {
             hangup_by: by,
             attempts: c.attempts,
         };
-        let draft = self.draft_of(now, &mut c, &summary, &what);
         let trace = c.session.on_call_end(&c.call, &summary);
-        self.keep_record(now, id, draft, &trace);
+        let ended = super::insight::EndedCall {
+            call: &c.call,
+            trunk: &c.settings.trunks[c.trunk],
+            from: c.a_from,
+            started: c.started,
+            answered: c.answered,
+            legs: &mut c.b_call_ids,
+            targets: &c.targets,
+            route: &c.route,
+            trace: &mut c.trace,
+        };
+        self.keep_record(now, (id, ended), (&summary, &what), &trace);
         let trunk = c.settings.trunks[c.trunk].name.clone();
         self.report(&c.call, trunk, c.route, &trace, (what, summary), (id, media));
     }

@@ -40,6 +40,6 @@ pub mod traces;
 pub mod writer;
 
 pub use trunkline_records::{
-    ladder, query, trace, CallRecord, Columns, Draft, HookRecord, RawTrace, Recycled, ResponseMark, Sealed, Stored,
-    TargetRecord, TraceEntry, OUTCOMES,
+    ladder, query, trace, CallRecord, Columns, Draft, HookRecord, HookRef, HooksRef, RawTrace, RecordRef, Recycled,
+    ResponseMark, Sealed, Stored, TargetRecord, TraceEntry, OUTCOMES,
 };
