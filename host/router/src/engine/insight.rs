@@ -18,8 +18,7 @@ use trunkline_sip_core::Peer;
 use super::call::CallState;
 use super::{Engine, Timer};
 use crate::records::{
-    trace, CallRecord, Draft, HookRecord, HookRef, HooksRef, RawTrace, RecordRef, Recycled, ResponseMark, Sealed,
-    TargetRecord,
+    trace, CallRecord, Draft, HookRef, HooksRef, RawTrace, RecordRef, Recycled, ResponseMark, Sealed, TargetRecord,
 };
 
 /// How long a record waits after its call for the call's last messages.
@@ -160,14 +159,20 @@ impl Engine {
         if self.trace_caps.is_none() {
             return;
         }
-        let t = &self.settings.trunks[trunk];
-        let mut record = base_record(call, summary, reason);
-        record.trunk = t.name.clone();
-        record.account = t.account.clone();
-        record.source = from.addr.to_string();
-        record.transport = from.transport.to_string();
-        record.hooks = hook_records(hooks);
-        self.keep_draft(now, record);
+        let settings = self.settings.clone();
+        let id = self.unrouted_id();
+        let ended = EndedCall {
+            call,
+            trunk: &settings.trunks[trunk],
+            from,
+            started: now,
+            answered: None,
+            legs: &mut Vec::new(),
+            targets: &[],
+            route: &[],
+            trace: &mut RawTrace::default(),
+        };
+        self.keep_record(now, (id, ended), (summary, reason), hooks);
     }
 
     /// An INVITE no trunk accepted (404): its record (no trunk, no hooks).
@@ -196,7 +201,7 @@ impl Engine {
         self.keep_draft(now, record);
     }
 
-    /// Keep the record of a call that was never routed (no trace).
+    /// Keep the record of an INVITE that never became a call (no trace).
     fn keep_draft(&mut self, now: Instant, record: CallRecord) {
         let id = self.unrouted_id();
         let call_ids = std::iter::once(&record.call_id).chain(&record.leg_call_ids).cloned().collect();
@@ -231,7 +236,8 @@ impl Engine {
 }
 
 /// What a call's record is made of, borrowed from the ended call (its
-/// plugin session already gone: [`Engine::keep_record`]). The legs'
+/// plugin session already gone: [`Engine::keep_record`]), or from a call
+/// that ended before routing (no legs, targets or trace). The legs'
 /// Call-IDs and the trace are taken.
 pub(super) struct EndedCall<'a> {
     pub call: &'a Call,
@@ -398,36 +404,6 @@ impl<'a> Texts<'a> {
             },
         }
     }
-}
-
-fn base_record(call: &Call, summary: &Summary, reason: &str) -> CallRecord {
-    let text = Texts::of(call, summary);
-    CallRecord {
-        call_id: call.call_id.clone(),
-        direction: text.direction.into(),
-        caller: text.caller.into(),
-        called: text.called.into(),
-        pdd_ms: summary.pdd_ms.map(u64::from),
-        duration_ms: summary.duration_ms,
-        hangup_by: text.hangup_by.into(),
-        outcome: text.outcome.into(),
-        status: summary.status,
-        reason: reason.to_owned(),
-        ..CallRecord::default()
-    }
-}
-
-fn hook_records(hooks: &[HookTrace]) -> Vec<HookRecord> {
-    hooks
-        .iter()
-        .map(|h| HookRecord {
-            plugin: h.plugin.to_string(),
-            version: h.version.to_string(),
-            hook: h.hook.to_owned(),
-            decision: h.outcome.to_string(),
-            micros: h.micros,
-        })
-        .collect()
 }
 
 fn ms(d: Duration) -> u64 {
