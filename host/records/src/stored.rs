@@ -140,7 +140,8 @@ fn leading<'a>(r: &mut Reader<'a>) -> Option<Columns<'a>> {
     r.skip_str()?; // account
     let direction = r.str()?;
     let (caller, called) = (r.str()?, r.str()?);
-    (r.skip_str()?, r.skip_str()?); // source, transport
+    r.skip_str()?; // source
+    r.skip_str()?; // transport
     let (_started_at, _ended_at) = (r.i64()?, r.i64()?);
     let pdd_ms = r.option(|r| r.varint(u64::MAX))?;
     let _answer_ms = r.option(|r| r.varint(u64::MAX))?;
@@ -151,9 +152,14 @@ fn leading<'a>(r: &mut Reader<'a>) -> Option<Columns<'a>> {
     let attempts = r.len()?;
     for _ in 0..attempts {
         // A TargetRecord: uri, address, call_id, at_ms, responses (at_ms, status, reason), ended.
-        (r.skip_str()?, r.skip_str()?, r.skip_str()?, r.varint(u64::MAX)?);
+        for _ in 0..3 {
+            r.skip_str()?;
+        }
+        r.varint(u64::MAX)?;
         for _ in 0..r.len()? {
-            (r.varint(u64::MAX)?, r.varint(u16::MAX.into())?, r.skip_str()?);
+            r.varint(u64::MAX)?;
+            r.varint(u16::MAX.into())?;
+            r.skip_str()?;
         }
         r.option(Reader::skip_str)?;
     }
