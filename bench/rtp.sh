@@ -14,8 +14,18 @@
 #    timestamps) through each relay, minus the same generator sending straight to the receiver.
 #    The CPU time the hypervisor took from this VM during each run (steal, /proc/stat) is printed
 #    beside it: a relay thread that is not running cannot forward. The rtpengine of this step is
-#    started as the kit starts it (its flags and ng.py).
-# 5. with SWEEP="R1 R2 ..." (packets/s): both relays at each rate, delivered packets/s and CPU,
+#    started as the kit starts it (its flags and ng.py). trunkline runs twice: in user space, and
+#    with kernel forwarding (RELAY_KERNEL=1 of the `pps` example).
+# 5. CPU per relayed packet over the whole machine, at SYS_PPS packets/s (default PPS): the same
+#    streams driven by bench/rtp_pace.c (it sleeps between 1 ms ticks and its receiver blocks, so
+#    the machine's busy time is the work done; busy = all CPUs' time minus their idle time, which
+#    the kernel measures exactly), straight to the receivers, then through trunkline's relay in user
+#    space, trunkline with kernel forwarding (`[media] kernel_forwarding`: a tc classifier, whose
+#    work runs in the sender's and the kernel's context, where no per-process figure sees it), and
+#    rtpengine. Each relay's cost is its busy time minus the direct run's; printed as us per
+#    packet, packets/s per core of relay work, and the ratios to rtpengine. Kernel forwarding needs
+#    root (CAP_BPF, CAP_NET_ADMIN) and clang at build time; without them that row says so.
+# 6. with SWEEP="R1 R2 ..." (packets/s): both relays at each rate, delivered packets/s and CPU,
 #    and each one's best packets/s per core without loss: the throughput comparison at
 #    saturation, where per-core figures at a light load mostly count wake-ups.
 # RELAY_BIN=PATH runs another build of the `pps` example (A/B of a relay change); PEER=0 skips rtpengine.
@@ -80,6 +90,15 @@ s0=$(steal)
 ours=$("$latency" "$lat_pps" "$secs" <"$dir/calls2.txt")
 ours_steal=$(stolen "$s0" "$secs")
 exec 3>&-; wait "$relay" 2>/dev/null; relay=
+mkfifo "$dir/in2k"
+RELAY_KERNEL=1 "${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in2k" >"$dir/calls2k.txt" 2>/dev/null &
+relay=$!
+exec 3>"$dir/in2k"
+for _ in $(seq 50); do [ "$(wc -l <"$dir/calls2k.txt")" -ge "$streams" ] && break; sleep 0.1; done
+s0=$(steal)
+kern=$("$latency" "$lat_pps" "$secs" <"$dir/calls2k.txt")
+kern_steal=$(stolen "$s0" "$secs")
+exec 3>&-; wait "$relay" 2>/dev/null; relay=
 rtpengine --foreground --log-stderr --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:42223 \
   --port-min=42300 --port-max=42999 --log-level=4 --num-threads=1 --no-fallback >"$dir/rtp.log" 2>&1 &
 rtpe=$!
@@ -92,11 +111,67 @@ kill "$rtpe" 2>/dev/null; rtpe=
 added() { echo $(( $(field_of "$1" "$2") - $(field_of "$1" "$floor") )); }
 echo "latency pps=$lat_pps floor(direct): $floor"
 echo "latency trunkline: $ours steal_pct=$ours_steal"
+echo "latency trunkline (kernel forwarding): $kern steal_pct=$kern_steal"
 echo "latency rtpengine: $theirs steal_pct=$theirs_steal"
 echo "added_latency_us trunkline p50=$(added p50_us "$ours") p99=$(added p99_us "$ours") p999=$(added p999_us "$ours")" \
+  "trunkline_kernel p50=$(added p50_us "$kern") p99=$(added p99_us "$kern") p999=$(added p999_us "$kern")" \
   "rtpengine p50=$(added p50_us "$theirs") p99=$(added p99_us "$theirs") p999=$(added p999_us "$theirs")"
 
-# 5. The sweep.
+# 5. Whole-machine CPU per relayed packet.
+sys_pps=${SYS_PPS:-$pps}
+gcc -O2 -pthread -o "$dir/pace" "$here/rtp_pace.c" || exit 1
+idle() { awk '/^cpu /{print $5+$6}' /proc/stat; }
+paced() { # calls file -> "busy=PCT (of one core) <generator's line>"
+  local i0 t0 i1 t1 o
+  i0=$(idle); t0=$(date +%s%N)
+  o=$("$dir/pace" "$sys_pps" "$secs" <"$1")
+  i1=$(idle); t1=$(date +%s%N)
+  echo "busy=$(echo "scale=1; $(nproc) * 100 - ($i1 - $i0) * 100 * 1000000000 / ($(getconf CLK_TCK) * ($t1 - $t0))" | bc) $o"
+}
+relay_up() { # name, env assignment -> starts the relay on fifo $dir/in.NAME, calls in $dir/calls.NAME
+  mkfifo "$dir/in.$1"
+  env $2 "${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 \
+    <"$dir/in.$1" >"$dir/calls.$1" 2>"$dir/err.$1" &
+  relay=$!
+  exec 3>"$dir/in.$1"
+  for _ in $(seq 50); do [ "$(wc -l <"$dir/calls.$1")" -ge "$streams" ] && break; sleep 0.1; done
+}
+relay_down() { exec 3>&-; wait "$relay" 2>/dev/null; relay=; }
+relay_up user RELAY_KERNEL=0
+m_user=$(paced "$dir/calls.user")
+relay_down
+awk '{print $1, $3, $3}' "$dir/calls.user" >"$dir/calls.direct"
+m_direct=$(paced "$dir/calls.direct")
+relay_up kernel RELAY_KERNEL=1
+m_kernel=$(paced "$dir/calls.kernel")
+relay_down
+kernel_note=$(grep -o 'kernel forwarding is off.*' "$dir/err.kernel" | head -1)
+rtpengine --foreground --log-stderr --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:42223 \
+  --port-min=42300 --port-max=42999 --log-level=4 --num-threads=1 --no-fallback >"$dir/rtp.log" 2>&1 &
+rtpe=$!
+for _ in $(seq 30); do ss -lun | grep -q 127.0.0.1:42223 && break; sleep 0.1; done
+python3 "$kit/ng.py" "$streams" 51000 >"$dir/calls.rtpe" || { echo "ng setup failed"; exit 1; }
+m_rtpe=$(paced "$dir/calls.rtpe")
+kill "$rtpe" 2>/dev/null; wait "$rtpe" 2>/dev/null; rtpe=
+cost() { # run's line -> "us_per_packet=U pps_per_core=P" of the relay's work (busy minus direct)
+  local b d; b=$(field_of busy "$1"); d=$(field_of busy "$m_direct")
+  if [ "$(echo "$b - $d > 0.5" | bc)" = 1 ]; then
+    echo "relay_busy=$(echo "scale=1; $b - $d" | bc) us_per_packet=$(echo "scale=2; ($b - $d) * 10000 / $sys_pps" | bc) pps_per_core=$(echo "scale=0; $sys_pps * 100 / ($b - $d)" | bc)"
+  else
+    echo "relay_busy=$(echo "scale=1; $b - $d" | bc) us_per_packet=0 pps_per_core=n/a"
+  fi
+}
+echo "machine pps=$sys_pps (busy: % of one core over all $(nproc) CPUs)"
+echo "  direct:             $m_direct"
+echo "  trunkline (user):   $m_user -> $(cost "$m_user")"
+echo "  trunkline (kernel): $m_kernel -> $(cost "$m_kernel")${kernel_note:+ [$kernel_note]}"
+echo "  rtpengine:          $m_rtpe -> $(cost "$m_rtpe")"
+ppc() { field_of pps_per_core "$(cost "$1")"; }
+ratio() { case "$1$2" in *n/a*) echo n/a ;; *) echo "scale=2; $1 / $2" | bc ;; esac; }
+echo "machine_pps_per_core trunkline_user=$(ppc "$m_user") trunkline_kernel=$(ppc "$m_kernel") rtpengine=$(ppc "$m_rtpe")" \
+  "ratio_user=$(ratio "$(ppc "$m_user")" "$(ppc "$m_rtpe")") ratio_kernel=$(ratio "$(ppc "$m_kernel")" "$(ppc "$m_rtpe")")"
+
+# 6. The sweep.
 [ -n "${SWEEP:-}" ] || exit 0
 echo "sweep (packets/s offered: delivered/s and CPU % of each)"
 best_tl=0 best_re=0

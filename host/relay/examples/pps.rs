@@ -25,7 +25,10 @@ fn main() {
     };
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     let last = first + streams * 4 + 3;
-    let config = RelayConfig { bind: ip, first_port: first, last_port: last, threads: usize::from(threads) };
+    // RELAY_KERNEL=1: with kernel forwarding (`[media] kernel_forwarding`).
+    let kernel_forwarding = std::env::var("RELAY_KERNEL").is_ok_and(|v| v == "1");
+    let config =
+        RelayConfig { bind: ip, first_port: first, last_port: last, threads: usize::from(threads), kernel_forwarding };
     let mut relay = Relay::start(&config).expect("relay");
     let mut ports = relay.ports(Duration::from_secs(2)).expect("ports");
     let now = Instant::now();

@@ -26,6 +26,7 @@
 //!   relayed stays at the maximum and recovers when the load falls.
 
 mod batch;
+mod kernel;
 pub mod play;
 mod ports;
 pub mod record;
@@ -37,7 +38,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use trunkline_media_core::session::Stream;
@@ -57,18 +58,25 @@ pub struct RelayConfig {
     pub last_port: u16,
     /// Worker threads (at least one).
     pub threads: usize,
+    /// Forward plain established streams in the kernel (`kernel` module):
+    /// if that cannot be set up, the relay says why once and forwards in
+    /// user space.
+    pub kernel_forwarding: bool,
 }
 
 /// Counters of the whole relay since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RelayStats {
-    /// Packets relayed.
+    /// Packets relayed (by the worker threads and by the kernel).
     pub relayed: u64,
+    /// Of those, packets the kernel forwarded (`kernel_forwarding`).
+    pub kernel_relayed: u64,
     /// Packets dropped: from a source the session description does not name.
     pub dropped_source: u64,
     /// Packets dropped: no call on the port, or nowhere to send them yet.
     pub dropped_unrouted: u64,
-    /// Packets dropped: the outgoing socket's buffer was full.
+    /// Packets dropped: the outgoing socket's buffer was full (or, with
+    /// kernel forwarding, rewriting a packet failed).
     pub dropped_send: u64,
     /// SRTP packets dropped: authentication failed (forged, replayed, wrong key).
     pub dropped_auth: u64,
@@ -123,6 +131,10 @@ impl std::fmt::Display for CallMedia {
             srtp(1),
             self.dropped()
         )?;
+        let kernel: u64 = self.streams.iter().map(|s| s.kernel_relayed).sum();
+        if kernel > 0 {
+            write!(f, "; {kernel} of the relayed packets forwarded by the kernel")?;
+        }
         if let Some(file) = &self.recording {
             write!(f, "; recorded to {}", file.display())?;
         }
@@ -140,6 +152,8 @@ pub struct Relay {
     taps: HashMap<u64, Arc<record::Tap>>,
     /// The thread of `<Play>`, started with the first playback.
     player: Option<play::Player>,
+    /// Kernel forwarding, if asked for and set up.
+    kernel: Option<Mutex<(kernel::KernelPath, kernel::Offloads)>>,
 }
 
 impl Relay {
@@ -167,7 +181,37 @@ impl Relay {
                 std::thread::Builder::new().name(format!("rtp-relay-{i}")).spawn(move || worker::run(poll, &shared))?;
             workers.push(handle);
         }
-        Ok(Relay { shared, workers, calls: HashMap::new(), recorder: None, taps: HashMap::new(), player: None })
+        let kernel = if config.kernel_forwarding {
+            match kernel::KernelPath::attach(config.bind, shared.epoch) {
+                Ok(k) => Some(Mutex::new((k, kernel::Offloads::default()))),
+                Err(why) => {
+                    tracing::warn!("kernel forwarding is off: {why}; the relay forwards in user space");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Relay { shared, workers, calls: HashMap::new(), recorder: None, taps: HashMap::new(), player: None, kernel })
+    }
+
+    /// Whether kernel forwarding is on, and how many flows it forwards now.
+    pub fn kernel_flows(&self) -> Option<usize> {
+        self.kernel.as_ref().map(|k| k.lock().unwrap_or_else(|e| e.into_inner()).1.flows())
+    }
+
+    /// Hand the kernel the flows of `streams` it may forward now; `gone`
+    /// ones it forwards no more (their counts added to theirs).
+    fn offload(&self, streams: &[Arc<StreamRelay>], gone: &[Arc<StreamRelay>]) {
+        let Some(k) = &self.kernel else { return };
+        let mut guard = k.lock().unwrap_or_else(|e| e.into_inner());
+        let (path, offloads) = &mut *guard;
+        for s in gone {
+            offloads.sync(path, s, &[]);
+        }
+        for s in streams {
+            offloads.sync(path, s, &s.kernel_flows());
+        }
     }
 
     /// The port pairs of the relay's range, bound before they are handed
@@ -201,7 +245,8 @@ impl Relay {
                 }
             }
         }
-        for o in old.iter().filter(|o| !now.iter().any(|n| Arc::ptr_eq(n, o))) {
+        let gone: Vec<_> = old.iter().filter(|o| !now.iter().any(|n| Arc::ptr_eq(n, o))).cloned().collect();
+        for o in &gone {
             self.shared.unroute(o);
         }
         if let Some(r) = recording {
@@ -211,6 +256,7 @@ impl Relay {
                 now[i].set_tap(Some(tap));
             }
         }
+        self.offload(&now, &gone);
         if !now.is_empty() {
             self.calls.insert(call, now);
         }
@@ -269,6 +315,7 @@ impl Relay {
             p.stop(call);
         }
         let streams = self.calls.remove(&call)?;
+        self.offload(&[], &streams);
         for s in &streams {
             self.shared.unroute(s);
             s.set_tap(None);
@@ -283,6 +330,13 @@ impl Relay {
     /// Calls none of whose streams relayed a packet for `idle` (or since
     /// they started): for the RTP inactivity timeout.
     pub fn idle_calls(&self, idle: std::time::Duration) -> Vec<u64> {
+        if let Some(k) = &self.kernel {
+            let mut guard = k.lock().unwrap_or_else(|e| e.into_inner());
+            let (path, offloads) = &mut *guard;
+            for s in self.calls.values().flatten() {
+                offloads.refresh(path, s);
+            }
+        }
         let now_ms = self.shared.epoch.elapsed().as_millis() as u64;
         let idle_ms = idle.as_millis() as u64;
         self.calls
@@ -307,11 +361,14 @@ impl Relay {
     /// Counters since the relay started.
     pub fn stats(&self) -> RelayStats {
         let c = &self.shared.counters;
+        let (kernel_relayed, kernel_failed) =
+            self.kernel.as_ref().map_or((0, 0), |k| k.lock().unwrap_or_else(|e| e.into_inner()).0.outcomes());
         RelayStats {
-            relayed: c.relayed.load(Ordering::Relaxed),
+            relayed: c.relayed.load(Ordering::Relaxed) + kernel_relayed,
+            kernel_relayed,
             dropped_source: c.dropped_source.load(Ordering::Relaxed),
             dropped_unrouted: c.dropped_unrouted.load(Ordering::Relaxed),
-            dropped_send: c.dropped_send.load(Ordering::Relaxed),
+            dropped_send: c.dropped_send.load(Ordering::Relaxed) + kernel_failed,
             dropped_auth: c.dropped_auth.load(Ordering::Relaxed),
             recording_dropped: self.recorder.as_ref().map_or(0, |r| r.dropped.load(Ordering::Relaxed)),
         }

@@ -195,6 +195,8 @@ pub struct StreamCounters {
     pub latched: [Option<SocketAddr>; 2],
     /// Packets the router sent the caller itself (a `<Play>`).
     pub played: u64,
+    /// Of `relayed`, packets the kernel forwarded (`kernel_forwarding`).
+    pub kernel_relayed: u64,
 }
 
 /// One anchored stream. See the module docs.
@@ -209,6 +211,7 @@ pub(crate) struct StreamRelay {
     dropped_unrouted: AtomicU64,
     dropped_auth: AtomicU64,
     played: AtomicU64,
+    kernel_relayed: AtomicU64,
     /// When a packet was last relayed (ms on the relay's clock; the
     /// stream's creation until then).
     last_ms: AtomicU64,
@@ -253,6 +256,7 @@ impl StreamRelay {
             dropped_unrouted: AtomicU64::new(0),
             dropped_auth: AtomicU64::new(0),
             played: AtomicU64::new(0),
+            kernel_relayed: AtomicU64::new(0),
             last_ms: AtomicU64::new(now_ms),
         }
     }
@@ -363,6 +367,49 @@ impl StreamRelay {
         Verdict::Forward { port, to, bytes }
     }
 
+    /// The flows the kernel may forward for this stream, as (side the
+    /// packets come from, flow): each direction whose source and
+    /// destination the descriptions name (IPv4), in a stream without
+    /// symmetric RTP, SRTP or recording, with RTCP multiplexed on both
+    /// sides or on neither (see `kernel`).
+    pub(crate) fn kernel_flows(&self) -> Vec<(usize, crate::kernel::Flow)> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let [Some(a), Some(b)] = st.remote else { return Vec::new() };
+        if self.symmetric || st.srtp.iter().any(Option::is_some) || st.tap.is_some() || a.mux != b.mux {
+            return Vec::new();
+        }
+        let v4 = |s: Option<SocketAddr>| match s {
+            Some(SocketAddr::V4(v)) if !v.ip().is_unspecified() && v.port() != 0 => Some(v),
+            _ => None,
+        };
+        let mut flows = Vec::with_capacity(4);
+        for (side, from, to) in [(0, a, b), (1, b, a)] {
+            let rtcp = [(false, from.rtp, to.rtp), (true, from.rtcp, to.rtcp)];
+            for (is_rtcp, src, dst) in rtcp.into_iter().take(if a.mux { 1 } else { 2 }) {
+                if let (Some(src), Some(dst)) = (v4(src), v4(dst)) {
+                    let flow = crate::kernel::Flow {
+                        from: src,
+                        port: self.local[side] + u16::from(is_rtcp),
+                        out_port: self.local[1 - side] + u16::from(is_rtcp),
+                        to: dst,
+                    };
+                    flows.push((side, flow));
+                }
+            }
+        }
+        flows
+    }
+
+    /// Count what the kernel forwarded from `side` between two readings of
+    /// a flow's counters.
+    pub(crate) fn absorb(&self, side: usize, before: crate::kernel::Forwarded, now: crate::kernel::Forwarded) {
+        let packets = now.packets.saturating_sub(before.packets);
+        self.relayed[side].fetch_add(packets, Ordering::Relaxed);
+        self.kernel_relayed.fetch_add(packets, Ordering::Relaxed);
+        self.bytes[side].fetch_add(now.bytes.saturating_sub(before.bytes), Ordering::Relaxed);
+        self.last_ms.fetch_max(now.last_ms, Ordering::Relaxed);
+    }
+
     /// Where an RTP packet the router itself sends the caller goes (a
     /// `<Play>`): out of the port facing the caller, to where it wants
     /// media, encrypted if it speaks SRTP. `None`: nowhere to send it yet.
@@ -392,6 +439,7 @@ impl StreamRelay {
             secure: [st.srtp[0].is_some(), st.srtp[1].is_some()],
             latched: [st.latch[0][0].latched(), st.latch[1][0].latched()],
             played: l(&self.played),
+            kernel_relayed: l(&self.kernel_relayed),
         }
     }
 }

@@ -12,7 +12,14 @@ use super::*;
 const LOOPBACK: &str = "127.0.0.1";
 
 fn relay(first: u16, last: u16, threads: usize) -> Relay {
-    Relay::start(&RelayConfig { bind: LOOPBACK.parse().unwrap(), first_port: first, last_port: last, threads }).unwrap()
+    Relay::start(&RelayConfig {
+        bind: LOOPBACK.parse().unwrap(),
+        first_port: first,
+        last_port: last,
+        threads,
+        kernel_forwarding: false,
+    })
+    .unwrap()
 }
 
 /// A party: an RTP socket and the RTCP one after it (an even port pair
@@ -591,4 +598,110 @@ fn relay_sockets_send_without_fragmenting() {
         )
     };
     assert_eq!((rc, value), (0, libc::IP_PMTUDISC_PROBE));
+}
+
+/// A relay with kernel forwarding, which these tests need set up (root, or
+/// CAP_BPF and CAP_NET_ADMIN, and clang when the crate was built).
+fn kernel_relay(first: u16, last: u16) -> Relay {
+    let config = RelayConfig {
+        bind: LOOPBACK.parse().unwrap(),
+        first_port: first,
+        last_port: last,
+        threads: 1,
+        kernel_forwarding: true,
+    };
+    let r = Relay::start(&config).unwrap();
+    assert_eq!(r.kernel_flows(), Some(0), "kernel forwarding could not be set up: see the log for why");
+    r
+}
+
+#[test]
+fn kernel_forwarding_relays_plain_streams_both_ways_untouched_and_counts_them() {
+    let mut r = kernel_relay(35700, 35799);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let (a, b, stranger) = (Party::new(), Party::new(), Party::new());
+    let (_s, to_a, to_b) = anchored(&mut r, &mut ports, &a, &b);
+    assert_eq!(r.kernel_flows(), Some(4), "RTP and RTCP, each way");
+    for seq in 0..50u16 {
+        let p = rtp_packet(seq, 0xA);
+        a.rtp.send_to(&p, (LOOPBACK, to_a)).unwrap();
+        assert_eq!(Party::recv(&b.rtp), (p, format!("{LOOPBACK}:{to_b}").parse().unwrap()), "byte for byte");
+        let q = rtp_packet(seq, 0xB);
+        b.rtp.send_to(&q, (LOOPBACK, to_b)).unwrap();
+        assert_eq!(Party::recv(&a.rtp), (q, format!("{LOOPBACK}:{to_a}").parse().unwrap()));
+    }
+    let rtcp = [0x80, 200, 0, 6, 0, 0, 0, 0xA];
+    a.rtcp.send_to(&rtcp, (LOOPBACK, to_a + 1)).unwrap();
+    assert_eq!(Party::recv(&b.rtcp), (rtcp.to_vec(), format!("{LOOPBACK}:{}", to_b + 1).parse().unwrap()));
+    // A stranger is not forwarded by the kernel: user space drops and counts it.
+    stranger.rtp.send_to(&rtp_packet(1, 0xC), (LOOPBACK, to_a)).unwrap();
+    a.rtp.send_to(&rtp_packet(60, 0xA), (LOOPBACK, to_a)).unwrap();
+    assert_eq!(Party::recv(&b.rtp).0, rtp_packet(60, 0xA));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while r.stats().dropped_source == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = r.stats();
+    assert_eq!((stats.kernel_relayed, stats.relayed, stats.dropped_source), (102, 102, 1));
+    let media = r.stop(7).unwrap();
+    assert_eq!(media.relayed(), (52, 50), "the kernel's counts are the call's");
+    assert_eq!(media.streams[0].kernel_relayed, 102);
+    assert!(media.to_string().contains("; 102 of the relayed packets forwarded by the kernel"), "{media}");
+    assert_eq!(media.streams[0].bytes, [51 * 172 + 8, 50 * 172]);
+    assert_eq!(r.kernel_flows(), Some(0));
+    a.rtp.send_to(&rtp_packet(99, 0xA), (LOOPBACK, to_a)).unwrap();
+    b.rtp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(b.rtp.recv_from(&mut [0u8; 64]).is_err(), "no packet after the call ended");
+}
+
+#[test]
+fn kernel_forwarding_follows_a_new_address_and_leaves_symmetric_rtp_to_user_space() {
+    let mut r = kernel_relay(35800, 35899);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let (a, b, b2) = (Party::new(), Party::new(), Party::new());
+    let (mut s, to_a, to_b) = anchored(&mut r, &mut ports, &a, &b);
+    // The callee moves and multiplexes RTCP; the caller does not: RTCP
+    // would need its port changed, so only RTP... not even that: mixed
+    // multiplexing stays in user space altogether.
+    let moved = b2.sdp(2).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap");
+    s.rewrite(Instant::now(), Side::Callee, moved.as_bytes(), &mut ports).unwrap();
+    r.apply(7, s.streams(), false, None);
+    assert_eq!(r.kernel_flows(), Some(0));
+    a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
+    assert_eq!(Party::recv(&b2.rtp), (rtp_packet(1, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
+    // Without multiplexing again: back in the kernel, to the new address.
+    s.rewrite(Instant::now(), Side::Callee, b2.sdp(3).as_bytes(), &mut ports).unwrap();
+    r.apply(7, s.streams(), false, None);
+    assert_eq!(r.kernel_flows(), Some(4));
+    a.rtp.send_to(&rtp_packet(2, 0xA), (LOOPBACK, to_a)).unwrap();
+    assert_eq!(Party::recv(&b2.rtp), (rtp_packet(2, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
+    assert_eq!(r.stats().kernel_relayed, 1);
+    // Symmetric RTP learns sources from packets: user space only.
+    r.apply(7, s.streams(), true, None);
+    r.stop(7);
+    let mut s2 = Session::new(LOOPBACK.parse().unwrap());
+    let t0 = Instant::now();
+    s2.rewrite(t0, Side::Caller, a.sdp(1).as_bytes(), &mut ports).unwrap();
+    s2.rewrite(t0, Side::Callee, b.sdp(1).as_bytes(), &mut ports).unwrap();
+    r.apply(8, s2.streams(), true, None);
+    assert_eq!(r.kernel_flows(), Some(0));
+    let to_a2 = s2.streams()[0].local(Side::Caller).unwrap();
+    a.rtp.send_to(&rtp_packet(3, 0xA), (LOOPBACK, to_a2)).unwrap();
+    assert_eq!(Party::recv(&b.rtp).0, rtp_packet(3, 0xA));
+    assert_eq!(r.stats().kernel_relayed, 1, "relayed in user space");
+    assert_eq!(r.stop(8).unwrap().relayed(), (1, 0));
+}
+
+#[test]
+fn packets_the_kernel_forwards_keep_a_call_from_looking_idle() {
+    let mut r = kernel_relay(35900, 35999);
+    let mut ports = r.ports(Duration::from_secs(2)).unwrap();
+    let (a, b) = (Party::new(), Party::new());
+    let (_s, to_a, _) = anchored(&mut r, &mut ports, &a, &b);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(r.idle_calls(Duration::from_millis(2500)), vec![7], "nothing relayed for 3 s");
+    a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
+    Party::recv(&b.rtp);
+    assert_eq!(r.idle_calls(Duration::from_millis(2500)), Vec::<u64>::new(), "a packet just now");
+    assert_eq!(r.stats().kernel_relayed, 1);
 }

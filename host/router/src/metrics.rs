@@ -119,6 +119,7 @@ pub struct Metrics {
     plugin_quarantined: Family<PluginLabels, Gauge>,
     media_packets: Family<PacketLabels, Counter>,
     media_ports: Gauge,
+    media_kernel_packets: Counter,
     recording_dropped: Counter,
     auth_bans: Counter,
     auth_banned_requests: Counter,
@@ -191,6 +192,12 @@ impl Metrics {
         );
         let media_ports = Gauge::default();
         registry.register("media_port_pairs_in_use", "RTP/RTCP port pairs held by calls", media_ports.clone());
+        let media_kernel_packets = Counter::default();
+        registry.register(
+            "media_kernel_forwarded_packets",
+            "Of the relayed packets, those the kernel forwarded ([media] kernel_forwarding)",
+            media_kernel_packets.clone(),
+        );
         let recording_dropped = Counter::default();
         registry.register(
             "recording_dropped_packets",
@@ -313,6 +320,7 @@ impl Metrics {
             plugin_quarantined,
             media_packets,
             media_ports,
+            media_kernel_packets,
             recording_dropped,
             relay_seen: Mutex::new(trunkline_relay::RelayStats::default()),
         }
@@ -460,6 +468,7 @@ impl Metrics {
             follow(&self.media_packets.get_or_create(&PacketLabels { result }), new, old);
         }
         follow(&self.recording_dropped, now.recording_dropped, seen.recording_dropped);
+        follow(&self.media_kernel_packets, now.kernel_relayed, seen.kernel_relayed);
         *seen = now;
         self.media_ports.set(ports_in_use as i64);
     }

@@ -428,7 +428,13 @@ fn start_relay(settings: &Settings, engine: &mut Engine) -> anyhow::Result<Optio
     }
     let m = &settings.media;
     let files = trunkline_relay::raise_fd_limit().unwrap_or(0);
-    let config = RelayConfig { bind: m.bind, first_port: m.port_min, last_port: m.port_max, threads: m.threads };
+    let config = RelayConfig {
+        bind: m.bind,
+        first_port: m.port_min,
+        last_port: m.port_max,
+        threads: m.threads,
+        kernel_forwarding: m.kernel_forwarding,
+    };
     let relay = Relay::start(&config).context("starting the media relay")?;
     if settings.trunks.iter().any(|t| t.recording != crate::config::RecordingMode::Off) {
         trunkline_relay::record::prepare_dir(&m.recording_dir)

@@ -56,6 +56,8 @@ pub(super) struct RawMedia {
     rtp_timeout_secs: Spanned<u64>,
     /// Where recordings are written.
     recording_dir: Option<std::path::PathBuf>,
+    /// Forward plain established streams in the kernel (a tc classifier).
+    kernel_forwarding: Spanned<bool>,
 }
 
 impl Default for RawMedia {
@@ -70,6 +72,7 @@ impl Default for RawMedia {
             port_rest_ms: Spanned::new(0..0, 2_000),
             rtp_timeout_secs: Spanned::new(0..0, 60),
             recording_dir: None,
+            kernel_forwarding: Spanned::new(0..0, false),
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct MediaSettings {
     /// Where recordings are written (made when the router starts if a
     /// trunk records).
     pub recording_dir: std::path::PathBuf,
+    /// Forward plain established streams in the kernel (see the relay's
+    /// `kernel` module); off by default: it attaches a classifier to the
+    /// interface of `bind` and needs CAP_BPF and CAP_NET_ADMIN.
+    pub kernel_forwarding: bool,
 }
 
 fn ip(cx: &Ctx<'_>, v: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
@@ -163,7 +170,16 @@ pub(super) fn media(
         s if s <= 86_400 => Some(Duration::from_secs(s)),
         _ => return Err(cx.err(raw.rtp_timeout_secs.span(), "media.rtp_timeout_secs", "must be 0 (off) ..= 86400")),
     };
+    let kernel_forwarding = *raw.kernel_forwarding.get_ref();
+    if kernel_forwarding && (!bind.is_ipv4() || bind.is_unspecified()) {
+        return Err(cx.err(
+            raw.kernel_forwarding.span(),
+            "media.kernel_forwarding",
+            format!("needs media.bind to be one IPv4 address (it is {bind})"),
+        ));
+    }
     Ok(MediaSettings {
+        kernel_forwarding,
         rtp_timeout,
         recording_dir: base.join(raw.recording_dir.as_deref().unwrap_or(std::path::Path::new("recordings"))),
         bind,

@@ -122,6 +122,23 @@ fn sipp_audio_and_dtmf_cross_the_relay_both_ways_and_each_side_sees_only_the_rou
 }
 
 #[test]
+fn with_kernel_forwarding_sipp_audio_crosses_the_kernel_and_the_report_counts_it() {
+    let EchoCall { report, pbx_saw: seen, .. } = echo_call("", "[media]\nkernel_forwarding = true\n");
+    let (a, b, dropped) = relayed(&report);
+    assert!(a >= 240 && b >= 240 && dropped == 0, "{report}");
+    // All but what arrived before both descriptions were known (none here:
+    // SIPp sends after the ACK) went through the kernel.
+    let kernel: u64 = report
+        .lines()
+        .flat_map(|l| l.split("; "))
+        .find_map(|p| p.trim().strip_suffix(" of the relayed packets forwarded by the kernel")?.parse().ok())
+        .unwrap_or_else(|| panic!("no kernel count (was kernel forwarding set up? needs root):\n{report}"));
+    assert_eq!(kernel, a + b, "{report}");
+    let (_, to_callee) = router_ports(&report);
+    assert!(seen.contains(&format!("m=audio {to_callee} RTP/AVP")), "{seen}");
+}
+
+#[test]
 fn a_call_without_media_is_hung_up_after_the_rtp_timeout() {
     let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
     let rest = format!("{}\n[media]\nrtp_timeout_secs = 2\n", trunk(&[(uas_port, 10)], ""));

@@ -265,6 +265,7 @@ fn ten_thousand_calls_ending_every_way_give_back_every_port_and_relay_session() 
         first_port: 36000,
         last_port: 39999,
         threads: 1,
+        kernel_forwarding: false,
     };
     let mut relay = trunkline_relay::Relay::start(&config).unwrap();
     e.set_ports(Box::new(relay.ports(Duration::from_secs(2)).unwrap()));
