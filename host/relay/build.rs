@@ -8,6 +8,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=bpf/forward.c");
+    println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rustc-check-cfg=cfg(bpf_object)");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("forward.o");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());

@@ -86,6 +86,9 @@ int forward(struct __sk_buff *skb)
 	struct udphdr *udp = data + ETH_HLEN + sizeof(struct iphdr);
 	if ((void *)(udp + 1) > end)
 		return TC_ACT_UNSPEC;
+	// A packet merged by GRO holds several datagrams: the stack splits it.
+	if (skb->gso_segs > 1)
+		return TC_ACT_UNSPEC;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(0x3fff)) // more fragments, or an offset

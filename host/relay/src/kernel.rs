@@ -23,7 +23,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 /// A flow the classifier forwards: packets from `from` to the router's
 /// `port` leave from the router's `out_port` to `to`.
@@ -60,6 +60,7 @@ mod imp {
     use super::*;
     use aya::maps::{HashMap, MapData, PerCpuArray};
     use aya::programs::{SchedClassifier, TcAttachType};
+    use std::net::{SocketAddr, UdpSocket};
 
     /// `struct route_key` of `bpf/forward.c`: network byte order.
     #[repr(C)]
@@ -92,6 +93,9 @@ mod imp {
     unsafe impl aya::Pod for Route {}
     const _: () = assert!(std::mem::size_of::<Key>() == 12 && std::mem::size_of::<Route>() == 40);
 
+    /// How long an egress interface found for a destination is trusted.
+    const EGRESS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
     static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/forward.o"));
 
     /// The loaded classifier, attached, and its maps.
@@ -103,6 +107,10 @@ mod imp {
         bind: Ipv4Addr,
         /// Interfaces by IPv4 address (egress lookup).
         interfaces: StdHashMap<Ipv4Addr, u32>,
+        /// Egress interface by destination, and when it was looked up (a
+        /// call's four flows, and the next calls to the same carrier, ask
+        /// once; routes that change are followed after [`EGRESS_TTL`]).
+        egress: StdHashMap<Ipv4Addr, (u32, std::time::Instant)>,
         /// `CLOCK_MONOTONIC` (the classifier's clock) at the relay's epoch, in ns.
         epoch_ns: u64,
     }
@@ -149,7 +157,7 @@ mod imp {
             let mono_now = monotonic_ns();
             let epoch_ns = mono_now.saturating_sub(epoch.elapsed().as_nanos() as u64);
             tracing::info!("kernel forwarding attached to {name} ({bind})");
-            Ok(KernelPath { _ebpf: ebpf, routes, outcomes, bind, interfaces, epoch_ns })
+            Ok(KernelPath { _ebpf: ebpf, routes, outcomes, bind, interfaces, egress: StdHashMap::new(), epoch_ns })
         }
 
         /// Forward `flow` in the kernel from now on. False if it cannot be
@@ -211,6 +219,21 @@ mod imp {
         /// The interface packets to `to` leave by: the one holding the
         /// source address the kernel's routing picks for `to`.
         fn egress(&mut self, to: Ipv4Addr) -> Option<u32> {
+            let now = std::time::Instant::now();
+            if let Some((i, at)) = self.egress.get(&to) {
+                if now.duration_since(*at) < EGRESS_TTL {
+                    return Some(*i);
+                }
+            }
+            if self.egress.len() >= 4096 {
+                self.egress.retain(|_, (_, at)| now.duration_since(*at) < EGRESS_TTL);
+            }
+            let i = self.route_interface(to)?;
+            self.egress.insert(to, (i, now));
+            Some(i)
+        }
+
+        fn route_interface(&mut self, to: Ipv4Addr) -> Option<u32> {
             let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
             probe.connect(SocketAddr::from((to, 9))).ok()?;
             let SocketAddr::V4(src) = probe.local_addr().ok()? else { return None };
