@@ -6,6 +6,12 @@
 #    one-way streams set up directly, RELAY_THREADS worker threads, default 1) on ports 43300-,
 #    loaded by the kit's own load generator (../shared/bench/rtpengine/load.c: 172-byte RTP,
 #    PPS packets/s in total spread over the streams, counted where they arrive).
+#    Then SRTP->RTP: the same relay with every caller speaking SRTP (AES_CM_128_HMAC_SHA1_80, the
+#    `pps` example's RELAY_SRTP=1), loaded by host/relay's `srtp_load` example (the kit's load,
+#    each packet encrypted), the callees plain RTP: the relay decrypts and authenticates each
+#    packet. Its CPU per packet is printed beside RTP->RTP's under the same load generator
+#    (`srtp_load ... plain`; its pacing differs from load.c's, which moves the relay's figure).
+#    (The kit's rtpengine is set up for plain RTP only, so these rows have no rtpengine figure.)
 # 2. the kit: rtpengine (userspace, one thread) with the same PPS, SECONDS and STREAMS.
 # 3. packets/s per core of each (received / seconds / cores used) and the ratio.
 # 4. added one-way latency, p50, p99 and p99.9, at LAT_PPS packets/s (default 20000, below both
@@ -39,7 +45,7 @@ root=$(cd "$here/.." && pwd)
 kit=$(cd "$root/../shared/bench/rtpengine" && pwd)
 cd "$root"
 [ -n "${RELAY_BIN:-}" ] || cargo build --quiet --release -p trunkline-relay --example pps || exit 1
-cargo build --quiet --release -p trunkline-relay --example latency || exit 1
+cargo build --quiet --release -p trunkline-relay --example latency --example srtp_load || exit 1
 latency="$root/target/release/examples/latency"
 dir=$(mktemp -d /tmp/tlrtp.XXXXXX)
 relay=
@@ -61,6 +67,33 @@ echo "peer=trunkline threads=$threads $out cpu_pct=$tl_pct"
 exec 3>&-
 wait "$relay" 2>/dev/null; relay=
 echo "  relay counters: $(cat "$dir/relay.err")"
+mkfifo "$dir/in.plain"
+"${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in.plain" >"$dir/calls.plain" 2>/dev/null &
+relay=$!
+exec 3>"$dir/in.plain"
+for _ in $(seq 50); do [ "$(wc -l <"$dir/calls.plain")" -ge "$streams" ] && break; sleep 0.1; done
+c0=$(cpu)
+plain_out=$("$root/target/release/examples/srtp_load" "$pps" "$secs" plain <"$dir/calls.plain")
+c1=$(cpu)
+plain_pct=$(echo "scale=1; 100 * ($c1 - $c0) / $(getconf CLK_TCK) / $secs" | bc)
+exec 3>&-
+wait "$relay" 2>/dev/null; relay=
+echo "peer=trunkline rtp->rtp (srtp_load plain) $plain_out cpu_pct=$plain_pct"
+mkfifo "$dir/in.srtp"
+RELAY_SRTP=1 "${RELAY_BIN:-$root/target/release/examples/pps}" "$streams" "$threads" 43300 51000 51200 <"$dir/in.srtp" >"$dir/calls.srtp" 2>"$dir/relay.srtp.err" &
+relay=$!
+exec 3>"$dir/in.srtp"
+for _ in $(seq 50); do [ "$(wc -l <"$dir/calls.srtp")" -ge "$streams" ] && break; sleep 0.1; done
+c0=$(cpu)
+srtp_out=$("$root/target/release/examples/srtp_load" "$pps" "$secs" <"$dir/calls.srtp")
+c1=$(cpu)
+srtp_pct=$(echo "scale=1; 100 * ($c1 - $c0) / $(getconf CLK_TCK) / $secs" | bc)
+exec 3>&-
+wait "$relay" 2>/dev/null; relay=
+us() { echo "scale=2; $1 * 10000 / $pps" | bc; } # CPU % at $pps -> us per packet
+echo "peer=trunkline srtp->rtp $srtp_out cpu_pct=$srtp_pct"
+echo "  relay counters: $(cat "$dir/relay.srtp.err")"
+echo "cpu_us_per_packet trunkline rtp->rtp=$(us "$tl_pct") (load.c) rtp->rtp=$(us "$plain_pct") srtp->rtp=$(us "$srtp_pct") (srtp_load)"
 if [ "${PEER:-1}" = 0 ]; then exit 0; fi
 rp=$(bash "$kit/pps.sh" "$pps" "$secs" "$streams")
 echo "$rp"
@@ -155,7 +188,9 @@ m_rtpe=$(paced "$dir/calls.rtpe")
 kill "$rtpe" 2>/dev/null; wait "$rtpe" 2>/dev/null; rtpe=
 cost() { # run's line -> "us_per_packet=U pps_per_core=P" of the relay's work (busy minus direct)
   local b d; b=$(field_of busy "$1"); d=$(field_of busy "$m_direct")
-  if [ "$(echo "$b - $d > 0.5" | bc)" = 1 ]; then
+  if [ "$(echo "$(field_of loss_pct "$1") >= 0.1" | bc)" = 1 ]; then
+    echo "relay_busy=n/a us_per_packet=n/a pps_per_core=n/a (packets lost: no per-packet figure)"
+  elif [ "$(echo "$b - $d > 0.5" | bc)" = 1 ]; then
     echo "relay_busy=$(echo "scale=1; $b - $d" | bc) us_per_packet=$(echo "scale=2; ($b - $d) * 10000 / $sys_pps" | bc) pps_per_core=$(echo "scale=0; $sys_pps * 100 / ($b - $d)" | bc)"
   else
     echo "relay_busy=$(echo "scale=1; $b - $d" | bc) us_per_packet=0 pps_per_core=n/a"

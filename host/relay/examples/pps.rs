@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use trunkline_media_core::crypto::{MasterKey, Srtp, Suite};
 use trunkline_media_core::ports::PortSource;
 use trunkline_media_core::rtp::PayloadTypes;
 use trunkline_media_core::session::{Remote, Stream};
@@ -30,6 +31,12 @@ fn main() {
     let config =
         RelayConfig { bind: ip, first_port: first, last_port: last, threads: usize::from(threads), kernel_forwarding };
     let mut relay = Relay::start(&config).expect("relay");
+    // RELAY_SRTP=1: callers speak SRTP with the bench key of `srtp_load`
+    // (the callees plain RTP): the SRTP->RTP step of bench/rtp.sh.
+    let srtp = std::env::var("RELAY_SRTP").is_ok_and(|v| v == "1").then(|| {
+        let key = MasterKey([0x42; 30]);
+        Srtp { suite: Suite::AesCm128HmacSha1_80, theirs: key.clone(), ours: key }
+    });
     let mut ports = relay.ports(Duration::from_secs(2)).expect("ports");
     let now = Instant::now();
     let mut out = std::io::stdout().lock();
@@ -46,7 +53,7 @@ fn main() {
             local: [Some(a), Some(b)],
             remote: [Some(remote(pa)), Some(remote(pb))],
             kind: "audio".into(),
-            srtp: [None, None],
+            srtp: [srtp.clone(), None],
         };
         relay.apply(u64::from(i), &[stream], false, None);
         writeln!(out, "{pa} {a} {pb}").unwrap();
