@@ -84,6 +84,14 @@ fn anchored(relay: &mut Relay, ports: &mut BoundPorts, a: &Party, b: &Party) -> 
     (s.clone(), st.local(Side::Caller).unwrap(), st.local(Side::Callee).unwrap())
 }
 
+/// The callee of call 7 re-describes itself at `to` (version `v`), with
+/// RTCP multiplexed or not, and the relay is told.
+fn callee_moves(r: &mut Relay, s: &mut Session, ports: &mut BoundPorts, to: &Party, v: u64, mux: bool) {
+    let sdp = if mux { to.sdp(v).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap") } else { to.sdp(v) };
+    s.rewrite(Instant::now(), Side::Callee, sdp.as_bytes(), ports).unwrap();
+    r.apply(7, s.streams(), false, None);
+}
+
 #[test]
 fn rtp_and_rtcp_go_both_ways_untouched_from_the_routers_ports() {
     let mut r = relay(35000, 35099, 2);
@@ -140,9 +148,7 @@ fn a_new_address_is_followed_at_once_and_rtcp_mux_is_honoured() {
     let (a, b, b2) = (Party::new(), Party::new(), Party::new());
     let (mut s, to_a, to_b) = anchored(&mut r, &mut ports, &a, &b);
     // The callee moves (re-INVITE) and multiplexes RTCP on its RTP port.
-    let moved = b2.sdp(2).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap");
-    s.rewrite(Instant::now(), Side::Callee, moved.as_bytes(), &mut ports).unwrap();
-    r.apply(7, s.streams(), false, None);
+    callee_moves(&mut r, &mut s, &mut ports, &b2, 2, true);
     assert_eq!(r.routed_ports(), 4, "same ports, new destination");
     a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
     assert_eq!(Party::recv(&b2.rtp), (rtp_packet(1, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
@@ -660,18 +666,15 @@ fn kernel_forwarding_follows_a_new_address_and_leaves_symmetric_rtp_to_user_spac
     let mut ports = r.ports(Duration::from_secs(2)).unwrap();
     let (a, b, b2) = (Party::new(), Party::new(), Party::new());
     let (mut s, to_a, to_b) = anchored(&mut r, &mut ports, &a, &b);
-    // The callee moves and multiplexes RTCP; the caller does not: RTCP
-    // would need its port changed, so only RTP... not even that: mixed
-    // multiplexing stays in user space altogether.
-    let moved = b2.sdp(2).replace("a=rtpmap", "a=rtcp-mux\r\na=rtpmap");
-    s.rewrite(Instant::now(), Side::Callee, moved.as_bytes(), &mut ports).unwrap();
-    r.apply(7, s.streams(), false, None);
+    // The callee moves and multiplexes RTCP, the caller does not: RTCP
+    // would change ports on the way, which the classifier does not do, so
+    // the whole stream stays in user space.
+    callee_moves(&mut r, &mut s, &mut ports, &b2, 2, true);
     assert_eq!(r.kernel_flows(), Some(0));
     a.rtp.send_to(&rtp_packet(1, 0xA), (LOOPBACK, to_a)).unwrap();
     assert_eq!(Party::recv(&b2.rtp), (rtp_packet(1, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
     // Without multiplexing again: back in the kernel, to the new address.
-    s.rewrite(Instant::now(), Side::Callee, b2.sdp(3).as_bytes(), &mut ports).unwrap();
-    r.apply(7, s.streams(), false, None);
+    callee_moves(&mut r, &mut s, &mut ports, &b2, 3, false);
     assert_eq!(r.kernel_flows(), Some(4));
     a.rtp.send_to(&rtp_packet(2, 0xA), (LOOPBACK, to_a)).unwrap();
     assert_eq!(Party::recv(&b2.rtp), (rtp_packet(2, 0xA), format!("{LOOPBACK}:{to_b}").parse().unwrap()));
