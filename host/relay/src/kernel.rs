@@ -217,7 +217,8 @@ mod imp {
         }
 
         /// The interface packets to `to` leave by: the one holding the
-        /// source address the kernel's routing picks for `to`.
+        /// source address the kernel's routing picks for `to`; loopback
+        /// for an address of this host (a party on the router's machine).
         fn egress(&mut self, to: Ipv4Addr) -> Option<u32> {
             let now = std::time::Instant::now();
             if let Some((i, at)) = self.egress.get(&to) {
@@ -237,10 +238,13 @@ mod imp {
             let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
             probe.connect(SocketAddr::from((to, 9))).ok()?;
             let SocketAddr::V4(src) = probe.local_addr().ok()? else { return None };
-            if let Some(i) = self.interfaces.get(src.ip()) {
-                return Some(*i);
+            if !self.interfaces.contains_key(src.ip()) {
+                // An address added since: read the interfaces again.
+                self.interfaces = ipv4_interfaces().into_iter().map(|(ip, name)| (ip, ifindex(&name))).collect();
             }
-            self.interfaces = ipv4_interfaces().into_iter().map(|(ip, name)| (ip, ifindex(&name))).collect();
+            if to.is_loopback() || self.interfaces.contains_key(&to) {
+                return Some(ifindex("lo")).filter(|i| *i != 0);
+            }
             self.interfaces.get(src.ip()).copied()
         }
     }

@@ -751,6 +751,7 @@ mod disaster_recovery;
 mod drain;
 mod health;
 mod in_dialog;
+mod kernel;
 mod live_config;
 mod media;
 mod names;
