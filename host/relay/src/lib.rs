@@ -24,6 +24,10 @@
 //! - Overload sheds: each socket is read a bounded number of packets per
 //!   turn, and what the kernel cannot queue is dropped there; the rate
 //!   relayed stays at the maximum and recovers when the load falls.
+//! - Kernel forwarding (`RelayConfig::kernel_forwarding`, module `kernel`):
+//!   plain established streams are handed to a tc classifier that forwards
+//!   their packets without waking a worker; their counts come back into
+//!   the stream's.
 
 mod batch;
 mod kernel;
