@@ -7,13 +7,9 @@
 
 use std::process::{Command, Stdio};
 
-use super::media::relayed;
+use super::media::{kernel_forwarded, relayed};
+use super::nat::ip;
 use super::*;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2's ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
 
 /// A bridge with the router's address 10.203.`net`.1, and two namespaces
 /// on it: .2 (the carrier) and .3 (the PBX). Deleted when dropped.
@@ -92,10 +88,6 @@ fn across_a_bridge_every_packet_of_a_call_is_forwarded_by_the_kernel_both_ways()
     assert!(report.contains(&format!("caller {}:6000 <-> router", lan.hosts[0])), "{report}");
     let (a, b, dropped) = relayed(&report);
     assert!(a >= 240 && b >= 240 && dropped == 0, "audio both ways\n{report}");
-    let kernel: u64 = report
-        .lines()
-        .flat_map(|l| l.split("; "))
-        .find_map(|p| p.trim().strip_suffix(" of the relayed packets forwarded by the kernel")?.parse().ok())
-        .unwrap_or_else(|| panic!("no kernel count (was kernel forwarding set up? needs root):\n{report}"));
+    let kernel = kernel_forwarded(&report);
     assert_eq!(kernel, a + b, "every packet, both ways, through the bridge by the kernel\n{report}");
 }

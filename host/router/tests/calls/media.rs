@@ -31,6 +31,16 @@ pub(super) fn relayed(report: &str) -> (u64, u64, u64) {
     (n[0], n[1], n[2])
 }
 
+/// Packets the kernel forwarded, from the report's counters line (kernel
+/// forwarding must have been set up: root, clang at build time).
+pub(super) fn kernel_forwarded(report: &str) -> u64 {
+    report
+        .lines()
+        .flat_map(|l| l.split("; "))
+        .find_map(|p| p.trim().strip_suffix(" of the relayed packets forwarded by the kernel")?.parse().ok())
+        .unwrap_or_else(|| panic!("no kernel count (was kernel forwarding set up? needs root):\n{report}"))
+}
+
 /// A WAV file (16-bit mono PCM at `rate` Hz) of a 440 Hz tone lasting `secs`.
 pub(super) fn tone_wav(rate: u32, secs: u32) -> Vec<u8> {
     let samples: Vec<i16> = (0..rate * secs)
@@ -128,11 +138,7 @@ fn with_kernel_forwarding_sipp_audio_crosses_the_kernel_and_the_report_counts_it
     assert!(a >= 240 && b >= 240 && dropped == 0, "{report}");
     // All but what arrived before both descriptions were known (none here:
     // SIPp sends after the ACK) went through the kernel.
-    let kernel: u64 = report
-        .lines()
-        .flat_map(|l| l.split("; "))
-        .find_map(|p| p.trim().strip_suffix(" of the relayed packets forwarded by the kernel")?.parse().ok())
-        .unwrap_or_else(|| panic!("no kernel count (was kernel forwarding set up? needs root):\n{report}"));
+    let kernel = kernel_forwarded(&report);
     assert_eq!(kernel, a + b, "{report}");
     let (_, to_callee) = router_ports(&report);
     assert!(seen.contains(&format!("m=audio {to_callee} RTP/AVP")), "{seen}");

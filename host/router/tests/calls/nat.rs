@@ -22,7 +22,8 @@ struct NatHost {
     public: String,
 }
 
-fn ip(args: &[&str]) {
+/// Run `ip ARGS` (iproute2), which must succeed.
+pub(super) fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("iproute2's ip");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
